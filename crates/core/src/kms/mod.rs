@@ -1,0 +1,55 @@
+//! Key wrapping: the trait every key-encryption-key provider implements, and the providers.
+
+pub mod local;
+
+use crate::envelope::KekRef;
+use crate::error::Result;
+use crate::secret::DataKey;
+use async_trait::async_trait;
+
+/// What a data key is bound to. AWS KMS gets it as the encryption context; the local provider
+/// uses it as AES-GCM associated data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyContext {
+    pub environment: String,
+    pub wallet_id: String,
+}
+
+impl KeyContext {
+    /// Canonical bytes (length-prefixed) for providers that bind the context as AAD.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        for part in [b"sharevault/dek-context/v1".as_slice(), self.environment.as_bytes(), self.wallet_id.as_bytes()] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out
+    }
+}
+
+/// A fresh data key: its plaintext (zeroized on drop) and its wrapped form.
+pub struct GeneratedKey {
+    pub plaintext: DataKey,
+    pub wrapped: Vec<u8>,
+    pub kek: KekRef,
+}
+
+/// A key-encryption-key provider.
+#[async_trait]
+pub trait KeyWrapper: Send + Sync {
+    /// The key new data keys are wrapped under.
+    fn current_kek(&self) -> &KekRef;
+
+    /// Whether a record naming `kek` may be sent to this provider at all. A record naming a key
+    /// the vault was not configured with is refused before any unwrap is attempted.
+    fn trusts(&self, kek: &KekRef) -> bool;
+
+    /// A new AES-256 data key bound to `ctx`.
+    async fn generate_data_key(&self, ctx: &KeyContext) -> Result<GeneratedKey>;
+
+    /// Unwraps a data key; fails unless `kek` is trusted and `ctx` is the one it was made with.
+    async fn unwrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey>;
+
+    /// Re-wraps a data key under the current key (rotation), without touching the sealed shares.
+    async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)>;
+}

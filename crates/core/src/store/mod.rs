@@ -1,0 +1,97 @@
+//! Storage: the trait the vault writes through, and its SQLite implementation. All SQL lives in
+//! this module tree.
+
+pub mod sqlite;
+
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::envelope::SealedRecord;
+use crate::error::Result;
+use async_trait::async_trait;
+
+/// A stored wallet: identity columns, the whole metadata JSON, and the current sealed shares.
+#[derive(Debug, Clone)]
+pub struct WalletRow {
+    pub address: String,
+    pub address_key: String,
+    pub wallet_id: String,
+    pub chain_name: String,
+    pub environment: String,
+    pub metadata_json: String,
+    /// Bumped by every change; writers compare-and-swap on it so no update is lost.
+    pub version: i64,
+    /// The share generation the sealed record belongs to (part of its AAD).
+    pub generation: i64,
+    pub sealed: SealedRecord,
+}
+
+/// Metadata only: what `getMetadata` and `listWallets` read (no sealed bytes).
+#[derive(Debug, Clone)]
+pub struct MetadataRow {
+    pub address_key: String,
+    pub wallet_id: String,
+    pub chain_name: String,
+    pub environment: String,
+    pub metadata_json: String,
+    pub version: i64,
+    pub generation: i64,
+}
+
+/// A change, written together with its audit row in one transaction.
+#[derive(Debug)]
+pub enum Change {
+    /// A new wallet; `ERR_CONFLICT` if the address is already stored.
+    Insert(WalletRow),
+    /// New metadata, same shares; only if the row is still at `expected_version`.
+    UpdateMetadata { address_key: String, expected_version: i64, metadata_json: String },
+    /// New metadata and a new sealed generation; only if the row is still at `expected_version`.
+    ReplaceShares {
+        address_key: String,
+        expected_version: i64,
+        metadata_json: String,
+        generation: i64,
+        sealed: SealedRecord,
+    },
+    /// Removes the row: metadata, sealed shares and wrapped data key.
+    Delete { address_key: String },
+}
+
+/// The outcome of a compare-and-swap write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// The row changed since it was read (or is gone): re-read and try again.
+    Stale,
+    NotFound,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub environment: String,
+    pub chain_name: Option<String>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub address_key: Option<String>,
+    pub after_seq: Option<i64>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait WalletStore: Send + Sync {
+    /// Applies `change` and appends `audit` in one transaction; both or neither are durable
+    /// when this returns.
+    async fn apply(&self, change: Change, audit: AuditEntry) -> Result<Applied>;
+    /// Appends an audit row on its own (hydrate, failures).
+    async fn append_audit(&self, audit: AuditEntry) -> Result<()>;
+    async fn get(&self, address_key: &str) -> Result<Option<WalletRow>>;
+    async fn get_metadata(&self, address_key: &str) -> Result<Option<MetadataRow>>;
+    async fn list(&self, q: ListQuery) -> Result<Vec<MetadataRow>>;
+    async fn audit_log(&self, q: AuditQuery) -> Result<Vec<AuditRecord>>;
+    /// Reads the whole audit log in order (for chain verification).
+    async fn audit_all(&self) -> Result<Vec<AuditRecord>>;
+    /// Finishes queued writes and closes connections.
+    async fn close(&self) -> Result<()>;
+}

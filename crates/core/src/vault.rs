@@ -1,0 +1,344 @@
+//! The vault: orchestration of store, hydrate, merge, replace, delete and list over the storage
+//! and key-wrapping seams. No SQL and no cipher code here: those live in `store`, `envelope` and
+//! `kms`.
+
+use crate::audit::{now_ms, verify, AuditEntry, AuditRecord, ChainCheck};
+use crate::envelope::{self, Binding, SealedRecord, ALG_AES_256_GCM, FORMAT_V1};
+use crate::error::{Error, ErrorCode, Result};
+use crate::kms::{KeyContext, KeyWrapper};
+use crate::model::{self, Scheme};
+use crate::secret::SecretBuf;
+use crate::shares;
+use crate::store::{Applied, AuditQuery, Change, ListQuery, MetadataRow, WalletRow, WalletStore};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const MAX_ACTOR_LEN: usize = 256;
+const MAX_PURPOSE_LEN: usize = 256;
+/// How often a compare-and-swap write is retried when another writer got there first.
+const MAX_CAS_ATTEMPTS: usize = 64;
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// What a hydrate hands to the binding: the metadata JSON and the plaintext shares encoding.
+#[derive(Debug)]
+pub struct Hydrated {
+    pub metadata_json: String,
+    pub shares: SecretBuf,
+    pub generation: i64,
+}
+
+pub struct Vault {
+    store: Arc<dyn WalletStore>,
+    kms: Arc<dyn KeyWrapper>,
+    environment: String,
+    actor: String,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("environment", &self.environment).field("actor", &self.actor).finish()
+    }
+}
+
+/// Checks the `environment` option.
+pub fn check_environment(environment: &str) -> Result<()> {
+    if environment.trim().is_empty() || environment.len() > 128 {
+        return Err(Error::invalid("environment", "must be a non-empty string of at most 128 characters"));
+    }
+    Ok(())
+}
+
+fn check_label(v: Option<&str>, path: &str, max: usize) -> Result<()> {
+    if let Some(s) = v {
+        if s.is_empty() || s.len() > max {
+            return Err(Error::invalid(path, format!("must be a non-empty string of at most {max} characters")));
+        }
+    }
+    Ok(())
+}
+
+fn parse_backup_info(json: &str) -> Result<serde_json::Value> {
+    if json.len() > model::MAX_METADATA_BYTES {
+        return Err(Error::invalid("backupInfo", "is larger than 1 MiB"));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|_| Error::invalid("backupInfo", "is not valid JSON data"))?;
+    model::check_backup_info(Some(&v), "backupInfo")?;
+    Ok(v)
+}
+
+impl Vault {
+    pub fn new(store: Arc<dyn WalletStore>, kms: Arc<dyn KeyWrapper>, environment: &str, actor: Option<&str>) -> Result<Vault> {
+        check_environment(environment)?;
+        check_label(actor, "actor", MAX_ACTOR_LEN)?;
+        Ok(Vault {
+            store,
+            kms,
+            environment: environment.to_string(),
+            actor: actor.unwrap_or("sharevault").to_string(),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    fn live(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::closed())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn audit(&self, actor: Option<&str>, action: &'static str, address: &str, wallet_id: Option<&str>, purpose: Option<&str>, outcome: &str) -> AuditEntry {
+        AuditEntry {
+            at_ms: now_ms(),
+            environment: self.environment.clone(),
+            actor: actor.unwrap_or(&self.actor).to_string(),
+            action,
+            address: address.to_string(),
+            wallet_id: wallet_id.map(str::to_string),
+            purpose: purpose.map(str::to_string),
+            outcome: outcome.to_string(),
+        }
+    }
+
+    fn same_environment(&self, row_env: &str, address: &str) -> Result<()> {
+        if row_env != self.environment {
+            return Err(Error::new(
+                ErrorCode::EnvironmentMismatch,
+                format!("the wallet {address} belongs to another environment than this vault's ({})", self.environment),
+            ));
+        }
+        Ok(())
+    }
+
+    fn key_context(&self, wallet_id: &str) -> KeyContext {
+        KeyContext { environment: self.environment.clone(), wallet_id: wallet_id.to_string() }
+    }
+
+    async fn seal_generation(&self, wallet_id: &str, address_key: &str, chain_name: &str, generation: i64, plaintext: &SecretBuf) -> Result<SealedRecord> {
+        let key = self.kms.generate_data_key(&self.key_context(wallet_id)).await?;
+        let binding = Binding { environment: &self.environment, wallet_id, address_key, chain_name, generation };
+        let (nonce, ciphertext) = envelope::seal(&key.plaintext, &binding, plaintext.as_slice())?;
+        Ok(SealedRecord { format: FORMAT_V1, alg: ALG_AES_256_GCM, kek: key.kek, wrapped_dek: key.wrapped, nonce, ciphertext })
+    }
+
+    /// Stores a new wallet: validates everything first, then seals the shares under a fresh data
+    /// key and writes metadata, sealed record and audit row in one transaction.
+    pub async fn store_wallet(&self, metadata_json: &str, created_address: Option<&str>, shares: &SecretBuf, actor: Option<&str>) -> Result<String> {
+        self.live()?;
+        check_label(actor, "actor", MAX_ACTOR_LEN)?;
+        let obj = model::parse_metadata(metadata_json)?;
+        let id = model::validate_metadata(&obj)?;
+        if let Some(a) = created_address {
+            if model::address_key(a) != id.address_key {
+                return Err(Error::invalid("walletMetadata.accountAddress", "does not match the wallet's accountAddress"));
+            }
+        }
+        shares::validate(shares, id.scheme.external_share_count(), id.scheme.as_str())?;
+        let sealed = self.seal_generation(&id.wallet_id, &id.address_key, &id.chain_name, 1, shares).await?;
+        let row = WalletRow {
+            address: id.account_address.clone(),
+            address_key: id.address_key.clone(),
+            wallet_id: id.wallet_id.clone(),
+            chain_name: id.chain_name.clone(),
+            environment: self.environment.clone(),
+            metadata_json: metadata_json.to_string(),
+            version: 1,
+            generation: 1,
+            sealed,
+        };
+        let audit = self.audit(actor, "store", &id.account_address, Some(&id.wallet_id), None, "ok");
+        self.store.apply(Change::Insert(row), audit).await?;
+        Ok(metadata_json.to_string())
+    }
+
+    async fn metadata_row(&self, address: &str) -> Result<MetadataRow> {
+        let key = model::check_address_arg(address)?;
+        let row = self.store.get_metadata(&key).await?.ok_or_else(|| Error::not_found(address))?;
+        self.same_environment(&row.environment, address)?;
+        model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
+        Ok(row)
+    }
+
+    /// The stored metadata, whole. No decryption and no KMS call.
+    pub async fn get_metadata(&self, address: &str) -> Result<String> {
+        self.live()?;
+        Ok(self.metadata_row(address).await?.metadata_json)
+    }
+
+    async fn open_row(&self, row: &WalletRow) -> Result<SecretBuf> {
+        let s = &row.sealed;
+        if s.format != FORMAT_V1 || s.alg != ALG_AES_256_GCM {
+            return Err(Error::tampered("the sealed record has an unknown format"));
+        }
+        let ctx = KeyContext { environment: row.environment.clone(), wallet_id: row.wallet_id.clone() };
+        let dek = self.kms.unwrap_data_key(&s.kek, &s.wrapped_dek, &ctx).await?;
+        let binding = Binding {
+            environment: &row.environment,
+            wallet_id: &row.wallet_id,
+            address_key: &row.address_key,
+            chain_name: &row.chain_name,
+            generation: row.generation,
+        };
+        let plaintext = envelope::open(&dek, &binding, &s.nonce, &s.ciphertext)?;
+        shares::decode(&plaintext)?;
+        Ok(plaintext)
+    }
+
+    async fn hydrate_inner(&self, address: &str) -> Result<(WalletRow, SecretBuf)> {
+        let key = model::check_address_arg(address)?;
+        let row = self.store.get(&key).await?.ok_or_else(|| Error::not_found(address))?;
+        self.same_environment(&row.environment, address)?;
+        model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
+        let plaintext = self.open_row(&row).await?;
+        Ok((row, plaintext))
+    }
+
+    /// Reads and decrypts a wallet for one SDK call. The access is in the audit log (durably)
+    /// before the plaintext is handed out; failed attempts are audited with their error code.
+    pub async fn hydrate(&self, address: &str, purpose: Option<&str>, actor: Option<&str>) -> Result<Hydrated> {
+        self.live()?;
+        check_label(actor, "actor", MAX_ACTOR_LEN)?;
+        check_label(purpose, "purpose", MAX_PURPOSE_LEN)?;
+        match self.hydrate_inner(address).await {
+            Ok((row, shares)) => {
+                let audit = self.audit(actor, "hydrate", &row.address, Some(&row.wallet_id), purpose, "ok");
+                self.store.append_audit(audit).await?;
+                Ok(Hydrated { metadata_json: row.metadata_json, shares, generation: row.generation })
+            }
+            Err(e) => {
+                if e.code != ErrorCode::InvalidInput && e.code != ErrorCode::Closed {
+                    let audit = self.audit(actor, "hydrate", address, None, purpose, e.code.as_str());
+                    // The caller gets the hydrate error; a failure to audit it is secondary.
+                    let _ = self.store.append_audit(audit).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces `externalServerKeySharesBackupInfo` with `backup_info_json` (after updatePassword
+    /// or storeEncryptedBackupByWallet). Shares are not touched.
+    pub async fn merge_backup_info(&self, address: &str, backup_info_json: &str, actor: Option<&str>) -> Result<String> {
+        self.live()?;
+        check_label(actor, "actor", MAX_ACTOR_LEN)?;
+        let backup = parse_backup_info(backup_info_json)?;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let row = self.metadata_row(address).await?;
+            let mut obj = model::parse_metadata(&row.metadata_json).map_err(|_| Error::tampered("the stored metadata is not readable"))?;
+            model::apply_update(&mut obj, backup.clone(), None);
+            let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
+            let audit = self.audit(actor, "merge_backup_info", address, Some(&row.wallet_id), None, "ok");
+            let change = Change::UpdateMetadata { address_key: row.address_key.clone(), expected_version: row.version, metadata_json: json.clone() };
+            match self.store.apply(change, audit).await? {
+                Applied::Done => return Ok(json),
+                Applied::Stale => continue,
+                Applied::NotFound => return Err(Error::not_found(address)),
+            }
+        }
+        Err(Error::new(ErrorCode::Conflict, "the wallet kept changing while its backup info was merged"))
+    }
+
+    /// Writes a new share generation (new data key) together with the new backup info and, on a
+    /// reshare, the new scheme, in one transaction.
+    pub async fn replace_shares(&self, address: &str, shares: &SecretBuf, backup_info_json: &str, scheme: Option<&str>, actor: Option<&str>) -> Result<String> {
+        self.live()?;
+        check_label(actor, "actor", MAX_ACTOR_LEN)?;
+        let new_scheme = match scheme {
+            None => None,
+            Some(s) => Some(Scheme::parse(s).ok_or_else(|| {
+                Error::invalid("thresholdSignatureScheme", "must be TWO_OF_TWO, TWO_OF_THREE or THREE_OF_FIVE")
+            })?),
+        };
+        let backup = parse_backup_info(backup_info_json)?;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let key = model::check_address_arg(address)?;
+            let row = self.store.get(&key).await?.ok_or_else(|| Error::not_found(address))?;
+            self.same_environment(&row.environment, address)?;
+            model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
+            let mut obj = model::parse_metadata(&row.metadata_json).map_err(|_| Error::tampered("the stored metadata is not readable"))?;
+            let current = obj
+                .get("thresholdSignatureScheme")
+                .and_then(|v| v.as_str())
+                .and_then(Scheme::parse)
+                .ok_or_else(|| Error::tampered("the stored metadata has no valid scheme"))?;
+            let effective = new_scheme.unwrap_or(current);
+            shares::validate(shares, effective.external_share_count(), effective.as_str())?;
+            model::apply_update(&mut obj, backup.clone(), new_scheme);
+            let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
+            let generation = row.generation + 1;
+            let sealed = self.seal_generation(&row.wallet_id, &row.address_key, &row.chain_name, generation, shares).await?;
+            let audit = self.audit(actor, "replace_shares", &row.address, Some(&row.wallet_id), None, "ok");
+            let change = Change::ReplaceShares { address_key: row.address_key.clone(), expected_version: row.version, metadata_json: json.clone(), generation, sealed };
+            match self.store.apply(change, audit).await? {
+                Applied::Done => return Ok(json),
+                Applied::Stale => continue,
+                Applied::NotFound => return Err(Error::not_found(address)),
+            }
+        }
+        Err(Error::new(ErrorCode::Conflict, "the wallet kept changing while its shares were replaced"))
+    }
+
+    /// Deletes a wallet: metadata, sealed shares and the wrapped data key (crypto-shredding).
+    pub async fn delete_wallet(&self, address: &str, actor: Option<&str>) -> Result<()> {
+        self.live()?;
+        check_label(actor, "actor", MAX_ACTOR_LEN)?;
+        let row = self.metadata_row(address).await?;
+        let audit = self.audit(actor, "delete", address, Some(&row.wallet_id), None, "ok");
+        match self.store.apply(Change::Delete { address_key: row.address_key }, audit).await? {
+            Applied::Done => Ok(()),
+            _ => Err(Error::not_found(address)),
+        }
+    }
+
+    /// Metadata of this environment's wallets, ordered by address key, `limit` at a time after
+    /// the address `after`.
+    pub async fn list_wallets(&self, chain_name: Option<&str>, limit: Option<u32>, after: Option<&str>) -> Result<Vec<String>> {
+        self.live()?;
+        let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        if limit == 0 || limit > MAX_LIST_LIMIT {
+            return Err(Error::invalid("limit", format!("must be between 1 and {MAX_LIST_LIMIT}")));
+        }
+        check_label(chain_name, "chainName", 64)?;
+        let after = after.map(model::check_address_arg).transpose().map_err(|_| Error::invalid("after", "must be a non-empty address"))?;
+        let rows = self
+            .store
+            .list(ListQuery { environment: self.environment.clone(), chain_name: chain_name.map(str::to_string), after, limit })
+            .await?;
+        Ok(rows.into_iter().map(|r| r.metadata_json).collect())
+    }
+
+    /// Audit rows, oldest first, optionally for one address.
+    pub async fn audit_log(&self, address: Option<&str>, after_seq: Option<i64>, limit: Option<u32>) -> Result<Vec<AuditRecord>> {
+        self.live()?;
+        let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        if limit == 0 || limit > MAX_LIST_LIMIT {
+            return Err(Error::invalid("limit", format!("must be between 1 and {MAX_LIST_LIMIT}")));
+        }
+        let address_key = match address {
+            None => None,
+            Some(a) => Some(self.metadata_row(a).await.map(|_| a.to_string()).unwrap_or_else(|_| a.to_string())),
+        };
+        self.store.audit_log(AuditQuery { address_key, after_seq, limit }).await
+    }
+
+    /// Recomputes the audit log's hash chain from the first row.
+    pub async fn verify_audit_chain(&self) -> Result<ChainCheck> {
+        self.live()?;
+        Ok(verify(self.store.audit_all().await?.iter()))
+    }
+
+    /// Finishes queued writes and closes the database. Later calls fail with `ERR_CLOSED`.
+    pub async fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.store.close().await
+    }
+}
