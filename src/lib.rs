@@ -1,1 +1,173 @@
+//! The napi binding of sharevault: classes and functions, JS ⇄ Rust conversion, error mapping.
+//! No business logic: everything here calls into `sharevault-core`. Most users never import this
+//! module directly; the TypeScript facade (`lib/`) wraps it.
 
+#![deny(clippy::all)]
+
+mod convert;
+mod error;
+
+use convert::{HydratedOutput, SharesInput};
+use error::IntoNapi;
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+use sharevault_core::{DataKey, Error, KmsConfig, OpenConfig, Vault};
+use std::sync::Arc;
+
+/// Options for `openVault`, as the facade passes them.
+#[napi(object)]
+pub struct NativeOpenOptions {
+    /// `sqlite://path`, a plain path, or `:memory:`.
+    pub database: String,
+    /// The environment every record is bound to (e.g. `production`).
+    pub environment: String,
+    /// Default actor for the audit log.
+    pub actor: Option<String>,
+    /// Key provider: `local`.
+    pub kms_provider: String,
+    /// The local key as raw bytes (exactly 32).
+    pub local_key: Option<Buffer>,
+    /// The local key as base64 (exactly 32 bytes once decoded).
+    pub local_key_base64: Option<String>,
+}
+
+fn local_key(raw: Option<Buffer>, b64: Option<String>) -> Result<DataKey, Error> {
+    use base64::Engine;
+    let bad = || Error::invalid("kms.key", "must be exactly 32 bytes, as a Buffer or a base64 string");
+    match (raw, b64) {
+        (Some(buf), None) => DataKey::from_slice(buf.as_ref()).ok_or_else(bad),
+        (None, Some(s)) => {
+            let bytes = zeroize::Zeroizing::new(
+                base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|_| bad())?,
+            );
+            DataKey::from_slice(&bytes).ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Opens (creating and migrating if needed) a vault.
+#[napi]
+pub async fn open_vault(options: NativeOpenOptions) -> napi::Result<NativeVault> {
+    let kms = match options.kms_provider.as_str() {
+        "local" => KmsConfig::Local(local_key(options.local_key, options.local_key_base64).napi()?),
+        _ => return Err(error::to_napi(Error::invalid("kms.provider", "must be 'local'"))),
+    };
+    let config = OpenConfig { database: options.database, environment: options.environment, actor: options.actor, kms };
+    let vault = sharevault_core::open(config).await.napi()?;
+    Ok(NativeVault { inner: Arc::new(vault) })
+}
+
+/// One audit-log row.
+#[napi(object)]
+pub struct NativeAuditRecord {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub environment: String,
+    pub actor: String,
+    pub action: String,
+    pub address: String,
+    pub wallet_id: Option<String>,
+    pub purpose: Option<String>,
+    pub outcome: String,
+    /// Hex SHA-256 of this row chained to the previous one.
+    pub hash: String,
+}
+
+/// The result of checking the audit log's hash chain.
+#[napi(object)]
+pub struct NativeChainCheck {
+    pub rows: i64,
+    /// Sequence number of the first row that does not chain, if any.
+    pub broken_at: Option<i64>,
+}
+
+/// A vault handle. Every method runs its database, crypto and KMS work off the JS thread.
+#[napi]
+pub struct NativeVault {
+    inner: Arc<Vault>,
+}
+
+#[napi]
+impl NativeVault {
+    /// Stores a new wallet. `metadataJson` is `JSON.stringify(walletMetadata)`; `shares` is read
+    /// directly into zeroizing memory. Resolves to the stored metadata JSON.
+    #[napi(ts_args_type = "metadataJson: string, createdAddress: string | undefined | null, shares: unknown[], actor?: string | undefined | null")]
+    pub async fn store_wallet(&self, metadata_json: String, created_address: Option<String>, shares: SharesInput, actor: Option<String>) -> napi::Result<String> {
+        self.inner.store_wallet(&metadata_json, created_address.as_deref(), &shares.0, actor.as_deref()).await.napi()
+    }
+
+    /// The stored metadata JSON (no decryption).
+    #[napi]
+    pub async fn get_metadata(&self, address: String) -> napi::Result<String> {
+        self.inner.get_metadata(&address).await.napi()
+    }
+
+    /// Decrypts a wallet for one call: `{ metadata, shares, generation }`, audited first.
+    #[napi(ts_return_type = "Promise<{ metadata: string; shares: unknown[]; generation: number }>")]
+    pub async fn hydrate(&self, address: String, purpose: Option<String>, actor: Option<String>) -> napi::Result<HydratedOutput> {
+        self.inner.hydrate(&address, purpose.as_deref(), actor.as_deref()).await.map(HydratedOutput).napi()
+    }
+
+    /// Replaces the metadata's backup info. Resolves to the new metadata JSON.
+    #[napi]
+    pub async fn merge_backup_info(&self, address: String, backup_info_json: String, actor: Option<String>) -> napi::Result<String> {
+        self.inner.merge_backup_info(&address, &backup_info_json, actor.as_deref()).await.napi()
+    }
+
+    /// Writes a new share generation with its backup info (and scheme) atomically.
+    #[napi(ts_args_type = "address: string, shares: unknown[], backupInfoJson: string, scheme?: string | undefined | null, actor?: string | undefined | null")]
+    pub async fn replace_shares(&self, address: String, shares: SharesInput, backup_info_json: String, scheme: Option<String>, actor: Option<String>) -> napi::Result<String> {
+        self.inner.replace_shares(&address, &shares.0, &backup_info_json, scheme.as_deref(), actor.as_deref()).await.napi()
+    }
+
+    /// Deletes a wallet and its wrapped data key (crypto-shredding).
+    #[napi]
+    pub async fn delete_wallet(&self, address: String, actor: Option<String>) -> napi::Result<()> {
+        self.inner.delete_wallet(&address, actor.as_deref()).await.napi()
+    }
+
+    /// Metadata JSON of this environment's wallets, in address order.
+    #[napi]
+    pub async fn list_wallets(&self, chain_name: Option<String>, limit: Option<u32>, after: Option<String>) -> napi::Result<Vec<String>> {
+        self.inner.list_wallets(chain_name.as_deref(), limit, after.as_deref()).await.napi()
+    }
+
+    /// Audit rows, oldest first.
+    #[napi]
+    pub async fn audit_log(&self, address: Option<String>, after_seq: Option<i64>, limit: Option<u32>) -> napi::Result<Vec<NativeAuditRecord>> {
+        let rows = self.inner.audit_log(address.as_deref(), after_seq, limit).await.napi()?;
+        Ok(rows
+            .into_iter()
+            .map(|r| NativeAuditRecord {
+                seq: r.seq,
+                at_ms: r.at_ms,
+                environment: r.environment,
+                actor: r.actor,
+                action: r.action,
+                address: r.address,
+                wallet_id: r.wallet_id,
+                purpose: r.purpose,
+                outcome: r.outcome,
+                hash: hex_string(&r.hash),
+            })
+            .collect())
+    }
+
+    /// Recomputes the audit log's hash chain.
+    #[napi]
+    pub async fn verify_audit_chain(&self) -> napi::Result<NativeChainCheck> {
+        let c = self.inner.verify_audit_chain().await.napi()?;
+        Ok(NativeChainCheck { rows: c.rows as i64, broken_at: c.broken_at })
+    }
+
+    /// Finishes queued writes and closes the database.
+    #[napi]
+    pub async fn close(&self) -> napi::Result<()> {
+        self.inner.close().await.napi()
+    }
+}
+
+fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,46 @@
+/** Stable error codes. Match on `code`, never on `message`. */
+export type VaultErrorCode =
+  | 'ERR_NOT_FOUND'
+  | 'ERR_INVALID_INPUT'
+  | 'ERR_TAMPERED'
+  | 'ERR_KMS_UNAVAILABLE'
+  | 'ERR_KMS_DENIED'
+  | 'ERR_ENVIRONMENT_MISMATCH'
+  | 'ERR_CONFLICT'
+  | 'ERR_FORBIDDEN'
+  | 'ERR_CLOSED'
+  | 'ERR_STORAGE'
+  | 'ERR_INTERNAL'
+
+/** Every error sharevault raises. Messages never contain share material. */
+export class VaultError extends Error {
+  readonly code: VaultErrorCode
+  /** For `ERR_INVALID_INPUT`: the offending field, e.g. `walletMetadata.addressType`. */
+  readonly path?: string
+
+  constructor(code: VaultErrorCode, message: string, path?: string) {
+    super(path ? `${message} (at ${path})` : message)
+    this.name = 'VaultError'
+    this.code = code
+    if (path !== undefined) this.path = path
+  }
+}
+
+const PREFIX = 'sharevault:'
+
+/** Turns an error from the native binding into a `VaultError`; other errors pass through. */
+export function fromNative(e: unknown): unknown {
+  if (e instanceof Error && e.message.startsWith(PREFIX)) {
+    try {
+      const body = JSON.parse(e.message.slice(PREFIX.length)) as { code: VaultErrorCode; message: string; path?: string | null }
+      return new VaultError(body.code, body.message, body.path ?? undefined)
+    } catch {
+      return new VaultError('ERR_INTERNAL', 'the native binding returned an unreadable error')
+    }
+  }
+  return e
+}
+
+export function invalid(path: string, message: string): VaultError {
+  return new VaultError('ERR_INVALID_INPUT', message, path)
+}

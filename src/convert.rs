@@ -1,0 +1,269 @@
+//! JS ⇄ Rust conversion of share objects, on the JS thread, with raw N-API calls so that the
+//! plaintext is written straight into a zeroizing buffer and read straight out of one: no JSON
+//! string, no intermediate `String`/`Vec` copy of a secret.
+
+use crate::error::to_napi;
+use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue, ValueType};
+use napi::sys;
+use sharevault_core::shares::{self, Encoder, Value, MAX_DEPTH};
+use sharevault_core::{Error, SecretBuf};
+use std::os::raw::c_char;
+use std::ptr;
+
+fn check(status: sys::napi_status, what: &str) -> Result<(), Error> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(Error::internal(format!("N-API failed while {what}")))
+    }
+}
+
+/// The shares as the caller passed them, encoded into zeroizing memory.
+pub struct SharesInput(pub SecretBuf);
+
+impl TypeName for SharesInput {
+    fn type_name() -> &'static str {
+        "ServerKeyShare[]"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ValidateNapiValue for SharesInput {}
+
+impl FromNapiValue for SharesInput {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        let mut enc = Encoder::new();
+        let mut path = String::from("externalServerKeyShares");
+        let mut is_array = false;
+        check(sys::napi_is_array(env, value, &mut is_array), "checking the shares").map_err(to_napi)?;
+        if !is_array {
+            return Err(to_napi(Error::invalid(path, "must be an array of key shares")));
+        }
+        encode(env, value, &mut enc, &mut path, 0).map_err(to_napi)?;
+        Ok(SharesInput(enc.finish()))
+    }
+}
+
+unsafe fn encode(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    enc: &mut Encoder,
+    path: &mut String,
+    depth: usize,
+) -> Result<(), Error> {
+    if depth > MAX_DEPTH {
+        return Err(Error::invalid(path.clone(), "is nested too deeply (or contains a cycle)"));
+    }
+    let mut t = 0;
+    check(sys::napi_typeof(env, v, &mut t), "reading a type")?;
+    match t {
+        sys::ValueType::napi_undefined => enc.undefined(),
+        sys::ValueType::napi_null => enc.null(),
+        sys::ValueType::napi_boolean => {
+            let mut b = false;
+            check(sys::napi_get_value_bool(env, v, &mut b), "reading a boolean")?;
+            enc.boolean(b)
+        }
+        sys::ValueType::napi_number => {
+            let mut n = 0f64;
+            check(sys::napi_get_value_double(env, v, &mut n), "reading a number")?;
+            enc.number(n)
+        }
+        sys::ValueType::napi_string => {
+            let mut len = 0usize;
+            check(sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len), "sizing a string")?;
+            enc.string_in_place(len, |dst| {
+                let mut written = 0usize;
+                check(
+                    sys::napi_get_value_string_utf8(env, v, dst.as_mut_ptr() as *mut c_char, dst.len(), &mut written),
+                    "reading a string",
+                )?;
+                Ok(written)
+            })
+        }
+        sys::ValueType::napi_object => encode_object(env, v, enc, path, depth),
+        _ => Err(Error::invalid(
+            path.clone(),
+            "holds a value that cannot be stored (function, symbol or bigint)",
+        )),
+    }
+}
+
+unsafe fn encode_object(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    enc: &mut Encoder,
+    path: &mut String,
+    depth: usize,
+) -> Result<(), Error> {
+    let mut flag = false;
+    check(sys::napi_is_typedarray(env, v, &mut flag), "checking a typed array")?;
+    if flag {
+        let mut kind = 0;
+        let mut length = 0usize;
+        let mut data: *mut std::ffi::c_void = ptr::null_mut();
+        let mut ab = ptr::null_mut();
+        let mut offset = 0usize;
+        check(
+            sys::napi_get_typedarray_info(env, v, &mut kind, &mut length, &mut data, &mut ab, &mut offset),
+            "reading a typed array",
+        )?;
+        if kind != sys::TypedarrayType::uint8_array && kind != sys::TypedarrayType::uint8_clamped_array {
+            return Err(Error::invalid(path.clone(), "typed arrays other than Uint8Array are not supported"));
+        }
+        let bytes = if length == 0 || data.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(data as *const u8, length)
+        };
+        return enc.bytes(bytes);
+    }
+    for (test, name) in [
+        (sys::napi_is_arraybuffer as unsafe fn(_, _, _) -> _, "ArrayBuffer"),
+        (sys::napi_is_dataview, "DataView"),
+        (sys::napi_is_date, "Date"),
+    ] {
+        check(test(env, v, &mut flag), "checking an object")?;
+        if flag {
+            return Err(Error::invalid(path.clone(), format!("a {name} cannot be stored; use a Uint8Array or a string")));
+        }
+    }
+    check(sys::napi_is_array(env, v, &mut flag), "checking an array")?;
+    if flag {
+        let mut len = 0u32;
+        check(sys::napi_get_array_length(env, v, &mut len), "reading an array length")?;
+        enc.begin_array(len as usize)?;
+        let base = path.len();
+        for i in 0..len {
+            let mut item = ptr::null_mut();
+            check(sys::napi_get_element(env, v, i, &mut item), "reading an array element")?;
+            path.push_str(&format!("[{i}]"));
+            encode(env, item, enc, path, depth + 1)?;
+            path.truncate(base);
+        }
+        return Ok(());
+    }
+    // A plain object or a class instance: its own enumerable string-keyed fields.
+    let mut names = ptr::null_mut();
+    check(
+        sys::napi_get_all_property_names(
+            env,
+            v,
+            sys::KeyCollectionMode::own_only,
+            sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
+            sys::KeyConversion::numbers_to_strings,
+            &mut names,
+        ),
+        "listing an object's fields",
+    )?;
+    let mut count = 0u32;
+    check(sys::napi_get_array_length(env, names, &mut count), "counting an object's fields")?;
+    enc.begin_object(count as usize)?;
+    let base = path.len();
+    let mut key_buf: Vec<u8> = Vec::new();
+    for i in 0..count {
+        let mut key = ptr::null_mut();
+        check(sys::napi_get_element(env, names, i, &mut key), "reading a field name")?;
+        let mut klen = 0usize;
+        check(sys::napi_get_value_string_utf8(env, key, ptr::null_mut(), 0, &mut klen), "sizing a field name")?;
+        if klen > 1024 {
+            return Err(Error::invalid(path.clone(), "has a field name longer than 1024 bytes"));
+        }
+        key_buf.clear();
+        key_buf.resize(klen + 1, 0);
+        let mut written = 0usize;
+        check(
+            sys::napi_get_value_string_utf8(env, key, key_buf.as_mut_ptr() as *mut c_char, key_buf.len(), &mut written),
+            "reading a field name",
+        )?;
+        let name = std::str::from_utf8(&key_buf[..written]).map_err(|_| Error::internal("a field name was not UTF-8"))?;
+        enc.key(name)?;
+        path.push('.');
+        path.push_str(name);
+        let mut field = ptr::null_mut();
+        check(sys::napi_get_property(env, v, key, &mut field), "reading a field")?;
+        encode(env, field, enc, path, depth + 1)?;
+        path.truncate(base);
+    }
+    Ok(())
+}
+
+/// Builds fresh JS values from decoded shares (on the JS thread).
+pub unsafe fn build(env: sys::napi_env, v: &Value<'_>) -> Result<sys::napi_value, Error> {
+    let mut out = ptr::null_mut();
+    match v {
+        Value::Null => check(sys::napi_get_null(env, &mut out), "creating null")?,
+        Value::Undefined => check(sys::napi_get_undefined(env, &mut out), "creating undefined")?,
+        Value::Bool(b) => check(sys::napi_get_boolean(env, *b, &mut out), "creating a boolean")?,
+        Value::Number(n) => check(sys::napi_create_double(env, *n, &mut out), "creating a number")?,
+        Value::Str(s) => check(
+            sys::napi_create_string_utf8(env, s.as_ptr() as *const c_char, s.len() as isize, &mut out),
+            "creating a string",
+        )?,
+        Value::Bytes(b) => {
+            let mut data: *mut std::ffi::c_void = ptr::null_mut();
+            let mut ab = ptr::null_mut();
+            check(sys::napi_create_arraybuffer(env, b.len(), &mut data, &mut ab), "creating an ArrayBuffer")?;
+            if !b.is_empty() && !data.is_null() {
+                ptr::copy_nonoverlapping(b.as_ptr(), data as *mut u8, b.len());
+            }
+            check(
+                sys::napi_create_typedarray(env, sys::TypedarrayType::uint8_array, b.len(), ab, 0, &mut out),
+                "creating a Uint8Array",
+            )?;
+        }
+        Value::Array(items) => {
+            check(sys::napi_create_array_with_length(env, items.len(), &mut out), "creating an array")?;
+            for (i, item) in items.iter().enumerate() {
+                let js = build(env, item)?;
+                check(sys::napi_set_element(env, out, i as u32, js), "filling an array")?;
+            }
+        }
+        Value::Object(fields) => {
+            check(sys::napi_create_object(env, &mut out), "creating an object")?;
+            for (k, item) in fields {
+                let mut key = ptr::null_mut();
+                check(
+                    sys::napi_create_string_utf8(env, k.as_ptr() as *const c_char, k.len() as isize, &mut key),
+                    "creating a field name",
+                )?;
+                let js = build(env, item)?;
+                check(sys::napi_set_property(env, out, key, js), "filling an object")?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A hydrated wallet on its way to JS: `{ metadata: string, shares: ServerKeyShare[] }`. The
+/// plaintext buffer is zeroized when this is dropped, right after the JS objects are built.
+pub struct HydratedOutput(pub sharevault_core::Hydrated);
+
+impl TypeName for HydratedOutput {
+    fn type_name() -> &'static str {
+        "NativeHydrated"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ToNapiValue for HydratedOutput {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        let h = val.0;
+        let doc = shares::decode(&h.shares).map_err(to_napi)?;
+        let shares_js = build(env, &doc).map_err(to_napi)?;
+        drop(doc);
+        let mut obj = ptr::null_mut();
+        check(sys::napi_create_object(env, &mut obj), "creating the result").map_err(to_napi)?;
+        let meta = String::to_napi_value(env, h.metadata_json)?;
+        let generation = f64::to_napi_value(env, h.generation as f64)?;
+        for (name, value) in [(c"metadata", meta), (c"shares", shares_js), (c"generation", generation)] {
+            check(sys::napi_set_named_property(env, obj, name.as_ptr(), value), "filling the result").map_err(to_napi)?;
+        }
+        Ok(obj)
+        // `h.shares` (the plaintext) is zeroized here, when it goes out of scope.
+    }
+}
