@@ -30,9 +30,11 @@ const PREFIX = 'sharevault:'
 
 /** Turns an error from the native binding into a `VaultError`; other errors pass through. */
 export function fromNative(e: unknown): unknown {
-  if (e instanceof Error && e.message.startsWith(PREFIX)) {
+  // Duck-typed: an error made by the addon may come from another realm (jest's sandbox, a vm).
+  const message = e !== null && typeof e === 'object' ? (e as { message?: unknown }).message : undefined
+  if (typeof message === 'string' && message.startsWith(PREFIX)) {
     try {
-      const body = JSON.parse(e.message.slice(PREFIX.length)) as { code: VaultErrorCode; message: string; path?: string | null }
+      const body = JSON.parse(message.slice(PREFIX.length)) as { code: VaultErrorCode; message: string; path?: string | null }
       return new VaultError(body.code, body.message, body.path ?? undefined)
     } catch {
       return new VaultError('ERR_INTERNAL', 'the native binding returned an unreadable error')

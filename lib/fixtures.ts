@@ -50,7 +50,7 @@ export function emptyBackupInfo(): KeyShareBackupInfo {
   }
 }
 
-export function backupInfoWithExternal(id = randomUUID()): KeyShareBackupInfo {
+export function backupInfoWithExternal(id: string = randomUUID()): KeyShareBackupInfo {
   const b = emptyBackupInfo()
   b.passwordEncrypted = true
   b.backups.external = [{ location: 'external', externalKeyShareId: id, passwordEncrypted: true }]
