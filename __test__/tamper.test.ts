@@ -1,0 +1,163 @@
+import { readFileSync, existsSync, statSync } from 'node:fs'
+import { Vault } from '../lib'
+import { fakeCreatedWallet } from '../lib/fixtures'
+import { cleanup, newKey, openFile, vaultError } from './support/helpers'
+import { sqlInChild, tamper } from './support/sql'
+
+afterEach(cleanup)
+
+async function storedPair() {
+  const { vault, path, key } = await openFile()
+  const a = fakeCreatedWallet('EVM')
+  const b = fakeCreatedWallet('EVM')
+  await vault.storeWallet(a)
+  await vault.storeWallet(b)
+  return { vault, path, key, a, b }
+}
+
+describe('a changed record never yields plaintext', () => {
+  it('fails with ERR_TAMPERED when a byte of the sealed shares is changed in the database', async () => {
+    const { vault, path, a } = await storedPair()
+    const addr = a.walletMetadata.accountAddress
+    sqlInChild(path, `
+      const row = db.prepare('SELECT ciphertext FROM wallets WHERE address_key = ?').get(args[0])
+      row.ciphertext[Math.floor(row.ciphertext.length / 2)] ^= 1
+      db.prepare('UPDATE wallets SET ciphertext = ? WHERE address_key = ?').run(row.ciphertext, args[0])`, addr.toLowerCase())
+    const e = await vaultError(vault.withWallet(addr, () => 'should not run'))
+    expect(e.code).toBe('ERR_TAMPERED')
+    await vault.close()
+  })
+
+  it.each([
+    ['the nonce', "UPDATE wallets SET nonce = randomblob(12) WHERE address_key = ?"],
+    ['the wrapped data key', "UPDATE wallets SET wrapped_dek = randomblob(length(wrapped_dek)) WHERE address_key = ?"],
+    ['the generation', "UPDATE wallets SET generation = generation + 1 WHERE address_key = ?"],
+    ['the chain name', "UPDATE wallets SET chain_name = 'SVM', metadata = json_set(metadata, '$.chainName', 'SVM') WHERE address_key = ?"],
+    ['the walletId in the metadata', "UPDATE wallets SET metadata = json_set(metadata, '$.walletId', 'someone-else') WHERE address_key = ?"],
+    ['the ciphertext, truncated', "UPDATE wallets SET ciphertext = substr(ciphertext, 1, 10) WHERE address_key = ?"],
+    ['the record format', "UPDATE wallets SET format = 2 WHERE address_key = ?"],
+  ])('fails with ERR_TAMPERED when %s is changed', async (_what, sql) => {
+    const { vault, path, a, b } = await storedPair()
+    tamper(path, sql, a.walletMetadata.accountAddress.toLowerCase())
+    const e = await vaultError(vault.withWallet(a.walletMetadata.accountAddress, () => 'should not run'))
+    expect(e.code).toBe('ERR_TAMPERED')
+    // The other wallet is untouched and still opens.
+    const ok = await vault.withWallet(b.walletMetadata.accountAddress, (w) => w.externalServerKeyShares[0].secretShare)
+    expect(ok).toBe(b.externalServerKeyShares[0].secretShare)
+    await vault.close()
+  })
+
+  it('fails with ERR_TAMPERED when a sealed record is moved to another wallet', async () => {
+    const { vault, path, a, b } = await storedPair()
+    tamper(
+      path,
+      `UPDATE wallets SET (kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext) =
+         (SELECT kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext FROM wallets WHERE address_key = ?)
+       WHERE address_key = ?`,
+      a.walletMetadata.accountAddress.toLowerCase(),
+      b.walletMetadata.accountAddress.toLowerCase(),
+    )
+    const e = await vaultError(vault.withWallet(b.walletMetadata.accountAddress, () => 'should not run'))
+    expect(e.code).toBe('ERR_TAMPERED')
+    await vault.close()
+  })
+
+  it('records failed hydrations in the audit log with their code', async () => {
+    const { vault, path, a } = await storedPair()
+    tamper(path, "UPDATE wallets SET nonce = randomblob(12) WHERE address_key = ?", a.walletMetadata.accountAddress.toLowerCase())
+    await vaultError(vault.withWallet(a.walletMetadata.accountAddress, () => 1, { purpose: 'sign' }))
+    const rows = await vault.auditLog({ address: a.walletMetadata.accountAddress })
+    expect(rows.at(-1)).toMatchObject({ action: 'hydrate', purpose: 'sign', outcome: 'ERR_TAMPERED' })
+    await vault.close()
+  })
+})
+
+describe('another environment or another key never yields plaintext', () => {
+  it('refuses a wallet of another environment with ERR_ENVIRONMENT_MISMATCH and does not list it', async () => {
+    const { vault, path, key, a } = await storedPair()
+    await vault.close()
+    const other = await Vault.open({ database: path, environment: 'staging', kms: { provider: 'local', key } })
+    const addr = a.walletMetadata.accountAddress
+    expect((await vaultError(other.withWallet(addr, () => 'should not run'))).code).toBe('ERR_ENVIRONMENT_MISMATCH')
+    expect((await vaultError(other.getMetadata(addr))).code).toBe('ERR_ENVIRONMENT_MISMATCH')
+    expect(await other.listWallets()).toEqual([])
+    await other.close()
+  })
+
+  it('fails with ERR_TAMPERED when the environment column is rewritten to match another vault', async () => {
+    const { vault, path, key, a } = await storedPair()
+    await vault.close()
+    tamper(path, "UPDATE wallets SET environment = 'staging'")
+    const other = await Vault.open({ database: path, environment: 'staging', kms: { provider: 'local', key } })
+    const e = await vaultError(other.withWallet(a.walletMetadata.accountAddress, () => 'should not run'))
+    expect(e.code).toBe('ERR_TAMPERED')
+    await other.close()
+  })
+
+  it('refuses records wrapped by another key with ERR_KMS_DENIED', async () => {
+    const { vault, path, a } = await storedPair()
+    await vault.close()
+    const other = await Vault.open({ database: path, environment: 'test', kms: { provider: 'local', key: newKey() } })
+    const e = await vaultError(other.withWallet(a.walletMetadata.accountAddress, () => 'should not run'))
+    expect(e.code).toBe('ERR_KMS_DENIED')
+    await other.close()
+  })
+
+  it('fails when a record claims the other key id but was wrapped by the first key', async () => {
+    const { vault, path, a } = await storedPair()
+    await vault.close()
+    const otherKey = newKey()
+    const probe = await Vault.open({ database: path, environment: 'test', kms: { provider: 'local', key: otherKey } })
+    const c = fakeCreatedWallet('SVM')
+    await probe.storeWallet(c)
+    tamper(path, 'UPDATE wallets SET kek_key_id = (SELECT kek_key_id FROM wallets WHERE address_key = ?)', c.walletMetadata.accountAddress)
+    const e = await vaultError(probe.withWallet(a.walletMetadata.accountAddress, () => 'should not run'))
+    expect(e.code).toBe('ERR_TAMPERED')
+    await probe.close()
+  })
+})
+
+describe('the database file', () => {
+  it('holds no plaintext share bytes, is private to its owner, and runs in WAL mode with secure_delete', async () => {
+    const { vault, path } = await openFile()
+    const wallets = [fakeCreatedWallet('EVM'), fakeCreatedWallet('SVM'), fakeCreatedWallet('BTC', { scheme: 'TWO_OF_THREE' })]
+    for (const w of wallets) await vault.storeWallet(w)
+    await vault.close()
+    const files = [path, `${path}-wal`].filter(existsSync)
+    const bytes = Buffer.concat(files.map((f) => readFileSync(f)))
+    for (const w of wallets) {
+      for (const s of w.externalServerKeyShares) {
+        expect(bytes.includes(Buffer.from(s.secretShare.slice(0, 16)))).toBe(false)
+        const pk = (s.pubkey as { pubkey?: Uint8Array }).pubkey ?? (s.pubkey as Uint8Array)
+        expect(bytes.includes(Buffer.from(pk))).toBe(false)
+      }
+      // The metadata is stored in the clear, by design (it is not secret).
+      expect(bytes.includes(Buffer.from(w.walletMetadata.walletId))).toBe(true)
+    }
+    expect(statSync(path).mode & 0o777).toBe(0o600)
+    expect(sqlInChild(path, "return db.pragma('journal_mode', { simple: true })")).toBe('wal')
+  })
+
+  it('keeps no copy of a deleted wallet\'s sealed shares or wrapped data key', async () => {
+    const { vault, path, a } = await storedPair()
+    const row = sqlInChild<{ wrapped_dek: string; ciphertext: string }>(path, `
+      const r = db.prepare('SELECT wrapped_dek, ciphertext FROM wallets WHERE address_key = ?').get(args[0])
+      return { wrapped_dek: r.wrapped_dek.toString('hex'), ciphertext: r.ciphertext.toString('hex') }`, a.walletMetadata.accountAddress.toLowerCase())
+    await vault.deleteWallet(a.walletMetadata.accountAddress)
+    await vault.close()
+    const bytes = Buffer.concat([path, `${path}-wal`].filter(existsSync).map((f) => readFileSync(f)))
+    expect(bytes.includes(Buffer.from(row.wrapped_dek, 'hex'))).toBe(false)
+    expect(bytes.includes(Buffer.from(row.ciphertext, 'hex').subarray(0, 32))).toBe(false)
+  })
+
+  it('keeps the audit log append-only, and detects a row changed behind its back', async () => {
+    const { vault, path, a } = await storedPair()
+    await vault.withWallet(a.walletMetadata.accountAddress, () => 1, { purpose: 'sign' })
+    expect(() => tamper(path, "UPDATE audit SET actor = 'nobody'")).toThrow(/append-only/)
+    expect(() => tamper(path, 'DELETE FROM audit')).toThrow(/append-only/)
+    expect(await vault.verifyAuditChain()).toEqual({ rows: 3 })
+    sqlInChild(path, `db.exec("DROP TRIGGER audit_append_only_update; UPDATE audit SET purpose = 'innocent' WHERE seq = 3")`)
+    expect(await vault.verifyAuditChain()).toEqual({ rows: 3, brokenAt: 3 })
+    await vault.close()
+  })
+})
