@@ -84,10 +84,7 @@ unsafe fn encode(
             })
         }
         sys::ValueType::napi_object => encode_object(env, v, enc, path, depth),
-        _ => Err(Error::invalid(
-            path.clone(),
-            "holds a value that cannot be stored (function, symbol or bigint)",
-        )),
+        _ => Err(Error::invalid(path.clone(), "holds a value that cannot be stored (function, symbol or bigint)")),
     }
 }
 
@@ -113,11 +110,8 @@ unsafe fn encode_object(
         if kind != sys::TypedarrayType::uint8_array && kind != sys::TypedarrayType::uint8_clamped_array {
             return Err(Error::invalid(path.clone(), "typed arrays other than Uint8Array are not supported"));
         }
-        let bytes = if length == 0 || data.is_null() {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(data as *const u8, length)
-        };
+        let bytes =
+            if length == 0 || data.is_null() { &[][..] } else { std::slice::from_raw_parts(data as *const u8, length) };
         return enc.bytes(bytes);
     }
     for (test, name) in [
@@ -127,7 +121,10 @@ unsafe fn encode_object(
     ] {
         check(test(env, v, &mut flag), "checking an object")?;
         if flag {
-            return Err(Error::invalid(path.clone(), format!("a {name} cannot be stored; use a Uint8Array or a string")));
+            return Err(Error::invalid(
+                path.clone(),
+                format!("a {name} cannot be stored; use a Uint8Array or a string"),
+            ));
         }
     }
     check(sys::napi_is_array(env, v, &mut flag), "checking an array")?;
@@ -178,7 +175,8 @@ unsafe fn encode_object(
             sys::napi_get_value_string_utf8(env, key, key_buf.as_mut_ptr() as *mut c_char, key_buf.len(), &mut written),
             "reading a field name",
         )?;
-        let name = std::str::from_utf8(&key_buf[..written]).map_err(|_| Error::internal("a field name was not UTF-8"))?;
+        let name =
+            std::str::from_utf8(&key_buf[..written]).map_err(|_| Error::internal("a field name was not UTF-8"))?;
         enc.key(name)?;
         path.push('.');
         path.push_str(name);
@@ -261,7 +259,8 @@ impl ToNapiValue for HydratedOutput {
         let meta = String::to_napi_value(env, h.metadata_json)?;
         let generation = f64::to_napi_value(env, h.generation as f64)?;
         for (name, value) in [(c"metadata", meta), (c"shares", shares_js), (c"generation", generation)] {
-            check(sys::napi_set_named_property(env, obj, name.as_ptr(), value), "filling the result").map_err(to_napi)?;
+            check(sys::napi_set_named_property(env, obj, name.as_ptr(), value), "filling the result")
+                .map_err(to_napi)?;
         }
         Ok(obj)
         // `h.shares` (the plaintext) is zeroized here, when it goes out of scope.

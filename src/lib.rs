@@ -37,9 +37,8 @@ fn local_key(raw: Option<Buffer>, b64: Option<String>) -> Result<DataKey, Error>
     match (raw, b64) {
         (Some(buf), None) => DataKey::from_slice(buf.as_ref()).ok_or_else(bad),
         (None, Some(s)) => {
-            let bytes = zeroize::Zeroizing::new(
-                base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|_| bad())?,
-            );
+            let bytes =
+                zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|_| bad())?);
             DataKey::from_slice(&bytes).ok_or_else(bad)
         }
         _ => Err(bad()),
@@ -92,8 +91,16 @@ pub struct NativeVault {
 impl NativeVault {
     /// Stores a new wallet. `metadataJson` is `JSON.stringify(walletMetadata)`; `shares` is read
     /// directly into zeroizing memory. Resolves to the stored metadata JSON.
-    #[napi(ts_args_type = "metadataJson: string, createdAddress: string | undefined | null, shares: unknown[], actor?: string | undefined | null")]
-    pub async fn store_wallet(&self, metadata_json: String, created_address: Option<String>, shares: SharesInput, actor: Option<String>) -> napi::Result<String> {
+    #[napi(
+        ts_args_type = "metadataJson: string, createdAddress: string | undefined | null, shares: unknown[], actor?: string | undefined | null"
+    )]
+    pub async fn store_wallet(
+        &self,
+        metadata_json: String,
+        created_address: Option<String>,
+        shares: SharesInput,
+        actor: Option<String>,
+    ) -> napi::Result<String> {
         self.inner.store_wallet(&metadata_json, created_address.as_deref(), &shares.0, actor.as_deref()).await.napi()
     }
 
@@ -105,20 +112,42 @@ impl NativeVault {
 
     /// Decrypts a wallet for one call: `{ metadata, shares, generation }`, audited first.
     #[napi(ts_return_type = "Promise<{ metadata: string; shares: unknown[]; generation: number }>")]
-    pub async fn hydrate(&self, address: String, purpose: Option<String>, actor: Option<String>) -> napi::Result<HydratedOutput> {
+    pub async fn hydrate(
+        &self,
+        address: String,
+        purpose: Option<String>,
+        actor: Option<String>,
+    ) -> napi::Result<HydratedOutput> {
         self.inner.hydrate(&address, purpose.as_deref(), actor.as_deref()).await.map(HydratedOutput).napi()
     }
 
     /// Replaces the metadata's backup info. Resolves to the new metadata JSON.
     #[napi]
-    pub async fn merge_backup_info(&self, address: String, backup_info_json: String, actor: Option<String>) -> napi::Result<String> {
+    pub async fn merge_backup_info(
+        &self,
+        address: String,
+        backup_info_json: String,
+        actor: Option<String>,
+    ) -> napi::Result<String> {
         self.inner.merge_backup_info(&address, &backup_info_json, actor.as_deref()).await.napi()
     }
 
     /// Writes a new share generation with its backup info (and scheme) atomically.
-    #[napi(ts_args_type = "address: string, shares: unknown[], backupInfoJson: string, scheme?: string | undefined | null, actor?: string | undefined | null")]
-    pub async fn replace_shares(&self, address: String, shares: SharesInput, backup_info_json: String, scheme: Option<String>, actor: Option<String>) -> napi::Result<String> {
-        self.inner.replace_shares(&address, &shares.0, &backup_info_json, scheme.as_deref(), actor.as_deref()).await.napi()
+    #[napi(
+        ts_args_type = "address: string, shares: unknown[], backupInfoJson: string, scheme?: string | undefined | null, actor?: string | undefined | null"
+    )]
+    pub async fn replace_shares(
+        &self,
+        address: String,
+        shares: SharesInput,
+        backup_info_json: String,
+        scheme: Option<String>,
+        actor: Option<String>,
+    ) -> napi::Result<String> {
+        self.inner
+            .replace_shares(&address, &shares.0, &backup_info_json, scheme.as_deref(), actor.as_deref())
+            .await
+            .napi()
     }
 
     /// Deletes a wallet and its wrapped data key (crypto-shredding).
@@ -129,13 +158,23 @@ impl NativeVault {
 
     /// Metadata JSON of this environment's wallets, in address order.
     #[napi]
-    pub async fn list_wallets(&self, chain_name: Option<String>, limit: Option<u32>, after: Option<String>) -> napi::Result<Vec<String>> {
+    pub async fn list_wallets(
+        &self,
+        chain_name: Option<String>,
+        limit: Option<u32>,
+        after: Option<String>,
+    ) -> napi::Result<Vec<String>> {
         self.inner.list_wallets(chain_name.as_deref(), limit, after.as_deref()).await.napi()
     }
 
     /// Audit rows, oldest first.
     #[napi]
-    pub async fn audit_log(&self, address: Option<String>, after_seq: Option<i64>, limit: Option<u32>) -> napi::Result<Vec<NativeAuditRecord>> {
+    pub async fn audit_log(
+        &self,
+        address: Option<String>,
+        after_seq: Option<i64>,
+        limit: Option<u32>,
+    ) -> napi::Result<Vec<NativeAuditRecord>> {
         let rows = self.inner.audit_log(address.as_deref(), after_seq, limit).await.napi()?;
         Ok(rows
             .into_iter()

@@ -35,10 +35,7 @@ pub struct AuditRecord {
 pub const GENESIS: [u8; 32] = [0u8; 32];
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn put(h: &mut Sha256, s: Option<&str>) {

@@ -58,7 +58,8 @@ pub struct Identity {
 /// folded to lower case; every other chain's addresses are case-sensitive and kept exactly.
 pub fn address_key(address: &str) -> String {
     let b = address.as_bytes();
-    if b.len() == 42 && (address.starts_with("0x") || address.starts_with("0X"))
+    if b.len() == 42
+        && (address.starts_with("0x") || address.starts_with("0X"))
         && b[2..].iter().all(u8::is_ascii_hexdigit)
     {
         address.to_ascii_lowercase()
@@ -132,10 +133,7 @@ pub fn validate_metadata(obj: &Map<String, Value>) -> Result<Identity> {
     let chain_name = required_string(obj, "chainName")?;
     let scheme_str = required_string(obj, "thresholdSignatureScheme")?;
     let scheme = Scheme::parse(scheme_str).ok_or_else(|| {
-        Error::invalid(
-            "walletMetadata.thresholdSignatureScheme",
-            "must be TWO_OF_TWO, TWO_OF_THREE or THREE_OF_FIVE",
-        )
+        Error::invalid("walletMetadata.thresholdSignatureScheme", "must be TWO_OF_TWO, TWO_OF_THREE or THREE_OF_FIVE")
     })?;
     if chain_name == "BTC" {
         match obj.get("addressType") {
@@ -183,12 +181,9 @@ pub fn check_stored_identity(
         #[serde(rename = "chainName", borrow)]
         chain_name: std::borrow::Cow<'a, str>,
     }
-    let id: Id<'_> = serde_json::from_str(metadata_json)
-        .map_err(|_| Error::tampered("the stored metadata is not readable"))?;
-    if id.wallet_id != wallet_id
-        || address_key(&id.account_address) != address_key_col
-        || id.chain_name != chain_name
-    {
+    let id: Id<'_> =
+        serde_json::from_str(metadata_json).map_err(|_| Error::tampered("the stored metadata is not readable"))?;
+    if id.wallet_id != wallet_id || address_key(&id.account_address) != address_key_col || id.chain_name != chain_name {
         return Err(Error::tampered("the stored metadata does not match the wallet's record"));
     }
     Ok(())
@@ -196,11 +191,7 @@ pub fn check_stored_identity(
 
 /// Replaces `externalServerKeySharesBackupInfo` (the SDK returns the whole, current value) and,
 /// on a reshare, the scheme. Every other field is left exactly as it was.
-pub fn apply_update(
-    obj: &mut Map<String, Value>,
-    backup_info: Value,
-    scheme: Option<Scheme>,
-) {
+pub fn apply_update(obj: &mut Map<String, Value>, backup_info: Value, scheme: Option<Scheme>) {
     obj.insert("externalServerKeySharesBackupInfo".to_string(), backup_info);
     if let Some(s) = scheme {
         obj.insert("thresholdSignatureScheme".to_string(), Value::String(s.as_str().to_string()));

@@ -110,11 +110,7 @@ impl Encoder {
     /// A string of `len` UTF-8 bytes that `fill` writes in place. `fill` gets `len + 1` bytes of
     /// room (N-API writes a terminating NUL) and returns how many bytes it wrote, which must be
     /// `len`.
-    pub fn string_in_place(
-        &mut self,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]) -> Result<usize>,
-    ) -> Result<()> {
+    pub fn string_in_place(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize>) -> Result<()> {
         self.room(len.saturating_add(6))?;
         self.tag_len(T_STRING, len)?;
         let start = self.buf.len();
@@ -296,10 +292,7 @@ pub fn validate(buf: &SecretBuf, expected: usize, scheme: &str) -> Result<()> {
     if items.len() != expected {
         return Err(Error::invalid(
             ROOT,
-            format!(
-                "{scheme} needs {expected} external server key share(s), got {}",
-                items.len()
-            ),
+            format!("{scheme} needs {expected} external server key share(s), got {}", items.len()),
         ));
     }
     for (i, share) in items.iter().enumerate() {
@@ -309,17 +302,9 @@ pub fn validate(buf: &SecretBuf, expected: usize, scheme: &str) -> Result<()> {
         match share.field("secretShare") {
             Some(Value::Str(s)) if !s.is_empty() => {}
             Some(Value::Str(_)) => {
-                return Err(Error::invalid(
-                    format!("{ROOT}[{i}].secretShare"),
-                    "must be a non-empty string",
-                ))
+                return Err(Error::invalid(format!("{ROOT}[{i}].secretShare"), "must be a non-empty string"))
             }
-            _ => {
-                return Err(Error::invalid(
-                    format!("{ROOT}[{i}].secretShare"),
-                    "must be a string",
-                ))
-            }
+            _ => return Err(Error::invalid(format!("{ROOT}[{i}].secretShare"), "must be a string")),
         }
     }
     Ok(())

@@ -70,7 +70,12 @@ fn parse_backup_info(json: &str) -> Result<serde_json::Value> {
 }
 
 impl Vault {
-    pub fn new(store: Arc<dyn WalletStore>, kms: Arc<dyn KeyWrapper>, environment: &str, actor: Option<&str>) -> Result<Vault> {
+    pub fn new(
+        store: Arc<dyn WalletStore>,
+        kms: Arc<dyn KeyWrapper>,
+        environment: &str,
+        actor: Option<&str>,
+    ) -> Result<Vault> {
         check_environment(environment)?;
         check_label(actor, "actor", MAX_ACTOR_LEN)?;
         Ok(Vault {
@@ -94,7 +99,15 @@ impl Vault {
         }
     }
 
-    fn audit(&self, actor: Option<&str>, action: &'static str, address: &str, wallet_id: Option<&str>, purpose: Option<&str>, outcome: &str) -> AuditEntry {
+    fn audit(
+        &self,
+        actor: Option<&str>,
+        action: &'static str,
+        address: &str,
+        wallet_id: Option<&str>,
+        purpose: Option<&str>,
+        outcome: &str,
+    ) -> AuditEntry {
         AuditEntry {
             at_ms: now_ms(),
             environment: self.environment.clone(),
@@ -121,23 +134,46 @@ impl Vault {
         KeyContext { environment: self.environment.clone(), wallet_id: wallet_id.to_string() }
     }
 
-    async fn seal_generation(&self, wallet_id: &str, address_key: &str, chain_name: &str, generation: i64, plaintext: &SecretBuf) -> Result<SealedRecord> {
+    async fn seal_generation(
+        &self,
+        wallet_id: &str,
+        address_key: &str,
+        chain_name: &str,
+        generation: i64,
+        plaintext: &SecretBuf,
+    ) -> Result<SealedRecord> {
         let key = self.kms.generate_data_key(&self.key_context(wallet_id)).await?;
         let binding = Binding { environment: &self.environment, wallet_id, address_key, chain_name, generation };
         let (nonce, ciphertext) = envelope::seal(&key.plaintext, &binding, plaintext.as_slice())?;
-        Ok(SealedRecord { format: FORMAT_V1, alg: ALG_AES_256_GCM, kek: key.kek, wrapped_dek: key.wrapped, nonce, ciphertext })
+        Ok(SealedRecord {
+            format: FORMAT_V1,
+            alg: ALG_AES_256_GCM,
+            kek: key.kek,
+            wrapped_dek: key.wrapped,
+            nonce,
+            ciphertext,
+        })
     }
 
     /// Stores a new wallet: validates everything first, then seals the shares under a fresh data
     /// key and writes metadata, sealed record and audit row in one transaction.
-    pub async fn store_wallet(&self, metadata_json: &str, created_address: Option<&str>, shares: &SecretBuf, actor: Option<&str>) -> Result<String> {
+    pub async fn store_wallet(
+        &self,
+        metadata_json: &str,
+        created_address: Option<&str>,
+        shares: &SecretBuf,
+        actor: Option<&str>,
+    ) -> Result<String> {
         self.live()?;
         check_label(actor, "actor", MAX_ACTOR_LEN)?;
         let obj = model::parse_metadata(metadata_json)?;
         let id = model::validate_metadata(&obj)?;
         if let Some(a) = created_address {
             if model::address_key(a) != id.address_key {
-                return Err(Error::invalid("walletMetadata.accountAddress", "does not match the wallet's accountAddress"));
+                return Err(Error::invalid(
+                    "walletMetadata.accountAddress",
+                    "does not match the wallet's accountAddress",
+                ));
             }
         }
         shares::validate(shares, id.scheme.external_share_count(), id.scheme.as_str())?;
@@ -225,17 +261,27 @@ impl Vault {
 
     /// Replaces `externalServerKeySharesBackupInfo` with `backup_info_json` (after updatePassword
     /// or storeEncryptedBackupByWallet). Shares are not touched.
-    pub async fn merge_backup_info(&self, address: &str, backup_info_json: &str, actor: Option<&str>) -> Result<String> {
+    pub async fn merge_backup_info(
+        &self,
+        address: &str,
+        backup_info_json: &str,
+        actor: Option<&str>,
+    ) -> Result<String> {
         self.live()?;
         check_label(actor, "actor", MAX_ACTOR_LEN)?;
         let backup = parse_backup_info(backup_info_json)?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let row = self.metadata_row(address).await?;
-            let mut obj = model::parse_metadata(&row.metadata_json).map_err(|_| Error::tampered("the stored metadata is not readable"))?;
+            let mut obj = model::parse_metadata(&row.metadata_json)
+                .map_err(|_| Error::tampered("the stored metadata is not readable"))?;
             model::apply_update(&mut obj, backup.clone(), None);
             let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
             let audit = self.audit(actor, "merge_backup_info", address, Some(&row.wallet_id), None, "ok");
-            let change = Change::UpdateMetadata { address_key: row.address_key.clone(), expected_version: row.version, metadata_json: json.clone() };
+            let change = Change::UpdateMetadata {
+                address_key: row.address_key.clone(),
+                expected_version: row.version,
+                metadata_json: json.clone(),
+            };
             match self.store.apply(change, audit).await? {
                 Applied::Done => return Ok(json),
                 Applied::Stale => continue,
@@ -247,7 +293,14 @@ impl Vault {
 
     /// Writes a new share generation (new data key) together with the new backup info and, on a
     /// reshare, the new scheme, in one transaction.
-    pub async fn replace_shares(&self, address: &str, shares: &SecretBuf, backup_info_json: &str, scheme: Option<&str>, actor: Option<&str>) -> Result<String> {
+    pub async fn replace_shares(
+        &self,
+        address: &str,
+        shares: &SecretBuf,
+        backup_info_json: &str,
+        scheme: Option<&str>,
+        actor: Option<&str>,
+    ) -> Result<String> {
         self.live()?;
         check_label(actor, "actor", MAX_ACTOR_LEN)?;
         let new_scheme = match scheme {
@@ -262,7 +315,8 @@ impl Vault {
             let row = self.store.get(&key).await?.ok_or_else(|| Error::not_found(address))?;
             self.same_environment(&row.environment, address)?;
             model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
-            let mut obj = model::parse_metadata(&row.metadata_json).map_err(|_| Error::tampered("the stored metadata is not readable"))?;
+            let mut obj = model::parse_metadata(&row.metadata_json)
+                .map_err(|_| Error::tampered("the stored metadata is not readable"))?;
             let current = obj
                 .get("thresholdSignatureScheme")
                 .and_then(|v| v.as_str())
@@ -273,9 +327,16 @@ impl Vault {
             model::apply_update(&mut obj, backup.clone(), new_scheme);
             let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
             let generation = row.generation + 1;
-            let sealed = self.seal_generation(&row.wallet_id, &row.address_key, &row.chain_name, generation, shares).await?;
+            let sealed =
+                self.seal_generation(&row.wallet_id, &row.address_key, &row.chain_name, generation, shares).await?;
             let audit = self.audit(actor, "replace_shares", &row.address, Some(&row.wallet_id), None, "ok");
-            let change = Change::ReplaceShares { address_key: row.address_key.clone(), expected_version: row.version, metadata_json: json.clone(), generation, sealed };
+            let change = Change::ReplaceShares {
+                address_key: row.address_key.clone(),
+                expected_version: row.version,
+                metadata_json: json.clone(),
+                generation,
+                sealed,
+            };
             match self.store.apply(change, audit).await? {
                 Applied::Done => return Ok(json),
                 Applied::Stale => continue,
@@ -299,23 +360,41 @@ impl Vault {
 
     /// Metadata of this environment's wallets, ordered by address key, `limit` at a time after
     /// the address `after`.
-    pub async fn list_wallets(&self, chain_name: Option<&str>, limit: Option<u32>, after: Option<&str>) -> Result<Vec<String>> {
+    pub async fn list_wallets(
+        &self,
+        chain_name: Option<&str>,
+        limit: Option<u32>,
+        after: Option<&str>,
+    ) -> Result<Vec<String>> {
         self.live()?;
         let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
         if limit == 0 || limit > MAX_LIST_LIMIT {
             return Err(Error::invalid("limit", format!("must be between 1 and {MAX_LIST_LIMIT}")));
         }
         check_label(chain_name, "chainName", 64)?;
-        let after = after.map(model::check_address_arg).transpose().map_err(|_| Error::invalid("after", "must be a non-empty address"))?;
+        let after = after
+            .map(model::check_address_arg)
+            .transpose()
+            .map_err(|_| Error::invalid("after", "must be a non-empty address"))?;
         let rows = self
             .store
-            .list(ListQuery { environment: self.environment.clone(), chain_name: chain_name.map(str::to_string), after, limit })
+            .list(ListQuery {
+                environment: self.environment.clone(),
+                chain_name: chain_name.map(str::to_string),
+                after,
+                limit,
+            })
             .await?;
         Ok(rows.into_iter().map(|r| r.metadata_json).collect())
     }
 
     /// Audit rows, oldest first, optionally for one address.
-    pub async fn audit_log(&self, address: Option<&str>, after_seq: Option<i64>, limit: Option<u32>) -> Result<Vec<AuditRecord>> {
+    pub async fn audit_log(
+        &self,
+        address: Option<&str>,
+        after_seq: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<AuditRecord>> {
         self.live()?;
         let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
         if limit == 0 || limit > MAX_LIST_LIMIT {

@@ -53,7 +53,10 @@ impl LocalKek {
         if !self.trusts(kek) {
             return Err(Error::new(
                 ErrorCode::KmsDenied,
-                format!("the record's data key was wrapped by {} key {}, which this vault does not trust", kek.provider, kek.key_id),
+                format!(
+                    "the record's data key was wrapped by {} key {}, which this vault does not trust",
+                    kek.provider, kek.key_id
+                ),
             ));
         }
         if wrapped.len() != 12 + 32 + 16 {

@@ -60,7 +60,8 @@ CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#];
 
-const WALLET_COLUMNS: &str = "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, \
+const WALLET_COLUMNS: &str =
+    "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, \
      format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext";
 const META_COLUMNS: &str = "address_key, wallet_id, chain_name, environment, metadata, version, generation";
 const AUDIT_COLUMNS: &str =
@@ -84,10 +85,7 @@ pub enum Location {
 impl Location {
     /// `sqlite://path`, `sqlite:path`, a plain path, or `:memory:`.
     pub fn parse(url: &str) -> Result<Location> {
-        let rest = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
+        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         if rest.is_empty() {
             return Err(Error::invalid("database", "must name a file, or ':memory:'"));
         }
@@ -102,7 +100,7 @@ impl Location {
 }
 
 enum Job {
-    Apply(Change, AuditEntry, oneshot::Sender<Result<Applied>>),
+    Apply(Box<Change>, AuditEntry, oneshot::Sender<Result<Applied>>),
     Audit(AuditEntry, oneshot::Sender<Result<()>>),
     Read(Box<dyn FnOnce(&Connection) + Send>),
     Close(oneshot::Sender<()>),
@@ -172,9 +170,8 @@ fn create_private_file(_path: &PathBuf) -> Result<()> {
 fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err("starting the migration"))?;
     let run = || -> Result<()> {
-        let current: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(db_err("reading the schema version"))?;
+        let current: i64 =
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err("reading the schema version"))?;
         if current > SCHEMA_VERSION {
             return Err(Error::new(
                 ErrorCode::Storage,
@@ -324,14 +321,28 @@ fn apply_change(conn: &Connection, change: &Change, now: i64) -> Result<Applied>
                 .map_err(db_err("preparing an insert"))?;
             let s = &w.sealed;
             match stmt.execute(params![
-                w.address, w.address_key, w.wallet_id, w.chain_name, w.environment, w.metadata_json, w.version,
-                w.generation, s.format, s.alg, s.kek.provider, s.kek.key_id, s.kek.key_version, s.wrapped_dek,
-                s.nonce, s.ciphertext, now
+                w.address,
+                w.address_key,
+                w.wallet_id,
+                w.chain_name,
+                w.environment,
+                w.metadata_json,
+                w.version,
+                w.generation,
+                s.format,
+                s.alg,
+                s.kek.provider,
+                s.kek.key_id,
+                s.kek.key_version,
+                s.wrapped_dek,
+                s.nonce,
+                s.ciphertext,
+                now
             ]) {
                 Ok(_) => Ok(Applied::Done),
-                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                    Err(Error::new(ErrorCode::Conflict, format!("a wallet is already stored for address {}", w.address)))
-                }
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(
+                    Error::new(ErrorCode::Conflict, format!("a wallet is already stored for address {}", w.address)),
+                ),
                 Err(e) => Err(Error::storage("storing a wallet", e)),
             }
         }
@@ -343,7 +354,11 @@ fn apply_change(conn: &Connection, change: &Change, now: i64) -> Result<Applied>
                 )
                 .and_then(|mut s| s.execute(params![metadata_json, now, address_key, expected_version]))
                 .map_err(db_err("updating metadata"))?;
-            if n == 1 { Ok(Applied::Done) } else { row_state(conn, address_key) }
+            if n == 1 {
+                Ok(Applied::Done)
+            } else {
+                row_state(conn, address_key)
+            }
         }
         Change::ReplaceShares { address_key, expected_version, metadata_json, generation, sealed: s } => {
             let n = conn
@@ -354,12 +369,27 @@ fn apply_change(conn: &Connection, change: &Change, now: i64) -> Result<Applied>
                 )
                 .and_then(|mut st| {
                     st.execute(params![
-                        metadata_json, generation, s.format, s.alg, s.kek.provider, s.kek.key_id, s.kek.key_version,
-                        s.wrapped_dek, s.nonce, s.ciphertext, now, address_key, expected_version
+                        metadata_json,
+                        generation,
+                        s.format,
+                        s.alg,
+                        s.kek.provider,
+                        s.kek.key_id,
+                        s.kek.key_version,
+                        s.wrapped_dek,
+                        s.nonce,
+                        s.ciphertext,
+                        now,
+                        address_key,
+                        expected_version
                     ])
                 })
                 .map_err(db_err("replacing shares"))?;
-            if n == 1 { Ok(Applied::Done) } else { row_state(conn, address_key) }
+            if n == 1 {
+                Ok(Applied::Done)
+            } else {
+                row_state(conn, address_key)
+            }
         }
         Change::Delete { address_key } => {
             let n = conn
@@ -387,14 +417,25 @@ fn chain_head(conn: &Connection) -> Result<ChainHead> {
 fn insert_audit(conn: &Connection, head: &ChainHead, e: &AuditEntry) -> Result<ChainHead> {
     let seq = head.seq + 1;
     let hash = entry_hash(&head.hash, seq, e).to_vec();
-    conn.prepare_cached(&format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"))
-        .and_then(|mut s| {
-            s.execute(params![
-                seq, e.at_ms, e.environment, e.actor, e.action, e.address, e.wallet_id, e.purpose, e.outcome,
-                head.hash, hash
-            ])
-        })
-        .map_err(db_err("writing the audit log"))?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))
+    .and_then(|mut s| {
+        s.execute(params![
+            seq,
+            e.at_ms,
+            e.environment,
+            e.actor,
+            e.action,
+            e.address,
+            e.wallet_id,
+            e.purpose,
+            e.outcome,
+            head.hash,
+            hash
+        ])
+    })
+    .map_err(db_err("writing the audit log"))?;
     Ok(ChainHead { seq, hash })
 }
 
@@ -493,7 +534,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) {
                         Ok((applied, None))
                     }
                 });
-                if matches!(r, Ok((Applied::Done, _))) && matches!(change, Change::Delete { .. }) {
+                if matches!(r, Ok((Applied::Done, _))) && matches!(*change, Change::Delete { .. }) {
                     shredded = true;
                 }
                 match r {
@@ -541,7 +582,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) {
 impl WalletStore for SqliteStore {
     async fn apply(&self, change: Change, audit: AuditEntry) -> Result<Applied> {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Apply(change, audit, tx))?;
+        self.send(Job::Apply(Box::new(change), audit, tx))?;
         rx.await.map_err(|_| Error::closed())?
     }
 
