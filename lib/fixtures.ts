@@ -7,11 +7,11 @@ import type { CreatedWallet, KeyShareBackupInfo, ThresholdSignatureScheme } from
 
 const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
 
+/** A random base58 string, built flat (as the SDK's strings are), not as a chain of concatenations. */
 function base58(n: number): string {
   const bytes = randomBytes(n)
-  let out = ''
-  for (let i = 0; i < n; i++) out += B58[bytes[i] % 58]
-  return out
+  for (let i = 0; i < n; i++) bytes[i] = B58.charCodeAt(bytes[i] % 58)
+  return bytes.toString('latin1')
 }
 
 /** Mirrors the SDK's classes, so tests see class instances come back as plain objects. */
