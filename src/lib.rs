@@ -6,10 +6,13 @@
 
 mod convert;
 mod error;
+mod settle;
 
 use convert::{HydratedOutput, SharesInput};
 use error::IntoNapi;
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, ToNapiValue};
+use napi::Env;
+use settle::{spawn_settled, PromiseValue};
 use napi_derive::napi;
 use sharevault_core::{DataKey, Error, KmsConfig, OpenConfig, Vault};
 use std::sync::Arc;
@@ -92,121 +95,176 @@ impl NativeVault {
     /// Stores a new wallet. `metadataJson` is `JSON.stringify(walletMetadata)`; `shares` is read
     /// directly into zeroizing memory. Resolves to the stored metadata JSON.
     #[napi(
-        ts_args_type = "metadataJson: string, createdAddress: string | undefined | null, shares: unknown[], actor?: string | undefined | null"
+        ts_args_type = "metadataJson: string, createdAddress: string | undefined | null, shares: unknown[], actor?: string | undefined | null",
+        ts_return_type = "Promise<string>"
     )]
-    pub async fn store_wallet(
+    pub fn store_wallet(
         &self,
+        env: Env,
         metadata_json: String,
         created_address: Option<String>,
         shares: SharesInput,
         actor: Option<String>,
-    ) -> napi::Result<String> {
-        self.inner.store_wallet(&metadata_json, created_address.as_deref(), &shares.0, actor.as_deref()).await.napi()
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move { v.store_wallet(&metadata_json, created_address.as_deref(), &shares.0, actor.as_deref()).await },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
     }
 
     /// The stored metadata JSON (no decryption).
-    #[napi]
-    pub async fn get_metadata(&self, address: String) -> napi::Result<String> {
-        self.inner.get_metadata(&address).await.napi()
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn get_metadata(&self, env: Env, address: String) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(env.raw(), async move { v.get_metadata(&address).await }, |env, s| unsafe {
+            String::to_napi_value(env, s)
+        })
     }
 
-    /// Decrypts a wallet for one call: `{ metadata, shares, generation }`, audited first.
+    /// Decrypts a wallet for one call: `{ metadata, shares, generation }`, audited first. The
+    /// plaintext is zeroized in Rust as soon as the JS objects are built.
     #[napi(ts_return_type = "Promise<{ metadata: string; shares: unknown[]; generation: number }>")]
-    pub async fn hydrate(
+    pub fn hydrate(
         &self,
+        env: Env,
         address: String,
         purpose: Option<String>,
         actor: Option<String>,
-    ) -> napi::Result<HydratedOutput> {
-        self.inner.hydrate(&address, purpose.as_deref(), actor.as_deref()).await.map(HydratedOutput).napi()
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move { v.hydrate(&address, purpose.as_deref(), actor.as_deref()).await },
+            |env, h| unsafe { HydratedOutput::to_napi_value(env, HydratedOutput(h)) },
+        )
     }
 
     /// Replaces the metadata's backup info. Resolves to the new metadata JSON.
-    #[napi]
-    pub async fn merge_backup_info(
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn merge_backup_info(
         &self,
+        env: Env,
         address: String,
         backup_info_json: String,
         actor: Option<String>,
-    ) -> napi::Result<String> {
-        self.inner.merge_backup_info(&address, &backup_info_json, actor.as_deref()).await.napi()
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move { v.merge_backup_info(&address, &backup_info_json, actor.as_deref()).await },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
     }
 
     /// Writes a new share generation with its backup info (and scheme) atomically.
     #[napi(
-        ts_args_type = "address: string, shares: unknown[], backupInfoJson: string, scheme?: string | undefined | null, actor?: string | undefined | null"
+        ts_args_type = "address: string, shares: unknown[], backupInfoJson: string, scheme?: string | undefined | null, actor?: string | undefined | null",
+        ts_return_type = "Promise<string>"
     )]
-    pub async fn replace_shares(
+    pub fn replace_shares(
         &self,
+        env: Env,
         address: String,
         shares: SharesInput,
         backup_info_json: String,
         scheme: Option<String>,
         actor: Option<String>,
-    ) -> napi::Result<String> {
-        self.inner
-            .replace_shares(&address, &shares.0, &backup_info_json, scheme.as_deref(), actor.as_deref())
-            .await
-            .napi()
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                v.replace_shares(&address, &shares.0, &backup_info_json, scheme.as_deref(), actor.as_deref()).await
+            },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
     }
 
     /// Deletes a wallet and its wrapped data key (crypto-shredding).
-    #[napi]
-    pub async fn delete_wallet(&self, address: String, actor: Option<String>) -> napi::Result<()> {
-        self.inner.delete_wallet(&address, actor.as_deref()).await.napi()
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn delete_wallet(&self, env: Env, address: String, actor: Option<String>) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(env.raw(), async move { v.delete_wallet(&address, actor.as_deref()).await }, |env, ()| unsafe {
+            <()>::to_napi_value(env, ())
+        })
     }
 
     /// Metadata JSON of this environment's wallets, in address order.
-    #[napi]
-    pub async fn list_wallets(
+    #[napi(ts_return_type = "Promise<Array<string>>")]
+    pub fn list_wallets(
         &self,
+        env: Env,
         chain_name: Option<String>,
         limit: Option<u32>,
         after: Option<String>,
-    ) -> napi::Result<Vec<String>> {
-        self.inner.list_wallets(chain_name.as_deref(), limit, after.as_deref()).await.napi()
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move { v.list_wallets(chain_name.as_deref(), limit, after.as_deref()).await },
+            |env, rows| unsafe { Vec::<String>::to_napi_value(env, rows) },
+        )
     }
 
     /// Audit rows, oldest first.
-    #[napi]
-    pub async fn audit_log(
+    #[napi(ts_return_type = "Promise<Array<NativeAuditRecord>>")]
+    pub fn audit_log(
         &self,
+        env: Env,
         address: Option<String>,
         after_seq: Option<i64>,
         limit: Option<u32>,
-    ) -> napi::Result<Vec<NativeAuditRecord>> {
-        let rows = self.inner.audit_log(address.as_deref(), after_seq, limit).await.napi()?;
-        Ok(rows
-            .into_iter()
-            .map(|r| NativeAuditRecord {
-                seq: r.seq,
-                at_ms: r.at_ms,
-                environment: r.environment,
-                actor: r.actor,
-                action: r.action,
-                address: r.address,
-                wallet_id: r.wallet_id,
-                purpose: r.purpose,
-                outcome: r.outcome,
-                hash: hex_string(&r.hash),
-            })
-            .collect())
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let rows = v.audit_log(address.as_deref(), after_seq, limit).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| NativeAuditRecord {
+                        seq: r.seq,
+                        at_ms: r.at_ms,
+                        environment: r.environment,
+                        actor: r.actor,
+                        action: r.action,
+                        address: r.address,
+                        wallet_id: r.wallet_id,
+                        purpose: r.purpose,
+                        outcome: r.outcome,
+                        hash: hex_string(&r.hash),
+                    })
+                    .collect::<Vec<_>>())
+            },
+            |env, rows| unsafe { Vec::<NativeAuditRecord>::to_napi_value(env, rows) },
+        )
     }
 
     /// Recomputes the audit log's hash chain.
-    #[napi]
-    pub async fn verify_audit_chain(&self) -> napi::Result<NativeChainCheck> {
-        let c = self.inner.verify_audit_chain().await.napi()?;
-        Ok(NativeChainCheck { rows: c.rows as i64, broken_at: c.broken_at })
+    #[napi(ts_return_type = "Promise<NativeChainCheck>")]
+    pub fn verify_audit_chain(&self, env: Env) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let c = v.verify_audit_chain().await?;
+                Ok(NativeChainCheck { rows: c.rows as i64, broken_at: c.broken_at })
+            },
+            |env, c| unsafe { NativeChainCheck::to_napi_value(env, c) },
+        )
     }
 
     /// Finishes queued writes and closes the database.
-    #[napi]
-    pub async fn close(&self) -> napi::Result<()> {
-        self.inner.close().await.napi()
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self, env: Env) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(env.raw(), async move { v.close().await }, |env, ()| unsafe { <()>::to_napi_value(env, ()) })
     }
 }
 
 fn hex_string(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+

@@ -1,0 +1,207 @@
+//! Promise settlement in batches. napi-rs's `async fn` creates (and tears down) a threadsafe
+//! function for every call; under thousands of concurrent calls that per-call cost, paid on the
+//! JS thread, is what delays the event loop. Here each JS thread has one long-lived threadsafe
+//! function: work runs on the tokio runtime, each finished call queues its settlement, and one
+//! callback on the JS thread settles everything queued so far. The threadsafe function is
+//! referenced only while calls are in flight, so an idle vault never keeps the process alive.
+//!
+//! Written by hand because no crate offers this: it sits directly on N-API's threadsafe-function
+//! and deferred primitives.
+
+use crate::error::to_napi;
+use napi::bindgen_prelude::{spawn, ToNapiValue, TypeName, ValueType};
+use napi::sys;
+use std::cell::RefCell;
+use std::ffi::c_void;
+use std::future::Future;
+use std::ptr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+type Settlement = Box<dyn FnOnce(sys::napi_env) + Send>;
+
+struct Shared {
+    queue: Mutex<Vec<Settlement>>,
+    tsfn: OnceLock<TsfnPtr>,
+}
+
+impl Shared {
+    fn tsfn(&self) -> sys::napi_threadsafe_function {
+        self.tsfn.get().map_or(ptr::null_mut(), |t| t.0)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct TsfnPtr(sys::napi_threadsafe_function);
+// SAFETY: N-API documents napi_call_threadsafe_function as callable from any thread.
+unsafe impl Send for TsfnPtr {}
+unsafe impl Sync for TsfnPtr {}
+
+#[derive(Clone, Copy)]
+struct DeferredPtr(sys::napi_deferred);
+// SAFETY: the pointer is only dereferenced by N-API on the JS thread that created it.
+unsafe impl Send for DeferredPtr {}
+
+/// The per-JS-thread state: the shared queue, and how many calls are in flight (JS thread only).
+struct Local {
+    env: sys::napi_env,
+    shared: Arc<Shared>,
+    in_flight: usize,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+}
+
+fn ok(status: sys::napi_status) -> napi::Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(napi::Error::new(napi::Status::GenericFailure, "N-API call failed while settling a promise"))
+    }
+}
+
+unsafe extern "C" fn drain(env: sys::napi_env, _js_cb: sys::napi_value, context: *mut c_void, _data: *mut c_void) {
+    if env.is_null() || context.is_null() {
+        return; // the environment is shutting down
+    }
+    // SAFETY: `context` is the `Shared` leaked for this threadsafe function's lifetime.
+    let shared = &*(context as *const Shared);
+    let batch: Vec<Settlement> = match shared.queue.lock() {
+        Ok(mut q) => std::mem::take(&mut *q),
+        Err(_) => return,
+    };
+    let n = batch.len();
+    for settle in batch {
+        let mut scope = ptr::null_mut();
+        if sys::napi_open_handle_scope(env, &mut scope) == sys::Status::napi_ok {
+            settle(env);
+            sys::napi_close_handle_scope(env, scope);
+        }
+    }
+    LOCAL.with(|l| {
+        if let Some(local) = l.borrow_mut().as_mut() {
+            local.in_flight = local.in_flight.saturating_sub(n);
+            if local.in_flight == 0 {
+                sys::napi_unref_threadsafe_function(env, shared.tsfn());
+            }
+        }
+    });
+}
+
+unsafe fn local_shared(env: sys::napi_env) -> napi::Result<Arc<Shared>> {
+    LOCAL.with(|l| {
+        let mut slot = l.borrow_mut();
+        if let Some(local) = slot.as_mut() {
+            if local.env == env {
+                if local.in_flight == 0 {
+                    ok(sys::napi_ref_threadsafe_function(env, local.shared.tsfn()))?;
+                }
+                local.in_flight += 1;
+                return Ok(local.shared.clone());
+            }
+        }
+        let mut name = ptr::null_mut();
+        ok(sys::napi_create_string_utf8(env, c"sharevault".as_ptr(), 10, &mut name))?;
+        // The context must exist before the threadsafe function does; the pointer is filled in
+        // right after creation, before anything can be queued.
+        let shared = Arc::new(Shared { queue: Mutex::new(Vec::new()), tsfn: OnceLock::new() });
+        let context = Arc::into_raw(shared.clone()) as *mut c_void;
+        let mut tsfn = ptr::null_mut();
+        ok(sys::napi_create_threadsafe_function(
+            env,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            name,
+            0,
+            1,
+            ptr::null_mut(),
+            None,
+            context,
+            Some(drain),
+            &mut tsfn,
+        ))?;
+        let _ = shared.tsfn.set(TsfnPtr(tsfn));
+        *slot = Some(Local { env, shared: shared.clone(), in_flight: 1 });
+        Ok(shared)
+    })
+}
+
+/// A promise created by [`spawn_settled`], returned to JS as is.
+pub struct PromiseValue(sys::napi_value);
+
+impl TypeName for PromiseValue {
+    fn type_name() -> &'static str {
+        "Promise"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ToNapiValue for PromiseValue {
+    unsafe fn to_napi_value(_env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        Ok(val.0)
+    }
+}
+
+unsafe fn reject(env: sys::napi_env, deferred: sys::napi_deferred, err: napi::Error) {
+    let mut msg = ptr::null_mut();
+    let text = err.reason.as_str();
+    let mut error = ptr::null_mut();
+    if sys::napi_create_string_utf8(env, text.as_ptr() as *const _, text.len() as isize, &mut msg) == sys::Status::napi_ok
+        && sys::napi_create_error(env, ptr::null_mut(), msg, &mut error) == sys::Status::napi_ok
+    {
+        sys::napi_reject_deferred(env, deferred, error);
+    }
+}
+
+/// Runs `fut` on the tokio runtime and returns a promise that settles with `convert(value)` (on
+/// the JS thread) or with the core error.
+pub fn spawn_settled<T, F, C>(env: sys::napi_env, fut: F, convert: C) -> napi::Result<PromiseValue>
+where
+    T: Send + 'static,
+    F: Future<Output = sharevault_core::Result<T>> + Send + 'static,
+    C: FnOnce(sys::napi_env, T) -> napi::Result<sys::napi_value> + Send + 'static,
+{
+    let mut deferred = ptr::null_mut();
+    let mut promise = ptr::null_mut();
+    // SAFETY: called on the JS thread with its env (from a #[napi] method).
+    unsafe {
+        ok(sys::napi_create_promise(env, &mut deferred, &mut promise))?;
+    }
+    let shared = unsafe { local_shared(env)? };
+    let deferred = DeferredPtr(deferred);
+    spawn(async move {
+        let result = fut.await;
+        let settle: Settlement = Box::new(move |env| {
+            let d = deferred;
+            // SAFETY: runs on the JS thread inside `drain`, within a handle scope.
+            unsafe {
+                match result.map_err(to_napi).and_then(|v| convert(env, v)) {
+                    Ok(value) => {
+                        sys::napi_resolve_deferred(env, d.0, value);
+                    }
+                    Err(e) => reject(env, d.0, e),
+                }
+            }
+        });
+        let first = match shared.queue.lock() {
+            Ok(mut q) => {
+                q.push(settle);
+                q.len() == 1
+            }
+            Err(_) => false,
+        };
+        if first {
+            // SAFETY: the threadsafe function lives as long as the JS thread's environment.
+            unsafe {
+                sys::napi_call_threadsafe_function(
+                    shared.tsfn(),
+                    ptr::null_mut(),
+                    sys::ThreadsafeFunctionCallMode::nonblocking,
+                );
+            }
+        }
+    });
+    Ok(PromiseValue(promise))
+}
