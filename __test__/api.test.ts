@@ -237,7 +237,7 @@ describe('audit', () => {
       ['delete', 'ops', undefined, 'ok'],
       ['hydrate', 'payments-api', 'export', 'ERR_NOT_FOUND'],
     ])
-    expect(rows.every((r) => r.address === a && r.environment === 'test' && r.at instanceof Date)).toBe(true)
+    expect(rows.every((r) => r.address === a.toLowerCase() && r.environment === 'test' && r.at instanceof Date)).toBe(true)
     expect(rows[0].walletId).toBe(created.walletMetadata.walletId)
     expect(await v.verifyAuditChain()).toEqual({ rows: 6 })
     await v.close()

@@ -52,7 +52,41 @@ export interface HydratedWallet {
 }
 
 export type LocalKmsOptions = { provider: 'local'; key: Uint8Array | string }
-export type KmsOptions = LocalKmsOptions
+export interface AwsKmsOptions {
+  provider: 'aws'
+  /** Key id, key ARN or alias (`alias/wallets-prod`). */
+  keyId: string
+  /** Defaults to the AWS chain's region (AWS_REGION, profile). */
+  region?: string
+  /** `https://…`; plain `http://` only on a loopback address (an emulator). */
+  endpoint?: string
+  /** Static credentials; without them the standard AWS chain is used. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }
+  /** Deadline per KMS operation, retries included (default 5000). */
+  timeoutMs?: number
+  /** Attempts per operation, jittered exponential backoff between them (default 3). */
+  maxAttempts?: number
+}
+export type KmsOptions = LocalKmsOptions | AwsKmsOptions
+
+/** The data-key cache on the hydrate path (default on: 1000 entries, 5 minutes, 10,000 uses). */
+export interface CacheOptions {
+  maxEntries?: number
+  maxAgeMs?: number
+  maxUses?: number
+}
+
+export interface VaultStats {
+  kmsCalls: { generateDataKey: number; decrypt: number; reEncrypt: number; describeKey: number }
+  cacheHits: number
+  cacheMisses: number
+  cacheEvictions: number
+  errors: Record<string, number>
+  hydrations: number
+  hydrateP50Ms: number
+  hydrateP95Ms: number
+  hydrateP99Ms: number
+}
 
 export interface OpenOptions {
   /** `sqlite://path`, a plain path, or `':memory:'`. */
@@ -62,6 +96,8 @@ export interface OpenOptions {
   kms: KmsOptions
   /** Default actor for the audit log. */
   actor?: string
+  /** `false` turns the data-key cache off (one KMS Decrypt per hydrate). */
+  cache?: CacheOptions | false
 }
 
 export interface WithWalletOptions {

@@ -1,4 +1,4 @@
-import { openVault, NativeVault } from '../index'
+import { openVault, NativeVault, type NativeOpenOptions } from '../index'
 import { fromNative, invalid } from './errors'
 import { redactShare } from './redact'
 import type {
@@ -9,6 +9,7 @@ import type {
   ListOptions,
   OpenOptions,
   ReplaceSharesInput,
+  VaultStats,
   WalletMetadata,
   WithWalletOptions,
 } from './types'
@@ -32,6 +33,12 @@ function str(v: unknown, path: string): string {
 
 function optStr(v: unknown, path: string): string | undefined {
   return v === undefined || v === null ? undefined : str(v, path)
+}
+
+function positiveInt(v: unknown, path: string, max = 2 ** 31 - 1): number | undefined {
+  if (v === undefined) return undefined
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw invalid(path, `must be an integer from 1 to ${max}`)
+  return v
 }
 
 function sharesArg(v: unknown): unknown[] {
@@ -65,17 +72,37 @@ export class Vault {
     const actor = optStr(options.actor, 'actor')
     const kms = options.kms as unknown
     if (!isObject(kms)) throw invalid('kms', 'must be an object such as { provider: "local", key }')
-    if (kms.provider !== 'local') throw invalid('kms.provider', "must be 'local'")
-    const key = kms.key
-    let localKey: Buffer | undefined
-    let localKeyBase64: string | undefined
-    if (typeof key === 'string') localKeyBase64 = key
-    else if (key instanceof Uint8Array) localKey = Buffer.from(key.buffer, key.byteOffset, key.byteLength)
-    else throw invalid('kms.key', 'must be exactly 32 bytes, as a Buffer or a base64 string')
-    const native = await call(() =>
-      openVault({ database, environment, actor, kmsProvider: 'local', localKey, localKeyBase64 }),
-    )
-    return new Vault(native, environment)
+    const native: NativeOpenOptions = { database, environment, actor, kmsProvider: String(kms.provider), cacheEnabled: options.cache !== false }
+    if (kms.provider === 'local') {
+      const key = kms.key
+      if (typeof key === 'string') native.localKeyBase64 = key
+      else if (key instanceof Uint8Array) native.localKey = Buffer.from(key.buffer, key.byteOffset, key.byteLength)
+      else throw invalid('kms.key', 'must be exactly 32 bytes, as a Buffer or a base64 string')
+    } else if (kms.provider === 'aws') {
+      native.awsKeyId = str(kms.keyId, 'kms.keyId')
+      native.awsRegion = optStr(kms.region, 'kms.region')
+      native.awsEndpoint = optStr(kms.endpoint, 'kms.endpoint')
+      if (kms.credentials !== undefined) {
+        const c = kms.credentials
+        if (!isObject(c)) throw invalid('kms.credentials', 'must be { accessKeyId, secretAccessKey, sessionToken? }')
+        native.awsAccessKeyId = str(c.accessKeyId, 'kms.credentials.accessKeyId')
+        native.awsSecretAccessKey = str(c.secretAccessKey, 'kms.credentials.secretAccessKey')
+        native.awsSessionToken = optStr(c.sessionToken, 'kms.credentials.sessionToken')
+      }
+      native.kmsTimeoutMs = positiveInt(kms.timeoutMs, 'kms.timeoutMs')
+      native.kmsMaxAttempts = positiveInt(kms.maxAttempts, 'kms.maxAttempts', 10)
+    } else {
+      throw invalid('kms.provider', "must be 'local' or 'aws'")
+    }
+    const cache = options.cache
+    if (cache !== undefined && cache !== false) {
+      if (!isObject(cache)) throw invalid('cache', 'must be false or { maxEntries?, maxAgeMs?, maxUses? }')
+      native.cacheMaxEntries = positiveInt(cache.maxEntries, 'cache.maxEntries')
+      native.cacheMaxAgeMs = positiveInt(cache.maxAgeMs, 'cache.maxAgeMs')
+      native.cacheMaxUses = positiveInt(cache.maxUses, 'cache.maxUses')
+    }
+    const handle = await call(() => openVault(native))
+    return new Vault(handle, environment)
   }
 
   /**
@@ -170,7 +197,10 @@ export class Vault {
   /** Audit rows, oldest first; `afterSeq` pages. */
   async auditLog(options: { address?: string; afterSeq?: number; limit?: number } = {}): Promise<AuditRecord[]> {
     const address = optStr(options.address, 'address')
-    const rows = await call(() => this.native.auditLog(address, options.afterSeq, options.limit))
+    const limit = positiveInt(options.limit, 'limit', 1000)
+    const afterSeq = options.afterSeq
+    if (afterSeq !== undefined && (!Number.isSafeInteger(afterSeq) || afterSeq < 0)) throw invalid('afterSeq', 'must be a non-negative integer')
+    const rows = await call(() => this.native.auditLog(address, afterSeq, limit))
     return rows.map((r) => ({
       seq: r.seq,
       at: new Date(r.atMs),
@@ -189,6 +219,12 @@ export class Vault {
   async verifyAuditChain(): Promise<{ rows: number; brokenAt?: number }> {
     const c = await call(() => this.native.verifyAuditChain())
     return c.brokenAt != null ? { rows: c.rows, brokenAt: c.brokenAt } : { rows: c.rows }
+  }
+
+  /** Counters since open: KMS calls by operation, data-key cache, errors by code, hydrate latency. */
+  stats(): VaultStats {
+    const s = this.native.stats()
+    return { ...s, kmsCalls: { ...s.kmsCalls }, errors: { ...s.errors } }
   }
 
   /** Finishes queued writes and closes the database; later calls fail with `ERR_CLOSED`. */

@@ -12,10 +12,14 @@ use convert::{HydratedOutput, SharesInput};
 use error::IntoNapi;
 use napi::bindgen_prelude::{Buffer, ToNapiValue};
 use napi::Env;
-use settle::{spawn_settled, PromiseValue};
 use napi_derive::napi;
+use settle::{spawn_settled, PromiseValue};
+use sharevault_core::kms::aws::{AwsKmsConfig, StaticCredentials};
+use sharevault_core::kms::cache::CacheConfig;
 use sharevault_core::{DataKey, Error, KmsConfig, OpenConfig, Vault};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Options for `openVault`, as the facade passes them.
 #[napi(object)]
@@ -32,6 +36,23 @@ pub struct NativeOpenOptions {
     pub local_key: Option<Buffer>,
     /// The local key as base64 (exactly 32 bytes once decoded).
     pub local_key_base64: Option<String>,
+    /// AWS KMS key id, ARN or alias.
+    pub aws_key_id: Option<String>,
+    pub aws_region: Option<String>,
+    /// `https://…`, or `http://` on loopback only.
+    pub aws_endpoint: Option<String>,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
+    /// Deadline per KMS operation, retries included (default 5000).
+    pub kms_timeout_ms: Option<u32>,
+    /// Attempts per KMS operation (default 3).
+    pub kms_max_attempts: Option<u32>,
+    /// `false` turns the data-key cache off.
+    pub cache_enabled: bool,
+    pub cache_max_entries: Option<u32>,
+    pub cache_max_age_ms: Option<u32>,
+    pub cache_max_uses: Option<u32>,
 }
 
 fn local_key(raw: Option<Buffer>, b64: Option<String>) -> Result<DataKey, Error> {
@@ -53,9 +74,42 @@ fn local_key(raw: Option<Buffer>, b64: Option<String>) -> Result<DataKey, Error>
 pub async fn open_vault(options: NativeOpenOptions) -> napi::Result<NativeVault> {
     let kms = match options.kms_provider.as_str() {
         "local" => KmsConfig::Local(local_key(options.local_key, options.local_key_base64).napi()?),
-        _ => return Err(error::to_napi(Error::invalid("kms.provider", "must be 'local'"))),
+        "aws" => {
+            let credentials = match (options.aws_access_key_id, options.aws_secret_access_key) {
+                (Some(access_key_id), Some(secret)) => Some(StaticCredentials {
+                    access_key_id,
+                    secret_access_key: secret,
+                    session_token: options.aws_session_token,
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(error::to_napi(Error::invalid(
+                        "kms.credentials",
+                        "needs both accessKeyId and secretAccessKey",
+                    )))
+                }
+            };
+            KmsConfig::Aws(AwsKmsConfig {
+                key_id: options.aws_key_id.unwrap_or_default(),
+                region: options.aws_region,
+                endpoint: options.aws_endpoint,
+                credentials,
+                timeout: Duration::from_millis(options.kms_timeout_ms.unwrap_or(5000).max(1) as u64),
+                max_attempts: options.kms_max_attempts.unwrap_or(3).clamp(1, 10),
+            })
+        }
+        _ => return Err(error::to_napi(Error::invalid("kms.provider", "must be 'local' or 'aws'"))),
     };
-    let config = OpenConfig { database: options.database, environment: options.environment, actor: options.actor, kms };
+    let cache = options.cache_enabled.then(|| {
+        let d = CacheConfig::default();
+        CacheConfig {
+            max_entries: options.cache_max_entries.map_or(d.max_entries, |n| n as usize),
+            max_age: options.cache_max_age_ms.map_or(d.max_age, |ms| Duration::from_millis(ms as u64)),
+            max_uses: options.cache_max_uses.map_or(d.max_uses, u64::from),
+        }
+    });
+    let config =
+        OpenConfig { database: options.database, environment: options.environment, actor: options.actor, kms, cache };
     let vault = sharevault_core::open(config).await.napi()?;
     Ok(NativeVault { inner: Arc::new(vault) })
 }
@@ -82,6 +136,31 @@ pub struct NativeChainCheck {
     pub rows: i64,
     /// Sequence number of the first row that does not chain, if any.
     pub broken_at: Option<i64>,
+}
+
+/// KMS calls by operation.
+#[napi(object)]
+pub struct NativeKmsCalls {
+    pub generate_data_key: i64,
+    pub decrypt: i64,
+    pub re_encrypt: i64,
+    pub describe_key: i64,
+}
+
+/// Counters since the vault was opened. No secret in any of it.
+#[napi(object)]
+pub struct NativeStats {
+    pub kms_calls: NativeKmsCalls,
+    pub cache_hits: i64,
+    pub cache_misses: i64,
+    pub cache_evictions: i64,
+    /// Error counts by code.
+    pub errors: HashMap<String, i64>,
+    /// Hydrations in the latency window (the last 10,000).
+    pub hydrations: i64,
+    pub hydrate_p50_ms: f64,
+    pub hydrate_p95_ms: f64,
+    pub hydrate_p99_ms: f64,
 }
 
 /// A vault handle. Every method runs its database, crypto and KMS work off the JS thread.
@@ -256,6 +335,28 @@ impl NativeVault {
         )
     }
 
+    /// Counters: KMS calls, data-key cache, errors by code, hydrate latency percentiles.
+    #[napi]
+    pub fn stats(&self) -> NativeStats {
+        let s = self.inner.stats();
+        NativeStats {
+            kms_calls: NativeKmsCalls {
+                generate_data_key: s.kms_generate as i64,
+                decrypt: s.kms_decrypt as i64,
+                re_encrypt: s.kms_reencrypt as i64,
+                describe_key: s.kms_describe as i64,
+            },
+            cache_hits: s.cache_hits as i64,
+            cache_misses: s.cache_misses as i64,
+            cache_evictions: s.cache_evictions as i64,
+            errors: s.errors.into_iter().map(|(k, v)| (k.to_string(), v as i64)).collect(),
+            hydrations: s.hydrations as i64,
+            hydrate_p50_ms: s.hydrate_p50_ms,
+            hydrate_p95_ms: s.hydrate_p95_ms,
+            hydrate_p99_ms: s.hydrate_p99_ms,
+        }
+    }
+
     /// Finishes queued writes and closes the database.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close(&self, env: Env) -> napi::Result<PromiseValue> {
@@ -267,4 +368,3 @@ impl NativeVault {
 fn hex_string(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
-

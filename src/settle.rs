@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::ffi::c_void;
 use std::future::Future;
 use std::ptr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 type Settlement = Box<dyn FnOnce(sys::napi_env) + Send>;
 
@@ -60,16 +60,24 @@ fn ok(status: sys::napi_status) -> napi::Result<()> {
     }
 }
 
+fn queue(shared: &Shared) -> MutexGuard<'_, Vec<Settlement>> {
+    // A panic while the lock was held cannot leave the Vec half-changed: keep using it.
+    shared.queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 unsafe extern "C" fn drain(env: sys::napi_env, _js_cb: sys::napi_value, context: *mut c_void, _data: *mut c_void) {
-    if env.is_null() || context.is_null() {
-        return; // the environment is shutting down
+    if context.is_null() {
+        return;
     }
     // SAFETY: `context` is the `Shared` leaked for this threadsafe function's lifetime.
     let shared = &*(context as *const Shared);
-    let batch: Vec<Settlement> = match shared.queue.lock() {
-        Ok(mut q) => std::mem::take(&mut *q),
-        Err(_) => return,
-    };
+    let batch: Vec<Settlement> = std::mem::take(&mut *queue(shared));
+    if env.is_null() {
+        // The environment is shutting down: nobody can receive these results. Dropping them
+        // zeroizes any plaintext they hold.
+        drop(batch);
+        return;
+    }
     let n = batch.len();
     for settle in batch {
         let mut scope = ptr::null_mut();
@@ -144,11 +152,21 @@ impl ToNapiValue for PromiseValue {
     }
 }
 
+/// Rejects with the pending JS exception if one was raised (by a setter, say), else with `err`.
 unsafe fn reject(env: sys::napi_env, deferred: sys::napi_deferred, err: napi::Error) {
+    let mut pending = false;
+    if sys::napi_is_exception_pending(env, &mut pending) == sys::Status::napi_ok && pending {
+        let mut exc = ptr::null_mut();
+        if sys::napi_get_and_clear_last_exception(env, &mut exc) == sys::Status::napi_ok {
+            sys::napi_reject_deferred(env, deferred, exc);
+            return;
+        }
+    }
     let mut msg = ptr::null_mut();
     let text = err.reason.as_str();
     let mut error = ptr::null_mut();
-    if sys::napi_create_string_utf8(env, text.as_ptr() as *const _, text.len() as isize, &mut msg) == sys::Status::napi_ok
+    if sys::napi_create_string_utf8(env, text.as_ptr() as *const _, text.len() as isize, &mut msg)
+        == sys::Status::napi_ok
         && sys::napi_create_error(env, ptr::null_mut(), msg, &mut error) == sys::Status::napi_ok
     {
         sys::napi_reject_deferred(env, deferred, error);
@@ -171,26 +189,32 @@ where
     }
     let shared = unsafe { local_shared(env)? };
     let deferred = DeferredPtr(deferred);
+    // The work runs in its own task so that a panic in it still settles the promise (with an
+    // internal error) instead of leaving it pending and the process unable to exit.
+    let (tx, rx) = tokio::sync::oneshot::channel();
     spawn(async move {
-        let result = fut.await;
+        let _ = tx.send(fut.await);
+    });
+    spawn(async move {
+        let result = rx.await.unwrap_or_else(|_| Err(sharevault_core::Error::internal("the operation panicked")));
         let settle: Settlement = Box::new(move |env| {
             let d = deferred;
             // SAFETY: runs on the JS thread inside `drain`, within a handle scope.
             unsafe {
                 match result.map_err(to_napi).and_then(|v| convert(env, v)) {
                     Ok(value) => {
-                        sys::napi_resolve_deferred(env, d.0, value);
+                        if sys::napi_resolve_deferred(env, d.0, value) != sys::Status::napi_ok {
+                            reject(env, d.0, napi::Error::new(napi::Status::GenericFailure, "settling failed"));
+                        }
                     }
                     Err(e) => reject(env, d.0, e),
                 }
             }
         });
-        let first = match shared.queue.lock() {
-            Ok(mut q) => {
-                q.push(settle);
-                q.len() == 1
-            }
-            Err(_) => false,
+        let first = {
+            let mut q = queue(&shared);
+            q.push(settle);
+            q.len() == 1
         };
         if first {
             // SAFETY: the threadsafe function lives as long as the JS thread's environment.

@@ -7,6 +7,7 @@ pub mod kms;
 pub mod model;
 pub mod secret;
 pub mod shares;
+pub mod stats;
 pub mod store;
 pub mod vault;
 
@@ -20,6 +21,8 @@ use std::sync::Arc;
 pub enum KmsConfig {
     /// A 32-byte key held in memory (development only).
     Local(DataKey),
+    /// A key in AWS KMS.
+    Aws(kms::aws::AwsKmsConfig),
 }
 
 /// Everything `Vault::open` needs.
@@ -28,17 +31,25 @@ pub struct OpenConfig {
     pub environment: String,
     pub actor: Option<String>,
     pub kms: KmsConfig,
+    /// The data-key cache on the hydrate path; `None` turns it off (one unwrap per hydrate).
+    pub cache: Option<kms::cache::CacheConfig>,
 }
 
 /// Opens a vault: storage (created and migrated if needed) and key wrapping.
 pub async fn open(config: OpenConfig) -> Result<Vault> {
     vault::check_environment(&config.environment)?;
     let location = store::sqlite::Location::parse(&config.database)?;
-    let kms: Arc<dyn kms::KeyWrapper> = match config.kms {
-        KmsConfig::Local(key) => Arc::new(kms::local::LocalKek::new(key)),
+    let stats = Arc::new(stats::Stats::default());
+    let provider: Arc<dyn kms::KeyWrapper> = match config.kms {
+        KmsConfig::Local(key) => Arc::new(kms::local::LocalKek::new(key, stats.clone())),
+        KmsConfig::Aws(aws) => Arc::new(kms::aws::AwsKms::connect(aws, stats.clone()).await?),
+    };
+    let kms: Arc<dyn kms::KeyWrapper> = match config.cache {
+        Some(c) => Arc::new(kms::cache::CachingKeyWrapper::new(provider, c, stats.clone())),
+        None => provider,
     };
     let store = tokio::task::spawn_blocking(move || store::sqlite::SqliteStore::open(location))
         .await
         .map_err(|_| Error::internal("opening the database panicked"))??;
-    Vault::new(Arc::new(store), kms, &config.environment, config.actor.as_deref())
+    Vault::new(Arc::new(store), kms, stats, &config.environment, config.actor.as_deref())
 }

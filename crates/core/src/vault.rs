@@ -9,6 +9,7 @@ use crate::kms::{KeyContext, KeyWrapper};
 use crate::model::{self, Scheme};
 use crate::secret::SecretBuf;
 use crate::shares;
+use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{Applied, AuditQuery, Change, ListQuery, MetadataRow, WalletRow, WalletStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub struct Hydrated {
 pub struct Vault {
     store: Arc<dyn WalletStore>,
     kms: Arc<dyn KeyWrapper>,
+    stats: Arc<Stats>,
     environment: String,
     actor: String,
     closed: AtomicBool,
@@ -73,6 +75,7 @@ impl Vault {
     pub fn new(
         store: Arc<dyn WalletStore>,
         kms: Arc<dyn KeyWrapper>,
+        stats: Arc<Stats>,
         environment: &str,
         actor: Option<&str>,
     ) -> Result<Vault> {
@@ -81,6 +84,7 @@ impl Vault {
         Ok(Vault {
             store,
             kms,
+            stats,
             environment: environment.to_string(),
             actor: actor.unwrap_or("sharevault").to_string(),
             closed: AtomicBool::new(false),
@@ -113,7 +117,9 @@ impl Vault {
             environment: self.environment.clone(),
             actor: actor.unwrap_or(&self.actor).to_string(),
             action,
-            address: address.to_string(),
+            // The lookup key (EVM folded to lower case), so every row of a wallet is found by
+            // any spelling of its address.
+            address: model::address_key(address),
             wallet_id: wallet_id.map(str::to_string),
             purpose: purpose.map(str::to_string),
             outcome: outcome.to_string(),
@@ -242,6 +248,16 @@ impl Vault {
         self.live()?;
         check_label(actor, "actor", MAX_ACTOR_LEN)?;
         check_label(purpose, "purpose", MAX_PURPOSE_LEN)?;
+        let started = std::time::Instant::now();
+        let result = self.hydrate_audited(address, purpose, actor).await;
+        match &result {
+            Ok(_) => self.stats.hydrated(started.elapsed()),
+            Err(e) => self.stats.error(e.code),
+        }
+        result
+    }
+
+    async fn hydrate_audited(&self, address: &str, purpose: Option<&str>, actor: Option<&str>) -> Result<Hydrated> {
         match self.hydrate_inner(address).await {
             Ok((row, shares)) => {
                 let audit = self.audit(actor, "hydrate", &row.address, Some(&row.wallet_id), purpose, "ok");
@@ -400,10 +416,7 @@ impl Vault {
         if limit == 0 || limit > MAX_LIST_LIMIT {
             return Err(Error::invalid("limit", format!("must be between 1 and {MAX_LIST_LIMIT}")));
         }
-        let address_key = match address {
-            None => None,
-            Some(a) => Some(self.metadata_row(a).await.map(|_| a.to_string()).unwrap_or_else(|_| a.to_string())),
-        };
+        let address_key = address.map(model::check_address_arg).transpose()?;
         self.store.audit_log(AuditQuery { address_key, after_seq, limit }).await
     }
 
@@ -411,6 +424,11 @@ impl Vault {
     pub async fn verify_audit_chain(&self) -> Result<ChainCheck> {
         self.live()?;
         Ok(verify(self.store.audit_all().await?.iter()))
+    }
+
+    /// Counters: KMS calls, cache hits/misses/evictions, errors by code, hydrate latency.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
     }
 
     /// Finishes queued writes and closes the database. Later calls fail with `ERR_CLOSED`.

@@ -63,6 +63,7 @@ async fn no_freed_heap_block_holds_plaintext_after_store_and_hydrate() {
         environment: "test".into(),
         actor: None,
         kms: KmsConfig::Local(DataKey::generate()),
+        cache: None,
     })
     .await
     .unwrap();

@@ -5,16 +5,19 @@ use super::{GeneratedKey, KeyContext, KeyWrapper};
 use crate::envelope::{random_nonce, KekRef};
 use crate::error::{Error, ErrorCode, Result};
 use crate::secret::{DataKey, SecretBuf};
+use crate::stats::{bump, Stats};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 pub const PROVIDER: &str = "local";
 
 pub struct LocalKek {
     key: DataKey,
     kek: KekRef,
+    stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for LocalKek {
@@ -32,9 +35,9 @@ pub fn fingerprint(key: &DataKey) -> String {
 }
 
 impl LocalKek {
-    pub fn new(key: DataKey) -> Self {
+    pub fn new(key: DataKey, stats: Arc<Stats>) -> Self {
         let kek = KekRef { provider: PROVIDER.to_string(), key_id: fingerprint(&key), key_version: "1".to_string() };
-        LocalKek { key, kek }
+        LocalKek { key, kek, stats }
     }
 
     fn wrap(&self, dek: &DataKey, ctx: &KeyContext) -> Result<Vec<u8>> {
@@ -83,16 +86,19 @@ impl KeyWrapper for LocalKek {
     }
 
     async fn generate_data_key(&self, ctx: &KeyContext) -> Result<GeneratedKey> {
+        bump(&self.stats.kms_generate);
         let plaintext = DataKey::generate();
         let wrapped = self.wrap(&plaintext, ctx)?;
         Ok(GeneratedKey { plaintext, wrapped, kek: self.kek.clone() })
     }
 
     async fn unwrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
+        bump(&self.stats.kms_decrypt);
         self.unwrap(kek, wrapped, ctx)
     }
 
     async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {
+        bump(&self.stats.kms_reencrypt);
         let dek = self.unwrap(kek, wrapped, ctx)?;
         Ok((self.wrap(&dek, ctx)?, self.kek.clone()))
     }
@@ -108,7 +114,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrapped_key_unwraps_only_with_the_same_key_and_context() {
-        let kek = LocalKek::new(DataKey::generate());
+        let kek = LocalKek::new(DataKey::generate(), Arc::default());
         let g = kek.generate_data_key(&ctx("w1")).await.unwrap();
         let back = kek.unwrap_data_key(&g.kek, &g.wrapped, &ctx("w1")).await.unwrap();
         assert_eq!(back.expose(), g.plaintext.expose());
@@ -118,8 +124,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_record_wrapped_by_another_key_is_refused_without_trying() {
-        let a = LocalKek::new(DataKey::generate());
-        let b = LocalKek::new(DataKey::generate());
+        let a = LocalKek::new(DataKey::generate(), Arc::default());
+        let b = LocalKek::new(DataKey::generate(), Arc::default());
         let g = a.generate_data_key(&ctx("w1")).await.unwrap();
         let e = b.unwrap_data_key(&g.kek, &g.wrapped, &ctx("w1")).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::KmsDenied);
@@ -131,7 +137,7 @@ mod tests {
 
     #[tokio::test]
     async fn rewrap_keeps_the_data_key() {
-        let kek = LocalKek::new(DataKey::generate());
+        let kek = LocalKek::new(DataKey::generate(), Arc::default());
         let g = kek.generate_data_key(&ctx("w1")).await.unwrap();
         let (w2, r2) = kek.rewrap_data_key(&g.kek, &g.wrapped, &ctx("w1")).await.unwrap();
         assert_ne!(w2, g.wrapped);
@@ -142,7 +148,7 @@ mod tests {
     #[test]
     fn debug_shows_the_fingerprint_not_the_key() {
         let key = DataKey::from_bytes([9u8; 32]);
-        let kek = LocalKek::new(key);
+        let kek = LocalKek::new(key, Arc::default());
         let shown = format!("{kek:?}");
         assert!(!shown.contains("9, 9"));
         assert!(shown.contains(&kek.current_kek().key_id));

@@ -1,5 +1,7 @@
 //! Key wrapping: the trait every key-encryption-key provider implements, and the providers.
 
+pub mod aws;
+pub mod cache;
 pub mod local;
 
 use crate::envelope::KekRef;

@@ -178,7 +178,9 @@ fn migrate(conn: &Connection) -> Result<()> {
                 format!("the database has schema version {current}, newer than this sharevault ({SCHEMA_VERSION})"),
             ));
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let current = usize::try_from(current)
+            .map_err(|_| Error::new(ErrorCode::Storage, "the database has a negative schema version"))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
             conn.execute_batch(sql).map_err(db_err("running a migration"))?;
             conn.pragma_update(None, "user_version", (i + 1) as i64).map_err(db_err("recording the schema version"))?;
         }
@@ -527,7 +529,9 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) {
         return;
     }
     let mut head = chain_head(conn);
-    for job in writes {
+    let mut aborted = false;
+    let mut remaining = writes.into_iter();
+    for job in remaining.by_ref() {
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
             let err = Error::storage("starting a savepoint", e);
             match job {
@@ -574,6 +578,27 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) {
             }
         }
         replies.push(reply);
+        // Some errors (disk full, I/O, out of memory) make SQLite roll back the whole
+        // transaction. Nothing in this batch is durable then: fail every job, never let the
+        // next job's savepoint open (and commit) a transaction of its own.
+        if conn.is_autocommit() {
+            aborted = true;
+            break;
+        }
+    }
+    if aborted {
+        let err = Error::storage("committing", "the transaction was rolled back by the database");
+        for r in replies {
+            r.fail_if_ok(&err).send();
+        }
+        for job in remaining {
+            match job {
+                Job::Apply(_, _, tx) => Reply::Apply(tx, Err(err.clone())).send(),
+                Job::Audit(_, tx) => Reply::Audit(tx, Err(err.clone())).send(),
+                _ => {}
+            }
+        }
+        return;
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");

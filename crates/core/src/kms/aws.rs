@@ -1,0 +1,295 @@
+//! AWS KMS: each wallet generation's data key comes from `GenerateDataKey` (AES_256) with an
+//! encryption context naming the sharevault environment and the walletId; `Decrypt` passes the
+//! same context and pins the key id, so KMS itself refuses a data key asked for on behalf of
+//! another wallet, and its CloudTrail log names the wallet. Retries (throttling, 5xx, transport
+//! errors) are the SDK's standard mode: bounded, exponential, jittered; an overall deadline per
+//! operation turns a KMS outage into `ERR_KMS_UNAVAILABLE`.
+
+use super::{GeneratedKey, KeyContext, KeyWrapper};
+use crate::envelope::KekRef;
+use crate::error::{Error, ErrorCode, Result};
+use crate::secret::{DataKey, SecretBuf};
+use crate::stats::{bump, Stats};
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::DataKeySpec;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const PROVIDER: &str = "aws";
+
+/// Static credentials; without them the standard AWS chain is used (environment, profile, web
+/// identity, instance metadata).
+#[derive(Clone)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StaticCredentials {{ access_key_id: {}, .. }}", self.access_key_id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsKmsConfig {
+    /// Key id, key ARN or alias (`alias/…`).
+    pub key_id: String,
+    pub region: Option<String>,
+    /// `https://…`, or `http://` on a loopback address only (an emulator).
+    pub endpoint: Option<String>,
+    pub credentials: Option<StaticCredentials>,
+    /// Deadline for one operation, retries included.
+    pub timeout: Duration,
+    /// Attempts per operation (1 = no retry).
+    pub max_attempts: u32,
+}
+
+/// Refuses plain-HTTP endpoints unless they are on a loopback address.
+pub fn check_endpoint(endpoint: &str) -> Result<()> {
+    let bad = |m: &str| Error::invalid("kms.endpoint", m.to_string());
+    let url = url::Url::parse(endpoint).map_err(|_| bad("is not a URL"))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(a)) => IpAddr::V4(a).is_loopback(),
+                Some(url::Host::Ipv6(a)) => IpAddr::V6(a).is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(bad("plain http is accepted only on a loopback address (an emulator); use https"))
+            }
+        }
+        _ => Err(bad("must be an https:// URL")),
+    }
+}
+
+pub struct AwsKms {
+    client: aws_sdk_kms::Client,
+    kek: KekRef,
+    stats: Arc<Stats>,
+}
+
+fn context_map(ctx: &KeyContext) -> HashMap<String, String> {
+    HashMap::from([
+        ("sharevault:environment".to_string(), ctx.environment.clone()),
+        ("sharevault:walletId".to_string(), ctx.wallet_id.clone()),
+    ])
+}
+
+/// Maps an SDK error to a code: refusals (access denied, wrong key or context, disabled key) are
+/// `ERR_KMS_DENIED` and were not retried; everything else (timeouts, throttling that outlasted
+/// the retries, transport errors, 5xx) is `ERR_KMS_UNAVAILABLE`.
+fn classify<E: ProvideErrorMetadata, R>(op: &str, err: &SdkError<E, R>) -> Error {
+    const DENIED: &[&str] = &[
+        "AccessDeniedException",
+        "InvalidCiphertextException",
+        "IncorrectKeyException",
+        "DisabledException",
+        "KMSInvalidStateException",
+        "NotFoundException",
+        "InvalidKeyUsageException",
+        "InvalidGrantTokenException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+    ];
+    match err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("unknown");
+            if DENIED.contains(&code) {
+                Error::new(ErrorCode::KmsDenied, format!("AWS KMS refused {op}: {code}"))
+            } else {
+                Error::new(ErrorCode::KmsUnavailable, format!("AWS KMS failed {op}: {code}"))
+            }
+        }
+        SdkError::TimeoutError(_) => {
+            Error::new(ErrorCode::KmsUnavailable, format!("AWS KMS did not answer {op} before the deadline"))
+        }
+        _ => Error::new(ErrorCode::KmsUnavailable, format!("AWS KMS could not be reached for {op}")),
+    }
+}
+
+fn take_key(blob: Option<Blob>, what: &str) -> Result<DataKey> {
+    let bytes = SecretBuf::from_vec(blob.map(Blob::into_inner).unwrap_or_default());
+    DataKey::from_slice(bytes.as_slice())
+        .ok_or_else(|| Error::new(ErrorCode::KmsDenied, format!("AWS KMS returned no usable {what}")))
+}
+
+impl AwsKms {
+    /// Builds the client and resolves the configured key (an alias or id) to its ARN, which is
+    /// what records name and what `Decrypt` is pinned to.
+    pub async fn connect(config: AwsKmsConfig, stats: Arc<Stats>) -> Result<AwsKms> {
+        if config.key_id.trim().is_empty() {
+            return Err(Error::invalid("kms.keyId", "is required"));
+        }
+        if let Some(ep) = &config.endpoint {
+            check_endpoint(ep)?;
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(config.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(50))
+                    .with_max_backoff(Duration::from_secs(2)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(config.timeout)
+                    .operation_attempt_timeout(config.timeout / config.max_attempts.max(1))
+                    .connect_timeout(config.timeout.min(Duration::from_secs(3)))
+                    .build(),
+            );
+        if let Some(r) = &config.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(ep) = &config.endpoint {
+            loader = loader.endpoint_url(ep.clone());
+        }
+        if let Some(c) = &config.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.clone(),
+                c.session_token.clone(),
+                None,
+                "sharevault-static",
+            ));
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(Error::invalid("kms.region", "is required (or set AWS_REGION)"));
+        }
+        let client = aws_sdk_kms::Client::new(&sdk);
+        bump(&stats.kms_describe);
+        let described = client.describe_key().key_id(&config.key_id).send().await.map_err(|e| {
+            stats.error(classify("DescribeKey", &e).code);
+            classify("DescribeKey", &e)
+        })?;
+        let arn = described
+            .key_metadata
+            .and_then(|m| m.arn)
+            .ok_or_else(|| Error::new(ErrorCode::KmsDenied, "AWS KMS did not describe the configured key"))?;
+        let kek = KekRef { provider: PROVIDER.to_string(), key_id: arn, key_version: "1".to_string() };
+        Ok(AwsKms { client, kek, stats })
+    }
+
+    fn failed<E: ProvideErrorMetadata, R>(&self, op: &str, e: &SdkError<E, R>) -> Error {
+        let err = classify(op, e);
+        self.stats.error(err.code);
+        err
+    }
+
+    fn refuse_untrusted(&self, kek: &KekRef) -> Result<()> {
+        if !self.trusts(kek) {
+            let err = Error::new(
+                ErrorCode::KmsDenied,
+                format!("the record names {} key {}, which this vault does not trust", kek.provider, kek.key_id),
+            );
+            self.stats.error(err.code);
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyWrapper for AwsKms {
+    fn current_kek(&self) -> &KekRef {
+        &self.kek
+    }
+
+    fn trusts(&self, kek: &KekRef) -> bool {
+        kek.provider == PROVIDER && kek.key_id == self.kek.key_id
+    }
+
+    async fn generate_data_key(&self, ctx: &KeyContext) -> Result<GeneratedKey> {
+        bump(&self.stats.kms_generate);
+        let out = self
+            .client
+            .generate_data_key()
+            .key_id(&self.kek.key_id)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(Some(context_map(ctx)))
+            .send()
+            .await
+            .map_err(|e| self.failed("GenerateDataKey", &e))?;
+        if out.key_id.as_deref() != Some(self.kek.key_id.as_str()) {
+            return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS answered GenerateDataKey with another key"));
+        }
+        let plaintext = take_key(out.plaintext, "data key")?;
+        let wrapped = out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default();
+        if wrapped.is_empty() {
+            return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS returned no wrapped data key"));
+        }
+        Ok(GeneratedKey { plaintext, wrapped, kek: self.kek.clone() })
+    }
+
+    async fn unwrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
+        self.refuse_untrusted(kek)?;
+        bump(&self.stats.kms_decrypt);
+        let out = self
+            .client
+            .decrypt()
+            .key_id(&kek.key_id)
+            .ciphertext_blob(Blob::new(wrapped.to_vec()))
+            .set_encryption_context(Some(context_map(ctx)))
+            .send()
+            .await
+            .map_err(|e| self.failed("Decrypt", &e))?;
+        if out.key_id.as_deref() != Some(kek.key_id.as_str()) {
+            return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS answered Decrypt with another key"));
+        }
+        take_key(out.plaintext, "data key")
+    }
+
+    async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {
+        self.refuse_untrusted(kek)?;
+        bump(&self.stats.kms_reencrypt);
+        let out = self
+            .client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(wrapped.to_vec()))
+            .source_key_id(&kek.key_id)
+            .set_source_encryption_context(Some(context_map(ctx)))
+            .destination_key_id(&self.kek.key_id)
+            .set_destination_encryption_context(Some(context_map(ctx)))
+            .send()
+            .await
+            .map_err(|e| self.failed("ReEncrypt", &e))?;
+        let wrapped = out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default();
+        if wrapped.is_empty() {
+            return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS returned no re-encrypted data key"));
+        }
+        Ok((wrapped, self.kek.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_except_on_loopback() {
+        assert!(check_endpoint("https://kms.eu-west-1.amazonaws.com").is_ok());
+        assert!(check_endpoint("http://127.0.0.1:4566").is_ok());
+        assert!(check_endpoint("http://localhost:4566").is_ok());
+        assert!(check_endpoint("http://[::1]:4566").is_ok());
+        for bad in ["http://10.0.0.5:4566", "http://kms.example.com", "ftp://127.0.0.1", "not a url"] {
+            let e = check_endpoint(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidInput);
+            assert_eq!(e.path.as_deref(), Some("kms.endpoint"));
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Counters for `vault.stats()`: KMS calls by operation, data-key cache hits / misses /
+//! evictions, errors by code, and hydrate latency percentiles. Nothing secret is ever recorded.
+
+use crate::error::ErrorCode;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How many recent hydrate latencies the percentiles are computed over.
+const LATENCY_WINDOW: usize = 10_000;
+
+#[derive(Default)]
+pub struct Stats {
+    pub kms_generate: AtomicU64,
+    pub kms_decrypt: AtomicU64,
+    pub kms_reencrypt: AtomicU64,
+    pub kms_describe: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub cache_evictions: AtomicU64,
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+    hydrate_micros: Mutex<VecDeque<u32>>,
+}
+
+/// A point-in-time copy of the counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatsSnapshot {
+    pub kms_generate: u64,
+    pub kms_decrypt: u64,
+    pub kms_reencrypt: u64,
+    pub kms_describe: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_evictions: u64,
+    /// `(code, count)` for every code seen at least once.
+    pub errors: Vec<(&'static str, u64)>,
+    pub hydrations: u64,
+    pub hydrate_p50_ms: f64,
+    pub hydrate_p95_ms: f64,
+    pub hydrate_p99_ms: f64,
+}
+
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Stats {
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
+            bump(&self.errors[i]);
+        }
+    }
+
+    pub fn hydrated(&self, took: Duration) {
+        let micros = took.as_micros().min(u32::MAX as u128) as u32;
+        if let Ok(mut w) = self.hydrate_micros.lock() {
+            if w.len() == LATENCY_WINDOW {
+                w.pop_front();
+            }
+            w.push_back(micros);
+        }
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut lat: Vec<u32> = self.hydrate_micros.lock().map(|w| w.iter().copied().collect()).unwrap_or_default();
+        lat.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if lat.is_empty() {
+                return 0.0;
+            }
+            let i = ((p / 100.0) * lat.len() as f64).floor() as usize;
+            lat[i.min(lat.len() - 1)] as f64 / 1000.0
+        };
+        StatsSnapshot {
+            kms_generate: get(&self.kms_generate),
+            kms_decrypt: get(&self.kms_decrypt),
+            kms_reencrypt: get(&self.kms_reencrypt),
+            kms_describe: get(&self.kms_describe),
+            cache_hits: get(&self.cache_hits),
+            cache_misses: get(&self.cache_misses),
+            cache_evictions: get(&self.cache_evictions),
+            errors: ErrorCode::ALL
+                .iter()
+                .zip(self.errors.iter())
+                .filter_map(|(c, n)| {
+                    let n = get(n);
+                    (n > 0).then_some((c.as_str(), n))
+                })
+                .collect(),
+            hydrations: lat.len() as u64,
+            hydrate_p50_ms: pct(50.0),
+            hydrate_p95_ms: pct(95.0),
+            hydrate_p99_ms: pct(99.0),
+        }
+    }
+}
