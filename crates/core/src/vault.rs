@@ -95,6 +95,14 @@ impl Vault {
         &self.environment
     }
 
+    /// Counts an operation's error by code (for `stats()`), once, where the caller sees it.
+    fn counted<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.stats.error(e.code);
+        }
+        r
+    }
+
     fn live(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             Err(Error::closed())
@@ -164,6 +172,17 @@ impl Vault {
     /// Stores a new wallet: validates everything first, then seals the shares under a fresh data
     /// key and writes metadata, sealed record and audit row in one transaction.
     pub async fn store_wallet(
+        &self,
+        metadata_json: &str,
+        created_address: Option<&str>,
+        shares: &SecretBuf,
+        actor: Option<&str>,
+    ) -> Result<String> {
+        let r = self.store_wallet_inner(metadata_json, created_address, shares, actor).await;
+        self.counted(r)
+    }
+
+    async fn store_wallet_inner(
         &self,
         metadata_json: &str,
         created_address: Option<&str>,
@@ -283,6 +302,16 @@ impl Vault {
         backup_info_json: &str,
         actor: Option<&str>,
     ) -> Result<String> {
+        let r = self.merge_backup_info_inner(address, backup_info_json, actor).await;
+        self.counted(r)
+    }
+
+    async fn merge_backup_info_inner(
+        &self,
+        address: &str,
+        backup_info_json: &str,
+        actor: Option<&str>,
+    ) -> Result<String> {
         self.live()?;
         check_label(actor, "actor", MAX_ACTOR_LEN)?;
         let backup = parse_backup_info(backup_info_json)?;
@@ -310,6 +339,18 @@ impl Vault {
     /// Writes a new share generation (new data key) together with the new backup info and, on a
     /// reshare, the new scheme, in one transaction.
     pub async fn replace_shares(
+        &self,
+        address: &str,
+        shares: &SecretBuf,
+        backup_info_json: &str,
+        scheme: Option<&str>,
+        actor: Option<&str>,
+    ) -> Result<String> {
+        let r = self.replace_shares_inner(address, shares, backup_info_json, scheme, actor).await;
+        self.counted(r)
+    }
+
+    async fn replace_shares_inner(
         &self,
         address: &str,
         shares: &SecretBuf,
@@ -364,6 +405,11 @@ impl Vault {
 
     /// Deletes a wallet: metadata, sealed shares and the wrapped data key (crypto-shredding).
     pub async fn delete_wallet(&self, address: &str, actor: Option<&str>) -> Result<()> {
+        let r = self.delete_wallet_inner(address, actor).await;
+        self.counted(r)
+    }
+
+    async fn delete_wallet_inner(&self, address: &str, actor: Option<&str>) -> Result<()> {
         self.live()?;
         check_label(actor, "actor", MAX_ACTOR_LEN)?;
         let row = self.metadata_row(address).await?;

@@ -173,10 +173,8 @@ impl AwsKms {
         }
         let client = aws_sdk_kms::Client::new(&sdk);
         bump(&stats.kms_describe);
-        let described = client.describe_key().key_id(&config.key_id).send().await.map_err(|e| {
-            stats.error(classify("DescribeKey", &e).code);
-            classify("DescribeKey", &e)
-        })?;
+        let described =
+            client.describe_key().key_id(&config.key_id).send().await.map_err(|e| classify("DescribeKey", &e))?;
         let arn = described
             .key_metadata
             .and_then(|m| m.arn)
@@ -186,19 +184,15 @@ impl AwsKms {
     }
 
     fn failed<E: ProvideErrorMetadata, R>(&self, op: &str, e: &SdkError<E, R>) -> Error {
-        let err = classify(op, e);
-        self.stats.error(err.code);
-        err
+        classify(op, e)
     }
 
     fn refuse_untrusted(&self, kek: &KekRef) -> Result<()> {
         if !self.trusts(kek) {
-            let err = Error::new(
+            return Err(Error::new(
                 ErrorCode::KmsDenied,
                 format!("the record names {} key {}, which this vault does not trust", kek.provider, kek.key_id),
-            );
-            self.stats.error(err.code);
-            return Err(err);
+            ));
         }
         Ok(())
     }

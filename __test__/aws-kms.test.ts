@@ -1,0 +1,216 @@
+import { join } from 'node:path'
+import { Vault } from '../lib'
+import type { OpenOptions } from '../lib'
+import { fakeCreatedWallet } from '../lib/fixtures'
+import { cleanup, tempDir, vaultError } from './support/helpers'
+import { DUMMY_CREDENTIALS, startMoto, type Moto } from './support/moto'
+import { sqlInChild, tamper } from './support/sql'
+
+let moto: Moto
+let keyArn: string
+let otherKeyArn: string
+
+beforeAll(() => {
+  moto = startMoto()
+  keyArn = moto.createKey('alias/sharevault-test')
+  otherKeyArn = moto.createKey()
+}, 120_000)
+afterAll(() => moto?.kill())
+afterEach(cleanup)
+
+function awsOptions(database: string, extra: Partial<OpenOptions> & { keyId?: string; timeoutMs?: number } = {}): OpenOptions {
+  const { keyId, timeoutMs, ...rest } = extra
+  return {
+    database,
+    environment: 'test',
+    kms: { provider: 'aws', keyId: keyId ?? 'alias/sharevault-test', region: 'us-east-1', endpoint: moto.endpoint, credentials: DUMMY_CREDENTIALS, timeoutMs: timeoutMs ?? 5000, maxAttempts: 2 },
+    ...rest,
+  }
+}
+
+function dbPath(): string {
+  return join(tempDir(), 'aws.db')
+}
+
+describe('AWS KMS envelope', () => {
+  it('round-trips a wallet through GenerateDataKey and Decrypt, naming the key by its ARN', async () => {
+    const path = dbPath()
+    const vault = await Vault.open(awsOptions(path, { cache: false }))
+    const created = fakeCreatedWallet('EVM')
+    await vault.storeWallet(created)
+    const got = await vault.withWallet(created.walletMetadata.accountAddress, (w) => w.externalServerKeyShares[0].secretShare)
+    expect(got).toBe(created.externalServerKeyShares[0].secretShare)
+    const s = vault.stats()
+    expect(s.kmsCalls).toEqual({ generateDataKey: 1, decrypt: 1, reEncrypt: 0, describeKey: 1 })
+    expect(sqlInChild(path, "return db.prepare('SELECT kek_provider, kek_key_id FROM wallets').get()")).toEqual({ kek_provider: 'aws', kek_key_id: keyArn })
+    await vault.close()
+  })
+
+  it('accepts the key by ARN as well as by alias', async () => {
+    const path = dbPath()
+    const a = await Vault.open(awsOptions(path))
+    const created = fakeCreatedWallet('SVM')
+    await a.storeWallet(created)
+    await a.close()
+    const b = await Vault.open(awsOptions(path, { keyId: keyArn }))
+    await b.withWallet(created.walletMetadata.accountAddress, () => undefined)
+    await b.close()
+  })
+
+  it('refuses a record wrapped by a key the vault does not trust, without calling KMS', async () => {
+    const path = dbPath()
+    const a = await Vault.open(awsOptions(path))
+    const created = fakeCreatedWallet('EVM')
+    await a.storeWallet(created)
+    await a.close()
+    const b = await Vault.open(awsOptions(path, { keyId: otherKeyArn }))
+    const e = await vaultError(b.withWallet(created.walletMetadata.accountAddress, () => 'should not run'))
+    expect(e.code).toBe('ERR_KMS_DENIED')
+    expect(b.stats().kmsCalls.decrypt).toBe(0)
+    await b.close()
+  })
+
+  it('is refused by KMS when the record is bound to another wallet (encryption context)', async () => {
+    const path = dbPath()
+    const vault = await Vault.open(awsOptions(path, { cache: false }))
+    const a = fakeCreatedWallet('EVM')
+    const b = fakeCreatedWallet('EVM')
+    await vault.storeWallet(a)
+    await vault.storeWallet(b)
+    // Move a's wrapped data key and sealed shares onto b: KMS sees b's walletId in the context.
+    tamper(path, `UPDATE wallets SET (wrapped_dek, nonce, ciphertext) = (SELECT wrapped_dek, nonce, ciphertext FROM wallets WHERE address_key = ?) WHERE address_key = ?`, a.walletMetadata.accountAddress.toLowerCase(), b.walletMetadata.accountAddress.toLowerCase())
+    const e = await vaultError(vault.withWallet(b.walletMetadata.accountAddress, () => 'should not run'))
+    expect(e.code).toBe('ERR_KMS_DENIED')
+    expect(vault.stats().errors.ERR_KMS_DENIED).toBe(1)
+    await vault.close()
+  })
+
+  it('refuses a plain-http endpoint that is not on loopback', async () => {
+    const e = await vaultError(Vault.open({ ...awsOptions(':memory:'), kms: { provider: 'aws', keyId: keyArn, region: 'us-east-1', endpoint: 'http://10.1.2.3:4566', credentials: DUMMY_CREDENTIALS } }))
+    expect(e.code).toBe('ERR_INVALID_INPUT')
+    expect(e.path).toBe('kms.endpoint')
+  })
+})
+
+describe('the data-key cache', () => {
+  it('with cache: false, makes one Decrypt per hydrate', async () => {
+    const path = dbPath()
+    const vault = await Vault.open(awsOptions(path, { cache: false }))
+    const created = fakeCreatedWallet('EVM')
+    await vault.storeWallet(created)
+    for (let i = 0; i < 5; i++) await vault.withWallet(created.walletMetadata.accountAddress, () => undefined)
+    expect(vault.stats().kmsCalls.decrypt).toBe(5)
+    await vault.close()
+  })
+
+  it('makes exactly one Decrypt for 1,000 concurrent hydrations of one cold wallet', async () => {
+    const path = dbPath()
+    const writer = await Vault.open(awsOptions(path))
+    const created = fakeCreatedWallet('EVM')
+    await writer.storeWallet(created)
+    await writer.close()
+    const vault = await Vault.open(awsOptions(path))
+    const address = created.walletMetadata.accountAddress
+    const got = await Promise.all(Array.from({ length: 1000 }, () => vault.withWallet(address, (w) => w.externalServerKeyShares[0].secretShare)))
+    expect(new Set(got)).toEqual(new Set([created.externalServerKeyShares[0].secretShare]))
+    const s = vault.stats()
+    expect(s.kmsCalls.decrypt).toBe(1)
+    expect(s.cacheHits + s.cacheMisses).toBe(1000)
+    await vault.close()
+  })
+
+  it('evicts entries after maxUses and after maxAgeMs', async () => {
+    const path = dbPath()
+    const writer = await Vault.open(awsOptions(path))
+    const created = fakeCreatedWallet('EVM')
+    await writer.storeWallet(created)
+    await writer.close()
+    const address = created.walletMetadata.accountAddress
+    const byUses = await Vault.open(awsOptions(path, { cache: { maxUses: 3 } }))
+    for (let i = 0; i < 9; i++) await byUses.withWallet(address, () => undefined)
+    expect(byUses.stats().kmsCalls.decrypt).toBe(3)
+    await byUses.close()
+    const byAge = await Vault.open(awsOptions(path, { cache: { maxAgeMs: 50 } }))
+    await byAge.withWallet(address, () => undefined)
+    await byAge.withWallet(address, () => undefined)
+    await new Promise((r) => setTimeout(r, 80))
+    await byAge.withWallet(address, () => undefined)
+    expect(byAge.stats().kmsCalls.decrypt).toBe(2)
+    expect(byAge.stats().cacheEvictions).toBeGreaterThanOrEqual(1)
+    await byAge.close()
+  })
+
+  it('keeps at most maxEntries keys', async () => {
+    const path = dbPath()
+    const writer = await Vault.open(awsOptions(path))
+    const wallets = [fakeCreatedWallet('EVM'), fakeCreatedWallet('EVM'), fakeCreatedWallet('EVM')]
+    for (const w of wallets) await writer.storeWallet(w)
+    await writer.close()
+    const vault = await Vault.open(awsOptions(path, { cache: { maxEntries: 2 } }))
+    for (let round = 0; round < 2; round++) for (const w of wallets) await vault.withWallet(w.walletMetadata.accountAddress, () => undefined)
+    // Cycling three wallets through two slots misses every time.
+    expect(vault.stats().kmsCalls.decrypt).toBe(6)
+    await vault.close()
+  })
+
+  it('reports stats without any secret in them', async () => {
+    const vault = await Vault.open(awsOptions(dbPath()))
+    const created = fakeCreatedWallet('EVM')
+    await vault.storeWallet(created)
+    await vault.withWallet(created.walletMetadata.accountAddress, () => undefined)
+    const s = vault.stats()
+    expect(s.hydrations).toBe(1)
+    expect(s.hydrateP99Ms).toBeGreaterThan(0)
+    expect(JSON.stringify(s)).not.toContain(created.externalServerKeyShares[0].secretShare.slice(0, 16))
+    await vault.close()
+  })
+})
+
+describe('KMS faults', () => {
+  it('answers ERR_KMS_UNAVAILABLE when KMS hangs, keeps cached wallets signing, and recovers without a restart', async () => {
+    const path = dbPath()
+    const writer = await Vault.open(awsOptions(path))
+    const warm = fakeCreatedWallet('EVM')
+    const cold = fakeCreatedWallet('EVM')
+    await writer.storeWallet(warm)
+    await writer.storeWallet(cold)
+    await writer.close()
+    const vault = await Vault.open(awsOptions(path, { timeoutMs: 1000 }))
+    await vault.withWallet(warm.walletMetadata.accountAddress, () => undefined)
+    moto.pause()
+    try {
+      const started = Date.now()
+      const e = await vaultError(vault.withWallet(cold.walletMetadata.accountAddress, () => 'should not run'))
+      expect(e.code).toBe('ERR_KMS_UNAVAILABLE')
+      expect(Date.now() - started).toBeLessThan(4000)
+      // The cached wallet keeps working while KMS is down.
+      expect(await vault.withWallet(warm.walletMetadata.accountAddress, (w) => w.externalServerKeyShares[0].secretShare)).toBe(warm.externalServerKeyShares[0].secretShare)
+      // A store that cannot get a data key is refused and writes nothing.
+      const late = fakeCreatedWallet('SVM')
+      expect((await vaultError(vault.storeWallet(late))).code).toBe('ERR_KMS_UNAVAILABLE')
+      expect((await vaultError(vault.getMetadata(late.walletMetadata.accountAddress))).code).toBe('ERR_NOT_FOUND')
+    } finally {
+      moto.resume()
+    }
+    expect(await vault.withWallet(cold.walletMetadata.accountAddress, (w) => w.externalServerKeyShares[0].secretShare)).toBe(cold.externalServerKeyShares[0].secretShare)
+    expect(vault.stats().errors.ERR_KMS_UNAVAILABLE).toBeGreaterThanOrEqual(2)
+    await vault.close()
+  }, 30_000)
+
+  it('answers ERR_KMS_UNAVAILABLE when the emulator is killed, while cached wallets keep signing', async () => {
+    const path = dbPath()
+    const writer = await Vault.open(awsOptions(path))
+    const warm = fakeCreatedWallet('EVM')
+    const cold = fakeCreatedWallet('EVM')
+    await writer.storeWallet(warm)
+    await writer.storeWallet(cold)
+    await writer.close()
+    const vault = await Vault.open(awsOptions(path, { timeoutMs: 1000 }))
+    await vault.withWallet(warm.walletMetadata.accountAddress, () => undefined)
+    moto.kill()
+    const e = await vaultError(vault.withWallet(cold.walletMetadata.accountAddress, () => 'should not run'))
+    expect(e.code).toBe('ERR_KMS_UNAVAILABLE')
+    expect(await vault.withWallet(warm.walletMetadata.accountAddress, () => 'signed')).toBe('signed')
+    await vault.close()
+  }, 30_000)
+})
