@@ -83,6 +83,12 @@ pub struct AwsKms {
     stats: Arc<Stats>,
 }
 
+impl std::fmt::Debug for AwsKms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AwsKms {{ key: {} }}", self.kek.key_id)
+    }
+}
+
 fn context_map(ctx: &KeyContext) -> HashMap<String, String> {
     HashMap::from([
         ("sharevault:environment".to_string(), ctx.environment.clone()),

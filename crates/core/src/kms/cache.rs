@@ -138,18 +138,24 @@ impl KeyWrapper for CachingKeyWrapper {
             bump(&self.stats.cache_hits);
             return Ok(hit);
         }
-        bump(&self.stats.cache_misses);
         let (flight, leader) = {
             let mut flights = self.flights.lock().map_err(|_| crate::error::Error::internal("cache lock poisoned"))?;
             match flights.get(&k) {
                 Some(f) => (f.clone(), false),
                 None => {
+                    // A leader puts its key in the cache before it leaves this table (under this
+                    // lock), so a second look here catches a flight that just landed.
+                    if let Some(hit) = self.lookup(&k) {
+                        bump(&self.stats.cache_hits);
+                        return Ok(hit);
+                    }
                     let f: Flight = Arc::new(OnceCell::new());
                     flights.insert(k, f.clone());
                     (f, true)
                 }
             }
         };
+        bump(&self.stats.cache_misses);
         let result = flight
             .get_or_init(|| async {
                 let key = self.inner.unwrap_data_key(kek, wrapped, ctx).await?;
