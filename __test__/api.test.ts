@@ -204,6 +204,18 @@ describe('changes', () => {
     expect((await vault.getMetadata(a)).thresholdSignatureScheme).toBe('TWO_OF_TWO')
   })
 
+  it('refuses a reshare path the SDK does not support (3/5 → 2/2) and keeps the wallet as it was', async () => {
+    const created = fakeCreatedWallet('EVM', { scheme: 'THREE_OF_FIVE' })
+    await vault.storeWallet(created)
+    const a = created.walletMetadata.accountAddress
+    const e = await vaultError(vault.replaceShares(a, { externalServerKeyShares: fakeShares('EVM', 1), backupInfo: backupInfoWithExternal(), thresholdSignatureScheme: 'TWO_OF_TWO' }))
+    expect(e.code).toBe('ERR_INVALID_INPUT')
+    expect(e.path).toBe('thresholdSignatureScheme')
+    expect(await vault.getMetadata(a)).toEqual(created.walletMetadata)
+    // 3/5 → 2/3 is a supported path.
+    await vault.replaceShares(a, { externalServerKeyShares: fakeShares('EVM', 2), backupInfo: backupInfoWithExternal(), thresholdSignatureScheme: 'TWO_OF_THREE' })
+  })
+
   it('deleteWallet removes the wallet; the address can then be stored again', async () => {
     const created = fakeCreatedWallet('SVM')
     await vault.storeWallet(created)

@@ -47,9 +47,17 @@ function sharesArg(v: unknown): unknown[] {
   return v
 }
 
+function json(v: unknown, path: string): string {
+  try {
+    return JSON.stringify(v)
+  } catch {
+    throw invalid(path, 'must be JSON data (no BigInt, no cycles)')
+  }
+}
+
 function backupJson(v: unknown): string {
   if (!isObject(v)) throw invalid('backupInfo', v === undefined || v === null ? 'is required' : 'must be an object')
-  return JSON.stringify(v)
+  return json(v, 'backupInfo')
 }
 
 /**
@@ -117,8 +125,9 @@ export class Vault {
     const shares = sharesArg(created.externalServerKeyShares)
     const createdAddress = typeof created.accountAddress === 'string' ? created.accountAddress : undefined
     const actor = optStr(options.actor, 'actor')
-    const json = await call(() => this.native.storeWallet(JSON.stringify(meta), createdAddress, shares, actor))
-    return JSON.parse(json) as WalletMetadata
+    const metaJson = json(meta, 'walletMetadata')
+    const stored = await call(() => this.native.storeWallet(metaJson, createdAddress, shares, actor))
+    return JSON.parse(stored) as WalletMetadata
   }
 
   /** The stored metadata, whole. No decryption, no KMS call, not audited. */
@@ -156,9 +165,9 @@ export class Vault {
    */
   async mergeBackupInfo(address: string, backupInfo: KeyShareBackupInfo, options: { actor?: string } = {}): Promise<WalletMetadata> {
     const a = str(address, 'address')
-    const json = backupJson(backupInfo)
+    const info = backupJson(backupInfo)
     const actor = optStr(options.actor, 'actor')
-    return JSON.parse(await call(() => this.native.mergeBackupInfo(a, json, actor))) as WalletMetadata
+    return JSON.parse(await call(() => this.native.mergeBackupInfo(a, info, actor))) as WalletMetadata
   }
 
   /**
@@ -169,10 +178,10 @@ export class Vault {
     const a = str(address, 'address')
     if (!isObject(input)) throw invalid('input', 'must be { externalServerKeyShares, backupInfo, thresholdSignatureScheme? }')
     const shares = sharesArg(input.externalServerKeyShares)
-    const json = backupJson(input.backupInfo)
+    const info = backupJson(input.backupInfo)
     const scheme = optStr(input.thresholdSignatureScheme, 'thresholdSignatureScheme')
     const actor = optStr(options.actor, 'actor')
-    return JSON.parse(await call(() => this.native.replaceShares(a, shares, json, scheme, actor))) as WalletMetadata
+    return JSON.parse(await call(() => this.native.replaceShares(a, shares, info, scheme, actor))) as WalletMetadata
   }
 
   /** Deletes the wallet: metadata, sealed shares and wrapped data key (crypto-shredding). */

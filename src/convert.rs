@@ -107,8 +107,11 @@ unsafe fn encode_object(
             sys::napi_get_typedarray_info(env, v, &mut kind, &mut length, &mut data, &mut ab, &mut offset),
             "reading a typed array",
         )?;
-        if kind != sys::TypedarrayType::uint8_array && kind != sys::TypedarrayType::uint8_clamped_array {
-            return Err(Error::invalid(path.clone(), "typed arrays other than Uint8Array are not supported"));
+        if kind != sys::TypedarrayType::uint8_array {
+            return Err(Error::invalid(
+                path.clone(),
+                "typed arrays other than Uint8Array (or Buffer) are not supported",
+            ));
         }
         let bytes =
             if length == 0 || data.is_null() { &[][..] } else { std::slice::from_raw_parts(data as *const u8, length) };
@@ -126,6 +129,17 @@ unsafe fn encode_object(
                 format!("a {name} cannot be stored; use a Uint8Array or a string"),
             ));
         }
+    }
+    // Built-ins whose contents are not own fields would silently come back as `{}`: refuse them.
+    // `Object.prototype.toString` reads internal slots, so it also recognizes objects from
+    // another realm (a vm context, jest's sandbox), where `instanceof` would not.
+    let tag = to_string_tag(env, v)?;
+    let kind = tag.strip_prefix("[object ").and_then(|t| t.strip_suffix(']')).unwrap_or("");
+    if ["Map", "Set", "WeakMap", "WeakSet", "RegExp", "Promise", "WeakRef"].contains(&kind) {
+        return Err(Error::invalid(
+            path.clone(),
+            format!("a {kind} cannot be stored; use plain objects, arrays, strings or Uint8Array"),
+        ));
     }
     check(sys::napi_is_array(env, v, &mut flag), "checking an array")?;
     if flag {
@@ -177,6 +191,10 @@ unsafe fn encode_object(
         )?;
         let name =
             std::str::from_utf8(&key_buf[..written]).map_err(|_| Error::internal("a field name was not UTF-8"))?;
+        if name == "__proto__" {
+            // Set back on a fresh object it would change the object's prototype, not add a field.
+            return Err(Error::invalid(path.clone(), "has a field named __proto__"));
+        }
         enc.key(name)?;
         path.push('.');
         path.push_str(name);
@@ -186,6 +204,27 @@ unsafe fn encode_object(
         path.truncate(base);
     }
     Ok(())
+}
+
+/// `Object.prototype.toString.call(v)`, e.g. `[object Map]`. Not secret: a type tag.
+unsafe fn to_string_tag(env: sys::napi_env, v: sys::napi_value) -> Result<String, Error> {
+    let mut global = ptr::null_mut();
+    check(sys::napi_get_global(env, &mut global), "reading the global object")?;
+    let mut object = ptr::null_mut();
+    check(sys::napi_get_named_property(env, global, c"Object".as_ptr(), &mut object), "reading Object")?;
+    let mut proto = ptr::null_mut();
+    check(sys::napi_get_named_property(env, object, c"prototype".as_ptr(), &mut proto), "reading Object.prototype")?;
+    let mut to_string = ptr::null_mut();
+    check(sys::napi_get_named_property(env, proto, c"toString".as_ptr(), &mut to_string), "reading toString")?;
+    let mut out = ptr::null_mut();
+    check(sys::napi_call_function(env, v, to_string, 0, ptr::null(), &mut out), "reading a type tag")?;
+    let mut buf = [0u8; 64];
+    let mut written = 0usize;
+    check(
+        sys::napi_get_value_string_utf8(env, out, buf.as_mut_ptr() as *mut c_char, buf.len(), &mut written),
+        "reading a type tag",
+    )?;
+    Ok(String::from_utf8_lossy(&buf[..written]).into_owned())
 }
 
 /// Builds fresh JS values from decoded shares (on the JS thread).

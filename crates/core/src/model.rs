@@ -34,6 +34,13 @@ impl Scheme {
         }
     }
 
+    /// The reshare paths Dynamic's server accepts (SDK-CONTRACT §4): 2/2→2/2, 2/3→2/3, 3/5→3/5,
+    /// 2/2→2/3, 2/2→3/5, 2/3→3/5, 2/3→2/2, 3/5→2/3.
+    pub fn can_reshare_to(self, to: Scheme) -> bool {
+        use Scheme::*;
+        !matches!((self, to), (ThreeOfFive, TwoOfTwo))
+    }
+
     /// `TWO_OF_TWO` → 1, `TWO_OF_THREE` → 2, `THREE_OF_FIVE` → 3.
     pub fn external_share_count(self) -> usize {
         match self {

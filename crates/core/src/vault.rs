@@ -380,6 +380,16 @@ impl Vault {
                 .and_then(Scheme::parse)
                 .ok_or_else(|| Error::tampered("the stored metadata has no valid scheme"))?;
             let effective = new_scheme.unwrap_or(current);
+            if !current.can_reshare_to(effective) {
+                return Err(Error::invalid(
+                    "thresholdSignatureScheme",
+                    format!(
+                        "a reshare from {} to {} is not a path the SDK supports",
+                        current.as_str(),
+                        effective.as_str()
+                    ),
+                ));
+            }
             shares::validate(shares, effective.external_share_count(), effective.as_str())?;
             model::apply_update(&mut obj, backup.clone(), new_scheme);
             let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
