@@ -61,7 +61,7 @@ const yieldLoop = () => new Promise((r) => setImmediate(r))
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'sharevault-bench-'))
   const key = randomBytes(32)
-  console.log(`generating ${WALLETS} wallets (secretShare ${SHARE_LEN} chars, EVM 2/2 and 2/3 alternating)…`)
+  console.log(`generating ${WALLETS} wallets (shares of ${SHARE_LEN} chars, EVM 2/2 and 2/3 alternating)…`)
   const wallets = Array.from({ length: WALLETS }, (_, i) =>
     fakeCreatedWallet('EVM', { scheme: i % 2 ? 'TWO_OF_THREE' : 'TWO_OF_TWO', secretShareLength: SHARE_LEN }),
   )

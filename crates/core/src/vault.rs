@@ -227,6 +227,15 @@ impl Vault {
         Ok(row)
     }
 
+    /// The whole row (with its sealed record), checked like `metadata_row`.
+    async fn wallet_row(&self, address: &str) -> Result<WalletRow> {
+        let key = model::check_address_arg(address)?;
+        let row = self.store.get(&key).await?.ok_or_else(|| Error::not_found(address))?;
+        self.same_environment(&row.environment, address)?;
+        model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
+        Ok(row)
+    }
+
     /// The stored metadata, whole. No decryption and no KMS call.
     pub async fn get_metadata(&self, address: &str) -> Result<String> {
         self.live()?;
@@ -253,10 +262,7 @@ impl Vault {
     }
 
     async fn hydrate_inner(&self, address: &str) -> Result<(WalletRow, SecretBuf)> {
-        let key = model::check_address_arg(address)?;
-        let row = self.store.get(&key).await?.ok_or_else(|| Error::not_found(address))?;
-        self.same_environment(&row.environment, address)?;
-        model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
+        let row = self.wallet_row(address).await?;
         let plaintext = self.open_row(&row).await?;
         Ok((row, plaintext))
     }
@@ -368,10 +374,7 @@ impl Vault {
         };
         let backup = parse_backup_info(backup_info_json)?;
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let key = model::check_address_arg(address)?;
-            let row = self.store.get(&key).await?.ok_or_else(|| Error::not_found(address))?;
-            self.same_environment(&row.environment, address)?;
-            model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
+            let row = self.wallet_row(address).await?;
             let mut obj = model::parse_metadata(&row.metadata_json)
                 .map_err(|_| Error::tampered("the stored metadata is not readable"))?;
             let current = obj
