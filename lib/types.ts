@@ -77,7 +77,7 @@ export interface CacheOptions {
 }
 
 export interface VaultStats {
-  kmsCalls: { generateDataKey: number; decrypt: number; reEncrypt: number; describeKey: number }
+  kmsCalls: { generateDataKey: number; decrypt: number; reEncrypt: number; describeKey: number; /** HTTP attempts, retries included (AWS) */ attempts: number }
   cacheHits: number
   cacheMisses: number
   cacheEvictions: number

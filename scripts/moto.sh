@@ -9,12 +9,20 @@ set -euo pipefail
 VENV="${SHAREVAULT_MOTO_VENV:-$HOME/.cache/sharevault-moto-venv}"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 
+MOTO_VERSION=5.2.5
+
 ensure_venv() {
+  mkdir -p "$(dirname "$VENV")"
+  # One creator at a time: parallel test binaries may all ask for the venv at once.
+  exec 9>"$VENV.lock"
+  flock 9
   if [ ! -x "$VENV/bin/moto_server" ]; then
-    echo "creating $VENV with moto[server]" >&2
+    echo "creating $VENV with moto[server]==$MOTO_VERSION" >&2
+    rm -rf "$VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' >&2
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
   fi
+  flock -u 9
 }
 
 free_port() {
@@ -29,6 +37,10 @@ case "${1:-}" in
     log="${TMPDIR:-/tmp}/sharevault-moto-$port.log"
     nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
     pid=$!
+    # Watchdog: when the process that asked for the server (a jest worker, a cargo test) dies,
+    # even by SIGKILL, the server goes too.
+    owner="${SHAREVAULT_MOTO_OWNER:-$PPID}"
+    nohup sh -c "while kill -0 $owner 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 1; done; kill -CONT $pid 2>/dev/null; kill $pid 2>/dev/null" >/dev/null 2>&1 &
     for _ in $(seq 1 100); do
       if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
         echo "$pid http://127.0.0.1:$port"
@@ -41,7 +53,12 @@ case "${1:-}" in
     kill "$pid" 2>/dev/null || true
     exit 1
     ;;
-  stop) kill "${2:?pid}" 2>/dev/null || true ;;
+  stop)
+    pid="${2:?pid}"
+    case "$pid" in ''|*[!0-9]*) echo "not a pid: $pid" >&2; exit 2 ;; esac
+    [ "$pid" -gt 1 ] || { echo "refusing to signal pid $pid" >&2; exit 2; }
+    kill "$pid" 2>/dev/null || true
+    ;;
   create-key)
     ensure_venv
     "$VENV/bin/python" - "${2:?endpoint}" "${3:-}" <<'PY'

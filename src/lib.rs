@@ -145,6 +145,8 @@ pub struct NativeKmsCalls {
     pub decrypt: i64,
     pub re_encrypt: i64,
     pub describe_key: i64,
+    /// HTTP attempts to KMS, retries included (AWS only).
+    pub attempts: i64,
 }
 
 /// Counters since the vault was opened. No secret in any of it.
@@ -345,6 +347,7 @@ impl NativeVault {
                 decrypt: s.kms_decrypt as i64,
                 re_encrypt: s.kms_reencrypt as i64,
                 describe_key: s.kms_describe as i64,
+                attempts: s.kms_attempts as i64,
             },
             cache_hits: s.cache_hits as i64,
             cache_misses: s.cache_misses as i64,

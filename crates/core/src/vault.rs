@@ -215,7 +215,12 @@ impl Vault {
             sealed,
         };
         let audit = self.audit(actor, "store", &id.account_address, Some(&id.wallet_id), None, "ok");
-        self.store.apply(Change::Insert(row), audit).await?;
+        let (kek, wrapped) = (row.sealed.kek.clone(), row.sealed.wrapped_dek.clone());
+        if let Err(e) = self.store.apply(Change::Insert(row), audit).await {
+            // Not stored: no cached copy of its data key may outlive it.
+            self.kms.forget(&kek, &wrapped, &self.key_context(&id.wallet_id));
+            return Err(e);
+        }
         Ok(metadata_json.to_string())
     }
 
@@ -400,6 +405,8 @@ impl Vault {
             let sealed =
                 self.seal_generation(&row.wallet_id, &row.address_key, &row.chain_name, generation, shares).await?;
             let audit = self.audit(actor, "replace_shares", &row.address, Some(&row.wallet_id), None, "ok");
+            let ctx = self.key_context(&row.wallet_id);
+            let (new_kek, new_wrapped) = (sealed.kek.clone(), sealed.wrapped_dek.clone());
             let change = Change::ReplaceShares {
                 address_key: row.address_key.clone(),
                 expected_version: row.version,
@@ -407,8 +414,16 @@ impl Vault {
                 generation,
                 sealed,
             };
-            match self.store.apply(change, audit).await? {
-                Applied::Done => return Ok(json),
+            let applied = self.store.apply(change, audit).await;
+            if !matches!(applied, Ok(Applied::Done)) {
+                self.kms.forget(&new_kek, &new_wrapped, &ctx);
+            }
+            match applied? {
+                Applied::Done => {
+                    // The old generation is gone: so is any cached copy of its data key.
+                    self.kms.forget(&row.sealed.kek, &row.sealed.wrapped_dek, &ctx);
+                    return Ok(json);
+                }
                 Applied::Stale => continue,
                 Applied::NotFound => return Err(Error::not_found(address)),
             }
@@ -425,10 +440,14 @@ impl Vault {
     async fn delete_wallet_inner(&self, address: &str, actor: Option<&str>) -> Result<()> {
         self.live()?;
         check_label(actor, "actor", MAX_ACTOR_LEN)?;
-        let row = self.metadata_row(address).await?;
+        let row = self.wallet_row(address).await?;
         let audit = self.audit(actor, "delete", address, Some(&row.wallet_id), None, "ok");
-        match self.store.apply(Change::Delete { address_key: row.address_key }, audit).await? {
-            Applied::Done => Ok(()),
+        match self.store.apply(Change::Delete { address_key: row.address_key.clone() }, audit).await? {
+            Applied::Done => {
+                // Crypto-shredding includes the process: drop any cached copy of the data key.
+                self.kms.forget(&row.sealed.kek, &row.sealed.wrapped_dek, &self.key_context(&row.wallet_id));
+                Ok(())
+            }
             _ => Err(Error::not_found(address)),
         }
     }

@@ -71,11 +71,13 @@ async fn aws_kms_wraps_unwraps_rewraps_and_refuses_what_it_should() {
     let back = kms.unwrap_data_key(&g.kek, &g.wrapped, &ctx("w1")).await.unwrap();
     assert_eq!(back.expose(), g.plaintext.expose());
 
-    // Another wallet's context: KMS refuses, and it is not retried.
+    // Another wallet's context: KMS refuses, and the refusal is not retried (one HTTP attempt).
     let decrypts = stats.snapshot().kms_decrypt;
+    let attempts = stats.snapshot().kms_attempts;
     let e = kms.unwrap_data_key(&g.kek, &g.wrapped, &ctx("w2")).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::KmsDenied);
     assert_eq!(stats.snapshot().kms_decrypt, decrypts + 1);
+    assert_eq!(stats.snapshot().kms_attempts, attempts + 1);
 
     // A record naming a key the vault was not configured with never reaches KMS.
     let mut foreign = g.kek.clone();
@@ -83,6 +85,7 @@ async fn aws_kms_wraps_unwraps_rewraps_and_refuses_what_it_should() {
     let e = kms.unwrap_data_key(&foreign, &g.wrapped, &ctx("w1")).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::KmsDenied);
     assert_eq!(stats.snapshot().kms_decrypt, decrypts + 1);
+    assert_eq!(stats.snapshot().kms_attempts, attempts + 1);
 
     // Re-wrap (ReEncrypt) keeps the data key; its plaintext never left KMS.
     let (rewrapped, kek2) = kms.rewrap_data_key(&g.kek, &g.wrapped, &ctx("w1")).await.unwrap();
@@ -115,13 +118,32 @@ async fn concurrent_misses_on_one_key_share_a_single_decrypt() {
 }
 
 #[tokio::test]
-async fn an_unreachable_kms_is_unavailable_within_the_deadline() {
-    // A port nothing listens on: connection refused, retried, then ERR_KMS_UNAVAILABLE.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let moto = Moto { pid: "0".into(), endpoint: format!("http://127.0.0.1:{port}") };
+async fn a_kms_that_never_answers_is_unavailable_after_retries_within_the_deadline() {
+    // A listener that accepts connections and never answers: a hung KMS.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let mut cfg = AwsKmsConfig {
+        key_id: "alias/none".into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint),
+        credentials: Some(StaticCredentials {
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".into(),
+            session_token: None,
+        }),
+        timeout: Duration::from_millis(1500),
+        max_attempts: 3,
+    };
+    let stats = Arc::new(Stats::default());
     let started = std::time::Instant::now();
-    let e = AwsKms::connect(config(&moto, "alias/none"), Arc::default()).await.unwrap_err();
+    let e = AwsKms::connect(cfg.clone(), stats.clone()).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::KmsUnavailable);
-    assert!(started.elapsed() < Duration::from_secs(6));
-    std::mem::forget(moto);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(stats.snapshot().kms_attempts >= 2, "the hung call was not retried");
+    drop(listener);
+
+    // A plain-http endpoint off loopback is refused before anything is sent.
+    cfg.endpoint = Some("http://192.0.2.1:4566".into());
+    let e = AwsKms::connect(cfg, Arc::default()).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
 }

@@ -15,7 +15,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_kms::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_kms::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use std::collections::HashMap;
@@ -36,7 +38,7 @@ pub struct StaticCredentials {
 
 impl std::fmt::Debug for StaticCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StaticCredentials {{ access_key_id: {}, .. }}", self.access_key_id)
+        f.write_str("StaticCredentials { .. }")
     }
 }
 
@@ -77,6 +79,50 @@ pub fn check_endpoint(endpoint: &str) -> Result<()> {
     }
 }
 
+/// Sees every HTTP attempt: counts it (so `stats()` shows retries), and refuses to send a request
+/// over plain HTTP to anything but a loopback address, whatever set the endpoint (our option, the
+/// `AWS_ENDPOINT_URL*` variables, or a profile's `endpoint_url`).
+struct Guard {
+    stats: Arc<Stats>,
+    refused_insecure: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Guard")
+    }
+}
+
+impl Intercept for Guard {
+    fn name(&self) -> &'static str {
+        "sharevault-guard"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        bump(&self.stats.kms_attempts);
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let uri = ctx.request().uri().to_string();
+        if check_endpoint(&uri).is_err() {
+            self.refused_insecure.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err("refusing to send a KMS request over plain HTTP to a non-loopback address".into());
+        }
+        Ok(())
+    }
+}
+
 pub struct AwsKms {
     client: aws_sdk_kms::Client,
     kek: KekRef,
@@ -111,6 +157,10 @@ fn classify<E: ProvideErrorMetadata, R>(op: &str, err: &SdkError<E, R>) -> Error
         "InvalidGrantTokenException",
         "UnrecognizedClientException",
         "InvalidSignatureException",
+        "ExpiredTokenException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "ValidationException",
     ];
     match err {
         SdkError::ServiceError(se) => {
@@ -121,6 +171,10 @@ fn classify<E: ProvideErrorMetadata, R>(op: &str, err: &SdkError<E, R>) -> Error
                 Error::new(ErrorCode::KmsUnavailable, format!("AWS KMS failed {op}: {code}"))
             }
         }
+        SdkError::ConstructionFailure(_) => Error::new(
+            ErrorCode::KmsDenied,
+            format!("the {op} request to AWS KMS could not be built (are credentials configured?)"),
+        ),
         SdkError::TimeoutError(_) => {
             Error::new(ErrorCode::KmsUnavailable, format!("AWS KMS did not answer {op} before the deadline"))
         }
@@ -177,10 +231,21 @@ impl AwsKms {
         if sdk.region().is_none() {
             return Err(Error::invalid("kms.region", "is required (or set AWS_REGION)"));
         }
-        let client = aws_sdk_kms::Client::new(&sdk);
+        let refused_insecure = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = Guard { stats: stats.clone(), refused_insecure: refused_insecure.clone() };
+        let client =
+            aws_sdk_kms::Client::from_conf(aws_sdk_kms::config::Builder::from(&sdk).interceptor(guard).build());
         bump(&stats.kms_describe);
-        let described =
-            client.describe_key().key_id(&config.key_id).send().await.map_err(|e| classify("DescribeKey", &e))?;
+        let described = client.describe_key().key_id(&config.key_id).send().await.map_err(|e| {
+            if refused_insecure.load(std::sync::atomic::Ordering::SeqCst) {
+                Error::invalid(
+                    "kms.endpoint",
+                    "the configured KMS endpoint (option, AWS_ENDPOINT_URL* or profile) is plain http on a non-loopback address",
+                )
+            } else {
+                classify("DescribeKey", &e)
+            }
+        })?;
         let arn = described
             .key_metadata
             .and_then(|m| m.arn)
@@ -225,10 +290,11 @@ impl KeyWrapper for AwsKms {
             .send()
             .await
             .map_err(|e| self.failed("GenerateDataKey", &e))?;
+        // Into a zeroizing buffer first, so no early return leaves the key in a plain Vec.
+        let plaintext = take_key(out.plaintext, "data key")?;
         if out.key_id.as_deref() != Some(self.kek.key_id.as_str()) {
             return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS answered GenerateDataKey with another key"));
         }
-        let plaintext = take_key(out.plaintext, "data key")?;
         let wrapped = out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default();
         if wrapped.is_empty() {
             return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS returned no wrapped data key"));
@@ -248,10 +314,11 @@ impl KeyWrapper for AwsKms {
             .send()
             .await
             .map_err(|e| self.failed("Decrypt", &e))?;
+        let key = take_key(out.plaintext, "data key")?;
         if out.key_id.as_deref() != Some(kek.key_id.as_str()) {
             return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS answered Decrypt with another key"));
         }
-        take_key(out.plaintext, "data key")
+        Ok(key)
     }
 
     async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {

@@ -38,13 +38,24 @@ struct Entry {
     uses: u64,
 }
 
-type Flight = Arc<OnceCell<std::result::Result<Arc<DataKey>, crate::error::Error>>>;
+/// One in-progress unwrap shared by every caller that missed on the same key, and how many
+/// callers joined it (each of them uses the key once).
+struct FlightState {
+    cell: OnceCell<std::result::Result<Arc<DataKey>, crate::error::Error>>,
+    joined: std::sync::atomic::AtomicU64,
+}
+
+type Flight = Arc<FlightState>;
+
+/// How often expired entries are swept out (and zeroized) even if nobody asks for them.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 pub struct CachingKeyWrapper {
     inner: Arc<dyn KeyWrapper>,
     config: CacheConfig,
     entries: Mutex<LruCache<CacheKey, Entry>>,
     flights: Mutex<HashMap<CacheKey, Flight>>,
+    last_sweep: Mutex<Instant>,
     stats: Arc<Stats>,
 }
 
@@ -67,6 +78,7 @@ impl CachingKeyWrapper {
             config,
             entries: Mutex::new(LruCache::new(cap)),
             flights: Mutex::new(HashMap::new()),
+            last_sweep: Mutex::new(Instant::now()),
             stats,
         }
     }
@@ -87,6 +99,44 @@ impl CachingKeyWrapper {
             bump(&self.stats.cache_evictions);
         }
         Some(key)
+    }
+
+    /// Drops expired entries, at most once per `SWEEP_EVERY`, so an idle key does not stay in
+    /// memory past its age just because nobody looked it up.
+    fn sweep(&self) {
+        let due = match self.last_sweep.lock() {
+            Ok(mut last) if last.elapsed() >= SWEEP_EVERY => {
+                *last = Instant::now();
+                true
+            }
+            _ => false,
+        };
+        if !due {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            let expired: Vec<CacheKey> =
+                entries.iter().filter(|(_, e)| e.created.elapsed() > self.config.max_age).map(|(k, _)| *k).collect();
+            for k in expired {
+                entries.pop(&k);
+                bump(&self.stats.cache_evictions);
+            }
+        }
+    }
+
+    /// Settles a flight once, whoever finishes it (the caller that started it may have been
+    /// cancelled): its key goes into the cache with one use per caller that shared it, then the
+    /// flight leaves the table. Errors are never cached.
+    fn land(&self, k: &CacheKey, flight: &Flight, result: &std::result::Result<Arc<DataKey>, crate::error::Error>) {
+        let Ok(mut flights) = self.flights.lock() else { return };
+        if !flights.get(k).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            return; // already landed
+        }
+        if let Ok(key) = result {
+            let uses = flight.joined.load(std::sync::atomic::Ordering::SeqCst);
+            self.insert(*k, key.duplicate(), uses);
+        }
+        flights.remove(k);
     }
 
     fn insert(&self, k: CacheKey, key: DataKey, uses: u64) {
@@ -138,45 +188,49 @@ impl KeyWrapper for CachingKeyWrapper {
             bump(&self.stats.cache_hits);
             return Ok(hit);
         }
-        let (flight, leader) = {
+        self.sweep();
+        let flight = {
             let mut flights = self.flights.lock().map_err(|_| crate::error::Error::internal("cache lock poisoned"))?;
-            match flights.get(&k) {
-                Some(f) => (f.clone(), false),
+            let flight = match flights.get(&k) {
+                Some(f) => f.clone(),
                 None => {
-                    // A leader puts its key in the cache before it leaves this table (under this
-                    // lock), so a second look here catches a flight that just landed.
+                    // A flight puts its key in the cache before it leaves this table (under this
+                    // lock), so a second look here catches one that just landed.
                     if let Some(hit) = self.lookup(&k) {
                         bump(&self.stats.cache_hits);
                         return Ok(hit);
                     }
-                    let f: Flight = Arc::new(OnceCell::new());
+                    let f: Flight =
+                        Arc::new(FlightState { cell: OnceCell::new(), joined: std::sync::atomic::AtomicU64::new(0) });
                     flights.insert(k, f.clone());
-                    (f, true)
+                    f
                 }
-            }
+            };
+            flight.joined.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            flight
         };
         bump(&self.stats.cache_misses);
         let result = flight
+            .cell
             .get_or_init(|| async {
                 let key = self.inner.unwrap_data_key(kek, wrapped, ctx).await?;
                 Ok(Arc::new(key))
             })
             .await
             .clone();
-        if leader {
-            // Into the cache first, then out of the flight table: a caller arriving in between
-            // finds one or the other, never neither (which would cost a second unwrap).
-            if let Ok(key) = &result {
-                self.insert(k, key.duplicate(), 1);
-            }
-            if let Ok(mut flights) = self.flights.lock() {
-                flights.remove(&k);
-            }
-        }
+        self.land(&k, &flight, &result);
         result.map(|key| key.duplicate())
     }
 
     async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {
         self.inner.rewrap_data_key(kek, wrapped, ctx).await
+    }
+
+    fn forget(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.pop(&cache_key(kek, wrapped, ctx)).is_some() {
+                bump(&self.stats.cache_evictions);
+            }
+        }
     }
 }

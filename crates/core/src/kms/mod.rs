@@ -54,4 +54,8 @@ pub trait KeyWrapper: Send + Sync {
 
     /// Re-wraps a data key under the current key (rotation), without touching the sealed shares.
     async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)>;
+
+    /// Drops any plaintext copy of this data key held in memory (a cache): called when its record
+    /// is deleted or replaced, or when a store that made it did not commit.
+    fn forget(&self, _kek: &KekRef, _wrapped: &[u8], _ctx: &KeyContext) {}
 }
