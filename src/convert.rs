@@ -41,13 +41,15 @@ impl FromNapiValue for SharesInput {
         if !is_array {
             return Err(to_napi(Error::invalid(path, "must be an array of key shares")));
         }
-        encode(env, value, &mut enc, &mut path, 0).map_err(to_napi)?;
+        let tag_fn = object_to_string(env).map_err(to_napi)?;
+        encode(env, tag_fn, value, &mut enc, &mut path, 0).map_err(to_napi)?;
         Ok(SharesInput(enc.finish()))
     }
 }
 
 unsafe fn encode(
     env: sys::napi_env,
+    tag_fn: sys::napi_value,
     v: sys::napi_value,
     enc: &mut Encoder,
     path: &mut String,
@@ -83,13 +85,14 @@ unsafe fn encode(
                 Ok(written)
             })
         }
-        sys::ValueType::napi_object => encode_object(env, v, enc, path, depth),
+        sys::ValueType::napi_object => encode_object(env, tag_fn, v, enc, path, depth),
         _ => Err(Error::invalid(path.clone(), "holds a value that cannot be stored (function, symbol or bigint)")),
     }
 }
 
 unsafe fn encode_object(
     env: sys::napi_env,
+    tag_fn: sys::napi_value,
     v: sys::napi_value,
     enc: &mut Encoder,
     path: &mut String,
@@ -133,7 +136,8 @@ unsafe fn encode_object(
     // Built-ins whose contents are not own fields would silently come back as `{}`: refuse them.
     // `Object.prototype.toString` reads internal slots, so it also recognizes objects from
     // another realm (a vm context, jest's sandbox), where `instanceof` would not.
-    let tag = to_string_tag(env, v)?;
+    let mut tag_buf = [0u8; 64];
+    let tag = to_string_tag(env, tag_fn, v, &mut tag_buf)?;
     let kind = tag.strip_prefix("[object ").and_then(|t| t.strip_suffix(']')).unwrap_or("");
     if ["Map", "Set", "WeakMap", "WeakSet", "RegExp", "Promise", "WeakRef"].contains(&kind) {
         return Err(Error::invalid(
@@ -151,7 +155,7 @@ unsafe fn encode_object(
             let mut item = ptr::null_mut();
             check(sys::napi_get_element(env, v, i, &mut item), "reading an array element")?;
             path.push_str(&format!("[{i}]"));
-            encode(env, item, enc, path, depth + 1)?;
+            encode(env, tag_fn, item, enc, path, depth + 1)?;
             path.truncate(base);
         }
         return Ok(());
@@ -200,14 +204,14 @@ unsafe fn encode_object(
         path.push_str(name);
         let mut field = ptr::null_mut();
         check(sys::napi_get_property(env, v, key, &mut field), "reading a field")?;
-        encode(env, field, enc, path, depth + 1)?;
+        encode(env, tag_fn, field, enc, path, depth + 1)?;
         path.truncate(base);
     }
     Ok(())
 }
 
-/// `Object.prototype.toString.call(v)`, e.g. `[object Map]`. Not secret: a type tag.
-unsafe fn to_string_tag(env: sys::napi_env, v: sys::napi_value) -> Result<String, Error> {
+/// `Object.prototype.toString`, looked up once per walk.
+unsafe fn object_to_string(env: sys::napi_env) -> Result<sys::napi_value, Error> {
     let mut global = ptr::null_mut();
     check(sys::napi_get_global(env, &mut global), "reading the global object")?;
     let mut object = ptr::null_mut();
@@ -216,15 +220,24 @@ unsafe fn to_string_tag(env: sys::napi_env, v: sys::napi_value) -> Result<String
     check(sys::napi_get_named_property(env, object, c"prototype".as_ptr(), &mut proto), "reading Object.prototype")?;
     let mut to_string = ptr::null_mut();
     check(sys::napi_get_named_property(env, proto, c"toString".as_ptr(), &mut to_string), "reading toString")?;
+    Ok(to_string)
+}
+
+/// `Object.prototype.toString.call(v)`, e.g. `[object Map]`. Not secret: a type tag.
+unsafe fn to_string_tag<'b>(
+    env: sys::napi_env,
+    tag_fn: sys::napi_value,
+    v: sys::napi_value,
+    buf: &'b mut [u8; 64],
+) -> Result<&'b str, Error> {
     let mut out = ptr::null_mut();
-    check(sys::napi_call_function(env, v, to_string, 0, ptr::null(), &mut out), "reading a type tag")?;
-    let mut buf = [0u8; 64];
+    check(sys::napi_call_function(env, v, tag_fn, 0, ptr::null(), &mut out), "reading a type tag")?;
     let mut written = 0usize;
     check(
         sys::napi_get_value_string_utf8(env, out, buf.as_mut_ptr() as *mut c_char, buf.len(), &mut written),
         "reading a type tag",
     )?;
-    Ok(String::from_utf8_lossy(&buf[..written]).into_owned())
+    Ok(std::str::from_utf8(&buf[..written]).unwrap_or(""))
 }
 
 /// Builds fresh JS values from decoded shares (on the JS thread).
