@@ -224,12 +224,12 @@ unsafe fn object_to_string(env: sys::napi_env) -> Result<sys::napi_value, Error>
 }
 
 /// `Object.prototype.toString.call(v)`, e.g. `[object Map]`. Not secret: a type tag.
-unsafe fn to_string_tag<'b>(
+unsafe fn to_string_tag(
     env: sys::napi_env,
     tag_fn: sys::napi_value,
     v: sys::napi_value,
-    buf: &'b mut [u8; 64],
-) -> Result<&'b str, Error> {
+    buf: &mut [u8; 64],
+) -> Result<&str, Error> {
     let mut out = ptr::null_mut();
     check(sys::napi_call_function(env, v, tag_fn, 0, ptr::null(), &mut out), "reading a type tag")?;
     let mut written = 0usize;
