@@ -167,17 +167,23 @@ describe('the data-key cache', () => {
   })
 })
 
+/** Two stored wallets; a fresh vault (1 s KMS deadline) has hydrated `warm`, so only its data key is cached. */
+async function warmAndCold() {
+  const path = dbPath()
+  const writer = await Vault.open(awsOptions(path))
+  const warm = fakeCreatedWallet('EVM')
+  const cold = fakeCreatedWallet('EVM')
+  await writer.storeWallet(warm)
+  await writer.storeWallet(cold)
+  await writer.close()
+  const vault = await Vault.open(awsOptions(path, { timeoutMs: 1000 }))
+  await vault.withWallet(warm.walletMetadata.accountAddress, () => undefined)
+  return { vault, warm, cold }
+}
+
 describe('KMS faults', () => {
   it('answers ERR_KMS_UNAVAILABLE when KMS hangs, keeps cached wallets signing, and recovers without a restart', async () => {
-    const path = dbPath()
-    const writer = await Vault.open(awsOptions(path))
-    const warm = fakeCreatedWallet('EVM')
-    const cold = fakeCreatedWallet('EVM')
-    await writer.storeWallet(warm)
-    await writer.storeWallet(cold)
-    await writer.close()
-    const vault = await Vault.open(awsOptions(path, { timeoutMs: 1000 }))
-    await vault.withWallet(warm.walletMetadata.accountAddress, () => undefined)
+    const { vault, warm, cold } = await warmAndCold()
     moto.pause()
     try {
       const started = Date.now()
@@ -199,15 +205,7 @@ describe('KMS faults', () => {
   }, 30_000)
 
   it('answers ERR_KMS_UNAVAILABLE when the emulator is killed, while cached wallets keep signing', async () => {
-    const path = dbPath()
-    const writer = await Vault.open(awsOptions(path))
-    const warm = fakeCreatedWallet('EVM')
-    const cold = fakeCreatedWallet('EVM')
-    await writer.storeWallet(warm)
-    await writer.storeWallet(cold)
-    await writer.close()
-    const vault = await Vault.open(awsOptions(path, { timeoutMs: 1000 }))
-    await vault.withWallet(warm.walletMetadata.accountAddress, () => undefined)
+    const { vault, warm, cold } = await warmAndCold()
     moto.kill()
     const e = await vaultError(vault.withWallet(cold.walletMetadata.accountAddress, () => 'should not run'))
     expect(e.code).toBe('ERR_KMS_UNAVAILABLE')
