@@ -178,50 +178,43 @@ impl Vault {
         shares: &SecretBuf,
         actor: Option<&str>,
     ) -> Result<String> {
-        let r = self.store_wallet_inner(metadata_json, created_address, shares, actor).await;
-        self.counted(r)
-    }
-
-    async fn store_wallet_inner(
-        &self,
-        metadata_json: &str,
-        created_address: Option<&str>,
-        shares: &SecretBuf,
-        actor: Option<&str>,
-    ) -> Result<String> {
-        self.live()?;
-        check_label(actor, "actor", MAX_ACTOR_LEN)?;
-        let obj = model::parse_metadata(metadata_json)?;
-        let id = model::validate_metadata(&obj)?;
-        if let Some(a) = created_address {
-            if model::address_key(a) != id.address_key {
-                return Err(Error::invalid(
-                    "walletMetadata.accountAddress",
-                    "does not match the wallet's accountAddress",
-                ));
+        let r = async {
+            self.live()?;
+            check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            let obj = model::parse_metadata(metadata_json)?;
+            let id = model::validate_metadata(&obj)?;
+            if let Some(a) = created_address {
+                if model::address_key(a) != id.address_key {
+                    return Err(Error::invalid(
+                        "walletMetadata.accountAddress",
+                        "does not match the wallet's accountAddress",
+                    ));
+                }
             }
+            shares::validate(shares, id.scheme.external_share_count(), id.scheme.as_str())?;
+            let sealed = self.seal_generation(&id.wallet_id, &id.address_key, &id.chain_name, 1, shares).await?;
+            let row = WalletRow {
+                address: id.account_address.clone(),
+                address_key: id.address_key.clone(),
+                wallet_id: id.wallet_id.clone(),
+                chain_name: id.chain_name.clone(),
+                environment: self.environment.clone(),
+                metadata_json: metadata_json.to_string(),
+                version: 1,
+                generation: 1,
+                sealed,
+            };
+            let audit = self.audit(actor, "store", &id.account_address, Some(&id.wallet_id), None, "ok");
+            let (kek, wrapped) = (row.sealed.kek.clone(), row.sealed.wrapped_dek.clone());
+            if let Err(e) = self.store.apply(Change::Insert(row), audit).await {
+                // Not stored: no cached copy of its data key may outlive it.
+                self.kms.forget(&kek, &wrapped, &self.key_context(&id.wallet_id));
+                return Err(e);
+            }
+            Ok(metadata_json.to_string())
         }
-        shares::validate(shares, id.scheme.external_share_count(), id.scheme.as_str())?;
-        let sealed = self.seal_generation(&id.wallet_id, &id.address_key, &id.chain_name, 1, shares).await?;
-        let row = WalletRow {
-            address: id.account_address.clone(),
-            address_key: id.address_key.clone(),
-            wallet_id: id.wallet_id.clone(),
-            chain_name: id.chain_name.clone(),
-            environment: self.environment.clone(),
-            metadata_json: metadata_json.to_string(),
-            version: 1,
-            generation: 1,
-            sealed,
-        };
-        let audit = self.audit(actor, "store", &id.account_address, Some(&id.wallet_id), None, "ok");
-        let (kek, wrapped) = (row.sealed.kek.clone(), row.sealed.wrapped_dek.clone());
-        if let Err(e) = self.store.apply(Change::Insert(row), audit).await {
-            // Not stored: no cached copy of its data key may outlive it.
-            self.kms.forget(&kek, &wrapped, &self.key_context(&id.wallet_id));
-            return Err(e);
-        }
-        Ok(metadata_json.to_string())
+        .await;
+        self.counted(r)
     }
 
     async fn metadata_row(&self, address: &str) -> Result<MetadataRow> {
@@ -261,9 +254,9 @@ impl Vault {
             chain_name: &row.chain_name,
             generation: row.generation,
         };
-        let plaintext = envelope::open(&dek, &binding, &s.nonce, &s.ciphertext)?;
-        shares::decode(&plaintext)?;
-        Ok(plaintext)
+        // Authenticated by AES-GCM, so it is exactly the encoding validated at store; the binding
+        // decodes it once, on the way out (a second decode here would be hot-path work twice).
+        envelope::open(&dek, &binding, &s.nonce, &s.ciphertext)
     }
 
     async fn hydrate_inner(&self, address: &str) -> Result<(WalletRow, SecretBuf)> {
@@ -313,38 +306,32 @@ impl Vault {
         backup_info_json: &str,
         actor: Option<&str>,
     ) -> Result<String> {
-        let r = self.merge_backup_info_inner(address, backup_info_json, actor).await;
-        self.counted(r)
-    }
-
-    async fn merge_backup_info_inner(
-        &self,
-        address: &str,
-        backup_info_json: &str,
-        actor: Option<&str>,
-    ) -> Result<String> {
-        self.live()?;
-        check_label(actor, "actor", MAX_ACTOR_LEN)?;
-        let backup = parse_backup_info(backup_info_json)?;
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let row = self.metadata_row(address).await?;
-            let mut obj = model::parse_metadata(&row.metadata_json)
-                .map_err(|_| Error::tampered("the stored metadata is not readable"))?;
-            model::apply_update(&mut obj, backup.clone(), None);
-            let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
-            let audit = self.audit(actor, "merge_backup_info", address, Some(&row.wallet_id), None, "ok");
-            let change = Change::UpdateMetadata {
-                address_key: row.address_key.clone(),
-                expected_version: row.version,
-                metadata_json: json.clone(),
-            };
-            match self.store.apply(change, audit).await? {
-                Applied::Done => return Ok(json),
-                Applied::Stale => continue,
-                Applied::NotFound => return Err(Error::not_found(address)),
+        let r = async {
+            self.live()?;
+            check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            let backup = parse_backup_info(backup_info_json)?;
+            for _ in 0..MAX_CAS_ATTEMPTS {
+                let row = self.metadata_row(address).await?;
+                let mut obj = model::parse_metadata(&row.metadata_json)
+                    .map_err(|_| Error::tampered("the stored metadata is not readable"))?;
+                model::apply_update(&mut obj, backup.clone(), None);
+                let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
+                let audit = self.audit(actor, "merge_backup_info", address, Some(&row.wallet_id), None, "ok");
+                let change = Change::UpdateMetadata {
+                    address_key: row.address_key.clone(),
+                    expected_version: row.version,
+                    metadata_json: json.clone(),
+                };
+                match self.store.apply(change, audit).await? {
+                    Applied::Done => return Ok(json),
+                    Applied::Stale => continue,
+                    Applied::NotFound => return Err(Error::not_found(address)),
+                }
             }
+            Err(Error::new(ErrorCode::Conflict, "the wallet kept changing while its backup info was merged"))
         }
-        Err(Error::new(ErrorCode::Conflict, "the wallet kept changing while its backup info was merged"))
+        .await;
+        self.counted(r)
     }
 
     /// Writes a new share generation (new data key) together with the new backup info and, on a
@@ -357,99 +344,90 @@ impl Vault {
         scheme: Option<&str>,
         actor: Option<&str>,
     ) -> Result<String> {
-        let r = self.replace_shares_inner(address, shares, backup_info_json, scheme, actor).await;
-        self.counted(r)
-    }
-
-    async fn replace_shares_inner(
-        &self,
-        address: &str,
-        shares: &SecretBuf,
-        backup_info_json: &str,
-        scheme: Option<&str>,
-        actor: Option<&str>,
-    ) -> Result<String> {
-        self.live()?;
-        check_label(actor, "actor", MAX_ACTOR_LEN)?;
-        let new_scheme = match scheme {
-            None => None,
-            Some(s) => Some(Scheme::parse(s).ok_or_else(|| {
-                Error::invalid("thresholdSignatureScheme", "must be TWO_OF_TWO, TWO_OF_THREE or THREE_OF_FIVE")
-            })?),
-        };
-        let backup = parse_backup_info(backup_info_json)?;
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let row = self.wallet_row(address).await?;
-            let mut obj = model::parse_metadata(&row.metadata_json)
-                .map_err(|_| Error::tampered("the stored metadata is not readable"))?;
-            let current = obj
-                .get("thresholdSignatureScheme")
-                .and_then(|v| v.as_str())
-                .and_then(Scheme::parse)
-                .ok_or_else(|| Error::tampered("the stored metadata has no valid scheme"))?;
-            let effective = new_scheme.unwrap_or(current);
-            if !current.can_reshare_to(effective) {
-                return Err(Error::invalid(
-                    "thresholdSignatureScheme",
-                    format!(
-                        "a reshare from {} to {} is not a path the SDK supports",
-                        current.as_str(),
-                        effective.as_str()
-                    ),
-                ));
-            }
-            shares::validate(shares, effective.external_share_count(), effective.as_str())?;
-            model::apply_update(&mut obj, backup.clone(), new_scheme);
-            let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
-            let generation = row.generation + 1;
-            let sealed =
-                self.seal_generation(&row.wallet_id, &row.address_key, &row.chain_name, generation, shares).await?;
-            let audit = self.audit(actor, "replace_shares", &row.address, Some(&row.wallet_id), None, "ok");
-            let ctx = self.key_context(&row.wallet_id);
-            let (new_kek, new_wrapped) = (sealed.kek.clone(), sealed.wrapped_dek.clone());
-            let change = Change::ReplaceShares {
-                address_key: row.address_key.clone(),
-                expected_version: row.version,
-                metadata_json: json.clone(),
-                generation,
-                sealed,
+        let r = async {
+            self.live()?;
+            check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            let new_scheme = match scheme {
+                None => None,
+                Some(s) => Some(Scheme::parse(s).ok_or_else(|| {
+                    Error::invalid("thresholdSignatureScheme", "must be TWO_OF_TWO, TWO_OF_THREE or THREE_OF_FIVE")
+                })?),
             };
-            let applied = self.store.apply(change, audit).await;
-            if !matches!(applied, Ok(Applied::Done)) {
-                self.kms.forget(&new_kek, &new_wrapped, &ctx);
-            }
-            match applied? {
-                Applied::Done => {
-                    // The old generation is gone: so is any cached copy of its data key.
-                    self.kms.forget(&row.sealed.kek, &row.sealed.wrapped_dek, &ctx);
-                    return Ok(json);
+            let backup = parse_backup_info(backup_info_json)?;
+            for _ in 0..MAX_CAS_ATTEMPTS {
+                let row = self.wallet_row(address).await?;
+                let mut obj = model::parse_metadata(&row.metadata_json)
+                    .map_err(|_| Error::tampered("the stored metadata is not readable"))?;
+                let current = obj
+                    .get("thresholdSignatureScheme")
+                    .and_then(|v| v.as_str())
+                    .and_then(Scheme::parse)
+                    .ok_or_else(|| Error::tampered("the stored metadata has no valid scheme"))?;
+                let effective = new_scheme.unwrap_or(current);
+                if !current.can_reshare_to(effective) {
+                    return Err(Error::invalid(
+                        "thresholdSignatureScheme",
+                        format!(
+                            "a reshare from {} to {} is not a path the SDK supports",
+                            current.as_str(),
+                            effective.as_str()
+                        ),
+                    ));
                 }
-                Applied::Stale => continue,
-                Applied::NotFound => return Err(Error::not_found(address)),
+                shares::validate(shares, effective.external_share_count(), effective.as_str())?;
+                model::apply_update(&mut obj, backup.clone(), new_scheme);
+                let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
+                let generation = row.generation + 1;
+                let sealed =
+                    self.seal_generation(&row.wallet_id, &row.address_key, &row.chain_name, generation, shares).await?;
+                let audit = self.audit(actor, "replace_shares", &row.address, Some(&row.wallet_id), None, "ok");
+                let ctx = self.key_context(&row.wallet_id);
+                let (new_kek, new_wrapped) = (sealed.kek.clone(), sealed.wrapped_dek.clone());
+                let change = Change::ReplaceShares {
+                    address_key: row.address_key.clone(),
+                    expected_version: row.version,
+                    metadata_json: json.clone(),
+                    generation,
+                    sealed,
+                };
+                let applied = self.store.apply(change, audit).await;
+                if !matches!(applied, Ok(Applied::Done)) {
+                    self.kms.forget(&new_kek, &new_wrapped, &ctx);
+                }
+                match applied? {
+                    Applied::Done => {
+                        // The old generation is gone: so is any cached copy of its data key.
+                        self.kms.forget(&row.sealed.kek, &row.sealed.wrapped_dek, &ctx);
+                        return Ok(json);
+                    }
+                    Applied::Stale => continue,
+                    Applied::NotFound => return Err(Error::not_found(address)),
+                }
             }
+            Err(Error::new(ErrorCode::Conflict, "the wallet kept changing while its shares were replaced"))
         }
-        Err(Error::new(ErrorCode::Conflict, "the wallet kept changing while its shares were replaced"))
+        .await;
+        self.counted(r)
     }
 
     /// Deletes a wallet: metadata, sealed shares and the wrapped data key (crypto-shredding).
     pub async fn delete_wallet(&self, address: &str, actor: Option<&str>) -> Result<()> {
-        let r = self.delete_wallet_inner(address, actor).await;
-        self.counted(r)
-    }
-
-    async fn delete_wallet_inner(&self, address: &str, actor: Option<&str>) -> Result<()> {
-        self.live()?;
-        check_label(actor, "actor", MAX_ACTOR_LEN)?;
-        let row = self.wallet_row(address).await?;
-        let audit = self.audit(actor, "delete", address, Some(&row.wallet_id), None, "ok");
-        match self.store.apply(Change::Delete { address_key: row.address_key.clone() }, audit).await? {
-            Applied::Done => {
-                // Crypto-shredding includes the process: drop any cached copy of the data key.
-                self.kms.forget(&row.sealed.kek, &row.sealed.wrapped_dek, &self.key_context(&row.wallet_id));
-                Ok(())
+        let r = async {
+            self.live()?;
+            check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            let row = self.wallet_row(address).await?;
+            let audit = self.audit(actor, "delete", address, Some(&row.wallet_id), None, "ok");
+            match self.store.apply(Change::Delete { address_key: row.address_key.clone() }, audit).await? {
+                Applied::Done => {
+                    // Crypto-shredding includes the process: drop any cached copy of the data key.
+                    self.kms.forget(&row.sealed.kek, &row.sealed.wrapped_dek, &self.key_context(&row.wallet_id));
+                    Ok(())
+                }
+                _ => Err(Error::not_found(address)),
             }
-            _ => Err(Error::not_found(address)),
         }
+        .await;
+        self.counted(r)
     }
 
     /// Metadata of this environment's wallets, ordered by address key, `limit` at a time after

@@ -253,30 +253,12 @@ impl AwsKms {
         let kek = KekRef { provider: PROVIDER.to_string(), key_id: arn, key_version: "1".to_string() };
         Ok(AwsKms { client, kek, stats })
     }
-
-    fn failed<E: ProvideErrorMetadata, R>(&self, op: &str, e: &SdkError<E, R>) -> Error {
-        classify(op, e)
-    }
-
-    fn refuse_untrusted(&self, kek: &KekRef) -> Result<()> {
-        if !self.trusts(kek) {
-            return Err(Error::new(
-                ErrorCode::KmsDenied,
-                format!("the record names {} key {}, which this vault does not trust", kek.provider, kek.key_id),
-            ));
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
 impl KeyWrapper for AwsKms {
     fn current_kek(&self) -> &KekRef {
         &self.kek
-    }
-
-    fn trusts(&self, kek: &KekRef) -> bool {
-        kek.provider == PROVIDER && kek.key_id == self.kek.key_id
     }
 
     async fn generate_data_key(&self, ctx: &KeyContext) -> Result<GeneratedKey> {
@@ -289,7 +271,7 @@ impl KeyWrapper for AwsKms {
             .set_encryption_context(Some(context_map(ctx)))
             .send()
             .await
-            .map_err(|e| self.failed("GenerateDataKey", &e))?;
+            .map_err(|e| classify("GenerateDataKey", &e))?;
         // Into a zeroizing buffer first, so no early return leaves the key in a plain Vec.
         let plaintext = take_key(out.plaintext, "data key")?;
         if out.key_id.as_deref() != Some(self.kek.key_id.as_str()) {
@@ -303,7 +285,7 @@ impl KeyWrapper for AwsKms {
     }
 
     async fn unwrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
-        self.refuse_untrusted(kek)?;
+        self.ensure_trusted(kek)?;
         bump(&self.stats.kms_decrypt);
         let out = self
             .client
@@ -313,7 +295,7 @@ impl KeyWrapper for AwsKms {
             .set_encryption_context(Some(context_map(ctx)))
             .send()
             .await
-            .map_err(|e| self.failed("Decrypt", &e))?;
+            .map_err(|e| classify("Decrypt", &e))?;
         let key = take_key(out.plaintext, "data key")?;
         if out.key_id.as_deref() != Some(kek.key_id.as_str()) {
             return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS answered Decrypt with another key"));
@@ -322,7 +304,7 @@ impl KeyWrapper for AwsKms {
     }
 
     async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {
-        self.refuse_untrusted(kek)?;
+        self.ensure_trusted(kek)?;
         bump(&self.stats.kms_reencrypt);
         let out = self
             .client
@@ -334,7 +316,7 @@ impl KeyWrapper for AwsKms {
             .set_destination_encryption_context(Some(context_map(ctx)))
             .send()
             .await
-            .map_err(|e| self.failed("ReEncrypt", &e))?;
+            .map_err(|e| classify("ReEncrypt", &e))?;
         let wrapped = out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default();
         if wrapped.is_empty() {
             return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS returned no re-encrypted data key"));

@@ -3,7 +3,7 @@
 
 use super::{GeneratedKey, KeyContext, KeyWrapper};
 use crate::envelope::{random_nonce, KekRef};
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::secret::{DataKey, SecretBuf};
 use crate::stats::{bump, Stats};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -53,15 +53,7 @@ impl LocalKek {
     }
 
     fn unwrap(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
-        if !self.trusts(kek) {
-            return Err(Error::new(
-                ErrorCode::KmsDenied,
-                format!(
-                    "the record's data key was wrapped by {} key {}, which this vault does not trust",
-                    kek.provider, kek.key_id
-                ),
-            ));
-        }
+        self.ensure_trusted(kek)?;
         if wrapped.len() != 12 + 32 + 16 {
             return Err(Error::tampered("the wrapped data key is malformed"));
         }
@@ -79,10 +71,6 @@ impl LocalKek {
 impl KeyWrapper for LocalKek {
     fn current_kek(&self) -> &KekRef {
         &self.kek
-    }
-
-    fn trusts(&self, kek: &KekRef) -> bool {
-        kek.provider == PROVIDER && kek.key_id == self.kek.key_id
     }
 
     async fn generate_data_key(&self, ctx: &KeyContext) -> Result<GeneratedKey> {
@@ -107,6 +95,7 @@ impl KeyWrapper for LocalKek {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     fn ctx(w: &str) -> KeyContext {
         KeyContext { environment: "test".into(), wallet_id: w.into() }

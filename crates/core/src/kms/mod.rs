@@ -5,7 +5,7 @@ pub mod cache;
 pub mod local;
 
 use crate::envelope::KekRef;
-use crate::error::Result;
+use crate::error::{Error, ErrorCode, Result};
 use crate::secret::DataKey;
 use async_trait::async_trait;
 
@@ -44,7 +44,21 @@ pub trait KeyWrapper: Send + Sync {
 
     /// Whether a record naming `kek` may be sent to this provider at all. A record naming a key
     /// the vault was not configured with is refused before any unwrap is attempted.
-    fn trusts(&self, kek: &KekRef) -> bool;
+    fn trusts(&self, kek: &KekRef) -> bool {
+        let current = self.current_kek();
+        kek.provider == current.provider && kek.key_id == current.key_id
+    }
+
+    /// `ERR_KMS_DENIED` unless `kek` is trusted.
+    fn ensure_trusted(&self, kek: &KekRef) -> Result<()> {
+        if self.trusts(kek) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorCode::KmsDenied,
+            format!("the record names {} key {}, which this vault does not trust", kek.provider, kek.key_id),
+        ))
+    }
 
     /// A new AES-256 data key bound to `ctx`.
     async fn generate_data_key(&self, ctx: &KeyContext) -> Result<GeneratedKey>;
