@@ -5,6 +5,12 @@
 //! callback on the JS thread settles everything queued so far. The threadsafe function is
 //! referenced only while calls are in flight, so an idle vault never keeps the process alive.
 //!
+//! An environment can go away with calls in flight (a `worker_threads` Worker terminated or
+//! calling `process.exit`). N-API then finalizes the threadsafe function and frees it; calling it
+//! afterwards would abort the whole process. So every call into it happens under the queue's
+//! lock and only while the environment is alive, and the finalizer, under the same lock, marks it
+//! dead and drops (zeroizes) whatever is queued. Results finished later are dropped the same way.
+//!
 //! Written by hand because no crate offers this: it sits directly on N-API's threadsafe-function
 //! and deferred primitives.
 
@@ -19,8 +25,15 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 type Settlement = Box<dyn FnOnce(sys::napi_env) + Send>;
 
+/// What the runtime threads and the JS thread share, under one lock.
+struct State {
+    /// False once N-API has finalized the threadsafe function: nothing may call it any more.
+    alive: bool,
+    queue: Vec<Settlement>,
+}
+
 struct Shared {
-    queue: Mutex<Vec<Settlement>>,
+    state: Mutex<State>,
     tsfn: OnceLock<TsfnPtr>,
 }
 
@@ -60,24 +73,21 @@ fn ok(status: sys::napi_status) -> napi::Result<()> {
     }
 }
 
-fn queue(shared: &Shared) -> MutexGuard<'_, Vec<Settlement>> {
-    // A panic while the lock was held cannot leave the Vec half-changed: keep using it.
-    shared.queue.lock().unwrap_or_else(PoisonError::into_inner)
+fn state(shared: &Shared) -> MutexGuard<'_, State> {
+    // A panic while the lock was held cannot leave the state half-changed: keep using it.
+    shared.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 unsafe extern "C" fn drain(env: sys::napi_env, _js_cb: sys::napi_value, context: *mut c_void, _data: *mut c_void) {
-    if context.is_null() {
+    if env.is_null() || context.is_null() {
+        // N-API is emptying the queue of a threadsafe function being deleted, after `finalize`
+        // has already dropped our queue (and possibly the context): touch nothing.
         return;
     }
-    // SAFETY: `context` is the `Shared` leaked for this threadsafe function's lifetime.
+    // SAFETY: `context` holds a strong count of `Shared` until `finalize`, which runs after the
+    // last call of `drain` with a live environment.
     let shared = &*(context as *const Shared);
-    let batch: Vec<Settlement> = std::mem::take(&mut *queue(shared));
-    if env.is_null() {
-        // The environment is shutting down: nobody can receive these results. Dropping them
-        // zeroizes any plaintext they hold.
-        drop(batch);
-        return;
-    }
+    let batch: Vec<Settlement> = std::mem::take(&mut state(shared).queue);
     let n = batch.len();
     for settle in batch {
         let mut scope = ptr::null_mut();
@@ -91,6 +101,30 @@ unsafe extern "C" fn drain(env: sys::napi_env, _js_cb: sys::napi_value, context:
             local.in_flight = local.in_flight.saturating_sub(n);
             if local.in_flight == 0 {
                 sys::napi_unref_threadsafe_function(env, shared.tsfn());
+            }
+        }
+    });
+}
+
+/// Called by N-API when the threadsafe function is being deleted: on environment teardown (a
+/// worker exiting, `process.exit`), on the JS thread, before its memory is freed.
+unsafe extern "C" fn finalize(_env: sys::napi_env, _data: *mut c_void, context: *mut c_void) {
+    if context.is_null() {
+        return;
+    }
+    // SAFETY: `context` is the strong count leaked in `local_shared`; this is its one release.
+    let shared = Arc::from_raw(context as *const Shared);
+    let orphans = {
+        let mut st = state(&shared);
+        st.alive = false;
+        std::mem::take(&mut st.queue)
+    };
+    // Nobody can receive these results any more: dropping them zeroizes any plaintext they hold.
+    drop(orphans);
+    LOCAL.with(|l| {
+        if let Ok(mut slot) = l.try_borrow_mut() {
+            if slot.as_ref().is_some_and(|local| Arc::ptr_eq(&local.shared, &shared)) {
+                *slot = None;
             }
         }
     });
@@ -112,10 +146,11 @@ unsafe fn local_shared(env: sys::napi_env) -> napi::Result<Arc<Shared>> {
         ok(sys::napi_create_string_utf8(env, c"sharevault".as_ptr(), 10, &mut name))?;
         // The context must exist before the threadsafe function does; the pointer is filled in
         // right after creation, before anything can be queued.
-        let shared = Arc::new(Shared { queue: Mutex::new(Vec::new()), tsfn: OnceLock::new() });
+        let shared =
+            Arc::new(Shared { state: Mutex::new(State { alive: true, queue: Vec::new() }), tsfn: OnceLock::new() });
         let context = Arc::into_raw(shared.clone()) as *mut c_void;
         let mut tsfn = ptr::null_mut();
-        ok(sys::napi_create_threadsafe_function(
+        let created = ok(sys::napi_create_threadsafe_function(
             env,
             ptr::null_mut(),
             ptr::null_mut(),
@@ -123,11 +158,16 @@ unsafe fn local_shared(env: sys::napi_env) -> napi::Result<Arc<Shared>> {
             0,
             1,
             ptr::null_mut(),
-            None,
+            Some(finalize),
             context,
             Some(drain),
             &mut tsfn,
-        ))?;
+        ));
+        if let Err(e) = created {
+            // SAFETY: not handed to N-API: release the count leaked for it.
+            drop(Arc::from_raw(context as *const Shared));
+            return Err(e);
+        }
         let _ = shared.tsfn.set(TsfnPtr(tsfn));
         *slot = Some(Local { env, shared: shared.clone(), in_flight: 1 });
         Ok(shared)
@@ -211,13 +251,17 @@ where
                 }
             }
         });
-        let first = {
-            let mut q = queue(&shared);
-            q.push(settle);
-            q.len() == 1
-        };
-        if first {
-            // SAFETY: the threadsafe function lives as long as the JS thread's environment.
+        let mut st = state(&shared);
+        if !st.alive {
+            // The JS thread's environment is gone (worker terminated, process exiting).
+            drop(st);
+            drop(settle);
+            return;
+        }
+        st.queue.push(settle);
+        if st.queue.len() == 1 {
+            // SAFETY: `alive` is checked and the call made under the lock `finalize` takes before
+            // N-API frees the threadsafe function, so it is never called after that.
             unsafe {
                 sys::napi_call_threadsafe_function(
                     shared.tsfn(),
