@@ -1,7 +1,10 @@
 import { inspect } from 'node:util'
 import { Vault } from '../lib'
 import { backupInfoWithExternal, fakeCreatedWallet, fakeShares, EcdsaKeygenResult } from '../lib/fixtures'
-import { cleanup, openMemory, vaultError } from './support/helpers'
+import { cleanup, openFile, openMemory, vaultError } from './support/helpers'
+import { sqlInChild } from './support/sql'
+
+const countRows = (path: string): number => sqlInChild<number>(path, "return db.prepare('SELECT count(*) AS n FROM wallets').get().n")
 
 let vault: Vault
 beforeEach(async () => {
@@ -229,6 +232,42 @@ describe('changes', () => {
   })
 })
 
+describe('metadata size', () => {
+  it('refuses a merge that would grow the metadata past 1 MiB, keeps the wallet as it was, and allows later merges', async () => {
+    const created = fakeCreatedWallet('EVM')
+    ;(created.walletMetadata as unknown as Record<string, unknown>).padding = 'p'.repeat(700 * 1024)
+    await vault.storeWallet(created)
+    const a = created.walletMetadata.accountAddress
+    const big = { ...backupInfoWithExternal('big'), note: 'n'.repeat(500 * 1024) }
+    const e = await vaultError(vault.mergeBackupInfo(a, big as never))
+    expect(e.code).toBe('ERR_INVALID_INPUT')
+    expect(e.path).toBe('backupInfo')
+    expect(await vault.getMetadata(a)).toEqual(created.walletMetadata)
+    // The wallet is not bricked: the next merge and refresh go through.
+    const info = backupInfoWithExternal('small')
+    expect((await vault.mergeBackupInfo(a, info)).externalServerKeySharesBackupInfo).toEqual(info)
+    await vault.replaceShares(a, { externalServerKeyShares: fakeShares('EVM', 1), backupInfo: backupInfoWithExternal('refreshed') })
+    const e2 = await vaultError(vault.replaceShares(a, { externalServerKeyShares: fakeShares('EVM', 1), backupInfo: big as never }))
+    expect([e2.code, e2.path]).toEqual(['ERR_INVALID_INPUT', 'backupInfo'])
+    expect(vault.stats().errors).toEqual({ ERR_INVALID_INPUT: 2 })
+  })
+})
+
+describe('stats', () => {
+  it('counts the errors of every operation, reads included', async () => {
+    const missing = fakeCreatedWallet('EVM').walletMetadata.accountAddress
+    await vaultError(vault.getMetadata(missing))
+    await vaultError(vault.withWallet(missing, () => 1))
+    await vaultError(vault.listWallets({ limit: 0 }))
+    await vaultError(vault.auditLog({ limit: 5000 }))
+    await vaultError(vault.deleteWallet(missing))
+    expect(vault.stats().errors).toEqual({ ERR_NOT_FOUND: 3, ERR_INVALID_INPUT: 2 })
+    await vault.close()
+    await vaultError(vault.verifyAuditChain())
+    expect(vault.stats().errors).toEqual({ ERR_NOT_FOUND: 3, ERR_INVALID_INPUT: 2, ERR_CLOSED: 1 })
+  })
+})
+
 describe('audit', () => {
   it('writes one row per store, hydrate, merge, replace and delete, with actor, purpose and outcome', async () => {
     const v = await openMemory({ actor: 'payments-api' })
@@ -257,6 +296,19 @@ describe('audit', () => {
 })
 
 describe('close', () => {
+  it('resolves every close() only when the queued writes are durable and the vault is closed', async () => {
+    const { vault: v, path } = await openFile()
+    const stores = Array.from({ length: 50 }, () => v.storeWallet(fakeCreatedWallet('EVM')).then(() => true, () => false))
+    const first = v.close()
+    const second = v.close()
+    await second
+    // The second close resolved: every store the vault acknowledged is on disk, by another handle.
+    const acknowledged = (await Promise.all(stores)).filter(Boolean).length
+    expect(countRows(path)).toBe(acknowledged)
+    await first
+    expect(acknowledged).toBeGreaterThan(0)
+  })
+
   it('refuses every call after close with ERR_CLOSED', async () => {
     const v = await openMemory()
     await v.close()

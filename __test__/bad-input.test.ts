@@ -61,8 +61,20 @@ const cases: [string, Mutate, string, Parameters<typeof fakeCreatedWallet>?][] =
   ['a share has an own __proto__ field', (c) => { Object.defineProperty(c.externalServerKeyShares[0], '__proto__', { value: { x: 1 }, enumerable: true }) }, 'externalServerKeyShares[0]'],
   ['the metadata holds a BigInt', set('big', 1n), 'walletMetadata'],
   ['a share holds a Date', (c) => { (c.externalServerKeyShares[0] as unknown as Record<string, unknown>).at = new Date() }, 'externalServerKeyShares[0].at'],
+  // Values that would not come back exactly as they went in (issue 7, item 4).
+  ['a secretShare holds a lone surrogate', (c) => { c.externalServerKeyShares[0].secretShare = 'abc\ud800def' }, 'externalServerKeyShares[0].secretShare'],
+  ['a secretShare ends in a lone high surrogate', (c) => { c.externalServerKeyShares[0].secretShare = 'abc\ud83d' }, 'externalServerKeyShares[0].secretShare'],
+  ['a share field name holds a lone surrogate', (c) => { const s = c.externalServerKeyShares[0] as unknown as Record<string, unknown>; s['\ud800'] = 1; s['\udc00'] = 2 }, 'externalServerKeyShares[0]'],
+  ['a share holds a boxed number', (c) => { (c.externalServerKeyShares[0] as unknown as Record<string, unknown>).n = new Number(5) }, 'externalServerKeyShares[0].n'],
+  ['a share holds a boxed string', (c) => { (c.externalServerKeyShares[0] as unknown as Record<string, unknown>).s = new String('xy') }, 'externalServerKeyShares[0].s'],
+  ['a share holds a boxed boolean', (c) => { (c.externalServerKeyShares[0] as unknown as Record<string, unknown>).b = new Boolean(false) }, 'externalServerKeyShares[0].b'],
+  ['a share holds an Error', (c) => { (c.externalServerKeyShares[0] as unknown as Record<string, unknown>).e = new Error('x') }, 'externalServerKeyShares[0].e'],
+  ['a share holds an arguments object', (c) => { (c.externalServerKeyShares[0] as unknown as Record<string, unknown>).a = (function (..._x: unknown[]) { return arguments })(1, 2) }, 'externalServerKeyShares[0].a'],
+  ['a share holds a RegExp', (c) => { (c.externalServerKeyShares[0] as unknown as Record<string, unknown>).r = /x/ }, 'externalServerKeyShares[0].r'],
+  ['a share holds an ArrayBuffer', (c) => { (c.externalServerKeyShares[0] as unknown as Record<string, unknown>).ab = new ArrayBuffer(4) }, 'externalServerKeyShares[0].ab'],
   ['a share refers to itself', (c) => { const s = c.externalServerKeyShares[0] as unknown as Record<string, unknown>; s.self = s }, 'externalServerKeyShares[0]'],
   ['the shares are larger than 1 MiB', (c) => { c.externalServerKeyShares[0].secretShare = 'A'.repeat(1024 * 1024 + 1) }, 'externalServerKeyShares'],
+  ['the metadata holds a lone surrogate', set('note', 'x\ud800'), 'walletMetadata'],
   ['the metadata is larger than 1 MiB', set('padding', 'B'.repeat(1024 * 1024 + 1)), 'walletMetadata'],
   ['the result names another accountAddress than its metadata', (c) => { c.accountAddress = '0x' + '2'.repeat(40) }, 'walletMetadata.accountAddress'],
 ]
@@ -86,6 +98,31 @@ describe('storeWallet refuses bad input with ERR_INVALID_INPUT and a path, and w
     created.externalServerKeyShares.pop()
     const e = await vaultError(vault.storeWallet(created))
     for (const text of [e.message, e.stack ?? '', JSON.stringify(e), String(e)]) expect(text).not.toContain(secret.slice(0, 24))
+  })
+
+  it('keeps a real U+FFFD, and objects without a prototype, exactly as they were', async () => {
+    const created = fakeCreatedWallet('EVM')
+    const share = created.externalServerKeyShares[0] as unknown as Record<string, unknown>
+    share.secretShare = `${created.externalServerKeyShares[0].secretShare}\ufffd\u{1f600}`
+    share['\ufffd'] = 'replacement'
+    const bare = Object.create(null) as Record<string, unknown>
+    bare.k = 'v'
+    share.bare = bare
+    await vault.storeWallet(created)
+    const back = await vault.withWallet(created.walletMetadata.accountAddress, (w) => ({ ...(w.externalServerKeyShares[0] as unknown as Record<string, unknown>) }))
+    expect(back.secretShare).toBe(share.secretShare)
+    expect(back['\ufffd']).toBe('replacement')
+    expect(back.bare).toEqual({ k: 'v' })
+  })
+
+  it('refuses an address, actor or purpose with a lone surrogate instead of changing it', async () => {
+    const created = fakeCreatedWallet('EVM')
+    expect((await vaultError(vault.storeWallet(created, { actor: 'ops\ud800' }))).path).toBe('actor')
+    await expectNothingWritten()
+    await vault.storeWallet(created)
+    const a = created.walletMetadata.accountAddress
+    expect((await vaultError(vault.getMetadata(`${a}\udc00`))).path).toBe('address')
+    expect((await vaultError(vault.withWallet(a, () => 1, { purpose: 'sign\udfff' }))).path).toBe('purpose')
   })
 
   it('accepts a created wallet without a top-level accountAddress, and one whose top-level address differs only in EVM case', async () => {

@@ -1,16 +1,7 @@
-/** Stable error codes. Match on `code`, never on `message`. */
-export type VaultErrorCode =
-  | 'ERR_NOT_FOUND'
-  | 'ERR_INVALID_INPUT'
-  | 'ERR_TAMPERED'
-  | 'ERR_KMS_UNAVAILABLE'
-  | 'ERR_KMS_DENIED'
-  | 'ERR_ENVIRONMENT_MISMATCH'
-  | 'ERR_CONFLICT'
-  | 'ERR_FORBIDDEN'
-  | 'ERR_CLOSED'
-  | 'ERR_STORAGE'
-  | 'ERR_INTERNAL'
+import type { ErrorCode } from '../index'
+
+/** Stable error codes (exported by the native binding). Match on `code`, never on `message`. */
+export type VaultErrorCode = `${ErrorCode}`
 
 /** Every error sharevault raises. Messages never contain share material. */
 export class VaultError extends Error {

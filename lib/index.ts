@@ -1,4 +1,5 @@
 export { Vault } from './vault'
 export { VaultError } from './errors'
 export type { VaultErrorCode } from './errors'
+export { ErrorCode } from '../index'
 export * from './types'

@@ -1,4 +1,4 @@
-import { openVault, NativeVault, type NativeOpenOptions } from '../index'
+import { openVault, NativeVault } from '../index'
 import { fromNative, invalid } from './errors'
 import { redactShare } from './redact'
 import type {
@@ -22,12 +22,27 @@ async function call<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * An own property of `o`, or `undefined`. Never an inherited one: a polluted `Object.prototype`
+ * (a careless deep merge) must not be able to supply an actor, a purpose, or shares.
+ */
+function own(o: unknown, key: string): unknown {
+  return o !== null && typeof o === 'object' && Object.prototype.hasOwnProperty.call(o, key)
+    ? (o as Record<string, unknown>)[key]
+    : undefined
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v)
 }
 
+// The facade checks JavaScript types only, so a wrong type gets a path instead of a binding
+// conversion error; every rule and range (lengths, limits, formats) is the Rust core's.
+
 function str(v: unknown, path: string): string {
-  if (typeof v !== 'string' || v.length === 0) throw invalid(path, 'must be a non-empty string')
+  if (typeof v !== 'string') throw invalid(path, 'must be a string')
+  // A lone surrogate would reach the core as U+FFFD: another address, actor or purpose.
+  if (!v.isWellFormed()) throw invalid(path, 'is not well-formed UTF-16 (it holds a lone surrogate)')
   return v
 }
 
@@ -35,9 +50,9 @@ function optStr(v: unknown, path: string): string | undefined {
   return v === undefined || v === null ? undefined : str(v, path)
 }
 
-function positiveInt(v: unknown, path: string, max = 2 ** 31 - 1): number | undefined {
-  if (v === undefined) return undefined
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw invalid(path, `must be an integer from 1 to ${max}`)
+function optNum(v: unknown, path: string): number | undefined {
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'number') throw invalid(path, 'must be a number')
   return v
 }
 
@@ -60,6 +75,10 @@ function backupJson(v: unknown): string {
   return json(v, 'backupInfo')
 }
 
+function actorOf(options: unknown): string | undefined {
+  return optStr(own(options, 'actor'), 'actor')
+}
+
 /**
  * The vault: stores what the Dynamic SDK returns when a wallet is created, and hands it back,
  * decrypted, for each SDK call. Plaintext shares are held in Rust memory that is zeroized.
@@ -71,46 +90,13 @@ export class Vault {
     readonly environment: string,
   ) {}
 
-  /** Opens (and creates or migrates) a vault. */
+  /**
+   * Opens (and creates or migrates) a vault. The options are read as own properties only, and
+   * checked by the native core (`ERR_INVALID_INPUT` with the option's path).
+   */
   static async open(options: OpenOptions): Promise<Vault> {
-    if (!isObject(options)) throw invalid('options', 'must be an object')
-    const database = str(options.database, 'database')
-    const environment = typeof options.environment === 'string' ? options.environment : ''
-    if (environment.trim() === '') throw invalid('environment', 'must be a non-empty string')
-    const actor = optStr(options.actor, 'actor')
-    const kms = options.kms as unknown
-    if (!isObject(kms)) throw invalid('kms', 'must be an object such as { provider: "local", key }')
-    const native: NativeOpenOptions = { database, environment, actor, kmsProvider: String(kms.provider), cacheEnabled: options.cache !== false }
-    if (kms.provider === 'local') {
-      const key = kms.key
-      if (typeof key === 'string') native.localKeyBase64 = key
-      else if (key instanceof Uint8Array) native.localKey = Buffer.from(key.buffer, key.byteOffset, key.byteLength)
-      else throw invalid('kms.key', 'must be exactly 32 bytes, as a Buffer or a base64 string')
-    } else if (kms.provider === 'aws') {
-      native.awsKeyId = str(kms.keyId, 'kms.keyId')
-      native.awsRegion = optStr(kms.region, 'kms.region')
-      native.awsEndpoint = optStr(kms.endpoint, 'kms.endpoint')
-      if (kms.credentials !== undefined) {
-        const c = kms.credentials
-        if (!isObject(c)) throw invalid('kms.credentials', 'must be { accessKeyId, secretAccessKey, sessionToken? }')
-        native.awsAccessKeyId = str(c.accessKeyId, 'kms.credentials.accessKeyId')
-        native.awsSecretAccessKey = str(c.secretAccessKey, 'kms.credentials.secretAccessKey')
-        native.awsSessionToken = optStr(c.sessionToken, 'kms.credentials.sessionToken')
-      }
-      native.kmsTimeoutMs = positiveInt(kms.timeoutMs, 'kms.timeoutMs')
-      native.kmsMaxAttempts = positiveInt(kms.maxAttempts, 'kms.maxAttempts', 10)
-    } else {
-      throw invalid('kms.provider', "must be 'local' or 'aws'")
-    }
-    const cache = options.cache
-    if (cache !== undefined && cache !== false) {
-      if (!isObject(cache)) throw invalid('cache', 'must be false or { maxEntries?, maxAgeMs?, maxUses? }')
-      native.cacheMaxEntries = positiveInt(cache.maxEntries, 'cache.maxEntries')
-      native.cacheMaxAgeMs = positiveInt(cache.maxAgeMs, 'cache.maxAgeMs')
-      native.cacheMaxUses = positiveInt(cache.maxUses, 'cache.maxUses')
-    }
-    const handle = await call(() => openVault(native))
-    return new Vault(handle, environment)
+    const handle = await call(() => openVault(options))
+    return new Vault(handle, handle.environment)
   }
 
   /**
@@ -120,11 +106,12 @@ export class Vault {
    */
   async storeWallet(created: CreatedWallet, options: { actor?: string } = {}): Promise<WalletMetadata> {
     if (!isObject(created)) throw invalid('created', 'must be the object createWalletAccount() returned')
-    const meta = created.walletMetadata as unknown
+    const meta = own(created, 'walletMetadata')
     if (!isObject(meta)) throw invalid('walletMetadata', meta === undefined || meta === null ? 'is required' : 'must be an object')
-    const shares = sharesArg(created.externalServerKeyShares)
-    const createdAddress = typeof created.accountAddress === 'string' ? created.accountAddress : undefined
-    const actor = optStr(options.actor, 'actor')
+    const shares = sharesArg(own(created, 'externalServerKeyShares'))
+    const address = own(created, 'accountAddress')
+    const createdAddress = typeof address === 'string' ? address : undefined
+    const actor = actorOf(options)
     const metaJson = json(meta, 'walletMetadata')
     const stored = await call(() => this.native.storeWallet(metaJson, createdAddress, shares, actor))
     return JSON.parse(stored) as WalletMetadata
@@ -148,8 +135,8 @@ export class Vault {
   ): Promise<T> {
     const a = str(address, 'address')
     if (typeof fn !== 'function') throw invalid('fn', 'must be a function')
-    const purpose = optStr(options.purpose, 'purpose')
-    const actor = optStr(options.actor, 'actor')
+    const purpose = optStr(own(options, 'purpose'), 'purpose')
+    const actor = actorOf(options)
     const h = await call(() => this.native.hydrate(a, purpose, actor))
     for (const share of h.shares) redactShare(share)
     const wallet: HydratedWallet = {
@@ -166,7 +153,7 @@ export class Vault {
   async mergeBackupInfo(address: string, backupInfo: KeyShareBackupInfo, options: { actor?: string } = {}): Promise<WalletMetadata> {
     const a = str(address, 'address')
     const info = backupJson(backupInfo)
-    const actor = optStr(options.actor, 'actor')
+    const actor = actorOf(options)
     return JSON.parse(await call(() => this.native.mergeBackupInfo(a, info, actor))) as WalletMetadata
   }
 
@@ -177,38 +164,34 @@ export class Vault {
   async replaceShares(address: string, input: ReplaceSharesInput, options: { actor?: string } = {}): Promise<WalletMetadata> {
     const a = str(address, 'address')
     if (!isObject(input)) throw invalid('input', 'must be { externalServerKeyShares, backupInfo, thresholdSignatureScheme? }')
-    const shares = sharesArg(input.externalServerKeyShares)
-    const info = backupJson(input.backupInfo)
-    const scheme = optStr(input.thresholdSignatureScheme, 'thresholdSignatureScheme')
-    const actor = optStr(options.actor, 'actor')
+    const shares = sharesArg(own(input, 'externalServerKeyShares'))
+    const info = backupJson(own(input, 'backupInfo'))
+    const scheme = optStr(own(input, 'thresholdSignatureScheme'), 'thresholdSignatureScheme')
+    const actor = actorOf(options)
     return JSON.parse(await call(() => this.native.replaceShares(a, shares, info, scheme, actor))) as WalletMetadata
   }
 
   /** Deletes the wallet: metadata, sealed shares and wrapped data key (crypto-shredding). */
   async deleteWallet(address: string, options: { actor?: string } = {}): Promise<void> {
     const a = str(address, 'address')
-    const actor = optStr(options.actor, 'actor')
+    const actor = actorOf(options)
     await call(() => this.native.deleteWallet(a, actor))
   }
 
   /** This environment's wallets' metadata, in address order; page with `after`. */
   async listWallets(options: ListOptions = {}): Promise<WalletMetadata[]> {
-    const chainName = optStr(options.chainName, 'chainName')
-    const after = optStr(options.after, 'after')
-    const limit = options.limit
-    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 1000)) {
-      throw invalid('limit', 'must be an integer between 1 and 1000')
-    }
+    const chainName = optStr(own(options, 'chainName'), 'chainName')
+    const after = optStr(own(options, 'after'), 'after')
+    const limit = optNum(own(options, 'limit'), 'limit')
     const rows = await call(() => this.native.listWallets(chainName, limit, after))
     return rows.map((r) => JSON.parse(r) as WalletMetadata)
   }
 
   /** Audit rows, oldest first; `afterSeq` pages. */
   async auditLog(options: { address?: string; afterSeq?: number; limit?: number } = {}): Promise<AuditRecord[]> {
-    const address = optStr(options.address, 'address')
-    const limit = positiveInt(options.limit, 'limit', 1000)
-    const afterSeq = options.afterSeq
-    if (afterSeq !== undefined && (!Number.isSafeInteger(afterSeq) || afterSeq < 0)) throw invalid('afterSeq', 'must be a non-negative integer')
+    const address = optStr(own(options, 'address'), 'address')
+    const limit = optNum(own(options, 'limit'), 'limit')
+    const afterSeq = optNum(own(options, 'afterSeq'), 'afterSeq')
     const rows = await call(() => this.native.auditLog(address, afterSeq, limit))
     return rows.map((r) => ({
       seq: r.seq,
@@ -236,7 +219,10 @@ export class Vault {
     return { ...s, kmsCalls: { ...s.kmsCalls }, errors: { ...s.errors } }
   }
 
-  /** Finishes queued writes and closes the database; later calls fail with `ERR_CLOSED`. */
+  /**
+   * Finishes queued writes, closes the database and zeroizes the data keys the vault holds; later
+   * calls fail with `ERR_CLOSED`. Every call resolves only once the vault is really closed.
+   */
   async close(): Promise<void> {
     await call(() => this.native.close())
   }

@@ -1,22 +1,44 @@
 //! JS ⇄ Rust conversion of share objects, on the JS thread, with raw N-API calls so that the
 //! plaintext is written straight into a zeroizing buffer and read straight out of one: no JSON
 //! string, no intermediate `String`/`Vec` copy of a secret.
+//!
+//! What comes back is exactly what went in, or the store is refused with `ERR_INVALID_INPUT` and
+//! a path: strings must be well-formed UTF-16 (a lone surrogate would come back as U+FFFD), and
+//! only plain objects (or class instances, as their own fields), arrays and `Uint8Array`s are
+//! walked: a boxed primitive, an `Error`, a `Date` or any other built-in with internal slots
+//! would come back as a different, plain object. Results are built with define semantics, so no
+//! accessor inherited from a polluted prototype ever runs.
 
 use crate::error::to_napi;
+use crate::out::{define_array, define_object};
+use crate::raw::check;
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue, ValueType};
 use napi::sys;
 use sharevault_core::shares::{self, Encoder, Value, MAX_DEPTH};
 use sharevault_core::{Error, SecretBuf};
 use std::os::raw::c_char;
 use std::ptr;
+use zeroize::Zeroizing;
 
-fn check(status: sys::napi_status, what: &str) -> Result<(), Error> {
-    if status == sys::Status::napi_ok {
-        Ok(())
-    } else {
-        Err(Error::internal(format!("N-API failed while {what}")))
-    }
+/// U+FFFD in UTF-8: what N-API writes for a lone surrogate (and what a string may also hold).
+const REPLACEMENT: [u8; 3] = [0xEF, 0xBF, 0xBD];
+
+fn has_replacement(utf8: &[u8]) -> bool {
+    utf8.windows(3).any(|w| w == REPLACEMENT)
 }
+
+/// Whether the JS string `v` holds a lone surrogate. Only asked when its UTF-8 form holds
+/// U+FFFD, so the usual string is read once. The UTF-16 copy is zeroized.
+unsafe fn has_lone_surrogate(env: sys::napi_env, v: sys::napi_value) -> Result<bool, Error> {
+    let mut len = 0usize;
+    check(sys::napi_get_value_string_utf16(env, v, ptr::null_mut(), 0, &mut len), "sizing a string")?;
+    let mut units = Zeroizing::new(vec![0u16; len + 1]);
+    let mut written = 0usize;
+    check(sys::napi_get_value_string_utf16(env, v, units.as_mut_ptr(), units.len(), &mut written), "reading a string")?;
+    Ok(char::decode_utf16(units[..written].iter().copied()).any(|c| c.is_err()))
+}
+
+const LONE_SURROGATE: &str = "is not well-formed UTF-16 (it holds a lone surrogate) and would not come back unchanged";
 
 /// The shares as the caller passed them, encoded into zeroizing memory.
 pub struct SharesInput(pub SecretBuf);
@@ -82,6 +104,9 @@ unsafe fn encode(
                     sys::napi_get_value_string_utf8(env, v, dst.as_mut_ptr() as *mut c_char, dst.len(), &mut written),
                     "reading a string",
                 )?;
+                if has_replacement(&dst[..written.min(dst.len())]) && has_lone_surrogate(env, v)? {
+                    return Err(Error::invalid(path.clone(), LONE_SURROGATE));
+                }
                 Ok(written)
             })
         }
@@ -120,31 +145,6 @@ unsafe fn encode_object(
             if length == 0 || data.is_null() { &[][..] } else { std::slice::from_raw_parts(data as *const u8, length) };
         return enc.bytes(bytes);
     }
-    for (test, name) in [
-        (sys::napi_is_arraybuffer as unsafe fn(_, _, _) -> _, "ArrayBuffer"),
-        (sys::napi_is_dataview, "DataView"),
-        (sys::napi_is_date, "Date"),
-    ] {
-        check(test(env, v, &mut flag), "checking an object")?;
-        if flag {
-            return Err(Error::invalid(
-                path.clone(),
-                format!("a {name} cannot be stored; use a Uint8Array or a string"),
-            ));
-        }
-    }
-    // Built-ins whose contents are not own fields would silently come back as `{}`: refuse them.
-    // `Object.prototype.toString` reads internal slots, so it also recognizes objects from
-    // another realm (a vm context, jest's sandbox), where `instanceof` would not.
-    let mut tag_buf = [0u8; 64];
-    let tag = to_string_tag(env, tag_fn, v, &mut tag_buf)?;
-    let kind = tag.strip_prefix("[object ").and_then(|t| t.strip_suffix(']')).unwrap_or("");
-    if ["Map", "Set", "WeakMap", "WeakSet", "RegExp", "Promise", "WeakRef"].contains(&kind) {
-        return Err(Error::invalid(
-            path.clone(),
-            format!("a {kind} cannot be stored; use plain objects, arrays, strings or Uint8Array"),
-        ));
-    }
     check(sys::napi_is_array(env, v, &mut flag), "checking an array")?;
     if flag {
         let mut len = 0u32;
@@ -160,7 +160,22 @@ unsafe fn encode_object(
         }
         return Ok(());
     }
-    // A plain object or a class instance: its own enumerable string-keyed fields.
+    // Only ordinary objects from here on. `Object.prototype.toString` reads internal slots, so it
+    // recognizes built-ins (boxed primitives, errors, dates, maps, arguments...) also from another
+    // realm (a vm context, jest's sandbox), where `instanceof` would not.
+    let mut tag_buf = [0u8; 64];
+    let tag = to_string_tag(env, tag_fn, v, &mut tag_buf)?;
+    if tag != "[object Object]" {
+        let kind = tag.strip_prefix("[object ").and_then(|t| t.strip_suffix(']')).unwrap_or("value");
+        return Err(Error::invalid(
+            path.clone(),
+            format!(
+                "a {kind} cannot be stored; use plain objects, arrays, strings, numbers, booleans, null or Uint8Array"
+            ),
+        ));
+    }
+    // A plain object, or an instance of a JS class such as the SDK's `EcdsaKeygenResult`: its own
+    // enumerable string-keyed fields (the class itself is documented not to come back).
     let mut names = ptr::null_mut();
     check(
         sys::napi_get_all_property_names(
@@ -195,6 +210,10 @@ unsafe fn encode_object(
         )?;
         let name =
             std::str::from_utf8(&key_buf[..written]).map_err(|_| Error::internal("a field name was not UTF-8"))?;
+        if has_replacement(name.as_bytes()) && has_lone_surrogate(env, key)? {
+            // '\ud800' and '\udc00' would both come back as '\u{fffd}', one field instead of two.
+            return Err(Error::invalid(path.clone(), format!("has a field name that {LONE_SURROGATE}")));
+        }
         if name == "__proto__" {
             // Set back on a fresh object it would change the object's prototype, not add a field.
             return Err(Error::invalid(path.clone(), "has a field named __proto__"));
@@ -265,23 +284,12 @@ pub unsafe fn build(env: sys::napi_env, v: &Value<'_>) -> Result<sys::napi_value
             )?;
         }
         Value::Array(items) => {
-            check(sys::napi_create_array_with_length(env, items.len(), &mut out), "creating an array")?;
-            for (i, item) in items.iter().enumerate() {
-                let js = build(env, item)?;
-                check(sys::napi_set_element(env, out, i as u32, js), "filling an array")?;
-            }
+            let js = items.iter().map(|item| build(env, item)).collect::<Result<Vec<_>, _>>()?;
+            out = define_array(env, &js)?;
         }
         Value::Object(fields) => {
-            check(sys::napi_create_object(env, &mut out), "creating an object")?;
-            for (k, item) in fields {
-                let mut key = ptr::null_mut();
-                check(
-                    sys::napi_create_string_utf8(env, k.as_ptr() as *const c_char, k.len() as isize, &mut key),
-                    "creating a field name",
-                )?;
-                let js = build(env, item)?;
-                check(sys::napi_set_property(env, out, key, js), "filling an object")?;
-            }
+            let js = fields.iter().map(|(k, item)| Ok((*k, build(env, item)?))).collect::<Result<Vec<_>, Error>>()?;
+            out = define_object(env, &js)?;
         }
     }
     Ok(out)
@@ -306,15 +314,9 @@ impl ToNapiValue for HydratedOutput {
         let doc = shares::decode(&h.shares).map_err(to_napi)?;
         let shares_js = build(env, &doc).map_err(to_napi)?;
         drop(doc);
-        let mut obj = ptr::null_mut();
-        check(sys::napi_create_object(env, &mut obj), "creating the result").map_err(to_napi)?;
         let meta = String::to_napi_value(env, h.metadata_json)?;
         let generation = f64::to_napi_value(env, h.generation as f64)?;
-        for (name, value) in [(c"metadata", meta), (c"shares", shares_js), (c"generation", generation)] {
-            check(sys::napi_set_named_property(env, obj, name.as_ptr(), value), "filling the result")
-                .map_err(to_napi)?;
-        }
-        Ok(obj)
+        define_object(env, &[("metadata", meta), ("shares", shares_js), ("generation", generation)]).map_err(to_napi)
         // `h.shares` (the plaintext) is zeroized here, when it goes out of scope.
     }
 }

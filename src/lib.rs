@@ -6,163 +6,102 @@
 
 mod convert;
 mod error;
+mod options;
+mod out;
+mod raw;
 mod settle;
 
 use convert::{HydratedOutput, SharesInput};
-use error::IntoNapi;
-use napi::bindgen_prelude::{Buffer, ToNapiValue};
+use error::to_napi;
+use napi::bindgen_prelude::ToNapiValue;
 use napi::Env;
 use napi_derive::napi;
+use out::{js_object, Built, ToJs};
+use raw::RawValue;
 use settle::{spawn_settled, PromiseValue};
-use sharevault_core::kms::aws::{AwsKmsConfig, StaticCredentials};
-use sharevault_core::kms::cache::CacheConfig;
-use sharevault_core::{DataKey, Error, KmsConfig, OpenConfig, Vault};
+use sharevault_core::{Error, Vault};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Options for `openVault`, as the facade passes them.
-#[napi(object)]
-pub struct NativeOpenOptions {
-    /// `sqlite://path`, a plain path, or `:memory:`.
-    pub database: String,
-    /// The environment every record is bound to (e.g. `production`).
-    pub environment: String,
-    /// Default actor for the audit log.
-    pub actor: Option<String>,
-    /// Key provider: `local`.
-    pub kms_provider: String,
-    /// The local key as raw bytes (exactly 32).
-    pub local_key: Option<Buffer>,
-    /// The local key as base64 (exactly 32 bytes once decoded).
-    pub local_key_base64: Option<String>,
-    /// AWS KMS key id, ARN or alias.
-    pub aws_key_id: Option<String>,
-    pub aws_region: Option<String>,
-    /// `https://…`, or `http://` on loopback only.
-    pub aws_endpoint: Option<String>,
-    pub aws_access_key_id: Option<String>,
-    pub aws_secret_access_key: Option<String>,
-    pub aws_session_token: Option<String>,
-    /// Deadline per KMS operation, retries included (default 5000).
-    pub kms_timeout_ms: Option<u32>,
-    /// Attempts per KMS operation (default 3).
-    pub kms_max_attempts: Option<u32>,
-    /// `false` turns the data-key cache off.
-    pub cache_enabled: bool,
-    pub cache_max_entries: Option<u32>,
-    pub cache_max_age_ms: Option<u32>,
-    pub cache_max_uses: Option<u32>,
+pub use error::ErrorCode;
+
+/// Opens (creating and migrating if needed) a vault. `options` is read here, on the JS thread,
+/// as own properties only; every rule and range is checked by the core.
+#[napi(ts_args_type = "options: object", ts_return_type = "Promise<NativeVault>")]
+pub fn open_vault(env: Env, options: RawValue) -> napi::Result<PromiseValue> {
+    let config = options::open_config(env.raw(), options.0);
+    spawn_settled(env.raw(), async move { sharevault_core::open(config?).await }, |env, vault| unsafe {
+        NativeVault::to_napi_value(env, NativeVault { inner: Arc::new(vault) })
+    })
 }
 
-fn local_key(raw: Option<Buffer>, b64: Option<String>) -> Result<DataKey, Error> {
-    use base64::Engine;
-    let bad = || Error::invalid("kms.key", "must be exactly 32 bytes, as a Buffer or a base64 string");
-    match (raw, b64) {
-        (Some(buf), None) => DataKey::from_slice(buf.as_ref()).ok_or_else(bad),
-        (None, Some(s)) => {
-            let bytes =
-                zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|_| bad())?);
-            DataKey::from_slice(&bytes).ok_or_else(bad)
-        }
-        _ => Err(bad()),
+/// A page size or sequence number from JS: a whole number, or `ERR_INVALID_INPUT` at `path`.
+/// Its range is the core's to check (a value past `u32` saturates and is refused there).
+fn whole_arg(v: Option<f64>, path: &str) -> Result<Option<u64>, Error> {
+    v.map(|n| options::whole(n).ok_or_else(|| Error::invalid(path, "must be a non-negative whole number"))).transpose()
+}
+
+fn limit_arg(v: Option<f64>) -> Result<Option<u32>, Error> {
+    Ok(whole_arg(v, "limit")?.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+}
+
+js_object! {
+    /// One audit-log row.
+    #[napi(object)]
+    pub struct NativeAuditRecord {
+        seq: i64 => "seq",
+        at_ms: i64 => "atMs",
+        environment: String => "environment",
+        actor: String => "actor",
+        action: String => "action",
+        address: String => "address",
+        wallet_id: Option<String> => "walletId",
+        purpose: Option<String> => "purpose",
+        outcome: String => "outcome",
+        /// Hex SHA-256 of this row chained to the previous one.
+        hash: String => "hash",
     }
 }
 
-/// Opens (creating and migrating if needed) a vault.
-#[napi]
-pub async fn open_vault(options: NativeOpenOptions) -> napi::Result<NativeVault> {
-    let kms = match options.kms_provider.as_str() {
-        "local" => KmsConfig::Local(local_key(options.local_key, options.local_key_base64).napi()?),
-        "aws" => {
-            let credentials = match (options.aws_access_key_id, options.aws_secret_access_key) {
-                (Some(access_key_id), Some(secret)) => Some(StaticCredentials {
-                    access_key_id,
-                    secret_access_key: secret,
-                    session_token: options.aws_session_token,
-                }),
-                (None, None) => None,
-                _ => {
-                    return Err(error::to_napi(Error::invalid(
-                        "kms.credentials",
-                        "needs both accessKeyId and secretAccessKey",
-                    )))
-                }
-            };
-            KmsConfig::Aws(AwsKmsConfig {
-                key_id: options.aws_key_id.unwrap_or_default(),
-                region: options.aws_region,
-                endpoint: options.aws_endpoint,
-                credentials,
-                timeout: Duration::from_millis(options.kms_timeout_ms.unwrap_or(5000).max(1) as u64),
-                max_attempts: options.kms_max_attempts.unwrap_or(3).clamp(1, 10),
-            })
-        }
-        _ => return Err(error::to_napi(Error::invalid("kms.provider", "must be 'local' or 'aws'"))),
-    };
-    let cache = options.cache_enabled.then(|| {
-        let d = CacheConfig::default();
-        CacheConfig {
-            max_entries: options.cache_max_entries.map_or(d.max_entries, |n| n as usize),
-            max_age: options.cache_max_age_ms.map_or(d.max_age, |ms| Duration::from_millis(ms as u64)),
-            max_uses: options.cache_max_uses.map_or(d.max_uses, u64::from),
-        }
-    });
-    let config =
-        OpenConfig { database: options.database, environment: options.environment, actor: options.actor, kms, cache };
-    let vault = sharevault_core::open(config).await.napi()?;
-    Ok(NativeVault { inner: Arc::new(vault) })
+js_object! {
+    /// The result of checking the audit log's hash chain.
+    #[napi(object)]
+    pub struct NativeChainCheck {
+        rows: i64 => "rows",
+        /// Sequence number of the first row that does not chain, if any.
+        broken_at: Option<i64> => "brokenAt",
+    }
 }
 
-/// One audit-log row.
-#[napi(object)]
-pub struct NativeAuditRecord {
-    pub seq: i64,
-    pub at_ms: i64,
-    pub environment: String,
-    pub actor: String,
-    pub action: String,
-    pub address: String,
-    pub wallet_id: Option<String>,
-    pub purpose: Option<String>,
-    pub outcome: String,
-    /// Hex SHA-256 of this row chained to the previous one.
-    pub hash: String,
+js_object! {
+    /// KMS calls by operation.
+    #[napi(object)]
+    pub struct NativeKmsCalls {
+        generate_data_key: i64 => "generateDataKey",
+        decrypt: i64 => "decrypt",
+        re_encrypt: i64 => "reEncrypt",
+        describe_key: i64 => "describeKey",
+        /// HTTP attempts to KMS, retries included (AWS only).
+        attempts: i64 => "attempts",
+    }
 }
 
-/// The result of checking the audit log's hash chain.
-#[napi(object)]
-pub struct NativeChainCheck {
-    pub rows: i64,
-    /// Sequence number of the first row that does not chain, if any.
-    pub broken_at: Option<i64>,
-}
-
-/// KMS calls by operation.
-#[napi(object)]
-pub struct NativeKmsCalls {
-    pub generate_data_key: i64,
-    pub decrypt: i64,
-    pub re_encrypt: i64,
-    pub describe_key: i64,
-    /// HTTP attempts to KMS, retries included (AWS only).
-    pub attempts: i64,
-}
-
-/// Counters since the vault was opened. No secret in any of it.
-#[napi(object)]
-pub struct NativeStats {
-    pub kms_calls: NativeKmsCalls,
-    pub cache_hits: i64,
-    pub cache_misses: i64,
-    pub cache_evictions: i64,
-    /// Error counts by code.
-    pub errors: HashMap<String, i64>,
-    /// Hydrations in the latency window (the last 10,000).
-    pub hydrations: i64,
-    pub hydrate_p50_ms: f64,
-    pub hydrate_p95_ms: f64,
-    pub hydrate_p99_ms: f64,
+js_object! {
+    /// Counters since the vault was opened. No secret in any of it.
+    #[napi(object)]
+    pub struct NativeStats {
+        kms_calls: NativeKmsCalls => "kmsCalls",
+        cache_hits: i64 => "cacheHits",
+        cache_misses: i64 => "cacheMisses",
+        cache_evictions: i64 => "cacheEvictions",
+        /// Error counts by code.
+        errors: HashMap<String, i64> => "errors",
+        /// Hydrations in the latency window (the last 10,000).
+        hydrations: i64 => "hydrations",
+        hydrate_p50_ms: f64 => "hydrateP50Ms",
+        hydrate_p95_ms: f64 => "hydrateP95Ms",
+        hydrate_p99_ms: f64 => "hydrateP99Ms",
+    }
 }
 
 /// A vault handle. Every method runs its database, crypto and KMS work off the JS thread.
@@ -173,6 +112,12 @@ pub struct NativeVault {
 
 #[napi]
 impl NativeVault {
+    /// The environment this vault's records are bound to.
+    #[napi(getter)]
+    pub fn environment(&self) -> String {
+        self.inner.environment().to_string()
+    }
+
     /// Stores a new wallet. `metadataJson` is `JSON.stringify(walletMetadata)`; `shares` is read
     /// directly into zeroizing memory. Resolves to the stored metadata JSON.
     #[napi(
@@ -278,14 +223,15 @@ impl NativeVault {
         &self,
         env: Env,
         chain_name: Option<String>,
-        limit: Option<u32>,
+        limit: Option<f64>,
         after: Option<String>,
     ) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
+        let limit = limit_arg(limit);
         spawn_settled(
             env.raw(),
-            async move { v.list_wallets(chain_name.as_deref(), limit, after.as_deref()).await },
-            |env, rows| unsafe { Vec::<String>::to_napi_value(env, rows) },
+            async move { v.list_wallets(chain_name.as_deref(), limit?, after.as_deref()).await },
+            |env, rows| unsafe { rows.to_js(env).map_err(to_napi) },
         )
     }
 
@@ -295,14 +241,16 @@ impl NativeVault {
         &self,
         env: Env,
         address: Option<String>,
-        after_seq: Option<i64>,
-        limit: Option<u32>,
+        after_seq: Option<f64>,
+        limit: Option<f64>,
     ) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
+        let after_seq = whole_arg(after_seq, "afterSeq").map(|s| s.map(|n| n as i64));
+        let limit = limit_arg(limit);
         spawn_settled(
             env.raw(),
             async move {
-                let rows = v.audit_log(address.as_deref(), after_seq, limit).await?;
+                let rows = v.audit_log(address.as_deref(), after_seq?, limit?).await?;
                 Ok(rows
                     .into_iter()
                     .map(|r| NativeAuditRecord {
@@ -319,7 +267,7 @@ impl NativeVault {
                     })
                     .collect::<Vec<_>>())
             },
-            |env, rows| unsafe { Vec::<NativeAuditRecord>::to_napi_value(env, rows) },
+            |env, rows| unsafe { rows.to_js(env).map_err(to_napi) },
         )
     }
 
@@ -333,15 +281,15 @@ impl NativeVault {
                 let c = v.verify_audit_chain().await?;
                 Ok(NativeChainCheck { rows: c.rows as i64, broken_at: c.broken_at })
             },
-            |env, c| unsafe { NativeChainCheck::to_napi_value(env, c) },
+            |env, c| unsafe { c.to_js(env).map_err(to_napi) },
         )
     }
 
     /// Counters: KMS calls, data-key cache, errors by code, hydrate latency percentiles.
-    #[napi]
-    pub fn stats(&self) -> NativeStats {
+    #[napi(ts_return_type = "NativeStats")]
+    pub fn stats(&self, env: Env) -> napi::Result<Built> {
         let s = self.inner.stats();
-        NativeStats {
+        let stats = NativeStats {
             kms_calls: NativeKmsCalls {
                 generate_data_key: s.kms_generate as i64,
                 decrypt: s.kms_decrypt as i64,
@@ -357,7 +305,9 @@ impl NativeVault {
             hydrate_p50_ms: s.hydrate_p50_ms,
             hydrate_p95_ms: s.hydrate_p95_ms,
             hydrate_p99_ms: s.hydrate_p99_ms,
-        }
+        };
+        // SAFETY: on the JS thread, in this call's handle scope.
+        unsafe { stats.to_js(env.raw()) }.map(Built).map_err(to_napi)
     }
 
     /// Finishes queued writes and closes the database.
@@ -370,4 +320,11 @@ impl NativeVault {
 
 fn hex_string(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Every error code the core can raise, as the core spells it (a test checks that `ErrorCode`
+/// exports exactly these).
+#[napi]
+pub fn native_error_codes() -> Vec<String> {
+    sharevault_core::ErrorCode::ALL.iter().map(|c| c.as_str().to_string()).collect()
 }

@@ -3,7 +3,7 @@
 //! environment fails to open.
 
 use crate::error::{Error, Result};
-use crate::secret::{DataKey, SecretBuf};
+use crate::secret::{scrubbing_stack, DataKey, SecretBuf};
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 
@@ -71,6 +71,10 @@ pub fn random_nonce() -> [u8; 12] {
 /// Encrypts `plaintext` under a fresh nonce and returns `(nonce, ciphertext + tag)`. The working
 /// copy is a [`SecretBuf`] with room for the tag, so encrypting never leaves an unwiped copy.
 pub fn seal(dek: &DataKey, binding: &Binding<'_>, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    scrubbing_stack(|| seal_in(dek, binding, plaintext))
+}
+
+fn seal_in(dek: &DataKey, binding: &Binding<'_>, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     let cipher = Aes256Gcm::new(dek.expose().into());
     let nonce = random_nonce();
     let mut plaintext_copy = SecretBuf::with_capacity(plaintext.len() + TAG_LEN);
@@ -86,6 +90,10 @@ pub fn seal(dek: &DataKey, binding: &Binding<'_>, plaintext: &[u8]) -> Result<(V
 /// Decrypts a record's ciphertext. Any change to the ciphertext, nonce, or any bound fact is
 /// `ERR_TAMPERED`; no partial plaintext is ever returned.
 pub fn open(dek: &DataKey, binding: &Binding<'_>, nonce: &[u8], ciphertext: &[u8]) -> Result<SecretBuf> {
+    scrubbing_stack(|| open_in(dek, binding, nonce, ciphertext))
+}
+
+fn open_in(dek: &DataKey, binding: &Binding<'_>, nonce: &[u8], ciphertext: &[u8]) -> Result<SecretBuf> {
     if nonce.len() != 12 || ciphertext.len() < TAG_LEN {
         return Err(Error::tampered("the sealed shares are malformed"));
     }

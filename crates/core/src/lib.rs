@@ -38,18 +38,13 @@ pub struct OpenConfig {
 /// Opens a vault: storage (created and migrated if needed) and key wrapping.
 pub async fn open(config: OpenConfig) -> Result<Vault> {
     vault::check_environment(&config.environment)?;
-    let location = store::sqlite::Location::parse(&config.database)?;
+    let target = store::Target::parse(&config.database)?;
     let stats = Arc::new(stats::Stats::default());
-    let provider: Arc<dyn kms::KeyWrapper> = match config.kms {
-        KmsConfig::Local(key) => Arc::new(kms::local::LocalKek::new(key, stats.clone())),
+    let provider: Arc<dyn kms::KeyProvider> = match config.kms {
+        KmsConfig::Local(key) => Arc::new(kms::local::LocalKek::new(key)),
         KmsConfig::Aws(aws) => Arc::new(kms::aws::AwsKms::connect(aws, stats.clone()).await?),
     };
-    let kms: Arc<dyn kms::KeyWrapper> = match config.cache {
-        Some(c) => Arc::new(kms::cache::CachingKeyWrapper::new(provider, c, stats.clone())),
-        None => provider,
-    };
-    let store = tokio::task::spawn_blocking(move || store::sqlite::SqliteStore::open(location))
-        .await
-        .map_err(|_| Error::internal("opening the database panicked"))??;
-    Vault::new(Arc::new(store), kms, stats, &config.environment, config.actor.as_deref())
+    let kms = Arc::new(kms::KeyWrapping::new(provider, config.cache, stats.clone()));
+    let store = store::open(target).await?;
+    Vault::new(store, kms, stats, &config.environment, config.actor.as_deref())
 }

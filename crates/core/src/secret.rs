@@ -151,3 +151,31 @@ impl fmt::Debug for DataKey {
         f.write_str("DataKey([REDACTED])")
     }
 }
+
+/// How much stack [`scrubbing_stack`] zeroes below its caller's frame: well past the deepest
+/// frames of AES-GCM key setup and use (a few KiB), measured by the memory-scan tests.
+const STACK_SCRUB_BYTES: usize = 32 * 1024;
+
+/// Runs `f` (which uses a key), then zeroes the stack `f` and its callees used. A cipher's key
+/// schedule starts with the raw key, and building one moves it through stack frames that
+/// `ZeroizeOnDrop` never sees; without this, copies of a closed vault's key-encryption key
+/// survived in idle runtime threads' stacks (found by `__test__/shredding.test.ts`). Written by
+/// hand because no maintained crate does it; it is the `clear_stack_on_return` technique.
+pub fn scrubbing_stack<T>(f: impl FnOnce() -> T) -> T {
+    let out = run_outlined(f);
+    scrub_stack();
+    out
+}
+
+#[inline(never)]
+fn run_outlined<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
+#[inline(never)]
+fn scrub_stack() {
+    let mut buf = [0u8; STACK_SCRUB_BYTES];
+    // Volatile writes: not optimized away although `buf` is never read.
+    buf.zeroize();
+    std::hint::black_box(&mut buf);
+}

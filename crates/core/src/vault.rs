@@ -5,14 +5,16 @@
 use crate::audit::{now_ms, verify, AuditEntry, AuditRecord, ChainCheck};
 use crate::envelope::{self, Binding, SealedRecord, ALG_AES_256_GCM, FORMAT_V1};
 use crate::error::{Error, ErrorCode, Result};
-use crate::kms::{KeyContext, KeyWrapper};
+use crate::kms::{KeyContext, KeyWrapping};
 use crate::model::{self, Scheme};
 use crate::secret::SecretBuf;
 use crate::shares;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{Applied, AuditQuery, Change, ListQuery, MetadataRow, WalletRow, WalletStore};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio::sync::OnceCell;
 
 const MAX_ACTOR_LEN: usize = 256;
 const MAX_PURPOSE_LEN: usize = 256;
@@ -31,11 +33,13 @@ pub struct Hydrated {
 
 pub struct Vault {
     store: Arc<dyn WalletStore>,
-    kms: Arc<dyn KeyWrapper>,
+    kms: Arc<KeyWrapping>,
     stats: Arc<Stats>,
     environment: String,
     actor: String,
     closed: AtomicBool,
+    /// The one close every `close()` call waits for.
+    closing: OnceCell<Result<()>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -61,6 +65,32 @@ fn check_label(v: Option<&str>, path: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// Reads a stored row's metadata. It was accepted when it was written, so no size limit applies
+/// here (a limit is a rule for input, never a reason to call a stored row tampered).
+fn stored_metadata(json: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(o)) => Ok(o),
+        _ => Err(Error::tampered("the stored metadata is not readable")),
+    }
+}
+
+/// Serializes metadata after a change, refusing a result over the size limit before anything is
+/// written: a merge may not grow a wallet's metadata past what a store would accept.
+fn changed_metadata(obj: &serde_json::Map<String, serde_json::Value>) -> Result<String> {
+    let json = serde_json::to_string(obj).map_err(|_| Error::internal("serializing metadata"))?;
+    if json.len() > model::MAX_METADATA_BYTES {
+        return Err(Error::invalid(
+            "backupInfo",
+            format!(
+                "would make the wallet's metadata {} bytes, larger than the limit of {} bytes",
+                json.len(),
+                model::MAX_METADATA_BYTES
+            ),
+        ));
+    }
+    Ok(json)
+}
+
 fn parse_backup_info(json: &str) -> Result<serde_json::Value> {
     if json.len() > model::MAX_METADATA_BYTES {
         return Err(Error::invalid("backupInfo", "is larger than 1 MiB"));
@@ -74,7 +104,7 @@ fn parse_backup_info(json: &str) -> Result<serde_json::Value> {
 impl Vault {
     pub fn new(
         store: Arc<dyn WalletStore>,
-        kms: Arc<dyn KeyWrapper>,
+        kms: Arc<KeyWrapping>,
         stats: Arc<Stats>,
         environment: &str,
         actor: Option<&str>,
@@ -88,6 +118,7 @@ impl Vault {
             environment: environment.to_string(),
             actor: actor.unwrap_or("sharevault").to_string(),
             closed: AtomicBool::new(false),
+            closing: OnceCell::new(),
         })
     }
 
@@ -95,8 +126,14 @@ impl Vault {
         &self.environment
     }
 
-    /// Counts an operation's error by code (for `stats()`), once, where the caller sees it.
-    fn counted<T>(&self, r: Result<T>) -> Result<T> {
+    /// Runs one public operation: refused once the vault is closed, and its error (if any)
+    /// counted by code for `stats()`. Every operation goes through here, so every error is
+    /// counted exactly once.
+    async fn run<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        let r = match self.live() {
+            Ok(()) => op.await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = &r {
             self.stats.error(e.code);
         }
@@ -178,8 +215,7 @@ impl Vault {
         shares: &SecretBuf,
         actor: Option<&str>,
     ) -> Result<String> {
-        let r = async {
-            self.live()?;
+        self.run(async {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
             let obj = model::parse_metadata(metadata_json)?;
             let id = model::validate_metadata(&obj)?;
@@ -212,9 +248,8 @@ impl Vault {
                 return Err(e);
             }
             Ok(metadata_json.to_string())
-        }
-        .await;
-        self.counted(r)
+        })
+        .await
     }
 
     async fn metadata_row(&self, address: &str) -> Result<MetadataRow> {
@@ -236,8 +271,7 @@ impl Vault {
 
     /// The stored metadata, whole. No decryption and no KMS call.
     pub async fn get_metadata(&self, address: &str) -> Result<String> {
-        self.live()?;
-        Ok(self.metadata_row(address).await?.metadata_json)
+        self.run(async { Ok(self.metadata_row(address).await?.metadata_json) }).await
     }
 
     async fn open_row(&self, row: &WalletRow) -> Result<SecretBuf> {
@@ -268,16 +302,15 @@ impl Vault {
     /// Reads and decrypts a wallet for one SDK call. The access is in the audit log (durably)
     /// before the plaintext is handed out; failed attempts are audited with their error code.
     pub async fn hydrate(&self, address: &str, purpose: Option<&str>, actor: Option<&str>) -> Result<Hydrated> {
-        self.live()?;
-        check_label(actor, "actor", MAX_ACTOR_LEN)?;
-        check_label(purpose, "purpose", MAX_PURPOSE_LEN)?;
-        let started = std::time::Instant::now();
-        let result = self.hydrate_audited(address, purpose, actor).await;
-        match &result {
-            Ok(_) => self.stats.hydrated(started.elapsed()),
-            Err(e) => self.stats.error(e.code),
-        }
-        result
+        self.run(async {
+            check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            check_label(purpose, "purpose", MAX_PURPOSE_LEN)?;
+            let started = std::time::Instant::now();
+            let hydrated = self.hydrate_audited(address, purpose, actor).await?;
+            self.stats.hydrated(started.elapsed());
+            Ok(hydrated)
+        })
+        .await
     }
 
     async fn hydrate_audited(&self, address: &str, purpose: Option<&str>, actor: Option<&str>) -> Result<Hydrated> {
@@ -306,16 +339,14 @@ impl Vault {
         backup_info_json: &str,
         actor: Option<&str>,
     ) -> Result<String> {
-        let r = async {
-            self.live()?;
+        self.run(async {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
             let backup = parse_backup_info(backup_info_json)?;
             for _ in 0..MAX_CAS_ATTEMPTS {
                 let row = self.metadata_row(address).await?;
-                let mut obj = model::parse_metadata(&row.metadata_json)
-                    .map_err(|_| Error::tampered("the stored metadata is not readable"))?;
+                let mut obj = stored_metadata(&row.metadata_json)?;
                 model::apply_update(&mut obj, backup.clone(), None);
-                let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
+                let json = changed_metadata(&obj)?;
                 let audit = self.audit(actor, "merge_backup_info", address, Some(&row.wallet_id), None, "ok");
                 let change = Change::UpdateMetadata {
                     address_key: row.address_key.clone(),
@@ -329,9 +360,8 @@ impl Vault {
                 }
             }
             Err(Error::new(ErrorCode::Conflict, "the wallet kept changing while its backup info was merged"))
-        }
-        .await;
-        self.counted(r)
+        })
+        .await
     }
 
     /// Writes a new share generation (new data key) together with the new backup info and, on a
@@ -344,8 +374,7 @@ impl Vault {
         scheme: Option<&str>,
         actor: Option<&str>,
     ) -> Result<String> {
-        let r = async {
-            self.live()?;
+        self.run(async {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
             let new_scheme = match scheme {
                 None => None,
@@ -356,8 +385,7 @@ impl Vault {
             let backup = parse_backup_info(backup_info_json)?;
             for _ in 0..MAX_CAS_ATTEMPTS {
                 let row = self.wallet_row(address).await?;
-                let mut obj = model::parse_metadata(&row.metadata_json)
-                    .map_err(|_| Error::tampered("the stored metadata is not readable"))?;
+                let mut obj = stored_metadata(&row.metadata_json)?;
                 let current = obj
                     .get("thresholdSignatureScheme")
                     .and_then(|v| v.as_str())
@@ -376,7 +404,7 @@ impl Vault {
                 }
                 shares::validate(shares, effective.external_share_count(), effective.as_str())?;
                 model::apply_update(&mut obj, backup.clone(), new_scheme);
-                let json = serde_json::to_string(&obj).map_err(|_| Error::internal("serializing metadata"))?;
+                let json = changed_metadata(&obj)?;
                 let generation = row.generation + 1;
                 let sealed =
                     self.seal_generation(&row.wallet_id, &row.address_key, &row.chain_name, generation, shares).await?;
@@ -405,15 +433,13 @@ impl Vault {
                 }
             }
             Err(Error::new(ErrorCode::Conflict, "the wallet kept changing while its shares were replaced"))
-        }
-        .await;
-        self.counted(r)
+        })
+        .await
     }
 
     /// Deletes a wallet: metadata, sealed shares and the wrapped data key (crypto-shredding).
     pub async fn delete_wallet(&self, address: &str, actor: Option<&str>) -> Result<()> {
-        let r = async {
-            self.live()?;
+        self.run(async {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
             let row = self.wallet_row(address).await?;
             let audit = self.audit(actor, "delete", address, Some(&row.wallet_id), None, "ok");
@@ -425,9 +451,8 @@ impl Vault {
                 }
                 _ => Err(Error::not_found(address)),
             }
-        }
-        .await;
-        self.counted(r)
+        })
+        .await
     }
 
     /// Metadata of this environment's wallets, ordered by address key, `limit` at a time after
@@ -438,26 +463,25 @@ impl Vault {
         limit: Option<u32>,
         after: Option<&str>,
     ) -> Result<Vec<String>> {
-        self.live()?;
-        let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
-        if limit == 0 || limit > MAX_LIST_LIMIT {
-            return Err(Error::invalid("limit", format!("must be between 1 and {MAX_LIST_LIMIT}")));
-        }
-        check_label(chain_name, "chainName", 64)?;
-        let after = after
-            .map(model::check_address_arg)
-            .transpose()
-            .map_err(|_| Error::invalid("after", "must be a non-empty address"))?;
-        let rows = self
-            .store
-            .list(ListQuery {
-                environment: self.environment.clone(),
-                chain_name: chain_name.map(str::to_string),
-                after,
-                limit,
-            })
-            .await?;
-        Ok(rows.into_iter().map(|r| r.metadata_json).collect())
+        self.run(async {
+            let limit = page_limit(limit)?;
+            check_label(chain_name, "chainName", 64)?;
+            let after = after
+                .map(model::check_address_arg)
+                .transpose()
+                .map_err(|_| Error::invalid("after", "must be a non-empty address"))?;
+            let rows = self
+                .store
+                .list(ListQuery {
+                    environment: self.environment.clone(),
+                    chain_name: chain_name.map(str::to_string),
+                    after,
+                    limit,
+                })
+                .await?;
+            Ok(rows.into_iter().map(|r| r.metadata_json).collect())
+        })
+        .await
     }
 
     /// Audit rows, oldest first, optionally for one address.
@@ -467,19 +491,20 @@ impl Vault {
         after_seq: Option<i64>,
         limit: Option<u32>,
     ) -> Result<Vec<AuditRecord>> {
-        self.live()?;
-        let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
-        if limit == 0 || limit > MAX_LIST_LIMIT {
-            return Err(Error::invalid("limit", format!("must be between 1 and {MAX_LIST_LIMIT}")));
-        }
-        let address_key = address.map(model::check_address_arg).transpose()?;
-        self.store.audit_log(AuditQuery { address_key, after_seq, limit }).await
+        self.run(async {
+            let limit = page_limit(limit)?;
+            if after_seq.is_some_and(|s| s < 0) {
+                return Err(Error::invalid("afterSeq", "must be a non-negative integer"));
+            }
+            let address_key = address.map(model::check_address_arg).transpose()?;
+            self.store.audit_log(AuditQuery { address_key, after_seq, limit }).await
+        })
+        .await
     }
 
     /// Recomputes the audit log's hash chain from the first row.
     pub async fn verify_audit_chain(&self) -> Result<ChainCheck> {
-        self.live()?;
-        Ok(verify(self.store.audit_all().await?.iter()))
+        self.run(async { Ok(verify(self.store.audit_all().await?.iter())) }).await
     }
 
     /// Counters: KMS calls, cache hits/misses/evictions, errors by code, hydrate latency.
@@ -487,11 +512,32 @@ impl Vault {
         self.stats.snapshot()
     }
 
-    /// Finishes queued writes and closes the database. Later calls fail with `ERR_CLOSED`.
-    pub async fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        self.store.close().await
+    /// How many data keys the cache holds right now (0 without a cache).
+    pub fn cached_keys(&self) -> usize {
+        self.kms.cached_keys()
     }
+
+    /// Finishes queued writes, closes the database and zeroizes every data key the vault holds.
+    /// Later calls fail with `ERR_CLOSED`. Every call, first or not, resolves only when the
+    /// vault is really closed, with the outcome of that one close.
+    pub async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.closing
+            .get_or_init(|| async {
+                let r = self.store.close().await;
+                self.kms.close();
+                r
+            })
+            .await
+            .clone()
+    }
+}
+
+/// The `limit` of a page: 1 to `MAX_LIST_LIMIT`, `DEFAULT_LIST_LIMIT` when not given.
+fn page_limit(limit: Option<u32>) -> Result<u32> {
+    let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return Err(Error::invalid("limit", format!("must be an integer from 1 to {MAX_LIST_LIMIT}")));
+    }
+    Ok(limit)
 }

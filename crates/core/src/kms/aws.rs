@@ -5,9 +5,9 @@
 //! errors) are the SDK's standard mode: bounded, exponential, jittered; an overall deadline per
 //! operation turns a KMS outage into `ERR_KMS_UNAVAILABLE`.
 
-use super::{GeneratedKey, KeyContext, KeyWrapper};
+use super::{GeneratedKey, KeyContext, KeyProvider, ProviderError, ProviderResult};
 use crate::envelope::KekRef;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::secret::{DataKey, SecretBuf};
 use crate::stats::{bump, Stats};
 use async_trait::async_trait;
@@ -26,6 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const PROVIDER: &str = "aws";
+/// Bounds on the options (refused outside them, never clamped).
+pub const MAX_ATTEMPTS: u32 = 10;
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Static credentials; without them the standard AWS chain is used (environment, profile, web
 /// identity, instance metadata).
@@ -126,7 +131,6 @@ impl Intercept for Guard {
 pub struct AwsKms {
     client: aws_sdk_kms::Client,
     kek: KekRef,
-    stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for AwsKms {
@@ -142,14 +146,14 @@ fn context_map(ctx: &KeyContext) -> HashMap<String, String> {
     ])
 }
 
-/// Maps an SDK error to a code: refusals (access denied, wrong key or context, disabled key) are
-/// `ERR_KMS_DENIED` and were not retried; everything else (timeouts, throttling that outlasted
-/// the retries, transport errors, 5xx) is `ERR_KMS_UNAVAILABLE`.
-fn classify<E: ProvideErrorMetadata, R>(op: &str, err: &SdkError<E, R>) -> Error {
+/// Says how an SDK call failed: a ciphertext that does not open under this key and context
+/// (`InvalidCiphertextException`, `IncorrectKeyException`) is a rejected record, other refusals
+/// (access denied, disabled key, bad credentials) are denials and were not retried; everything
+/// else (timeouts, throttling that outlasted the retries, transport errors, 5xx) is an outage.
+fn classify<E: ProvideErrorMetadata, R>(op: &str, err: &SdkError<E, R>) -> ProviderError {
+    const REJECTED: &[&str] = &["InvalidCiphertextException", "IncorrectKeyException"];
     const DENIED: &[&str] = &[
         "AccessDeniedException",
-        "InvalidCiphertextException",
-        "IncorrectKeyException",
         "DisabledException",
         "KMSInvalidStateException",
         "NotFoundException",
@@ -165,27 +169,28 @@ fn classify<E: ProvideErrorMetadata, R>(op: &str, err: &SdkError<E, R>) -> Error
     match err {
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("unknown");
-            if DENIED.contains(&code) {
-                Error::new(ErrorCode::KmsDenied, format!("AWS KMS refused {op}: {code}"))
+            if REJECTED.contains(&code) {
+                ProviderError::Rejected(format!("AWS KMS refused {op}: {code}"))
+            } else if DENIED.contains(&code) {
+                ProviderError::Denied(format!("AWS KMS refused {op}: {code}"))
             } else {
-                Error::new(ErrorCode::KmsUnavailable, format!("AWS KMS failed {op}: {code}"))
+                ProviderError::Unavailable(format!("AWS KMS failed {op}: {code}"))
             }
         }
-        SdkError::ConstructionFailure(_) => Error::new(
-            ErrorCode::KmsDenied,
-            format!("the {op} request to AWS KMS could not be built (are credentials configured?)"),
-        ),
+        SdkError::ConstructionFailure(_) => ProviderError::Denied(format!(
+            "the {op} request to AWS KMS could not be built (are credentials configured?)"
+        )),
         SdkError::TimeoutError(_) => {
-            Error::new(ErrorCode::KmsUnavailable, format!("AWS KMS did not answer {op} before the deadline"))
+            ProviderError::Unavailable(format!("AWS KMS did not answer {op} before the deadline"))
         }
-        _ => Error::new(ErrorCode::KmsUnavailable, format!("AWS KMS could not be reached for {op}")),
+        _ => ProviderError::Unavailable(format!("AWS KMS could not be reached for {op}")),
     }
 }
 
-fn take_key(blob: Option<Blob>, what: &str) -> Result<DataKey> {
+fn take_key(blob: Option<Blob>, what: &str) -> ProviderResult<DataKey> {
     let bytes = SecretBuf::from_vec(blob.map(Blob::into_inner).unwrap_or_default());
     DataKey::from_slice(bytes.as_slice())
-        .ok_or_else(|| Error::new(ErrorCode::KmsDenied, format!("AWS KMS returned no usable {what}")))
+        .ok_or_else(|| ProviderError::Denied(format!("AWS KMS returned no usable {what}")))
 }
 
 impl AwsKms {
@@ -194,6 +199,15 @@ impl AwsKms {
     pub async fn connect(config: AwsKmsConfig, stats: Arc<Stats>) -> Result<AwsKms> {
         if config.key_id.trim().is_empty() {
             return Err(Error::invalid("kms.keyId", "is required"));
+        }
+        if !(1..=MAX_ATTEMPTS).contains(&config.max_attempts) {
+            return Err(Error::invalid("kms.maxAttempts", format!("must be an integer from 1 to {MAX_ATTEMPTS}")));
+        }
+        if config.timeout.is_zero() || config.timeout > MAX_TIMEOUT {
+            return Err(Error::invalid(
+                "kms.timeoutMs",
+                format!("must be an integer from 1 to {}", MAX_TIMEOUT.as_millis()),
+            ));
         }
         if let Some(ep) = &config.endpoint {
             check_endpoint(ep)?;
@@ -243,26 +257,25 @@ impl AwsKms {
                     "the configured KMS endpoint (option, AWS_ENDPOINT_URL* or profile) is plain http on a non-loopback address",
                 )
             } else {
-                classify("DescribeKey", &e)
+                classify("DescribeKey", &e).into()
             }
         })?;
         let arn = described
             .key_metadata
             .and_then(|m| m.arn)
-            .ok_or_else(|| Error::new(ErrorCode::KmsDenied, "AWS KMS did not describe the configured key"))?;
+            .ok_or_else(|| Error::from(ProviderError::Denied("AWS KMS did not describe the configured key".into())))?;
         let kek = KekRef { provider: PROVIDER.to_string(), key_id: arn, key_version: "1".to_string() };
-        Ok(AwsKms { client, kek, stats })
+        Ok(AwsKms { client, kek })
     }
 }
 
 #[async_trait]
-impl KeyWrapper for AwsKms {
-    fn current_kek(&self) -> &KekRef {
+impl KeyProvider for AwsKms {
+    fn kek(&self) -> &KekRef {
         &self.kek
     }
 
-    async fn generate_data_key(&self, ctx: &KeyContext) -> Result<GeneratedKey> {
-        bump(&self.stats.kms_generate);
+    async fn generate(&self, ctx: &KeyContext) -> ProviderResult<GeneratedKey> {
         let out = self
             .client
             .generate_data_key()
@@ -275,18 +288,16 @@ impl KeyWrapper for AwsKms {
         // Into a zeroizing buffer first, so no early return leaves the key in a plain Vec.
         let plaintext = take_key(out.plaintext, "data key")?;
         if out.key_id.as_deref() != Some(self.kek.key_id.as_str()) {
-            return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS answered GenerateDataKey with another key"));
+            return Err(ProviderError::Denied("AWS KMS answered GenerateDataKey with another key".into()));
         }
         let wrapped = out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default();
         if wrapped.is_empty() {
-            return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS returned no wrapped data key"));
+            return Err(ProviderError::Denied("AWS KMS returned no wrapped data key".into()));
         }
         Ok(GeneratedKey { plaintext, wrapped, kek: self.kek.clone() })
     }
 
-    async fn unwrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
-        self.ensure_trusted(kek)?;
-        bump(&self.stats.kms_decrypt);
+    async fn unwrap(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<DataKey> {
         let out = self
             .client
             .decrypt()
@@ -298,14 +309,12 @@ impl KeyWrapper for AwsKms {
             .map_err(|e| classify("Decrypt", &e))?;
         let key = take_key(out.plaintext, "data key")?;
         if out.key_id.as_deref() != Some(kek.key_id.as_str()) {
-            return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS answered Decrypt with another key"));
+            return Err(ProviderError::Rejected("AWS KMS answered Decrypt with another key".into()));
         }
         Ok(key)
     }
 
-    async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {
-        self.ensure_trusted(kek)?;
-        bump(&self.stats.kms_reencrypt);
+    async fn rewrap(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<(Vec<u8>, KekRef)> {
         let out = self
             .client
             .re_encrypt()
@@ -319,7 +328,7 @@ impl KeyWrapper for AwsKms {
             .map_err(|e| classify("ReEncrypt", &e))?;
         let wrapped = out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default();
         if wrapped.is_empty() {
-            return Err(Error::new(ErrorCode::KmsDenied, "AWS KMS returned no re-encrypted data key"));
+            return Err(ProviderError::Denied("AWS KMS returned no re-encrypted data key".into()));
         }
         Ok((wrapped, self.kek.clone()))
     }
@@ -328,6 +337,29 @@ impl KeyWrapper for AwsKms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn kms_codes_map_to_rejected_denied_or_unavailable() {
+        use aws_sdk_kms::error::ErrorMetadata;
+        use aws_sdk_kms::operation::decrypt::DecryptError;
+        let err = |code: &str| {
+            SdkError::<DecryptError, ()>::service_error(
+                DecryptError::generic(ErrorMetadata::builder().code(code).build()),
+                (),
+            )
+        };
+        // A changed blob, or one of another key: the seam reports these as ERR_TAMPERED.
+        for code in ["InvalidCiphertextException", "IncorrectKeyException"] {
+            assert!(matches!(classify("Decrypt", &err(code)), ProviderError::Rejected(_)), "{code}");
+        }
+        for code in ["AccessDeniedException", "DisabledException", "KMSInvalidStateException", "NotFoundException"] {
+            assert!(matches!(classify("Decrypt", &err(code)), ProviderError::Denied(_)), "{code}");
+        }
+        for code in ["ThrottlingException", "KMSInternalException", "DependencyTimeoutException"] {
+            assert!(matches!(classify("Decrypt", &err(code)), ProviderError::Unavailable(_)), "{code}");
+        }
+    }
 
     #[test]
     fn plain_http_is_refused_except_on_loopback() {

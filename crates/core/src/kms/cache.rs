@@ -1,19 +1,22 @@
-//! The data-key cache on the hydrate path: a decorator over any [`KeyWrapper`]. Bounded entries
-//! (LRU), a maximum age and a maximum number of uses per entry; keyed by a hash of provider, key
-//! id, wrapped key and context; plaintext keys are zeroized when an entry is evicted or dropped.
-//! Concurrent misses on the same key share one unwrap (single flight).
+//! The data-key cache on the hydrate path, part of the key-wrapping seam. Bounded entries (LRU),
+//! a maximum age and a maximum number of uses per entry; keyed by a hash of provider, key id,
+//! wrapped key and context; plaintext keys are zeroized when an entry is evicted, expires, or the
+//! vault closes. Expiry runs by the clock: a timer task sweeps expired keys even when nobody
+//! asks for them (it is a tokio task, so it never keeps a Node process alive). Concurrent misses
+//! on the same key share one unwrap (single flight).
 
-use super::{GeneratedKey, KeyContext, KeyWrapper};
 use crate::envelope::KekRef;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::kms::KeyContext;
 use crate::secret::DataKey;
 use crate::stats::{bump, Stats};
-use async_trait::async_trait;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
@@ -30,6 +33,38 @@ impl Default for CacheConfig {
     }
 }
 
+/// Bounds on the options (refused outside them, never clamped).
+pub const MAX_ENTRIES: u64 = 1_000_000;
+pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+impl CacheConfig {
+    /// The `cache` options (`maxEntries`, `maxAgeMs`, `maxUses`); what is not given is the default.
+    pub fn from_options(max_entries: Option<u64>, max_age_ms: Option<u64>, max_uses: Option<u64>) -> Result<Self> {
+        let d = CacheConfig::default();
+        let max_age_limit = MAX_AGE.as_millis() as u64;
+        let max_entries = match max_entries {
+            None => d.max_entries,
+            Some(n) if (1..=MAX_ENTRIES).contains(&n) => n as usize,
+            Some(_) => {
+                return Err(Error::invalid("cache.maxEntries", format!("must be an integer from 1 to {MAX_ENTRIES}")))
+            }
+        };
+        let max_age = match max_age_ms {
+            None => d.max_age,
+            Some(ms) if (1..=max_age_limit).contains(&ms) => Duration::from_millis(ms),
+            Some(_) => {
+                return Err(Error::invalid("cache.maxAgeMs", format!("must be an integer from 1 to {max_age_limit}")))
+            }
+        };
+        let max_uses = match max_uses {
+            None => d.max_uses,
+            Some(n) if n >= 1 => n,
+            Some(_) => return Err(Error::invalid("cache.maxUses", "must be an integer of at least 1")),
+        };
+        Ok(CacheConfig { max_entries, max_age, max_uses })
+    }
+}
+
 type CacheKey = [u8; 32];
 
 struct Entry {
@@ -41,22 +76,22 @@ struct Entry {
 /// One in-progress unwrap shared by every caller that missed on the same key, and how many
 /// callers joined it (each of them uses the key once).
 struct FlightState {
-    cell: OnceCell<std::result::Result<Arc<DataKey>, crate::error::Error>>,
-    joined: std::sync::atomic::AtomicU64,
+    cell: OnceCell<std::result::Result<Arc<DataKey>, Error>>,
+    joined: AtomicU64,
 }
 
 type Flight = Arc<FlightState>;
 
-/// How often expired entries are swept out (and zeroized) even if nobody asks for them.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
-
-pub struct CachingKeyWrapper {
-    inner: Arc<dyn KeyWrapper>,
+struct Inner {
     config: CacheConfig,
     entries: Mutex<LruCache<CacheKey, Entry>>,
     flights: Mutex<HashMap<CacheKey, Flight>>,
-    last_sweep: Mutex<Instant>,
+    closed: AtomicBool,
     stats: Arc<Stats>,
+}
+
+pub struct DekCache {
+    inner: Arc<Inner>,
 }
 
 fn cache_key(kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> CacheKey {
@@ -70,24 +105,54 @@ fn cache_key(kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> CacheKey {
     h.finalize().into()
 }
 
-impl CachingKeyWrapper {
-    pub fn new(inner: Arc<dyn KeyWrapper>, config: CacheConfig, stats: Arc<Stats>) -> Self {
-        let cap = NonZeroUsize::new(config.max_entries.max(1)).unwrap_or(NonZeroUsize::MIN);
-        CachingKeyWrapper {
-            inner,
-            config,
-            entries: Mutex::new(LruCache::new(cap)),
-            flights: Mutex::new(HashMap::new()),
-            last_sweep: Mutex::new(Instant::now()),
-            stats,
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while the lock was held cannot leave an LRU or a map half-changed in a way that
+    // matters here (worst case an entry is missing): keep using it.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How often the timer looks for expired keys: a quarter of the maximum age, between 10 ms and
+/// 1 s, so a key outlives `maxAgeMs` by at most that much.
+pub fn sweep_interval(max_age: Duration) -> Duration {
+    (max_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+impl Inner {
+    fn expired(&self, e: &Entry) -> bool {
+        e.created.elapsed() >= self.config.max_age
+    }
+
+    /// Drops (and so zeroizes) every expired entry.
+    fn sweep(&self) {
+        let mut entries = lock(&self.entries);
+        let expired: Vec<CacheKey> = entries.iter().filter(|(_, e)| self.expired(e)).map(|(k, _)| *k).collect();
+        for k in expired {
+            entries.pop(&k);
+            bump(&self.stats.cache_evictions);
+        }
+    }
+
+    fn insert(&self, k: CacheKey, key: DataKey, uses: u64) {
+        if uses >= self.config.max_uses || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut entries = lock(&self.entries);
+        // Checked again under the lock: `close` clears under it, so nothing lands after a close.
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some((old_k, _)) = entries.push(k, Entry { key, created: Instant::now(), uses }) {
+            if old_k != k {
+                bump(&self.stats.cache_evictions);
+            }
         }
     }
 
     /// A hit, counting its use; expired or used-up entries are evicted (and zeroized).
     fn lookup(&self, k: &CacheKey) -> Option<DataKey> {
-        let mut entries = self.entries.lock().ok()?;
+        let mut entries = lock(&self.entries);
         let entry = entries.get_mut(k)?;
-        if entry.created.elapsed() > self.config.max_age || entry.uses >= self.config.max_uses {
+        if self.expired(entry) || entry.uses >= self.config.max_uses {
             entries.pop(k);
             bump(&self.stats.cache_evictions);
             return None;
@@ -101,136 +166,160 @@ impl CachingKeyWrapper {
         Some(key)
     }
 
-    /// Drops expired entries, at most once per `SWEEP_EVERY`, so an idle key does not stay in
-    /// memory past its age just because nobody looked it up.
-    fn sweep(&self) {
-        let due = match self.last_sweep.lock() {
-            Ok(mut last) if last.elapsed() >= SWEEP_EVERY => {
-                *last = Instant::now();
-                true
-            }
-            _ => false,
-        };
-        if !due {
-            return;
-        }
-        if let Ok(mut entries) = self.entries.lock() {
-            let expired: Vec<CacheKey> =
-                entries.iter().filter(|(_, e)| e.created.elapsed() > self.config.max_age).map(|(k, _)| *k).collect();
-            for k in expired {
-                entries.pop(&k);
-                bump(&self.stats.cache_evictions);
-            }
-        }
-    }
-
     /// Settles a flight once, whoever finishes it (the caller that started it may have been
     /// cancelled): its key goes into the cache with one use per caller that shared it, then the
     /// flight leaves the table. Errors are never cached.
-    fn land(&self, k: &CacheKey, flight: &Flight, result: &std::result::Result<Arc<DataKey>, crate::error::Error>) {
-        let Ok(mut flights) = self.flights.lock() else { return };
+    fn land(&self, k: &CacheKey, flight: &Flight, result: &std::result::Result<Arc<DataKey>, Error>) {
+        let mut flights = lock(&self.flights);
         if !flights.get(k).is_some_and(|f| Arc::ptr_eq(f, flight)) {
             return; // already landed
         }
         if let Ok(key) = result {
-            let uses = flight.joined.load(std::sync::atomic::Ordering::SeqCst);
-            self.insert(*k, key.duplicate(), uses);
+            self.insert(*k, key.duplicate(), flight.joined.load(Ordering::SeqCst));
         }
         flights.remove(k);
     }
-
-    fn insert(&self, k: CacheKey, key: DataKey, uses: u64) {
-        if uses >= self.config.max_uses {
-            return;
-        }
-        if let Ok(mut entries) = self.entries.lock() {
-            if let Some((old_k, _)) = entries.push(k, Entry { key, created: Instant::now(), uses }) {
-                if old_k != k {
-                    bump(&self.stats.cache_evictions);
-                }
-            }
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
-#[async_trait]
-impl KeyWrapper for CachingKeyWrapper {
-    fn current_kek(&self) -> &KekRef {
-        self.inner.current_kek()
-    }
-
-    fn trusts(&self, kek: &KekRef) -> bool {
-        self.inner.trusts(kek)
-    }
-
-    async fn generate_data_key(&self, ctx: &KeyContext) -> Result<GeneratedKey> {
-        let g = self.inner.generate_data_key(ctx).await?;
-        // The wallet about to be stored is usually hydrated next: keep its key.
-        self.insert(cache_key(&g.kek, &g.wrapped, ctx), g.plaintext.duplicate(), 0);
-        Ok(g)
-    }
-
-    async fn unwrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
-        // Trust is checked before the cache, so a cache can never widen what is accepted.
-        if !self.inner.trusts(kek) {
-            return self.inner.unwrap_data_key(kek, wrapped, ctx).await;
+impl DekCache {
+    /// A cache; inside a tokio runtime it also starts its expiry timer (a task that ends when the
+    /// cache is closed or dropped).
+    pub fn new(config: CacheConfig, stats: Arc<Stats>) -> DekCache {
+        let cap = NonZeroUsize::new(config.max_entries.max(1)).unwrap_or(NonZeroUsize::MIN);
+        let inner = Arc::new(Inner {
+            config,
+            entries: Mutex::new(LruCache::new(cap)),
+            flights: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            stats,
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak: Weak<Inner> = Arc::downgrade(&inner);
+            let every = sweep_interval(config.max_age);
+            rt.spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match weak.upgrade() {
+                        Some(inner) if !inner.closed.load(Ordering::Acquire) => inner.sweep(),
+                        _ => return,
+                    }
+                }
+            });
         }
+        DekCache { inner }
+    }
+
+    /// Caches a key that was just generated (its first use is still to come).
+    pub fn insert_fresh(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext, key: &DataKey) {
+        self.inner.insert(cache_key(kek, wrapped, ctx), key.duplicate(), 0);
+    }
+
+    /// The cached key, or the result of `unwrap`, run once for all concurrent callers that miss
+    /// on the same key.
+    pub async fn get_or_unwrap<F, Fut>(
+        &self,
+        kek: &KekRef,
+        wrapped: &[u8],
+        ctx: &KeyContext,
+        unwrap: F,
+    ) -> Result<DataKey>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<DataKey>>,
+    {
+        let inner = &self.inner;
         let k = cache_key(kek, wrapped, ctx);
-        if let Some(hit) = self.lookup(&k) {
-            bump(&self.stats.cache_hits);
+        if let Some(hit) = inner.lookup(&k) {
+            bump(&inner.stats.cache_hits);
             return Ok(hit);
         }
-        self.sweep();
         let flight = {
-            let mut flights = self.flights.lock().map_err(|_| crate::error::Error::internal("cache lock poisoned"))?;
+            let mut flights = lock(&inner.flights);
             let flight = match flights.get(&k) {
                 Some(f) => f.clone(),
                 None => {
                     // A flight puts its key in the cache before it leaves this table (under this
                     // lock), so a second look here catches one that just landed.
-                    if let Some(hit) = self.lookup(&k) {
-                        bump(&self.stats.cache_hits);
+                    if let Some(hit) = inner.lookup(&k) {
+                        bump(&inner.stats.cache_hits);
                         return Ok(hit);
                     }
-                    let f: Flight =
-                        Arc::new(FlightState { cell: OnceCell::new(), joined: std::sync::atomic::AtomicU64::new(0) });
+                    let f: Flight = Arc::new(FlightState { cell: OnceCell::new(), joined: AtomicU64::new(0) });
                     flights.insert(k, f.clone());
                     f
                 }
             };
-            flight.joined.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            flight.joined.fetch_add(1, Ordering::SeqCst);
             flight
         };
-        bump(&self.stats.cache_misses);
-        let result = flight
-            .cell
-            .get_or_init(|| async {
-                let key = self.inner.unwrap_data_key(kek, wrapped, ctx).await?;
-                Ok(Arc::new(key))
-            })
-            .await
-            .clone();
-        self.land(&k, &flight, &result);
+        bump(&inner.stats.cache_misses);
+        let result = flight.cell.get_or_init(|| async { unwrap().await.map(Arc::new) }).await.clone();
+        inner.land(&k, &flight, &result);
         result.map(|key| key.duplicate())
     }
 
-    async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {
-        self.inner.rewrap_data_key(kek, wrapped, ctx).await
+    pub fn forget(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) {
+        if lock(&self.inner.entries).pop(&cache_key(kek, wrapped, ctx)).is_some() {
+            bump(&self.inner.stats.cache_evictions);
+        }
     }
 
-    fn forget(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.pop(&cache_key(kek, wrapped, ctx)).is_some() {
-                bump(&self.stats.cache_evictions);
-            }
-        }
+    pub fn len(&self) -> usize {
+        lock(&self.inner.entries).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Zeroizes every entry and refuses new ones; the timer task ends at its next tick.
+    pub fn close(&self) {
+        let mut entries = lock(&self.inner.entries);
+        self.inner.closed.store(true, Ordering::Release);
+        entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kek() -> KekRef {
+        KekRef { provider: "local".into(), key_id: "k".into(), key_version: "1".into() }
+    }
+
+    fn ctx() -> KeyContext {
+        KeyContext { environment: "test".into(), wallet_id: "w1".into() }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_key_is_swept_by_the_clock_after_its_maximum_age() {
+        let cache = DekCache::new(
+            CacheConfig { max_entries: 10, max_age: Duration::from_millis(100), max_uses: 100 },
+            Arc::default(),
+        );
+        cache.insert_fresh(&kek(), b"wrapped", &ctx(), &DataKey::generate());
+        assert_eq!(cache.len(), 1);
+        // Nobody looks the key up: only the timer can remove it.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_empties_the_cache_and_nothing_lands_afterwards() {
+        let cache = DekCache::new(CacheConfig::default(), Arc::default());
+        cache.insert_fresh(&kek(), b"wrapped", &ctx(), &DataKey::generate());
+        cache.close();
+        assert!(cache.is_empty());
+        let got = cache.get_or_unwrap(&kek(), b"other", &ctx(), || async { Ok(DataKey::generate()) }).await;
+        assert!(got.is_ok());
+        assert!(cache.is_empty(), "a key landed in a closed cache");
+    }
+
+    #[test]
+    fn the_sweep_interval_is_a_quarter_of_the_age_within_bounds() {
+        assert_eq!(sweep_interval(Duration::from_millis(200)), Duration::from_millis(50));
+        assert_eq!(sweep_interval(Duration::from_millis(1)), Duration::from_millis(10));
+        assert_eq!(sweep_interval(Duration::from_secs(300)), Duration::from_secs(1));
     }
 }

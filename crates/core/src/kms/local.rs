@@ -1,23 +1,21 @@
 //! The local development provider: a 32-byte key held in process memory wraps each data key
 //! with AES-256-GCM, bound to the key context. For development and tests; production uses a KMS.
 
-use super::{GeneratedKey, KeyContext, KeyWrapper};
+use super::{GeneratedKey, KeyContext, KeyProvider, ProviderError, ProviderResult};
 use crate::envelope::{random_nonce, KekRef};
-use crate::error::{Error, Result};
-use crate::secret::{DataKey, SecretBuf};
-use crate::stats::{bump, Stats};
+use crate::secret::{scrubbing_stack, DataKey, SecretBuf};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::sync::{PoisonError, RwLock};
 
 pub const PROVIDER: &str = "local";
 
 pub struct LocalKek {
-    key: DataKey,
+    /// `None` once the vault is closed: the key is zeroized then, not when the handle is freed.
+    key: RwLock<Option<DataKey>>,
     kek: KekRef,
-    stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for LocalKek {
@@ -35,111 +33,101 @@ pub fn fingerprint(key: &DataKey) -> String {
 }
 
 impl LocalKek {
-    pub fn new(key: DataKey, stats: Arc<Stats>) -> Self {
-        let kek = KekRef { provider: PROVIDER.to_string(), key_id: fingerprint(&key), key_version: "1".to_string() };
-        LocalKek { key, kek, stats }
+    pub fn new(key: DataKey) -> Self {
+        let key_id = scrubbing_stack(|| fingerprint(&key));
+        let kek = KekRef { provider: PROVIDER.to_string(), key_id, key_version: "1".to_string() };
+        LocalKek { key: RwLock::new(Some(key)), kek }
     }
 
-    fn wrap(&self, dek: &DataKey, ctx: &KeyContext) -> Result<Vec<u8>> {
-        let cipher = Aes256Gcm::new(self.key.expose().into());
+    fn cipher(&self) -> ProviderResult<Aes256Gcm> {
+        let key = self.key.read().unwrap_or_else(PoisonError::into_inner);
+        match key.as_ref() {
+            Some(k) => Ok(Aes256Gcm::new(k.expose().into())),
+            None => Err(ProviderError::Unavailable("the local key was dropped when the vault closed".into())),
+        }
+    }
+
+    fn wrap(&self, dek: &DataKey, ctx: &KeyContext) -> ProviderResult<Vec<u8>> {
+        scrubbing_stack(|| self.wrap_in(dek, ctx))
+    }
+
+    fn wrap_in(&self, dek: &DataKey, ctx: &KeyContext) -> ProviderResult<Vec<u8>> {
         let nonce = random_nonce();
         let aad = ctx.to_bytes();
-        let ct = cipher
+        let ct = self
+            .cipher()?
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: dek.expose(), aad: &aad })
-            .map_err(|_| Error::internal("wrapping the data key failed"))?;
+            .map_err(|_| ProviderError::Unavailable("wrapping the data key failed".into()))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         Ok(out)
     }
 
-    fn unwrap(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
-        self.ensure_trusted(kek)?;
+    fn unwrap_raw(&self, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<DataKey> {
+        scrubbing_stack(|| self.unwrap_in(wrapped, ctx))
+    }
+
+    fn unwrap_in(&self, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<DataKey> {
         if wrapped.len() != 12 + 32 + 16 {
-            return Err(Error::tampered("the wrapped data key is malformed"));
+            return Err(ProviderError::Rejected("the wrapped data key is malformed".into()));
         }
-        let cipher = Aes256Gcm::new(self.key.expose().into());
         let aad = ctx.to_bytes();
-        let pt = cipher
+        let pt = self
+            .cipher()?
             .decrypt(Nonce::from_slice(&wrapped[..12]), Payload { msg: &wrapped[12..], aad: &aad })
-            .map_err(|_| Error::tampered("the wrapped data key failed authentication"))?;
+            .map_err(|_| ProviderError::Rejected("the wrapped data key failed authentication".into()))?;
         let pt = SecretBuf::from_vec(pt);
-        DataKey::from_slice(pt.as_slice()).ok_or_else(|| Error::tampered("the data key has the wrong length"))
+        DataKey::from_slice(pt.as_slice())
+            .ok_or_else(|| ProviderError::Rejected("the data key has the wrong length".into()))
     }
 }
 
 #[async_trait]
-impl KeyWrapper for LocalKek {
-    fn current_kek(&self) -> &KekRef {
+impl KeyProvider for LocalKek {
+    fn kek(&self) -> &KekRef {
         &self.kek
     }
 
-    async fn generate_data_key(&self, ctx: &KeyContext) -> Result<GeneratedKey> {
-        bump(&self.stats.kms_generate);
+    async fn generate(&self, ctx: &KeyContext) -> ProviderResult<GeneratedKey> {
         let plaintext = DataKey::generate();
         let wrapped = self.wrap(&plaintext, ctx)?;
         Ok(GeneratedKey { plaintext, wrapped, kek: self.kek.clone() })
     }
 
-    async fn unwrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
-        bump(&self.stats.kms_decrypt);
-        self.unwrap(kek, wrapped, ctx)
+    async fn unwrap(&self, _kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<DataKey> {
+        self.unwrap_raw(wrapped, ctx)
     }
 
-    async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {
-        bump(&self.stats.kms_reencrypt);
-        let dek = self.unwrap(kek, wrapped, ctx)?;
+    async fn rewrap(&self, _kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<(Vec<u8>, KekRef)> {
+        let dek = self.unwrap_raw(wrapped, ctx)?;
         Ok((self.wrap(&dek, ctx)?, self.kek.clone()))
+    }
+
+    fn close(&self) {
+        // Dropping the key zeroizes it.
+        self.key.write().unwrap_or_else(PoisonError::into_inner).take();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorCode;
-
-    fn ctx(w: &str) -> KeyContext {
-        KeyContext { environment: "test".into(), wallet_id: w.into() }
-    }
-
-    #[tokio::test]
-    async fn a_wrapped_key_unwraps_only_with_the_same_key_and_context() {
-        let kek = LocalKek::new(DataKey::generate(), Arc::default());
-        let g = kek.generate_data_key(&ctx("w1")).await.unwrap();
-        let back = kek.unwrap_data_key(&g.kek, &g.wrapped, &ctx("w1")).await.unwrap();
-        assert_eq!(back.expose(), g.plaintext.expose());
-        let e = kek.unwrap_data_key(&g.kek, &g.wrapped, &ctx("w2")).await.unwrap_err();
-        assert_eq!(e.code, ErrorCode::Tampered);
-    }
-
-    #[tokio::test]
-    async fn a_record_wrapped_by_another_key_is_refused_without_trying() {
-        let a = LocalKek::new(DataKey::generate(), Arc::default());
-        let b = LocalKek::new(DataKey::generate(), Arc::default());
-        let g = a.generate_data_key(&ctx("w1")).await.unwrap();
-        let e = b.unwrap_data_key(&g.kek, &g.wrapped, &ctx("w1")).await.unwrap_err();
-        assert_eq!(e.code, ErrorCode::KmsDenied);
-        // Even if the record claims b's key id, b's key cannot open a's wrapping.
-        let forged = b.current_kek().clone();
-        let e = b.unwrap_data_key(&forged, &g.wrapped, &ctx("w1")).await.unwrap_err();
-        assert_eq!(e.code, ErrorCode::Tampered);
-    }
-
-    #[tokio::test]
-    async fn rewrap_keeps_the_data_key() {
-        let kek = LocalKek::new(DataKey::generate(), Arc::default());
-        let g = kek.generate_data_key(&ctx("w1")).await.unwrap();
-        let (w2, r2) = kek.rewrap_data_key(&g.kek, &g.wrapped, &ctx("w1")).await.unwrap();
-        assert_ne!(w2, g.wrapped);
-        let back = kek.unwrap_data_key(&r2, &w2, &ctx("w1")).await.unwrap();
-        assert_eq!(back.expose(), g.plaintext.expose());
-    }
 
     #[test]
     fn debug_shows_the_fingerprint_not_the_key() {
         let key = DataKey::from_bytes([9u8; 32]);
-        let kek = LocalKek::new(key, Arc::default());
+        let kek = LocalKek::new(key);
         let shown = format!("{kek:?}");
         assert!(!shown.contains("9, 9"));
-        assert!(shown.contains(&kek.current_kek().key_id));
+        assert!(shown.contains(&kek.kek().key_id));
+    }
+
+    #[tokio::test]
+    async fn after_close_the_key_is_gone_and_nothing_unwraps() {
+        let kek = LocalKek::new(DataKey::generate());
+        let ctx = KeyContext { environment: "test".into(), wallet_id: "w1".into() };
+        let g = kek.generate(&ctx).await.unwrap();
+        kek.close();
+        assert!(matches!(kek.unwrap(&g.kek, &g.wrapped, &ctx).await, Err(ProviderError::Unavailable(_))));
     }
 }

@@ -1,12 +1,41 @@
-//! Storage: the trait the vault writes through, and its SQLite implementation. All SQL lives in
-//! this module tree.
+//! Storage: the trait the vault writes through, [`open`] that picks the backend from the
+//! `database` option, and the backends. All SQL lives in this module tree.
 
 pub mod sqlite;
 
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::envelope::SealedRecord;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Where a vault's data lives, parsed strictly from the `database` option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Sqlite(sqlite::Location),
+}
+
+impl Target {
+    /// `sqlite://path`, `sqlite:path`, a plain path, or `:memory:`. Anything that looks like a
+    /// URL of another scheme (`file:`, `postgres://`, `mysql://` …) is refused rather than taken
+    /// for a file name: a store that reports success into a database nobody will read again is
+    /// the worst outcome there is.
+    pub fn parse(database: &str) -> Result<Target> {
+        Ok(Target::Sqlite(sqlite::Location::parse(database)?))
+    }
+}
+
+/// Opens (creating and migrating if needed) the store `target` names.
+pub async fn open(target: Target) -> Result<Arc<dyn WalletStore>> {
+    match target {
+        Target::Sqlite(location) => {
+            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(location))
+                .await
+                .map_err(|_| Error::internal("opening the database panicked"))??;
+            Ok(Arc::new(store))
+        }
+    }
+}
 
 /// A stored wallet: identity columns, the whole metadata JSON, and the current sealed shares.
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// The newest schema this build knows.
@@ -76,26 +77,65 @@ fn db_err(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
 }
 
 /// Where the database lives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// An absolute path: SQLite interprets a file name as a URI only when it starts with
+    /// `file:` (the bundled library is built with `SQLITE_USE_URI`, so not asking for URIs is not
+    /// enough), and an absolute path never does. It also keeps the reader connections on the
+    /// same file if the process changes directory.
     File(PathBuf),
     Memory,
 }
 
+/// The scheme of a URL-looking string (`file:…`, `postgres://…`), if it has one. A one-letter
+/// "scheme" is a Windows drive letter, not a scheme.
+fn url_scheme(s: &str) -> Option<&str> {
+    let (scheme, _) = s.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
+    (valid && scheme.len() > 1).then_some(scheme)
+}
+
 impl Location {
-    /// `sqlite://path`, `sqlite:path`, a plain path, or `:memory:`.
-    pub fn parse(url: &str) -> Result<Location> {
-        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    /// `sqlite://path`, `sqlite:path`, a plain path, or `:memory:`. `file:` URIs and every other
+    /// scheme are refused, never taken for a file name.
+    pub fn parse(database: &str) -> Result<Location> {
+        let bad = |m: String| Error::invalid("database", m);
+        if database.contains('\0') {
+            return Err(bad("contains a NUL byte".into()));
+        }
+        let lower = database.to_ascii_lowercase();
+        let rest = if lower.starts_with("sqlite://") {
+            &database[9..]
+        } else if lower.starts_with("sqlite:") {
+            &database[7..]
+        } else {
+            database
+        };
+        let is_url = rest.len() != database.len();
         if rest.is_empty() {
-            return Err(Error::invalid("database", "must name a file, or ':memory:'"));
+            return Err(bad("must name a file, or ':memory:'".into()));
         }
         if rest == ":memory:" {
             return Ok(Location::Memory);
         }
-        if rest.contains('\0') {
-            return Err(Error::invalid("database", "contains a NUL byte"));
+        if let Some(scheme) = url_scheme(rest) {
+            return Err(bad(if scheme.eq_ignore_ascii_case("file") {
+                "file: URIs are not accepted (SQLite would read them as URIs: ':memory:' variants and \
+                 query parameters silently change where data goes); use sqlite://path, a plain path, or ':memory:'"
+                    .into()
+            } else if is_url {
+                format!("names a file that looks like a '{scheme}:' URL; use sqlite://path or a plain path")
+            } else {
+                format!("'{scheme}:' databases are not supported; use sqlite://path, a plain path, or ':memory:'")
+            }));
         }
-        Ok(Location::File(PathBuf::from(rest)))
+        if is_url && (rest.contains('?') || rest.contains('#')) {
+            return Err(bad("sqlite:// URLs take no query parameters or fragments".into()));
+        }
+        let path = std::path::absolute(rest).map_err(|e| bad(format!("is not a usable path: {e}")))?;
+        Ok(Location::File(path))
     }
 }
 
@@ -153,7 +193,7 @@ impl ReaderPool {
 }
 
 #[cfg(unix)]
-fn create_private_file(path: &PathBuf) -> Result<()> {
+fn create_private_file(path: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(_) => Ok(()),
@@ -163,7 +203,7 @@ fn create_private_file(path: &PathBuf) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn create_private_file(_path: &PathBuf) -> Result<()> {
+fn create_private_file(_path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
@@ -202,7 +242,12 @@ impl SqliteStore {
             Location::Memory => (Connection::open_in_memory().map_err(db_err("opening the database"))?, None),
             Location::File(path) => {
                 create_private_file(path)?;
-                let conn = Connection::open(path).map_err(db_err("opening the database"))?;
+                // No SQLITE_OPEN_URI, and an absolute path: the name is a file name, never a URI.
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(db_err("opening the database"))?;
                 (conn, Some(Arc::new(ReaderPool { path: path.clone(), idle: Mutex::new(Vec::new()) })))
             }
         };
@@ -481,11 +526,44 @@ impl Reply {
     }
 }
 
+/// Pushes every committed page into the database file and empties the WAL (`TRUNCATE`), waiting
+/// (through the busy handler) for readers that still hold older snapshots. With `secure_delete`,
+/// the new pages hold zeros where a deleted or replaced record was, so afterwards no byte of it
+/// is left in the database, its WAL or its shared-memory file. Returns whether it completed.
+fn shred(conn: &Connection) -> bool {
+    // A memory database has no files: nothing lingers. `busy` is 1 when a reader kept the
+    // checkpoint from completing; the log then still holds frames.
+    let r: rusqlite::Result<(i64, i64, i64)> =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+    match r {
+        Ok((busy, log, _)) => busy == 0 && log <= 0,
+        Err(_) => false,
+    }
+}
+
+/// How often a shred that a long reader kept from completing is retried, busy or idle.
+pub const SHRED_RETRY: Duration = Duration::from_secs(1);
+
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+    let mut shred_pending = false;
+    let mut last_try = Instant::now();
+    loop {
+        // While a shred is pending, wake at least every SHRED_RETRY even with nothing queued.
+        let first = if shred_pending {
+            match rx.recv_timeout(SHRED_RETRY) {
+                Ok(j) => Some(j),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(j) => Some(j),
+                Err(_) => break,
+            }
+        };
+        batch.extend(first);
+        while !batch.is_empty() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,
@@ -500,20 +578,31 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 w => writes.push(w),
             }
         }
-        if !writes.is_empty() {
-            commit_batch(&conn, writes);
+        // Retried at most once a second: each try may wait out the busy timeout on a reader.
+        if shred_pending && close.is_none() && last_try.elapsed() >= SHRED_RETRY {
+            shred_pending = !shred(&conn);
+            last_try = Instant::now();
+        }
+        if !writes.is_empty() && commit_batch(&conn, writes) {
+            shred_pending = true;
+            last_try = Instant::now();
         }
         if let Some(tx) = close {
             // Anything queued behind the close is refused as closed when its sender drops.
-            let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+            shred(&conn);
             drop(conn);
             let _ = tx.send(());
             return;
         }
     }
+    // Every handle is gone without a close: finish a pending shred before the connection goes.
+    if shred_pending {
+        shred(&conn);
+    }
 }
 
-fn commit_batch(conn: &Connection, writes: Vec<Job>) {
+/// Commits a batch and answers its callers; returns whether a shred is still pending.
+fn commit_batch(conn: &Connection, writes: Vec<Job>) -> bool {
     let now = crate::audit::now_ms();
     let mut replies = Vec::with_capacity(writes.len());
     let mut shredded = false;
@@ -526,7 +615,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) {
                 _ => {}
             }
         }
-        return;
+        return false;
     }
     let mut head = chain_head(conn);
     let mut aborted = false;
@@ -552,7 +641,9 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) {
                         Ok((applied, None))
                     }
                 });
-                if matches!(r, Ok((Applied::Done, _))) && matches!(*change, Change::Delete { .. }) {
+                if matches!(r, Ok((Applied::Done, _)))
+                    && matches!(*change, Change::Delete { .. } | Change::ReplaceShares { .. })
+                {
                     shredded = true;
                 }
                 match r {
@@ -598,7 +689,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) {
                 _ => {}
             }
         }
-        return;
+        return false;
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
@@ -606,15 +697,15 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) {
         for r in replies {
             r.fail_if_ok(&err).send();
         }
-        return;
+        return false;
     }
+    // Before anyone hears of a delete or a replace: a resolved `deleteWallet` promises that no
+    // byte of the wallet's wrapped key or sealed record is left in any of the database's files.
+    let pending = shredded && !shred(conn);
     for r in replies {
         r.send();
     }
-    if shredded {
-        // Push the deleted pages out of the WAL so the old wrapped key does not linger there.
-        let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
-    }
+    pending
 }
 
 #[async_trait]
@@ -704,5 +795,37 @@ impl WalletStore for SqliteStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_options_are_parsed_strictly() {
+        assert_eq!(Location::parse(":memory:").unwrap(), Location::Memory);
+        assert_eq!(Location::parse("sqlite://:memory:").unwrap(), Location::Memory);
+        assert_eq!(Location::parse("sqlite::memory:").unwrap(), Location::Memory);
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(Location::parse("vault.db").unwrap(), Location::File(cwd.join("vault.db")));
+        assert_eq!(Location::parse("sqlite://./vault.db").unwrap(), Location::File(cwd.join("./vault.db")));
+        assert_eq!(Location::parse("sqlite:///tmp/v.db").unwrap(), Location::File(PathBuf::from("/tmp/v.db")));
+        for bad in [
+            "",
+            "sqlite://",
+            "file::memory:",
+            "file:vault.db",
+            "FILE:vault.db",
+            "file:///tmp/vault.db",
+            "sqlite://file:vault.db",
+            "sqlite://vault.db?mode=memory",
+            "postgres://localhost/db",
+            "mysql://localhost/db",
+            "vault\0.db",
+        ] {
+            let e = Location::parse(bad).unwrap_err();
+            assert_eq!(e.path.as_deref(), Some("database"), "{bad:?} was accepted");
+        }
     }
 }
