@@ -34,6 +34,41 @@ pub struct AuditRecord {
 
 pub const GENESIS: [u8; 32] = [0u8; 32];
 
+/// The end of the chain: the last row's sequence number and hash (`0` and [`GENESIS`] when the
+/// log is empty). Every backend appends through [`ChainHead::link`], so all write the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+}
+
+/// The chain fields of the row that appends an entry after a head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    pub seq: i64,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+impl ChainHead {
+    pub fn genesis() -> ChainHead {
+        ChainHead { seq: 0, hash: GENESIS.to_vec() }
+    }
+
+    /// The next row's sequence number, previous hash and hash for `e`.
+    pub fn link(&self, e: &AuditEntry) -> ChainLink {
+        let seq = self.seq + 1;
+        ChainLink { seq, prev_hash: self.hash.clone(), hash: entry_hash(&self.hash, seq, e).to_vec() }
+    }
+}
+
+impl ChainLink {
+    /// The head once this row is written.
+    pub fn head(&self) -> ChainHead {
+        ChainHead { seq: self.seq, hash: self.hash.clone() }
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

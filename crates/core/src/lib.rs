@@ -38,13 +38,14 @@ pub struct OpenConfig {
 /// Opens a vault: storage (created and migrated if needed) and key wrapping.
 pub async fn open(config: OpenConfig) -> Result<Vault> {
     vault::check_environment(&config.environment)?;
-    let target = store::Target::parse(&config.database)?;
+    // Refuse a bad database option before any KMS call.
+    store::Target::parse(&config.database)?;
     let stats = Arc::new(stats::Stats::default());
     let provider: Arc<dyn kms::KeyProvider> = match config.kms {
         KmsConfig::Local(key) => Arc::new(kms::local::LocalKek::new(key)),
         KmsConfig::Aws(aws) => Arc::new(kms::aws::AwsKms::connect(aws, stats.clone()).await?),
     };
     let kms = Arc::new(kms::KeyWrapping::new(provider, config.cache, stats.clone()));
-    let store = store::open(target).await?;
+    let store = store::open(&config.database).await?;
     Vault::new(store, kms, stats, &config.environment, config.actor.as_deref())
 }

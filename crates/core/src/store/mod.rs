@@ -25,9 +25,10 @@ impl Target {
     }
 }
 
-/// Opens (creating and migrating if needed) the store `target` names.
-pub async fn open(target: Target) -> Result<Arc<dyn WalletStore>> {
-    match target {
+/// Opens (creating and migrating if needed) the store the `database` option names, dispatching
+/// on its form; what it does not know is refused with `ERR_INVALID_INPUT` (path `database`).
+pub async fn open(database: &str) -> Result<Arc<dyn WalletStore>> {
+    match Target::parse(database)? {
         Target::Sqlite(location) => {
             let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(location))
                 .await

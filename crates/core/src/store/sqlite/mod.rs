@@ -1,0 +1,235 @@
+//! SQLite storage: one writer thread that group-commits (many callers' changes share one
+//! transaction and one fsync, each isolated by a savepoint, each acknowledged only after COMMIT),
+//! and a pool of reader connections used from tokio's blocking pool. WAL mode, `synchronous=FULL`,
+//! `secure_delete=ON`, database file created with mode 0600.
+//!
+//! One concern per module: `location` (the option, files and connection settings), `schema`
+//! (migrations), `writer` (group commit and shredding), `rows` (row mapping and statements).
+
+mod location;
+mod rows;
+mod schema;
+mod writer;
+
+pub use location::Location;
+pub use writer::SHRED_RETRY;
+
+use super::{Applied, AuditQuery, Change, ListQuery, MetadataRow, WalletRow, WalletStore};
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use location::{configure, create_private_file};
+use rows::{audit_from_row, meta_from_row, wallet_from_row, AUDIT_COLUMNS, META_COLUMNS, WALLET_COLUMNS};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use writer::{writer_loop, Job};
+
+/// Idle reader connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+pub(super) fn db_err(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |e| Error::storage(context, e)
+}
+
+pub struct SqliteStore {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// `None` for an in-memory database, whose only connection is the writer's.
+    readers: Option<Arc<ReaderPool>>,
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.idle.lock().map_err(|_| Error::internal("reader pool poisoned"))?.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(db_err("opening a reader connection"))?;
+                configure(&c, false)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database, and starts the writer thread.
+    pub fn open(location: Location) -> Result<SqliteStore> {
+        let (conn, readers) = match &location {
+            Location::Memory => (Connection::open_in_memory().map_err(db_err("opening the database"))?, None),
+            Location::File(path) => {
+                create_private_file(path)?;
+                // No SQLITE_OPEN_URI, and an absolute path: the name is a file name, never a URI.
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(db_err("opening the database"))?;
+                (conn, Some(Arc::new(ReaderPool { path: path.clone(), idle: Mutex::new(Vec::new()) })))
+            }
+        };
+        configure(&conn, true)?;
+        schema::migrate(&conn)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sharevault-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| Error::internal(format!("starting the writer thread: {e}")))?;
+        Ok(SqliteStore { jobs: Mutex::new(Some(tx)), readers })
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        let guard = self.jobs.lock().map_err(|_| Error::internal("writer queue poisoned"))?;
+        match guard.as_ref() {
+            Some(tx) => tx.send(job).map_err(|_| Error::closed()),
+            None => Err(Error::closed()),
+        }
+    }
+
+    /// Runs a read. `Inline` is for point reads (tens of microseconds on a WAL database, never
+    /// waiting for the writer): they run on the runtime's worker, since a hop to the blocking
+    /// pool costs more than the read. `Blocking` is for scans (lists, the whole audit log).
+    async fn read<T, F>(&self, how: ReadKind, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        match &self.readers {
+            Some(pool) => {
+                if self.jobs.lock().map(|g| g.is_none()).unwrap_or(true) {
+                    return Err(Error::closed());
+                }
+                match how {
+                    ReadKind::Inline => pool.with(f),
+                    ReadKind::Blocking => {
+                        let pool = pool.clone();
+                        tokio::task::spawn_blocking(move || pool.with(f))
+                            .await
+                            .map_err(|_| Error::internal("a database read panicked"))?
+                    }
+                }
+            }
+            None => {
+                let (tx, rx) = oneshot::channel();
+                self.send(Job::Read(Box::new(move |c| {
+                    let _ = tx.send(f(c));
+                })))?;
+                rx.await.map_err(|_| Error::closed())?
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ReadKind {
+    Inline,
+    Blocking,
+}
+
+#[async_trait]
+impl WalletStore for SqliteStore {
+    async fn apply(&self, change: Change, audit: AuditEntry) -> Result<Applied> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Apply(Box::new(change), audit, tx))?;
+        rx.await.map_err(|_| Error::closed())?
+    }
+
+    async fn append_audit(&self, audit: AuditEntry) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Audit(audit, tx))?;
+        rx.await.map_err(|_| Error::closed())?
+    }
+
+    async fn get(&self, address_key: &str) -> Result<Option<WalletRow>> {
+        let key = address_key.to_string();
+        self.read(ReadKind::Inline, move |c| {
+            c.prepare_cached(&format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE address_key = ?1"))
+                .and_then(|mut s| s.query_row([key], wallet_from_row).optional())
+                .map_err(db_err("reading a wallet"))
+        })
+        .await
+    }
+
+    async fn get_metadata(&self, address_key: &str) -> Result<Option<MetadataRow>> {
+        let key = address_key.to_string();
+        self.read(ReadKind::Inline, move |c| {
+            c.prepare_cached(&format!("SELECT {META_COLUMNS} FROM wallets WHERE address_key = ?1"))
+                .and_then(|mut s| s.query_row([key], meta_from_row).optional())
+                .map_err(db_err("reading metadata"))
+        })
+        .await
+    }
+
+    async fn list(&self, q: ListQuery) -> Result<Vec<MetadataRow>> {
+        self.read(ReadKind::Blocking, move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {META_COLUMNS} FROM wallets WHERE environment = ?1 AND (?2 IS NULL OR chain_name = ?2) \
+                 AND (?3 IS NULL OR address_key > ?3) ORDER BY address_key LIMIT ?4"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![q.environment, q.chain_name, q.after, q.limit], meta_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(db_err("listing wallets"))
+        })
+        .await
+    }
+
+    async fn audit_log(&self, q: AuditQuery) -> Result<Vec<AuditRecord>> {
+        self.read(ReadKind::Blocking, move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE (?1 IS NULL OR address = ?1) AND seq > ?2 \
+                 ORDER BY seq LIMIT ?3"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![q.address_key, q.after_seq.unwrap_or(0), q.limit], audit_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(db_err("reading the audit log"))
+        })
+        .await
+    }
+
+    async fn audit_all(&self) -> Result<Vec<AuditRecord>> {
+        self.read(ReadKind::Blocking, move |c| {
+            c.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))
+                .and_then(|mut s| s.query_map([], audit_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(db_err("reading the audit log"))
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        let sender = self.jobs.lock().map_err(|_| Error::internal("writer queue poisoned"))?.take();
+        if let Some(s) = sender {
+            if s.send(Job::Close(tx)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        if let Some(pool) = &self.readers {
+            if let Ok(mut idle) = pool.idle.lock() {
+                idle.clear();
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! The SQLite schema and its migrations, tracked in `PRAGMA user_version`. A database whose
+//! schema is newer than this build is refused.
+
+use super::db_err;
+use crate::error::{Error, ErrorCode, Result};
+use rusqlite::Connection;
+
+/// The newest schema this build knows.
+pub const SCHEMA_VERSION: i64 = 1;
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE wallets (
+  id              INTEGER PRIMARY KEY,
+  address_key     TEXT    NOT NULL UNIQUE,
+  address         TEXT    NOT NULL,
+  wallet_id       TEXT    NOT NULL,
+  chain_name      TEXT    NOT NULL,
+  environment     TEXT    NOT NULL,
+  metadata        TEXT    NOT NULL,
+  version         INTEGER NOT NULL,
+  generation      INTEGER NOT NULL,
+  format          INTEGER NOT NULL,
+  alg             INTEGER NOT NULL,
+  kek_provider    TEXT    NOT NULL,
+  kek_key_id      TEXT    NOT NULL,
+  kek_key_version TEXT    NOT NULL,
+  wrapped_dek     BLOB    NOT NULL,
+  nonce           BLOB    NOT NULL,
+  ciphertext      BLOB    NOT NULL,
+  created_at      INTEGER NOT NULL,
+  updated_at      INTEGER NOT NULL
+);
+CREATE INDEX wallets_by_env ON wallets (environment, address_key);
+CREATE INDEX wallets_by_env_chain ON wallets (environment, chain_name, address_key);
+CREATE TABLE audit (
+  seq         INTEGER PRIMARY KEY,
+  at          INTEGER NOT NULL,
+  environment TEXT    NOT NULL,
+  actor       TEXT    NOT NULL,
+  action      TEXT    NOT NULL,
+  address     TEXT    NOT NULL,
+  wallet_id   TEXT,
+  purpose     TEXT,
+  outcome     TEXT    NOT NULL,
+  prev_hash   BLOB    NOT NULL,
+  hash        BLOB    NOT NULL
+);
+CREATE INDEX audit_by_address ON audit (address, seq);
+CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#];
+
+pub(super) fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err("starting the migration"))?;
+    let run = || -> Result<()> {
+        let current: i64 =
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err("reading the schema version"))?;
+        if current > SCHEMA_VERSION {
+            return Err(Error::new(
+                ErrorCode::Storage,
+                format!("the database has schema version {current}, newer than this sharevault ({SCHEMA_VERSION})"),
+            ));
+        }
+        let current = usize::try_from(current)
+            .map_err(|_| Error::new(ErrorCode::Storage, "the database has a negative schema version"))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            conn.execute_batch(sql).map_err(db_err("running a migration"))?;
+            conn.pragma_update(None, "user_version", (i + 1) as i64).map_err(db_err("recording the schema version"))?;
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(db_err("committing the migration")),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}

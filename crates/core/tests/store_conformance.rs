@@ -1,0 +1,179 @@
+//! What every storage backend must guarantee, run over `Arc<dyn WalletStore>` exactly as the
+//! vault uses it: compare-and-swap on a row version (stale and missing), conflict on insert, a
+//! change and its audit row committed together or not at all, an audit chain that verifies and
+//! never forks under concurrent appends, paging, and refusal after close. A new backend adds one
+//! line to `every_store`.
+
+use sharevault_core::audit::{self, AuditEntry};
+use sharevault_core::envelope::{KekRef, SealedRecord};
+use sharevault_core::error::ErrorCode;
+use sharevault_core::store::{self, Applied, AuditQuery, Change, ListQuery, WalletRow, WalletStore};
+use std::sync::Arc;
+
+/// Every backend this build has, each on a fresh database.
+async fn every_store(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn WalletStore>)> {
+    vec![
+        ("sqlite :memory:", store::open(":memory:").await.unwrap()),
+        ("sqlite file", store::open(&format!("sqlite://{}", dir.join("c.db").display())).await.unwrap()),
+    ]
+}
+
+fn sealed(tag: u8) -> SealedRecord {
+    SealedRecord {
+        format: 1,
+        alg: 1,
+        kek: KekRef { provider: "local".into(), key_id: "k".into(), key_version: "1".into() },
+        wrapped_dek: vec![tag; 60],
+        nonce: vec![tag; 12],
+        ciphertext: vec![tag; 48],
+    }
+}
+
+fn row(i: u32, env: &str, chain: &str) -> WalletRow {
+    WalletRow {
+        address: format!("0x{i:040X}"),
+        address_key: format!("0x{i:040x}"),
+        wallet_id: format!("w-{i}"),
+        chain_name: chain.into(),
+        environment: env.into(),
+        metadata_json: format!(r#"{{"walletId":"w-{i}"}}"#),
+        version: 1,
+        generation: 1,
+        sealed: sealed(i as u8),
+    }
+}
+
+fn entry(action: &'static str, address: &str) -> AuditEntry {
+    AuditEntry {
+        at_ms: 1_700_000_000_000,
+        environment: "test".into(),
+        actor: "cargo".into(),
+        action,
+        address: address.into(),
+        wallet_id: None,
+        purpose: Some("conformance".into()),
+        outcome: "ok".into(),
+    }
+}
+
+async fn audit_rows(s: &Arc<dyn WalletStore>) -> usize {
+    s.audit_all().await.unwrap().len()
+}
+
+async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
+    let w = row(1, "test", "EVM");
+    let key = w.address_key.clone();
+
+    // Insert, read back whole.
+    assert_eq!(s.apply(Change::Insert(w.clone()), entry("store", &key)).await.unwrap(), Applied::Done, "{name}");
+    let got = s.get(&key).await.unwrap().expect(name);
+    assert_eq!(
+        (got.version, got.generation, &got.metadata_json, &got.sealed),
+        (1, 1, &w.metadata_json, &w.sealed),
+        "{name}"
+    );
+    assert_eq!(s.get_metadata(&key).await.unwrap().expect(name).wallet_id, "w-1", "{name}");
+    assert!(s.get("0xnone").await.unwrap().is_none(), "{name}");
+
+    // A second insert of the address conflicts, and its audit row is not written.
+    let e = s.apply(Change::Insert(w.clone()), entry("store", &key)).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Conflict, "{name}");
+    assert_eq!(audit_rows(&s).await, 1, "{name}: a refused change left an audit row");
+
+    // Compare-and-swap: the current version applies, a stale one does not, a missing row says so.
+    let update = |v: i64, k: &str| Change::UpdateMetadata {
+        address_key: k.into(),
+        expected_version: v,
+        metadata_json: format!(r#"{{"v":{v}}}"#),
+    };
+    assert_eq!(s.apply(update(1, &key), entry("merge_backup_info", &key)).await.unwrap(), Applied::Done, "{name}");
+    assert_eq!(s.apply(update(1, &key), entry("merge_backup_info", &key)).await.unwrap(), Applied::Stale, "{name}");
+    assert_eq!(
+        s.apply(update(1, "0xnone"), entry("merge_backup_info", "0xnone")).await.unwrap(),
+        Applied::NotFound,
+        "{name}"
+    );
+    assert_eq!(audit_rows(&s).await, 2, "{name}: a stale or missing change left an audit row");
+    let replace = |v: i64| Change::ReplaceShares {
+        address_key: key.clone(),
+        expected_version: v,
+        metadata_json: r#"{"replaced":true}"#.into(),
+        generation: 2,
+        sealed: sealed(0xEE),
+    };
+    assert_eq!(s.apply(replace(1), entry("replace_shares", &key)).await.unwrap(), Applied::Stale, "{name}");
+    assert_eq!(s.apply(replace(2), entry("replace_shares", &key)).await.unwrap(), Applied::Done, "{name}");
+    let got = s.get(&key).await.unwrap().unwrap();
+    assert_eq!((got.version, got.generation, got.sealed), (3, 2, sealed(0xEE)), "{name}");
+    assert_eq!(got.metadata_json, r#"{"replaced":true}"#, "{name}");
+
+    // Listing: this environment only, by chain, in address order, paged.
+    for (i, env, chain) in [(2, "test", "SVM"), (3, "test", "EVM"), (4, "prod", "EVM")] {
+        let r = row(i, env, chain);
+        let k = r.address_key.clone();
+        s.apply(Change::Insert(r), entry("store", &k)).await.unwrap();
+    }
+    let list = |chain: Option<&str>, after: Option<String>, limit| ListQuery {
+        environment: "test".into(),
+        chain_name: chain.map(str::to_string),
+        after,
+        limit,
+    };
+    let keys =
+        |rows: Vec<sharevault_core::store::MetadataRow>| rows.into_iter().map(|r| r.address_key).collect::<Vec<_>>();
+    let all = keys(s.list(list(None, None, 10)).await.unwrap());
+    assert_eq!(all, [row(1, "", "").address_key, row(2, "", "").address_key, row(3, "", "").address_key], "{name}");
+    assert_eq!(keys(s.list(list(Some("EVM"), None, 10)).await.unwrap()).len(), 2, "{name}");
+    assert_eq!(keys(s.list(list(None, Some(all[0].clone()), 1)).await.unwrap()), [all[1].clone()], "{name}");
+
+    // Delete: once, then not found; the audit trail of the wallet stays.
+    assert_eq!(
+        s.apply(Change::Delete { address_key: key.clone() }, entry("delete", &key)).await.unwrap(),
+        Applied::Done,
+        "{name}"
+    );
+    assert_eq!(
+        s.apply(Change::Delete { address_key: key.clone() }, entry("delete", &key)).await.unwrap(),
+        Applied::NotFound,
+        "{name}"
+    );
+    assert!(s.get(&key).await.unwrap().is_none(), "{name}");
+
+    // Audit rows on their own, concurrently: the chain never forks and has no gaps.
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.append_audit(entry("hydrate", &format!("0xother-{n}"))).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let rows = s.audit_all().await.unwrap();
+    // store, merge, replace of the first wallet; three more stores; one delete; 200 on their own.
+    assert_eq!(rows.len(), 3 + 3 + 1 + 200, "{name}");
+    assert!(rows.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "{name}: sequence has gaps");
+    assert_eq!(audit::verify(&rows), audit::ChainCheck { rows: rows.len() as u64, broken_at: None }, "{name}");
+    let by_wallet =
+        s.audit_log(AuditQuery { address_key: Some(key.clone()), after_seq: None, limit: 100 }).await.unwrap();
+    assert_eq!(
+        by_wallet.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+        ["store", "merge_backup_info", "replace_shares", "delete"],
+        "{name}"
+    );
+    let page = s.audit_log(AuditQuery { address_key: None, after_seq: Some(5), limit: 3 }).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [6, 7, 8], "{name}");
+
+    // After close every call is refused as closed, and a second close is fine.
+    s.close().await.unwrap();
+    assert_eq!(s.get(&all[1]).await.unwrap_err().code, ErrorCode::Closed, "{name}");
+    assert_eq!(s.append_audit(entry("hydrate", "x")).await.unwrap_err().code, ErrorCode::Closed, "{name}");
+    s.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_backend_keeps_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, s) in every_store(dir.path()).await {
+        conforms(name, s).await;
+    }
+}

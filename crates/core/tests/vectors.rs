@@ -1,0 +1,81 @@
+//! Fixed test vectors for every byte format that outlives a process: the audit row hash, the
+//! AAD a sealed record is bound to, the share encoding, and the whole envelope. The expected
+//! bytes were computed independently (Python `hashlib`/`struct` and the `cryptography` package's
+//! AESGCM, from the formats in DESIGN.md and the module docs), not by this code. A change to any
+//! of them would make every stored record or audit log unreadable: these tests make it loud.
+
+use sharevault_core::audit::{self, AuditEntry};
+use sharevault_core::envelope::{self, Binding};
+use sharevault_core::shares::Encoder;
+use sharevault_core::DataKey;
+
+fn entry(action: &'static str, wallet_id: Option<&str>, purpose: Option<&str>) -> AuditEntry {
+    AuditEntry {
+        at_ms: 1_700_000_000_000,
+        environment: "test".into(),
+        actor: "cargo".into(),
+        action,
+        address: "0xabc".into(),
+        wallet_id: wallet_id.map(str::to_string),
+        purpose: purpose.map(str::to_string),
+        outcome: "ok".into(),
+    }
+}
+
+#[test]
+fn the_audit_row_hash() {
+    let first = audit::ChainHead::genesis().link(&entry("store", None, Some("conformance")));
+    assert_eq!((first.seq, first.prev_hash.as_slice()), (1, &audit::GENESIS[..]));
+    assert_eq!(hex::encode(&first.hash), "dbcb768f1fe7eec4cccc4d345bdcecacb5d02f06614ea105bb3f81148dea1fd0");
+    let second = first.head().link(&entry("hydrate", Some("w-1"), None));
+    assert_eq!(second.seq, 2);
+    assert_eq!(hex::encode(&second.hash), "38b3b59f0ac133275930929208ea84f715ca865d5739118b1bfef54c8c3ccac7");
+}
+
+const BINDING: Binding<'static> =
+    Binding { environment: "test", wallet_id: "w-1", address_key: "0xab", chain_name: "EVM", generation: 2 };
+
+#[test]
+fn the_record_aad() {
+    assert_eq!(
+        hex::encode(BINDING.aad()),
+        "0000001673686172657661756c742f656e76656c6f70652f7631000000047465737400000003772d31\
+         00000004307861620000000345564d0000000000000002"
+    );
+}
+
+const SHARES: &str = "01070100000008050000000b00000073656372657453686172650508000000733363726574c3a906000000\
+                      7075626b65790603000000010203010000006e04000000000000f83f020000006f6b03010000007800";
+
+#[test]
+fn the_share_encoding() {
+    let mut e = Encoder::new();
+    e.begin_array(1).unwrap();
+    e.begin_object(5).unwrap();
+    e.key("secretShare").unwrap();
+    e.string("s3cret\u{e9}").unwrap();
+    e.key("pubkey").unwrap();
+    e.bytes(&[1, 2, 3]).unwrap();
+    e.key("n").unwrap();
+    e.number(1.5).unwrap();
+    e.key("ok").unwrap();
+    e.boolean(true).unwrap();
+    e.key("x").unwrap();
+    e.null().unwrap();
+    assert_eq!(hex::encode(e.finish().as_slice()), SHARES);
+}
+
+#[test]
+fn the_sealed_record_opens_and_binds() {
+    let key = DataKey::from_bytes(std::array::from_fn(|i| i as u8));
+    let nonce = [0x24u8; 12];
+    let ct = hex::decode(
+        "07f6b8cfe77faa05c715102798a43f45d47df8901cf1e9de4146b02fd5d1371e456dcebcf102218a18926e6262b685\
+         0f106b64586e4c9346aea129b8b530460a82fd80fcd5ed770a437deca2e91f106f0b0fd9185b6c3820105c22faf9a63aa72274e3f2",
+    )
+    .unwrap();
+    let plain = envelope::open(&key, &BINDING, &nonce, &ct).unwrap();
+    assert_eq!(hex::encode(plain.as_slice()), SHARES);
+    let moved = Binding { generation: 3, ..BINDING };
+    assert!(envelope::open(&key, &moved, &nonce, &ct).is_err());
+}
