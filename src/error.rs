@@ -32,6 +32,9 @@ pub enum ErrorCode {
     ErrClosed,
     /// The database failed; the write was not acknowledged.
     ErrStorage,
+    /// The database cannot be reached or cannot write (down, connection lost, disk full);
+    /// nothing was acknowledged; retry once it is back.
+    ErrDbUnavailable,
     /// A defect in sharevault itself.
     ErrInternal,
 }
@@ -50,6 +53,7 @@ impl From<Code> for ErrorCode {
             Code::Forbidden => ErrorCode::ErrForbidden,
             Code::Closed => ErrorCode::ErrClosed,
             Code::Storage => ErrorCode::ErrStorage,
+            Code::DbUnavailable => ErrorCode::ErrDbUnavailable,
             Code::Internal => ErrorCode::ErrInternal,
         }
     }

@@ -9,6 +9,8 @@ pub mod kms;
 use crate::raw::check;
 use napi::sys;
 use sharevault_core::kms::cache::CacheConfig;
+use sharevault_core::store::postgres::PoolConfig;
+use sharevault_core::store::StoreOptions;
 use sharevault_core::{Error, OpenConfig, Result};
 use std::os::raw::c_char;
 use std::ptr;
@@ -93,6 +95,17 @@ impl Obj {
             Some(v) if type_of(self.env, v)? == sys::ValueType::napi_string => string_of(self.env, v).map(Some),
             Some(_) => Err(Error::invalid(self.path_of(key), "must be a string")),
         }
+    }
+
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>> {
+        let Some(v) = self.get(key)? else { return Ok(None) };
+        if type_of(self.env, v)? != sys::ValueType::napi_boolean {
+            return Err(Error::invalid(self.path_of(key), "must be a boolean"));
+        }
+        let mut b = false;
+        // SAFETY: live handles on the JS thread.
+        check(unsafe { sys::napi_get_value_bool(self.env, v, &mut b) }, "reading a boolean")?;
+        Ok(Some(b))
     }
 
     pub fn required_string(&self, key: &str) -> Result<String> {
@@ -193,7 +206,16 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<OpenC
         None => Some(CacheConfig::default()),
         Some(Some(c)) => Some(cache_config(&c)?),
     };
-    Ok(OpenConfig { database, environment, actor, kms, cache })
+    let pool = match o.object("pool", "an object such as { maxConnections, acquireTimeoutMs, statementTimeoutMs }")? {
+        None => PoolConfig::default(),
+        Some(p) => PoolConfig::from_options(
+            p.integer("maxConnections")?,
+            p.integer("acquireTimeoutMs")?,
+            p.integer("statementTimeoutMs")?,
+        )?,
+    };
+    let allow_insecure_transport = o.boolean("allowInsecureTransport")?.unwrap_or(false);
+    Ok(OpenConfig { database, environment, actor, kms, cache, store: StoreOptions { allow_insecure_transport, pool } })
 }
 
 fn cache_config(c: &Obj) -> Result<CacheConfig> {

@@ -16,11 +16,12 @@ pub enum ErrorCode {
     Forbidden,
     Closed,
     Storage,
+    DbUnavailable,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::NotFound,
         ErrorCode::InvalidInput,
         ErrorCode::Tampered,
@@ -31,6 +32,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::Closed,
         ErrorCode::Storage,
+        ErrorCode::DbUnavailable,
         ErrorCode::Internal,
     ];
 
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "ERR_FORBIDDEN",
             ErrorCode::Closed => "ERR_CLOSED",
             ErrorCode::Storage => "ERR_STORAGE",
+            ErrorCode::DbUnavailable => "ERR_DB_UNAVAILABLE",
             ErrorCode::Internal => "ERR_INTERNAL",
         }
     }
@@ -92,6 +95,13 @@ impl Error {
 
     pub fn storage(context: &str, err: impl fmt::Display) -> Self {
         Error::new(ErrorCode::Storage, format!("{context}: {err}"))
+    }
+
+    /// The database cannot be reached or cannot write (connection lost, server down, pool
+    /// exhausted past its acquire timeout, disk full, read-only file): nothing was acknowledged,
+    /// and the call can be retried once the database is back.
+    pub fn db_unavailable(context: &str, err: impl fmt::Display) -> Self {
+        Error::new(ErrorCode::DbUnavailable, format!("{context}: {err}"))
     }
 
     pub fn internal(context: impl Into<String>) -> Self {

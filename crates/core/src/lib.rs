@@ -33,19 +33,21 @@ pub struct OpenConfig {
     pub kms: KmsConfig,
     /// The data-key cache on the hydrate path; `None` turns it off (one unwrap per hydrate).
     pub cache: Option<kms::cache::CacheConfig>,
+    /// Transport and pool options of the database.
+    pub store: store::StoreOptions,
 }
 
 /// Opens a vault: storage (created and migrated if needed) and key wrapping.
 pub async fn open(config: OpenConfig) -> Result<Vault> {
     vault::check_environment(&config.environment)?;
     // Refuse a bad database option before any KMS call.
-    store::Target::parse(&config.database)?;
+    store::Target::parse(&config.database, &config.store)?;
     let stats = Arc::new(stats::Stats::default());
     let provider: Arc<dyn kms::KeyProvider> = match config.kms {
         KmsConfig::Local(key) => Arc::new(kms::local::LocalKek::new(key)),
         KmsConfig::Aws(aws) => Arc::new(kms::aws::AwsKms::connect(aws, stats.clone()).await?),
     };
     let kms = Arc::new(kms::KeyWrapping::new(provider, config.cache, stats.clone()));
-    let store = store::open(&config.database).await?;
+    let store = store::open(&config.database, &config.store).await?;
     Vault::new(store, kms, stats, &config.environment, config.actor.as_deref())
 }

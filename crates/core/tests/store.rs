@@ -28,6 +28,7 @@ async fn open(path: &std::path::Path) -> Vault {
         actor: Some("cargo".into()),
         kms: KmsConfig::Local(DataKey::from_bytes([7u8; 32])),
         cache: None,
+        store: Default::default(),
     })
     .await
     .unwrap()
@@ -93,6 +94,7 @@ async fn the_database_file_is_created_private_and_refuses_a_newer_schema() {
         actor: None,
         kms: KmsConfig::Local(DataKey::generate()),
         cache: None,
+        store: Default::default(),
     })
     .await
     .unwrap_err();

@@ -7,15 +7,25 @@
 use sharevault_core::audit::{self, AuditEntry};
 use sharevault_core::envelope::{KekRef, SealedRecord};
 use sharevault_core::error::ErrorCode;
-use sharevault_core::store::{self, Applied, AuditQuery, Change, ListQuery, WalletRow, WalletStore};
+use sharevault_core::store::{self, Applied, AuditQuery, Change, ListQuery, StoreOptions, WalletRow, WalletStore};
+
+mod support;
 use std::sync::Arc;
 
 /// Every backend this build has, each on a fresh database.
-async fn every_store(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn WalletStore>)> {
-    vec![
-        ("sqlite :memory:", store::open(":memory:").await.unwrap()),
-        ("sqlite file", store::open(&format!("sqlite://{}", dir.join("c.db").display())).await.unwrap()),
-    ]
+async fn every_store(
+    dir: &std::path::Path,
+    pg: Option<&support::pg::TestDb>,
+) -> Vec<(&'static str, Arc<dyn WalletStore>)> {
+    let o = StoreOptions::default();
+    let mut stores = vec![
+        ("sqlite :memory:", store::open(":memory:", &o).await.unwrap()),
+        ("sqlite file", store::open(&format!("sqlite://{}", dir.join("c.db").display()), &o).await.unwrap()),
+    ];
+    if let Some(db) = pg {
+        stores.push(("postgres", store::open(&db.url, &o).await.unwrap()));
+    }
+    stores
 }
 
 fn sealed(tag: u8) -> SealedRecord {
@@ -173,7 +183,11 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_backend_keeps_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, s) in every_store(dir.path()).await {
+    let pg = support::pg::TestDb::create().await;
+    for (name, s) in every_store(dir.path(), pg.as_ref()).await {
         conforms(name, s).await;
+    }
+    if let Some(db) = pg {
+        db.drop().await;
     }
 }

@@ -64,6 +64,7 @@ async fn no_freed_heap_block_holds_plaintext_after_store_and_hydrate() {
         actor: None,
         kms: KmsConfig::Local(DataKey::generate()),
         cache: None,
+        store: Default::default(),
     })
     .await
     .unwrap();

@@ -1,6 +1,7 @@
 //! Storage: the trait the vault writes through, [`open`] that picks the backend from the
 //! `database` option, and the backends. All SQL lives in this module tree.
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::audit::{AuditEntry, AuditRecord};
@@ -13,22 +14,40 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Sqlite(sqlite::Location),
+    Postgres(Box<postgres::PgTarget>),
+}
+
+/// Options of the store besides its location.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Allow a PostgreSQL connection without TLS to a host that is not loopback.
+    pub allow_insecure_transport: bool,
+    /// PostgreSQL connection pool (ignored by SQLite).
+    pub pool: postgres::PoolConfig,
 }
 
 impl Target {
-    /// `sqlite://path`, `sqlite:path`, a plain path, or `:memory:`. Anything that looks like a
-    /// URL of another scheme (`file:`, `postgres://`, `mysql://` …) is refused rather than taken
-    /// for a file name: a store that reports success into a database nobody will read again is
-    /// the worst outcome there is.
-    pub fn parse(database: &str) -> Result<Target> {
+    /// `postgres://…` or `postgresql://…`; `sqlite://path`, `sqlite:path`, a plain path, or
+    /// `:memory:`. Anything that looks like a URL of another scheme (`file:`, `mysql://` …) is
+    /// refused rather than taken for a file name: a store that reports success into a database
+    /// nobody will read again is the worst outcome there is.
+    pub fn parse(database: &str, options: &StoreOptions) -> Result<Target> {
+        let lower = database.get(..13).unwrap_or(database).to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return Ok(Target::Postgres(Box::new(postgres::PgTarget::parse(
+                database,
+                options.allow_insecure_transport,
+            )?)));
+        }
         Ok(Target::Sqlite(sqlite::Location::parse(database)?))
     }
 }
 
 /// Opens (creating and migrating if needed) the store the `database` option names, dispatching
 /// on its form; what it does not know is refused with `ERR_INVALID_INPUT` (path `database`).
-pub async fn open(database: &str) -> Result<Arc<dyn WalletStore>> {
-    match Target::parse(database)? {
+pub async fn open(database: &str, options: &StoreOptions) -> Result<Arc<dyn WalletStore>> {
+    match Target::parse(database, options)? {
+        Target::Postgres(target) => Ok(Arc::new(postgres::PgStore::open(*target, options.pool).await?)),
         Target::Sqlite(location) => {
             let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(location))
                 .await

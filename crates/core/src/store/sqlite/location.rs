@@ -85,7 +85,7 @@ pub(super) fn create_private_file(path: &std::path::Path) -> Result<()> {
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::storage("creating the database file", e)),
+        Err(e) => Err(Error::db_unavailable("creating the database file", e)),
     }
 }
 

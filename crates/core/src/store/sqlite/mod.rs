@@ -30,8 +30,30 @@ use writer::{writer_loop, Job};
 /// Idle reader connections kept open.
 const MAX_IDLE_READERS: usize = 8;
 
+/// A SQLite error as a vault error: the database cannot write or be reached (disk full, I/O
+/// error, read-only file, cannot open, locked by another process past the busy timeout) is
+/// `ERR_DB_UNAVAILABLE`, as a PostgreSQL outage is; anything else is `ERR_STORAGE`.
 pub(super) fn db_err(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
-    move |e| Error::storage(context, e)
+    move |e| {
+        use rusqlite::ErrorCode as C;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    C::DiskFull
+                        | C::SystemIoFailure
+                        | C::ReadOnly
+                        | C::CannotOpen
+                        | C::DatabaseBusy
+                        | C::DatabaseLocked
+                        | C::OutOfMemory
+                ) =>
+            {
+                Error::db_unavailable(context, e)
+            }
+            _ => Error::storage(context, e),
+        }
+    }
 }
 
 pub struct SqliteStore {

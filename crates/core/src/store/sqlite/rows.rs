@@ -110,7 +110,7 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, now: i64) -> Resu
                 Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(
                     Error::new(ErrorCode::Conflict, format!("a wallet is already stored for address {}", w.address)),
                 ),
-                Err(e) => Err(Error::storage("storing a wallet", e)),
+                Err(e) => Err(db_err("storing a wallet")(e)),
             }
         }
         Change::UpdateMetadata { address_key, expected_version, metadata_json } => {

@@ -2,6 +2,7 @@
 //! rows share one transaction and one fsync, each isolated by a savepoint and acknowledged only
 //! after `COMMIT`. Deletes and replaces are shredded from the WAL before they are acknowledged.
 
+use super::db_err;
 use super::rows::{apply_change, chain_head, insert_audit};
 use crate::audit::AuditEntry;
 use crate::error::{Error, Result};
@@ -128,7 +129,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) -> bool {
     let mut replies = Vec::with_capacity(writes.len());
     let mut shredded = false;
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let err = Error::storage("starting a transaction", e);
+        let err = db_err("starting a transaction")(e);
         for job in writes {
             match job {
                 Job::Apply(_, _, tx) => Reply::Apply(tx, Err(err.clone())).send(),
@@ -143,7 +144,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) -> bool {
     let mut remaining = writes.into_iter();
     for job in remaining.by_ref() {
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            let err = Error::storage("starting a savepoint", e);
+            let err = db_err("starting a savepoint")(e);
             match job {
                 Job::Apply(_, _, tx) => replies.push(Reply::Apply(tx, Err(err))),
                 Job::Audit(_, tx) => replies.push(Reply::Audit(tx, Err(err))),
@@ -199,7 +200,10 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) -> bool {
         }
     }
     if aborted {
-        let err = Error::storage("committing", "the transaction was rolled back by the database");
+        let err = Error::db_unavailable(
+            "committing",
+            "the transaction was rolled back by the database (disk full or I/O error)",
+        );
         for r in replies {
             r.fail_if_ok(&err).send();
         }
@@ -214,7 +218,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) -> bool {
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
-        let err = Error::storage("committing", e);
+        let err = db_err("committing")(e);
         for r in replies {
             r.fail_if_ok(&err).send();
         }

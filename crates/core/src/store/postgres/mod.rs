@@ -1,0 +1,261 @@
+//! PostgreSQL storage, through sqlx: one vault shared by many processes on many hosts.
+//!
+//! Writes are group-committed per process, as on SQLite: a writer task takes every queued change
+//! and audit row, and applies them in one transaction that first locks the audit chain's head row
+//! (`SELECT … FOR UPDATE`), so appends from every instance are serialised and the chain never
+//! forks, and every lock is taken in the same order (head, then wallet rows), so batches never
+//! deadlock. Changes compare-and-swap on the row version; an insert of a stored address is
+//! `ON CONFLICT DO NOTHING`, so a conflict never aborts the batch. All audit rows of a batch go in
+//! one `INSERT … SELECT FROM unnest(…)`: a hydrate costs a share of one round trip and one fsync.
+//! A serialization failure or deadlock (should one happen) retries the batch, bounded; a lost
+//! connection fails the batch with `ERR_DB_UNAVAILABLE` and nothing of it is acknowledged.
+//!
+//! One concern per module: `config` (the URL, TLS rule, pool options), `schema` (migrations),
+//! `writer` (group commit); row mapping and reads are here.
+
+pub mod config;
+mod schema;
+mod writer;
+
+pub use config::{PgTarget, PoolConfig};
+
+use super::{Applied, AuditQuery, Change, ListQuery, MetadataRow, WalletRow, WalletStore};
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::envelope::{KekRef, SealedRecord};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use std::sync::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use writer::Job;
+
+// Column lists as macros: sqlx takes only `&'static str` SQL (no formatted strings), and
+// `concat!` builds those at compile time.
+macro_rules! wallet_columns {
+    () => {
+        "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, \
+         format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext"
+    };
+}
+macro_rules! meta_columns {
+    () => {
+        "address_key, wallet_id, chain_name, environment, metadata, version, generation"
+    };
+}
+macro_rules! audit_columns {
+    () => {
+        "seq, at, environment, actor, action, address, wallet_id, purpose, outcome, prev_hash, hash"
+    };
+}
+
+/// SQLSTATE classes and codes that mean the database is not there (rather than that the
+/// statement was wrong): connection exceptions (08), operator intervention (57: shutdown,
+/// cannot connect now, statement timeout), insufficient resources (53).
+fn unavailable_state(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57") || code.starts_with("53")
+}
+
+/// A sqlx error as a vault error. Messages name what was being done and the server's message,
+/// never the connection URL.
+pub(super) fn pg_err(context: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_state(&c)) => {
+            Error::db_unavailable(context, db.message())
+        }
+        sqlx::Error::Database(db) => Error::storage(context, db.message()),
+        sqlx::Error::PoolClosed => Error::closed(),
+        sqlx::Error::PoolTimedOut => {
+            Error::db_unavailable(context, "no database connection became available within the acquire timeout")
+        }
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
+            Error::db_unavailable(context, "the connection to the database failed")
+        }
+        sqlx::Error::Configuration(_) => Error::storage(context, "the database connection is misconfigured"),
+        _ => Error::storage(context, "the database failed"),
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+    jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+}
+
+impl PgStore {
+    /// Connects, migrates, and starts the writer task.
+    pub async fn open(target: PgTarget, pool: PoolConfig) -> Result<PgStore> {
+        let timeout_ms = pool.statement_timeout.as_millis().to_string();
+        let options = target.options.clone().options([("statement_timeout", timeout_ms.as_str())]);
+        let pg = PgPoolOptions::new()
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                let e = pg_err("connecting to the database")(e);
+                Error { message: format!("{} ({})", e.message, target.describe()), ..e }
+            })?;
+        schema::migrate(&pg).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer::run(pg.clone(), rx));
+        Ok(PgStore { pool: pg, jobs: Mutex::new(Some(tx)) })
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        let guard = self.jobs.lock().map_err(|_| Error::internal("writer queue poisoned"))?;
+        match guard.as_ref() {
+            Some(tx) => tx.send(job).map_err(|_| Error::closed()),
+            None => Err(Error::closed()),
+        }
+    }
+
+    fn live(&self) -> Result<()> {
+        match self.jobs.lock() {
+            Ok(g) if g.is_some() => Ok(()),
+            _ => Err(Error::closed()),
+        }
+    }
+}
+
+fn wallet_from_row(r: &PgRow) -> sqlx::Result<WalletRow> {
+    Ok(WalletRow {
+        address: r.try_get(0)?,
+        address_key: r.try_get(1)?,
+        wallet_id: r.try_get(2)?,
+        chain_name: r.try_get(3)?,
+        environment: r.try_get(4)?,
+        metadata_json: r.try_get(5)?,
+        version: r.try_get(6)?,
+        generation: r.try_get(7)?,
+        sealed: SealedRecord {
+            format: r.try_get(8)?,
+            alg: r.try_get(9)?,
+            kek: KekRef { provider: r.try_get(10)?, key_id: r.try_get(11)?, key_version: r.try_get(12)? },
+            wrapped_dek: r.try_get(13)?,
+            nonce: r.try_get(14)?,
+            ciphertext: r.try_get(15)?,
+        },
+    })
+}
+
+fn meta_from_row(r: &PgRow) -> sqlx::Result<MetadataRow> {
+    Ok(MetadataRow {
+        address_key: r.try_get(0)?,
+        wallet_id: r.try_get(1)?,
+        chain_name: r.try_get(2)?,
+        environment: r.try_get(3)?,
+        metadata_json: r.try_get(4)?,
+        version: r.try_get(5)?,
+        generation: r.try_get(6)?,
+    })
+}
+
+fn audit_from_row(r: &PgRow) -> sqlx::Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.try_get(0)?,
+        at_ms: r.try_get(1)?,
+        environment: r.try_get(2)?,
+        actor: r.try_get(3)?,
+        action: r.try_get(4)?,
+        address: r.try_get(5)?,
+        wallet_id: r.try_get(6)?,
+        purpose: r.try_get(7)?,
+        outcome: r.try_get(8)?,
+        prev_hash: r.try_get(9)?,
+        hash: r.try_get(10)?,
+    })
+}
+
+fn map_rows<T>(rows: Vec<PgRow>, f: fn(&PgRow) -> sqlx::Result<T>, context: &'static str) -> Result<Vec<T>> {
+    rows.iter().map(f).collect::<sqlx::Result<Vec<_>>>().map_err(pg_err(context))
+}
+
+#[async_trait]
+impl WalletStore for PgStore {
+    async fn apply(&self, change: Change, audit: AuditEntry) -> Result<Applied> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Apply(Box::new(change), audit, tx))?;
+        rx.await.map_err(|_| Error::closed())?
+    }
+
+    async fn append_audit(&self, audit: AuditEntry) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Audit(audit, tx))?;
+        rx.await.map_err(|_| Error::closed())?
+    }
+
+    async fn get(&self, address_key: &str) -> Result<Option<WalletRow>> {
+        self.live()?;
+        let row = sqlx::query(concat!("SELECT ", wallet_columns!(), " FROM wallets WHERE address_key = $1"))
+            .bind(address_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_err("reading a wallet"))?;
+        row.as_ref().map(wallet_from_row).transpose().map_err(pg_err("reading a wallet"))
+    }
+
+    async fn get_metadata(&self, address_key: &str) -> Result<Option<MetadataRow>> {
+        self.live()?;
+        let row = sqlx::query(concat!("SELECT ", meta_columns!(), " FROM wallets WHERE address_key = $1"))
+            .bind(address_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_err("reading metadata"))?;
+        row.as_ref().map(meta_from_row).transpose().map_err(pg_err("reading metadata"))
+    }
+
+    async fn list(&self, q: ListQuery) -> Result<Vec<MetadataRow>> {
+        self.live()?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            meta_columns!(),
+            " FROM wallets WHERE environment = $1 AND ($2::text IS NULL OR chain_name = $2) \
+             AND ($3::text IS NULL OR address_key > $3) ORDER BY address_key LIMIT $4"
+        ))
+        .bind(&q.environment)
+        .bind(&q.chain_name)
+        .bind(&q.after)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err("listing wallets"))?;
+        map_rows(rows, meta_from_row, "listing wallets")
+    }
+
+    async fn audit_log(&self, q: AuditQuery) -> Result<Vec<AuditRecord>> {
+        self.live()?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit WHERE ($1::text IS NULL OR address = $1) AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(&q.address_key)
+        .bind(q.after_seq.unwrap_or(0))
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err("reading the audit log"))?;
+        map_rows(rows, audit_from_row, "reading the audit log")
+    }
+
+    async fn audit_all(&self) -> Result<Vec<AuditRecord>> {
+        self.live()?;
+        let rows = sqlx::query(concat!("SELECT ", audit_columns!(), " FROM audit ORDER BY seq"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_err("reading the audit log"))?;
+        map_rows(rows, audit_from_row, "reading the audit log")
+    }
+
+    async fn close(&self) -> Result<()> {
+        let sender = self.jobs.lock().map_err(|_| Error::internal("writer queue poisoned"))?.take();
+        if let Some(s) = sender {
+            let (tx, rx) = oneshot::channel();
+            if s.send(Job::Close(tx)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        self.pool.close().await;
+        Ok(())
+    }
+}

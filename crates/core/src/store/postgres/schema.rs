@@ -1,0 +1,99 @@
+//! The PostgreSQL schema and its migrations, embedded and applied on open inside one
+//! transaction that holds an advisory lock, so many instances starting at once migrate once.
+//! A database whose schema is newer than this build is refused, as on SQLite.
+
+use super::pg_err;
+use crate::error::{Error, ErrorCode, Result};
+use sqlx::PgPool;
+
+/// The newest schema this build knows.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// `pg_advisory_xact_lock` key: "sharevlt" as a big-endian i64.
+const MIGRATION_LOCK: i64 = 0x7368_6172_6576_6c74;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE wallets (
+  address_key     text    PRIMARY KEY,
+  address         text    NOT NULL,
+  wallet_id       text    NOT NULL,
+  chain_name      text    NOT NULL,
+  environment     text    NOT NULL,
+  metadata        text    NOT NULL,
+  version         bigint  NOT NULL,
+  generation      bigint  NOT NULL,
+  format          bigint  NOT NULL,
+  alg             bigint  NOT NULL,
+  kek_provider    text    NOT NULL,
+  kek_key_id      text    NOT NULL,
+  kek_key_version text    NOT NULL,
+  wrapped_dek     bytea   NOT NULL,
+  nonce           bytea   NOT NULL,
+  ciphertext      bytea   NOT NULL,
+  created_at      bigint  NOT NULL,
+  updated_at      bigint  NOT NULL
+);
+CREATE INDEX wallets_by_env ON wallets (environment, address_key);
+CREATE INDEX wallets_by_env_chain ON wallets (environment, chain_name, address_key);
+CREATE TABLE audit (
+  seq         bigint PRIMARY KEY,
+  at          bigint NOT NULL,
+  environment text   NOT NULL,
+  actor       text   NOT NULL,
+  action      text   NOT NULL,
+  address     text   NOT NULL,
+  wallet_id   text,
+  purpose     text,
+  outcome     text   NOT NULL,
+  prev_hash   bytea  NOT NULL,
+  hash        bytea  NOT NULL
+);
+CREATE INDEX audit_by_address ON audit (address, seq);
+-- The chain's head: every writing transaction locks this row first (SELECT ... FOR UPDATE), so
+-- appends from every instance are serialised and the chain never forks.
+CREATE TABLE audit_head (
+  id   integer PRIMARY KEY CHECK (id = 1),
+  seq  bigint  NOT NULL,
+  hash bytea   NOT NULL
+);
+INSERT INTO audit_head VALUES (1, 0, decode(repeat('00', 32), 'hex'));
+CREATE FUNCTION sharevault_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+  FOR EACH ROW EXECUTE FUNCTION sharevault_audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+  FOR EACH STATEMENT EXECUTE FUNCTION sharevault_audit_append_only();
+"#];
+
+pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(pg_err("starting the migration"))?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_err("waiting for the migration lock"))?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS sharevault_schema (version integer NOT NULL)")
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_err("creating the schema table"))?;
+    let current: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM sharevault_schema")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(pg_err("reading the schema version"))?;
+    let current = current.unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(Error::new(
+            ErrorCode::Storage,
+            format!("the database has schema version {current}, newer than this sharevault ({SCHEMA_VERSION})"),
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(pg_err("running a migration"))?;
+        sqlx::query("INSERT INTO sharevault_schema (version) VALUES ($1)")
+            .bind(i as i32 + 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_err("recording the schema version"))?;
+    }
+    tx.commit().await.map_err(pg_err("committing the migration"))
+}

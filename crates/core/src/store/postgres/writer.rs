@@ -1,0 +1,291 @@
+//! The group-commit writer task (see the module doc of `postgres`).
+
+use super::pg_err;
+use crate::audit::{now_ms, AuditEntry, ChainHead};
+use crate::error::{Error, ErrorCode, Result};
+use crate::store::{Applied, Change};
+use sqlx::postgres::PgPool;
+use sqlx::{Postgres, Row, Transaction};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How many queued jobs one transaction may take.
+const MAX_BATCH: usize = 512;
+/// Batches retried after a serialization failure or deadlock before the error is reported.
+const MAX_RETRIES: u32 = 5;
+
+pub(super) enum Job {
+    Apply(Box<Change>, AuditEntry, oneshot::Sender<Result<Applied>>),
+    Audit(AuditEntry, oneshot::Sender<Result<()>>),
+    Close(oneshot::Sender<()>),
+}
+
+pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut close = None;
+        let mut writes = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            match job {
+                Job::Close(tx) => close = Some(tx),
+                w => writes.push(w),
+            }
+        }
+        if !writes.is_empty() {
+            commit_with_retries(&pool, writes).await;
+        }
+        if let Some(tx) = close {
+            // Anything queued behind the close is refused as closed when its sender drops.
+            let _ = tx.send(());
+            return;
+        }
+    }
+}
+
+fn retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
+}
+
+async fn commit_with_retries(pool: &PgPool, jobs: Vec<Job>) {
+    let mut attempt = 0;
+    let outcome = loop {
+        match commit(pool, &jobs).await {
+            Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+            }
+            other => break other,
+        }
+    };
+    match outcome {
+        Ok(applied) => {
+            for (job, a) in jobs.into_iter().zip(applied) {
+                match job {
+                    Job::Apply(_, _, tx) => {
+                        let _ = tx.send(a);
+                    }
+                    Job::Audit(_, tx) => {
+                        let _ = tx.send(a.map(|_| ()));
+                    }
+                    Job::Close(_) => {}
+                }
+            }
+        }
+        Err(e) => {
+            // Nothing of the batch is durable (or, if the connection died during COMMIT, nothing
+            // is acknowledged): every caller hears the error.
+            let err = pg_err("committing")(e);
+            for job in jobs {
+                match job {
+                    Job::Apply(_, _, tx) => {
+                        let _ = tx.send(Err(err.clone()));
+                    }
+                    Job::Audit(_, tx) => {
+                        let _ = tx.send(Err(err.clone()));
+                    }
+                    Job::Close(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The columns of the audit rows a batch appends, for one `unnest` insert.
+#[derive(Default)]
+struct AuditColumns {
+    seq: Vec<i64>,
+    at: Vec<i64>,
+    environment: Vec<String>,
+    actor: Vec<String>,
+    action: Vec<String>,
+    address: Vec<String>,
+    wallet_id: Vec<Option<String>>,
+    purpose: Vec<Option<String>>,
+    outcome: Vec<String>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+impl AuditColumns {
+    fn push(&mut self, head: &ChainHead, e: &AuditEntry) -> ChainHead {
+        let link = head.link(e);
+        self.seq.push(link.seq);
+        self.at.push(e.at_ms);
+        self.environment.push(e.environment.clone());
+        self.actor.push(e.actor.clone());
+        self.action.push(e.action.to_string());
+        self.address.push(e.address.clone());
+        self.wallet_id.push(e.wallet_id.clone());
+        self.purpose.push(e.purpose.clone());
+        self.outcome.push(e.outcome.clone());
+        let next = link.head();
+        self.prev_hash.push(link.prev_hash);
+        self.hash.push(link.hash);
+        next
+    }
+}
+
+/// One transaction for the whole batch; returns each job's outcome (a conflict or a stale
+/// version is an outcome, not an error). Any error aborts the whole transaction.
+async fn commit(pool: &PgPool, jobs: &[Job]) -> sqlx::Result<Vec<Result<Applied>>> {
+    let now = now_ms();
+    let mut tx = pool.begin().await?;
+    let head_row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await?;
+    let mut head = ChainHead { seq: head_row.try_get(0)?, hash: head_row.try_get(1)? };
+    let mut audit = AuditColumns::default();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match job {
+            Job::Apply(change, entry, _) => {
+                let applied = apply_change(&mut tx, change, now).await?;
+                if let Ok(Applied::Done) = applied {
+                    head = audit.push(&head, entry);
+                }
+                outcomes.push(applied);
+            }
+            Job::Audit(entry, _) => {
+                head = audit.push(&head, entry);
+                outcomes.push(Ok(Applied::Done));
+            }
+            Job::Close(_) => outcomes.push(Ok(Applied::Done)),
+        }
+    }
+    if !audit.seq.is_empty() {
+        sqlx::query(
+            "INSERT INTO audit (seq, at, environment, actor, action, address, wallet_id, purpose, outcome, prev_hash, hash) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::text[], $9::text[], $10::bytea[], $11::bytea[])",
+        )
+        .bind(&audit.seq)
+        .bind(&audit.at)
+        .bind(&audit.environment)
+        .bind(&audit.actor)
+        .bind(&audit.action)
+        .bind(&audit.address)
+        .bind(&audit.wallet_id)
+        .bind(&audit.purpose)
+        .bind(&audit.outcome)
+        .bind(&audit.prev_hash)
+        .bind(&audit.hash)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(head.seq)
+            .bind(&head.hash)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// `UPDATE … WHERE version = $expected` and, in the same statement, whether the row exists:
+/// 0 rows updated is `Stale` if it does, `NotFound` if not.
+async fn cas(
+    q: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    tx: &mut Transaction<'_, Postgres>,
+) -> sqlx::Result<Applied> {
+    let row = q.fetch_one(&mut **tx).await?;
+    let (updated, exists): (i64, bool) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(if updated == 1 {
+        Applied::Done
+    } else if exists {
+        Applied::Stale
+    } else {
+        Applied::NotFound
+    })
+}
+
+async fn apply_change(tx: &mut Transaction<'_, Postgres>, change: &Change, now: i64) -> sqlx::Result<Result<Applied>> {
+    Ok(Ok(match change {
+        Change::Insert(w) => {
+            let s = &w.sealed;
+            let inserted = sqlx::query(
+                "INSERT INTO wallets (address, address_key, wallet_id, chain_name, environment, metadata, version, \
+                 generation, format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+                 ON CONFLICT (address_key) DO NOTHING",
+            )
+            .bind(&w.address)
+            .bind(&w.address_key)
+            .bind(&w.wallet_id)
+            .bind(&w.chain_name)
+            .bind(&w.environment)
+            .bind(&w.metadata_json)
+            .bind(w.version)
+            .bind(w.generation)
+            .bind(s.format)
+            .bind(s.alg)
+            .bind(&s.kek.provider)
+            .bind(&s.kek.key_id)
+            .bind(&s.kek.key_version)
+            .bind(&s.wrapped_dek)
+            .bind(&s.nonce)
+            .bind(&s.ciphertext)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Ok(Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!("a wallet is already stored for address {}", w.address),
+                )));
+            }
+            Applied::Done
+        }
+        Change::UpdateMetadata { address_key, expected_version, metadata_json } => {
+            let q = sqlx::query(
+                "WITH u AS (UPDATE wallets SET metadata = $1, version = version + 1, updated_at = $2 \
+                 WHERE address_key = $3 AND version = $4 RETURNING 1) \
+                 SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM wallets WHERE address_key = $3)",
+            )
+            .bind(metadata_json)
+            .bind(now)
+            .bind(address_key)
+            .bind(expected_version);
+            cas(q, tx).await?
+        }
+        Change::ReplaceShares { address_key, expected_version, metadata_json, generation, sealed: s } => {
+            let q = sqlx::query(
+                "WITH u AS (UPDATE wallets SET metadata = $1, version = version + 1, generation = $2, format = $3, \
+                 alg = $4, kek_provider = $5, kek_key_id = $6, kek_key_version = $7, wrapped_dek = $8, nonce = $9, \
+                 ciphertext = $10, updated_at = $11 WHERE address_key = $12 AND version = $13 RETURNING 1) \
+                 SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM wallets WHERE address_key = $12)",
+            )
+            .bind(metadata_json)
+            .bind(generation)
+            .bind(s.format)
+            .bind(s.alg)
+            .bind(&s.kek.provider)
+            .bind(&s.kek.key_id)
+            .bind(&s.kek.key_version)
+            .bind(&s.wrapped_dek)
+            .bind(&s.nonce)
+            .bind(&s.ciphertext)
+            .bind(now)
+            .bind(address_key)
+            .bind(expected_version);
+            cas(q, tx).await?
+        }
+        Change::Delete { address_key } => {
+            let n = sqlx::query("DELETE FROM wallets WHERE address_key = $1")
+                .bind(address_key)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                Applied::Done
+            } else {
+                Applied::NotFound
+            }
+        }
+    }))
+}
