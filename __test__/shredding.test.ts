@@ -141,13 +141,15 @@ describe('data keys in memory', () => {
   it('are gone from the process within maxAgeMs of their last use, though nobody asks for them again', async () => {
     const path = join(tempDir(), 'vault.db')
     const kek = newKey()
-    const child = new KeyChild(path, kek, { maxAgeMs: 200 })
+    // Long enough that the first scan sees the key even on a busy machine; expiry is by the clock
+    // (a sweep every maxAgeMs / 4), so 1.5 × maxAgeMs later it must be gone.
+    const child = new KeyChild(path, kek, { maxAgeMs: 2000 })
     try {
       const address = (await child.next()).split(' ')[1]
       const key = dataKey(path, address, kek)
       // The scan works: the cached key is in the child's memory right after the hydrate.
       expect(countInMemory(child.proc.pid!, key)).toBeGreaterThan(0)
-      await sleep(1000)
+      await sleep(3000)
       expect(countInMemory(child.proc.pid!, key)).toBe(0)
     } finally {
       child.proc.kill('SIGKILL')
