@@ -84,7 +84,11 @@ async fn a_stopped_and_restarted_server_fails_fast_loses_nothing_and_recovers_wi
     let t = Instant::now();
     let e = vault.get_metadata(&format!("0x{:040x}", 0)).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::DbUnavailable, "{e}");
-    assert!(t.elapsed() < ACQUIRE + Duration::from_secs(2), "a read took {:?} while the database was down", t.elapsed());
+    assert!(
+        t.elapsed() < ACQUIRE + Duration::from_secs(2),
+        "a read took {:?} while the database was down",
+        t.elapsed()
+    );
     cluster.start_server();
     // The same vault recovers by itself.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -126,11 +130,13 @@ async fn cut_connections_are_replaced_without_reopening() {
     }
     let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
     let name: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&admin).await.unwrap();
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
-        .bind(&name)
-        .execute(&admin)
-        .await
-        .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&name)
+    .execute(&admin)
+    .await
+    .unwrap();
     admin.close().await;
     // Every call afterwards either works or is ERR_DB_UNAVAILABLE, and soon they all work.
     let mut ok = 0;
@@ -139,10 +145,15 @@ async fn cut_connections_are_replaced_without_reopening() {
             Ok(_) => ok += 1,
             Err(e) => assert_eq!(e.code, ErrorCode::DbUnavailable, "{e}"),
         }
-        vault.hydrate(&format!("0x{:040x}", 0), None, None).await.map(|_| ()).or_else(|e| {
-            assert_eq!(e.code, ErrorCode::DbUnavailable, "{e}");
-            Ok::<_, ()>(())
-        }).unwrap();
+        vault
+            .hydrate(&format!("0x{:040x}", 0), None, None)
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                assert_eq!(e.code, ErrorCode::DbUnavailable, "{e}");
+                Ok::<_, ()>(())
+            })
+            .unwrap();
     }
     assert!(ok >= 30, "only {ok} of 35 stores went through after the connections were cut");
     assert_eq!(vault.verify_audit_chain().await.unwrap().broken_at, None);

@@ -73,7 +73,8 @@ pub struct TempCluster {
 }
 
 fn server_bin() -> Option<std::path::PathBuf> {
-    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path().join("bin")).collect();
+    let mut versions: Vec<_> =
+        std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path().join("bin")).collect();
     versions.sort();
     versions.into_iter().rev().find(|b| b.join("initdb").exists())
 }
@@ -91,7 +92,8 @@ impl TempCluster {
                 panic!("the PostgreSQL server binaries are not installed and CI=true");
             }
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED: a test that needs its own PostgreSQL cluster (initdb not found)");
+            let _ =
+                writeln!(std::io::stderr(), "SKIPPED: a test that needs its own PostgreSQL cluster (initdb not found)");
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -135,7 +137,8 @@ impl TempCluster {
         } else {
             std::process::Command::new(&exe).args(args).output().unwrap()
         };
-        assert!(status.status.success(), "{tool} failed: {}", String::from_utf8_lossy(&status.stderr));
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        assert!(status.status.success(), "{tool} failed: {}{log}", String::from_utf8_lossy(&status.stderr));
     }
 
     pub fn start_server(&self) {

@@ -1,0 +1,143 @@
+//! Transport security against a TLS-only PostgreSQL cluster of the test's own, with a server
+//! certificate from a throwaway CA (made with the `openssl` CLI): `verify-full` with that CA
+//! connects; with another CA, or to a host name the certificate does not name, it is refused;
+//! plain text is refused by the server; the URL's password never appears in an error.
+
+mod support;
+
+use sharevault_core::error::ErrorCode;
+use sharevault_core::store::StoreOptions;
+use sharevault_core::{DataKey, KmsConfig, OpenConfig};
+use std::path::Path;
+use std::process::Command;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA (`<name>.pem`, `<name>.key`) and, when `server`, a server certificate it signs for
+/// `localhost` only.
+fn ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+fn server_cert(dir: &Path, ca_name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &format!("{ca_name}.pem"),
+            "-CAkey",
+            &format!("{ca_name}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+async fn open(url: &str) -> sharevault_core::Result<sharevault_core::Vault> {
+    sharevault_core::open(OpenConfig {
+        database: url.into(),
+        environment: "test".into(),
+        actor: None,
+        kms: KmsConfig::Local(DataKey::from_bytes([5u8; 32])),
+        cache: None,
+        store: StoreOptions::default(),
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_connects_only_with_the_right_ca_and_host_and_never_in_plain_text() {
+    let certs = tempfile::tempdir().unwrap();
+    ca(certs.path(), "ca");
+    ca(certs.path(), "other");
+    server_cert(certs.path(), "ca");
+    let read = |f: &str| std::fs::read(certs.path().join(f)).unwrap();
+    let (crt, key) = (read("server.crt"), read("server.key"));
+    let Some(cluster) = support::pg::TempCluster::start(
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        &[
+            ("server.crt", &crt),
+            ("server.key", &key),
+            ("pg_hba.conf", b"local all all trust\nhostssl all all 127.0.0.1/32 trust\n"),
+        ],
+    ) else {
+        return;
+    };
+    let ca_file = certs.path().join("ca.pem");
+    let other_file = certs.path().join("other.pem");
+    let url = |host: &str, mode: &str, root: &Path| {
+        format!(
+            "postgres://postgres:hunter2-secret@{host}:{}/postgres?sslmode={mode}&sslrootcert={}",
+            cluster.port,
+            root.display()
+        )
+    };
+
+    // The right CA and the name on the certificate: connects, and works.
+    let vault = open(&url("localhost", "verify-full", &ca_file)).await.unwrap();
+    assert!(vault.list_wallets(None, Some(10), None).await.unwrap().is_empty());
+    assert!(!format!("{vault:?}").contains("hunter2"));
+    vault.close().await.unwrap();
+
+    // Another CA: refused. A host name the certificate does not name: refused.
+    for bad in [url("localhost", "verify-full", &other_file), url("127.0.0.1", "verify-full", &ca_file)] {
+        let e = open(&bad).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::DbUnavailable, "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    // Plain text: the server refuses it (its only host rule is hostssl).
+    let e = open(&format!("postgres://postgres:hunter2-secret@127.0.0.1:{}/postgres?sslmode=disable", cluster.port))
+        .await
+        .unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
