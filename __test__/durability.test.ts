@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { Vault } from '../lib'
-import { cleanup, newKey, tempDir } from './support/helpers'
+import { fakeCreatedWallet, fakeShares, backupInfoWithExternal } from '../lib/fixtures'
+import { backends, cleanup, newKey } from './support/helpers'
 
 afterEach(cleanup)
 
@@ -60,30 +61,91 @@ async function expectAllPresent(path: string, key: string, acks: Map<string, str
   await vault.close()
 }
 
-describe('durability', () => {
-  it('loses none of the stores a process acknowledged before it was killed with SIGKILL', async () => {
-    const path = join(tempDir(), 'crash.db')
-    const key = newKey().toString('base64')
-    for (let round = 0; round < 3; round++) {
-      const child = startChild(path, key, 1_000_000, round % 2 ? 'SVM' : 'EVM')
-      await child.waitFor(150 + round * 50)
-      child.proc.kill('SIGKILL')
-      await child.exited
-      expect(child.acks.size).toBeGreaterThanOrEqual(150)
-      await expectAllPresent(path, key, child.acks)
-    }
-  })
+describe.each(backends())('on $name', (backend) => {
+  describe('durability', () => {
+    it('loses none of the stores a process acknowledged before it was killed with SIGKILL', async () => {
+      const path = await backend.database()
+      const key = newKey().toString('base64')
+      for (let round = 0; round < 3; round++) {
+        const child = startChild(path, key, 1_000_000, round % 2 ? 'SVM' : 'EVM')
+        await child.waitFor(150 + round * 50)
+        child.proc.kill('SIGKILL')
+        await child.exited
+        expect(child.acks.size).toBeGreaterThanOrEqual(150)
+        await expectAllPresent(path, key, child.acks)
+      }
+    })
 
-  it('loses no store when two processes write to one database at once', async () => {
-    const path = join(tempDir(), 'shared.db')
-    const key = newKey().toString('base64')
-    const first = await Vault.open({ database: path, environment: 'test', kms: { provider: 'local', key } })
-    await first.close()
-    const a = startChild(path, key, 300, 'EVM')
-    const b = startChild(path, key, 300, 'SVM')
-    expect(await a.exited).toBe(0)
-    expect(await b.exited).toBe(0)
-    expect(a.acks.size + b.acks.size).toBe(600)
-    await expectAllPresent(path, key, new Map([...a.acks, ...b.acks]))
+    it('loses no store when two processes write to one database at once', async () => {
+      const path = await backend.database()
+      const key = newKey().toString('base64')
+      const first = await Vault.open({ database: path, environment: 'test', kms: { provider: 'local', key } })
+      await first.close()
+      const a = startChild(path, key, 300, 'EVM')
+      const b = startChild(path, key, 300, 'SVM')
+      expect(await a.exited).toBe(0)
+      expect(await b.exited).toBe(0)
+      expect(a.acks.size + b.acks.size).toBe(600)
+      await expectAllPresent(path, key, new Map([...a.acks, ...b.acks]))
+    })
+
+    it('four processes replacing, merging and hydrating the same wallets: no torn read, no lost write, one chain', async () => {
+      const database = await backend.database()
+      const key = newKey().toString('base64')
+      const vault = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key } })
+      const wallets = Array.from({ length: 4 }, () => fakeCreatedWallet('EVM'))
+      for (const w of wallets) {
+        w.externalServerKeyShares = fakeShares('EVM', 1).map((s) => ({ ...s, secretShare: `r0:${s.secretShare}` }))
+        w.walletMetadata.externalServerKeySharesBackupInfo = backupInfoWithExternal('r0')
+        await vault.storeWallet(w)
+      }
+      const addresses = wallets.map((w) => w.walletMetadata.accountAddress)
+      const children = [1, 2, 3, 4].map((id) =>
+        spawnSync(id, database, key, addresses),
+      )
+      const results = await Promise.all(children)
+      let replaces = 0
+      let merges = 0
+      for (const r of results) {
+        expect(r.stderr).toBe('')
+        expect(r.code).toBe(0)
+        const [, rep, mer] = r.stdout.trim().split(' ').map(Number)
+        replaces += rep
+        merges += mer
+      }
+      // Every acknowledged write is in the log, once; and each wallet's state is what its last
+      // write (in log order) left: no write was lost under another.
+      const log = await vault.auditLog({ limit: 1000 })
+      const all = [...log]
+      while (all.length % 1000 === 0 && log.length > 0) {
+        const more = await vault.auditLog({ afterSeq: all[all.length - 1].seq, limit: 1000 })
+        if (more.length === 0) break
+        all.push(...more)
+      }
+      expect(all.filter((r) => r.action === 'replace_shares' && r.outcome === 'ok')).toHaveLength(replaces)
+      expect(all.filter((r) => r.action === 'merge_backup_info' && r.outcome === 'ok')).toHaveLength(merges)
+      for (const address of addresses) {
+        const writes = all.filter((r) => r.address === address.toLowerCase() && r.outcome === 'ok' && (r.action === 'replace_shares' || r.action === 'merge_backup_info'))
+        const lastReplace = [...writes].reverse().find((r) => r.action === 'replace_shares')?.actor ?? 'r0'
+        const last = writes[writes.length - 1]?.actor ?? 'r0'
+        await vault.withWallet(address, ({ walletMetadata, externalServerKeyShares }) => {
+          expect(walletMetadata.externalServerKeySharesBackupInfo?.backups.external[0].externalKeyShareId).toBe(last)
+          expect(externalServerKeyShares[0].secretShare.split(':')[0]).toBe(lastReplace)
+        })
+      }
+      expect((await vault.verifyAuditChain()).brokenAt).toBeUndefined()
+      await vault.close()
+    }, 180_000)
   })
 })
+
+function spawnSync(id: number, database: string, key: string, addresses: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [join(__dirname, 'support', 'contend-child.js'), database, key, String(id), '300', JSON.stringify(addresses)])
+    let stdout = ''
+    let stderr = ''
+    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }))
+  })
+}

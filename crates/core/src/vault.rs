@@ -20,6 +20,16 @@ const MAX_ACTOR_LEN: usize = 256;
 const MAX_PURPOSE_LEN: usize = 256;
 /// How often a compare-and-swap write is retried when another writer got there first.
 const MAX_CAS_ATTEMPTS: usize = 64;
+
+/// Before retrying a compare-and-swap that lost: a jittered, growing pause (1 ms up to 64 ms), so
+/// writers contending on one wallet from many processes spread out instead of colliding again in
+/// lockstep; 64 attempts give a writer a few seconds before it reports `ERR_CONFLICT`.
+async fn cas_backoff(attempt: usize) {
+    use aes_gcm::aead::rand_core::RngCore;
+    let cap_us = 1000u64 << attempt.min(6);
+    let jitter = u64::from(aes_gcm::aead::OsRng.next_u32()) % cap_us;
+    tokio::time::sleep(std::time::Duration::from_micros(cap_us / 2 + jitter / 2)).await;
+}
 pub const DEFAULT_LIST_LIMIT: u32 = 100;
 pub const MAX_LIST_LIMIT: u32 = 1000;
 
@@ -342,7 +352,7 @@ impl Vault {
         self.run(async {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
             let backup = parse_backup_info(backup_info_json)?;
-            for _ in 0..MAX_CAS_ATTEMPTS {
+            for attempt in 0..MAX_CAS_ATTEMPTS {
                 let row = self.metadata_row(address).await?;
                 let mut obj = stored_metadata(&row.metadata_json)?;
                 model::apply_update(&mut obj, backup.clone(), None);
@@ -355,7 +365,7 @@ impl Vault {
                 };
                 match self.store.apply(change, audit).await? {
                     Applied::Done => return Ok(json),
-                    Applied::Stale => continue,
+                    Applied::Stale => cas_backoff(attempt).await,
                     Applied::NotFound => return Err(Error::not_found(address)),
                 }
             }
@@ -383,7 +393,7 @@ impl Vault {
                 })?),
             };
             let backup = parse_backup_info(backup_info_json)?;
-            for _ in 0..MAX_CAS_ATTEMPTS {
+            for attempt in 0..MAX_CAS_ATTEMPTS {
                 let row = self.wallet_row(address).await?;
                 let mut obj = stored_metadata(&row.metadata_json)?;
                 let current = obj
@@ -428,7 +438,7 @@ impl Vault {
                         self.kms.forget(&row.sealed.kek, &row.sealed.wrapped_dek, &ctx);
                         return Ok(json);
                     }
-                    Applied::Stale => continue,
+                    Applied::Stale => cas_backoff(attempt).await,
                     Applied::NotFound => return Err(Error::not_found(address)),
                 }
             }

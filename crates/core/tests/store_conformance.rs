@@ -191,3 +191,74 @@ async fn every_backend_keeps_the_store_contract() {
         db.drop().await;
     }
 }
+
+/// The grants the README lists are enough to run every operation once the schema exists: a
+/// service role needs no DDL, and cannot rewrite the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
+    use sharevault_core::shares::Encoder;
+    use sharevault_core::{DataKey, KmsConfig, OpenConfig};
+    let Some(db) = support::pg::TestDb::create().await else { return };
+    let config = |url: &str| OpenConfig {
+        database: url.into(),
+        environment: "test".into(),
+        actor: None,
+        kms: KmsConfig::Local(DataKey::from_bytes([9u8; 32])),
+        cache: None,
+        store: StoreOptions::default(),
+    };
+    // The owner creates the schema.
+    sharevault_core::open(config(&db.url)).await.unwrap().close().await.unwrap();
+    let role = format!("sv_app_{}", std::process::id());
+    let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let name: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&admin).await.unwrap();
+    for sql in [
+        format!("DROP ROLE IF EXISTS {role}"),
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT CONNECT ON DATABASE {name} TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON wallets TO {role}"),
+        format!("GRANT SELECT, INSERT ON audit TO {role}"),
+        format!("GRANT SELECT, UPDATE ON audit_head TO {role}"),
+        format!("GRANT SELECT ON sharevault_schema TO {role}"),
+        format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&admin).await.unwrap();
+    }
+    let app_url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let vault = sharevault_core::open(config(&app_url)).await.unwrap();
+    let mut e = Encoder::new();
+    e.begin_array(1).unwrap();
+    e.begin_object(1).unwrap();
+    e.key("secretShare").unwrap();
+    e.string("s").unwrap();
+    let shares = e.finish();
+    let meta = r#"{"walletId":"w-1","accountAddress":"0x1111111111111111111111111111111111111111","chainName":"EVM","thresholdSignatureScheme":"TWO_OF_TWO","externalServerKeySharesBackupInfo":{"passwordEncrypted":false,"backups":{}}}"#;
+    let address = "0x1111111111111111111111111111111111111111";
+    vault.store_wallet(meta, None, &shares, None).await.unwrap();
+    vault.hydrate(address, Some("sign"), None).await.unwrap();
+    vault.merge_backup_info(address, r#"{"passwordEncrypted":false,"backups":{}}"#, None).await.unwrap();
+    vault.replace_shares(address, &shares, r#"{"passwordEncrypted":false,"backups":{}}"#, None, None).await.unwrap();
+    vault.list_wallets(None, Some(10), None).await.unwrap();
+    vault.audit_log(None, None, Some(10)).await.unwrap();
+    assert_eq!(vault.verify_audit_chain().await.unwrap().broken_at, None);
+    vault.delete_wallet(address, None).await.unwrap();
+    vault.close().await.unwrap();
+    // The service role cannot rewrite history, even without the trigger's help.
+    let app = sqlx::PgPool::connect(&app_url).await.unwrap();
+    let denied = sqlx::query("DELETE FROM audit").execute(&app).await.unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    app.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("REASSIGN OWNED BY {role} TO postgres; DROP OWNED BY {role}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    db.drop().await;
+    let cleanup = sqlx::PgPool::connect(
+        &std::env::var("SHAREVAULT_PG_ADMIN_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}"))).execute(&cleanup).await.unwrap();
+}

@@ -65,7 +65,39 @@ CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
   FOR EACH STATEMENT EXECUTE FUNCTION sharevault_audit_append_only();
 "#];
 
+/// The schema version recorded in the database (0 when it has none), read without DDL, so a
+/// role without `CREATE` can open an up-to-date database.
+async fn recorded_version(pool: &PgPool) -> Result<i32> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('sharevault_schema') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(pg_err("reading the schema version"))?;
+    if !exists {
+        return Ok(0);
+    }
+    let v: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM sharevault_schema")
+        .fetch_one(pool)
+        .await
+        .map_err(pg_err("reading the schema version"))?;
+    Ok(v.unwrap_or(0))
+}
+
+fn newer(current: i32) -> Error {
+    Error::new(
+        ErrorCode::Storage,
+        format!("the database has schema version {current}, newer than this sharevault ({SCHEMA_VERSION})"),
+    )
+}
+
 pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
+    // Up to date (the usual open): nothing to lock, nothing to create.
+    let current = recorded_version(pool).await?;
+    if current > SCHEMA_VERSION {
+        return Err(newer(current));
+    }
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
     let mut tx = pool.begin().await.map_err(pg_err("starting the migration"))?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
@@ -82,10 +114,7 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
         .map_err(pg_err("reading the schema version"))?;
     let current = current.unwrap_or(0);
     if current > SCHEMA_VERSION {
-        return Err(Error::new(
-            ErrorCode::Storage,
-            format!("the database has schema version {current}, newer than this sharevault ({SCHEMA_VERSION})"),
-        ));
+        return Err(newer(current));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(pg_err("running a migration"))?;
