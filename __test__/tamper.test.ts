@@ -1,7 +1,8 @@
 import { readFileSync, existsSync, statSync } from 'node:fs'
 import { Vault } from '../lib'
 import { fakeCreatedWallet } from '../lib/fixtures'
-import { cleanup, newKey, openFile, vaultError } from './support/helpers'
+import { Client } from 'pg'
+import { backends, cleanup, newKey, openFile, postgresBackend, vaultError } from './support/helpers'
 import { sqlInChild, tamper } from './support/sql'
 
 afterEach(cleanup)
@@ -157,6 +158,69 @@ describe('the database file', () => {
     expect(() => tamper(path, 'DELETE FROM audit')).toThrow(/append-only/)
     expect(await vault.verifyAuditChain()).toEqual({ rows: 3 })
     sqlInChild(path, `db.exec("DROP TRIGGER audit_append_only_update; UPDATE audit SET purpose = 'innocent' WHERE seq = 3")`)
+    expect(await vault.verifyAuditChain()).toEqual({ rows: 3, brokenAt: 3 })
+    await vault.close()
+  })
+})
+
+// The same attacks on PostgreSQL, in its SQL dialect: the guarantees are the vault's, not the
+// backend's, and must hold on both.
+const onPostgres = backends().some((b) => b.name === 'postgres') ? describe : describe.skip
+
+async function pgExec(database: string, sql: string, ...params: unknown[]): Promise<void> {
+  const client = new Client({ connectionString: database })
+  await client.connect()
+  try {
+    await client.query(sql, params)
+  } finally {
+    await client.end()
+  }
+}
+
+onPostgres('on postgres: a changed or moved record never yields plaintext', () => {
+  async function pgPair() {
+    const database = await postgresBackend.database()
+    const key = newKey()
+    const vault = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key } })
+    const a = fakeCreatedWallet('EVM')
+    const b = fakeCreatedWallet('EVM')
+    await vault.storeWallet(a)
+    await vault.storeWallet(b)
+    return { vault, database, key, a: a.walletMetadata.accountAddress.toLowerCase(), b: b.walletMetadata.accountAddress.toLowerCase(), bShare: b.externalServerKeyShares[0].secretShare }
+  }
+
+  it.each([
+    ['a byte of the sealed shares', "UPDATE wallets SET ciphertext = set_byte(ciphertext, length(ciphertext) / 2, get_byte(ciphertext, length(ciphertext) / 2) # 1) WHERE address_key = $1"],
+    ['the nonce', "UPDATE wallets SET nonce = gen_random_uuid()::text::bytea WHERE address_key = $1"],
+    ['the wrapped data key', "UPDATE wallets SET wrapped_dek = set_byte(wrapped_dek, 20, get_byte(wrapped_dek, 20) # 1) WHERE address_key = $1"],
+    ['the generation', 'UPDATE wallets SET generation = generation + 1 WHERE address_key = $1'],
+    ['the walletId in the metadata', "UPDATE wallets SET metadata = jsonb_set(metadata::jsonb, '{walletId}', '\"someone-else\"')::text WHERE address_key = $1"],
+    ['the record format', 'UPDATE wallets SET format = 2 WHERE address_key = $1'],
+  ])('fails with ERR_TAMPERED when %s is changed', async (_what, sql) => {
+    const { vault, database, a, b, bShare } = await pgPair()
+    await pgExec(database, sql, a)
+    expect((await vaultError(vault.withWallet(a, () => 'should not run'))).code).toBe('ERR_TAMPERED')
+    expect(await vault.withWallet(b, (w) => w.externalServerKeyShares[0].secretShare)).toBe(bShare)
+    await vault.close()
+  })
+
+  it('fails with ERR_TAMPERED when a sealed record is moved to another wallet', async () => {
+    const { vault, database, a, b } = await pgPair()
+    await pgExec(database, `UPDATE wallets SET (kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext) =
+      (SELECT kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext FROM wallets WHERE address_key = $1)
+      WHERE address_key = $2`, a, b)
+    expect((await vaultError(vault.withWallet(b, () => 'should not run'))).code).toBe('ERR_TAMPERED')
+    await vault.close()
+  })
+
+  it('keeps the audit log append-only, and detects a row changed behind its back', async () => {
+    const { vault, database, a } = await pgPair()
+    await vault.withWallet(a, () => 1, { purpose: 'sign' })
+    await expect(pgExec(database, "UPDATE audit SET actor = 'nobody'")).rejects.toThrow(/append-only/)
+    await expect(pgExec(database, 'DELETE FROM audit')).rejects.toThrow(/append-only/)
+    await expect(pgExec(database, 'TRUNCATE audit')).rejects.toThrow(/append-only/)
+    expect(await vault.verifyAuditChain()).toEqual({ rows: 3 })
+    await pgExec(database, "ALTER TABLE audit DISABLE TRIGGER audit_append_only; UPDATE audit SET purpose = 'innocent' WHERE seq = 3")
     expect(await vault.verifyAuditChain()).toEqual({ rows: 3, brokenAt: 3 })
     await vault.close()
   })

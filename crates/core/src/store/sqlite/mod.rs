@@ -255,3 +255,25 @@ impl WalletStore for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::db_err;
+    use crate::error::ErrorCode;
+
+    /// Disk full, I/O errors, a read-only or unopenable file, a lock held past the timeout: the
+    /// database cannot write, which is ERR_DB_UNAVAILABLE as on PostgreSQL. (Faults a test running
+    /// as root cannot provoke on a real file: root writes through read-only modes.)
+    #[test]
+    fn sqlite_faults_that_mean_the_database_cannot_write_are_unavailable() {
+        use rusqlite::ffi;
+        let err = |code| rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        for code in [ffi::SQLITE_FULL, ffi::SQLITE_IOERR, ffi::SQLITE_READONLY, ffi::SQLITE_CANTOPEN, ffi::SQLITE_BUSY]
+        {
+            assert_eq!(db_err("writing")(err(code)).code, ErrorCode::DbUnavailable, "{code}");
+        }
+        for code in [ffi::SQLITE_CONSTRAINT, ffi::SQLITE_CORRUPT, ffi::SQLITE_MISMATCH] {
+            assert_eq!(db_err("writing")(err(code)).code, ErrorCode::Storage, "{code}");
+        }
+    }
+}
