@@ -158,10 +158,12 @@ async fn commit(pool: &PgPool, jobs: &[Job]) -> sqlx::Result<Vec<Result<Applied>
         }
     }
     if !audit.seq.is_empty() {
+        // The rows and the new head in one statement: one round trip fewer per batch.
         sqlx::query(
-            "INSERT INTO audit (seq, at, environment, actor, action, address, wallet_id, purpose, outcome, prev_hash, hash) \
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::text[], $9::text[], $10::bytea[], $11::bytea[])",
+            "WITH rows AS (INSERT INTO audit (seq, at, environment, actor, action, address, wallet_id, purpose, outcome, \
+             prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[])) \
+             UPDATE audit_head SET seq = $12, hash = $13 WHERE id = 1",
         )
         .bind(&audit.seq)
         .bind(&audit.at)
@@ -174,13 +176,10 @@ async fn commit(pool: &PgPool, jobs: &[Job]) -> sqlx::Result<Vec<Result<Applied>
         .bind(&audit.outcome)
         .bind(&audit.prev_hash)
         .bind(&audit.hash)
+        .bind(head.seq)
+        .bind(&head.hash)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(head.seq)
-            .bind(&head.hash)
-            .execute(&mut *tx)
-            .await?;
     }
     tx.commit().await?;
     Ok(outcomes)
