@@ -71,4 +71,4 @@ class BaselineVault {
   }
 }
 
-module.exports = { BaselineVault }
+module.exports = { BaselineVault, seal, open }

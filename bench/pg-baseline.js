@@ -4,22 +4,9 @@
 // audit row in one transaction, a hydrate reads, decrypts, and appends its audit row. Async, so it
 // runs with the same number of calls in flight as sharevault.
 const { Pool } = require('pg')
-const { createCipheriv, createDecipheriv, randomBytes } = require('node:crypto')
-
-function seal(key, aad, plaintext) {
-  const iv = randomBytes(12)
-  const c = createCipheriv('aes-256-gcm', key, iv)
-  c.setAAD(aad)
-  const ct = Buffer.concat([c.update(plaintext), c.final()])
-  return Buffer.concat([iv, ct, c.getAuthTag()])
-}
-
-function open(key, aad, sealed) {
-  const d = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, 12))
-  d.setAAD(aad)
-  d.setAuthTag(sealed.subarray(sealed.length - 16))
-  return Buffer.concat([d.update(sealed.subarray(12, sealed.length - 16)), d.final()])
-}
+const { randomBytes } = require('node:crypto')
+// The same envelope functions as the SQLite baseline.
+const { seal, open } = require('./baseline')
 
 class PgBaselineVault {
   constructor(url, kek) {

@@ -6,54 +6,18 @@ const { mkdtempSync, rmSync, readFileSync, writeFileSync } = require('node:fs')
 const { tmpdir, cpus } = require('node:os')
 const { join } = require('node:path')
 const { randomBytes } = require('node:crypto')
-const { monitorEventLoopDelay } = require('node:perf_hooks')
 const { Vault } = require('../dist')
 const { fakeCreatedWallet } = require('../dist/fixtures')
 const { BaselineVault } = require('./baseline')
 
-const args = process.argv.slice(2)
-const arg = (name, dflt) => {
-  const i = args.indexOf(name)
-  return i >= 0 ? Number(args[i + 1]) : dflt
-}
+const { arg, flag, phase, table: renderTable } = require('./lib')
 const WALLETS = arg('--wallets', 10_000)
 const HYDRATIONS = arg('--hydrations', 10_000)
 const CONCURRENCY = arg('--concurrency', 64)
 const SHARE_LEN = arg('--share-bytes', 3000)
-const WRITE_README = !args.includes('--no-readme')
+const WRITE_README = !flag('--no-readme')
 
-function pct(sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
-}
 
-/** Runs `total` calls of `op(i)` with `concurrency` in flight; measures latency and loop delay. */
-async function phase(total, concurrency, op) {
-  global.gc?.()
-  const lat = new Float64Array(total)
-  const h = monitorEventLoopDelay({ resolution: 1 })
-  h.enable()
-  let next = 0
-  const t0 = process.hrtime.bigint()
-  const worker = async () => {
-    while (next < total) {
-      const i = next++
-      const s = process.hrtime.bigint()
-      await op(i)
-      lat[i] = Number(process.hrtime.bigint() - s) / 1e6
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, worker))
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9
-  h.disable()
-  const sorted = Array.from(lat).sort((a, b) => a - b)
-  return {
-    opsPerSec: total / secs,
-    p50: pct(sorted, 50),
-    p99: pct(sorted, 99),
-    loopP99: h.percentile(99) / 1e6,
-    loopMax: h.max / 1e6,
-  }
-}
 
 /** The baseline is synchronous; it yields to the event loop between calls, as a server would. */
 const yieldLoop = () => new Promise((r) => setImmediate(r))
@@ -88,12 +52,7 @@ async function main() {
   base.close()
   rmSync(dir, { recursive: true, force: true })
 
-  const f = (x, d = 2) => x.toFixed(d)
-  const table = [
-    '| implementation | phase | ops/s | p50 ms | p99 ms | event-loop p99 ms | event-loop max ms |',
-    '|---|---|---:|---:|---:|---:|---:|',
-    ...rows.map(([impl, ph, r]) => `| ${impl} | ${ph} | ${Math.round(r.opsPerSec).toLocaleString('en-US')} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.loopP99)} | ${f(r.loopMax)} |`),
-  ].join('\n')
+  const table = renderTable(rows)
   const meta = `${WALLETS.toLocaleString('en-US')} wallets, ${HYDRATIONS.toLocaleString('en-US')} hydrations of random wallets, secretShare ${SHARE_LEN} chars (1 or 2 shares), sharevault with ${CONCURRENCY} calls in flight; ${cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}. Reproduce: \`npm run bench\`.`
   console.log('\n' + table + '\n\n' + meta)
   if (WRITE_README) {
