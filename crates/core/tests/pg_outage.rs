@@ -6,27 +6,12 @@
 mod support;
 
 use sharevault_core::error::ErrorCode;
-use sharevault_core::shares::Encoder;
 use sharevault_core::store::postgres::PoolConfig;
 use sharevault_core::store::StoreOptions;
-use sharevault_core::{DataKey, KmsConfig, OpenConfig, SecretBuf, Vault};
+use sharevault_core::{DataKey, KmsConfig, OpenConfig, Vault};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn shares(secret: &str) -> SecretBuf {
-    let mut e = Encoder::new();
-    e.begin_array(1).unwrap();
-    e.begin_object(1).unwrap();
-    e.key("secretShare").unwrap();
-    e.string(secret).unwrap();
-    e.finish()
-}
-
-fn metadata(i: usize) -> String {
-    format!(
-        r#"{{"walletId":"w-{i}","accountAddress":"0x{i:040x}","chainName":"EVM","thresholdSignatureScheme":"TWO_OF_TWO","externalServerKeySharesBackupInfo":{{"passwordEncrypted":false,"backups":{{}}}}}}"#
-    )
-}
+use support::{metadata, shares};
 
 const ACQUIRE: Duration = Duration::from_millis(1500);
 

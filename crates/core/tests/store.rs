@@ -1,25 +1,12 @@
 //! The SQLite store through the vault, on a real file: group commit isolates each change, so a
 //! refused change in a batch costs nothing to the others, and the audit chain stays whole.
 
+mod support;
+
 use sharevault_core::error::ErrorCode;
-use sharevault_core::shares::Encoder;
-use sharevault_core::{DataKey, KmsConfig, OpenConfig, SecretBuf, Vault};
+use sharevault_core::{DataKey, KmsConfig, OpenConfig, Vault};
 use std::sync::Arc;
-
-fn shares(secret: &str) -> SecretBuf {
-    let mut e = Encoder::new();
-    e.begin_array(1).unwrap();
-    e.begin_object(1).unwrap();
-    e.key("secretShare").unwrap();
-    e.string(secret).unwrap();
-    e.finish()
-}
-
-fn metadata(i: usize) -> String {
-    format!(
-        r#"{{"walletId":"w-{i}","accountAddress":"0x{i:040x}","chainName":"EVM","thresholdSignatureScheme":"TWO_OF_TWO","externalServerKeySharesBackupInfo":{{"passwordEncrypted":false,"backups":{{}}}},"extra":{i}}}"#
-    )
-}
+use support::{metadata, shares};
 
 async fn open(path: &std::path::Path) -> Vault {
     sharevault_core::open(OpenConfig {
