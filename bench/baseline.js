@@ -20,6 +20,11 @@ function open(key, aad, sealed) {
   return Buffer.concat([d.update(sealed.subarray(12, sealed.length - 16)), d.final()])
 }
 
+/** The AAD both baselines bind a sealed record to. */
+function recordAad(walletId, key, gen) {
+  return Buffer.from(`sharevault-baseline|test|${walletId}|${key}|${gen}`)
+}
+
 class BaselineVault {
   constructor(path, kek, { auditHydrate = true } = {}) {
     this.kek = kek
@@ -39,16 +44,12 @@ class BaselineVault {
     })
   }
 
-  aad(walletId, key, gen) {
-    return Buffer.from(`sharevault-baseline|test|${walletId}|${key}|${gen}`)
-  }
-
   storeWallet(created) {
     const m = created.walletMetadata
     const key = m.accountAddress.toLowerCase()
     const dek = randomBytes(32)
     const wrapped = seal(this.kek, Buffer.from(`test|${m.walletId}`), dek)
-    const sealed = seal(dek, this.aad(m.walletId, key, 1), Buffer.from(JSON.stringify(created.externalServerKeyShares)))
+    const sealed = seal(dek, recordAad(m.walletId, key, 1), Buffer.from(JSON.stringify(created.externalServerKeyShares)))
     dek.fill(0)
     this.storeTx(key, m.walletId, JSON.stringify(m), wrapped, sealed, m.accountAddress)
     return m
@@ -58,7 +59,7 @@ class BaselineVault {
     const key = address.toLowerCase()
     const row = this.select.get(key)
     const dek = open(this.kek, Buffer.from(`test|${row.wallet_id}`), row.wrapped_dek)
-    const plain = open(dek, this.aad(row.wallet_id, key, row.generation), row.sealed)
+    const plain = open(dek, recordAad(row.wallet_id, key, row.generation), row.sealed)
     dek.fill(0)
     const shares = JSON.parse(plain.toString('utf8'))
     plain.fill(0)
@@ -71,4 +72,4 @@ class BaselineVault {
   }
 }
 
-module.exports = { BaselineVault, seal, open }
+module.exports = { BaselineVault, seal, open, recordAad }

@@ -6,7 +6,7 @@
 const { Pool } = require('pg')
 const { randomBytes } = require('node:crypto')
 // The same envelope functions as the SQLite baseline.
-const { seal, open } = require('./baseline')
+const { seal, open, recordAad } = require('./baseline')
 
 class PgBaselineVault {
   constructor(url, kek) {
@@ -20,16 +20,12 @@ class PgBaselineVault {
     return this
   }
 
-  aad(walletId, key, gen) {
-    return Buffer.from(`sharevault-baseline|test|${walletId}|${key}|${gen}`)
-  }
-
   async storeWallet(created) {
     const m = created.walletMetadata
     const key = m.accountAddress.toLowerCase()
     const dek = randomBytes(32)
     const wrapped = seal(this.kek, Buffer.from(`test|${m.walletId}`), dek)
-    const sealed = seal(dek, this.aad(m.walletId, key, 1), Buffer.from(JSON.stringify(created.externalServerKeyShares)))
+    const sealed = seal(dek, recordAad(m.walletId, key, 1), Buffer.from(JSON.stringify(created.externalServerKeyShares)))
     dek.fill(0)
     const client = await this.pool.connect()
     try {
@@ -51,7 +47,7 @@ class PgBaselineVault {
     const { rows } = await this.pool.query('SELECT wallet_id, metadata, generation, wrapped_dek, sealed FROM wallets WHERE address_key = $1', [key])
     const row = rows[0]
     const dek = open(this.kek, Buffer.from(`test|${row.wallet_id}`), row.wrapped_dek)
-    const plain = open(dek, this.aad(row.wallet_id, key, row.generation), row.sealed)
+    const plain = open(dek, recordAad(row.wallet_id, key, row.generation), row.sealed)
     dek.fill(0)
     const shares = JSON.parse(plain.toString('utf8'))
     plain.fill(0)

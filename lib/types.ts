@@ -88,8 +88,17 @@ export interface VaultStats {
   hydrateP99Ms: number
 }
 
+/** PostgreSQL connection pool (ranges are checked by the core; see the README). */
+export interface PoolOptions {
+  maxConnections?: number
+  /** How long a call waits for a connection before `ERR_DB_UNAVAILABLE`. */
+  acquireTimeoutMs?: number
+  /** The server aborts a statement that runs longer. */
+  statementTimeoutMs?: number
+}
+
 export interface OpenOptions {
-  /** `sqlite://path`, a plain path, or `':memory:'`. */
+  /** `sqlite://path`, a plain path, `':memory:'`, or `postgres://…` / `postgresql://…`. */
   database: string
   /** Bound into every record; a vault only ever opens its own environment's wallets. */
   environment: string
@@ -98,6 +107,10 @@ export interface OpenOptions {
   actor?: string
   /** `false` turns the data-key cache off (one KMS Decrypt per hydrate). */
   cache?: CacheOptions | false
+  /** PostgreSQL only. */
+  pool?: PoolOptions
+  /** PostgreSQL only: allow a connection without TLS to a host that is not loopback. */
+  allowInsecureTransport?: boolean
 }
 
 export interface WithWalletOptions {
