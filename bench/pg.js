@@ -38,6 +38,10 @@ async function database(tag) {
   created.push(name)
   const u = new URL(ADMIN)
   u.pathname = `/${name}`
+  // The same transport for both: the pg package does not use TLS unless told to, while sqlx
+  // would take the server's TLS when offered (sslmode=prefer), so both are told: no TLS on
+  // loopback (what sharevault's transport rule allows for a loopback host only).
+  u.searchParams.set('sslmode', 'disable')
   return u.toString()
 }
 

@@ -14,14 +14,42 @@ const MAX_BATCH: usize = 512;
 /// Batches retried after a serialization failure or deadlock before the error is reported.
 const MAX_RETRIES: u32 = 5;
 
+/// What the writer task is asked to do.
 pub(super) enum Job {
+    Write(Write),
+    Close(oneshot::Sender<()>),
+}
+
+/// One change or audit row to commit, with where its outcome goes.
+pub(super) enum Write {
     Apply(Box<Change>, AuditEntry, oneshot::Sender<Result<Applied>>),
     Audit(AuditEntry, oneshot::Sender<Result<()>>),
-    Close(oneshot::Sender<()>),
+}
+
+impl Write {
+    fn entry(&self) -> &AuditEntry {
+        match self {
+            Write::Apply(_, e, _) | Write::Audit(e, _) => e,
+        }
+    }
+
+    fn reply(self, outcome: Result<Applied>) {
+        match self {
+            Write::Apply(_, _, tx) => {
+                let _ = tx.send(outcome);
+            }
+            Write::Audit(_, tx) => {
+                let _ = tx.send(outcome.map(|_| ()));
+            }
+        }
+    }
 }
 
 pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // The chain head as this process last wrote it: a guess (another instance may have appended
+    // since) that lets an audit-only batch append in one statement, checked by that statement.
+    let mut known: Option<ChainHead> = None;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -35,11 +63,11 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
         for job in batch.drain(..) {
             match job {
                 Job::Close(tx) => close = Some(tx),
-                w => writes.push(w),
+                Job::Write(w) => writes.push(w),
             }
         }
         if !writes.is_empty() {
-            commit_with_retries(&pool, writes).await;
+            known = commit_with_retries(&pool, writes, known).await;
         }
         if let Some(tx) = close {
             // Anything queued behind the close is refused as closed when its sender drops.
@@ -53,7 +81,23 @@ fn retryable(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
 }
 
-async fn commit_with_retries(pool: &PgPool, jobs: Vec<Job>) {
+/// Commits one batch and answers every job in it; returns the chain head it left (None after an
+/// error, when the head is unknown).
+async fn commit_with_retries(pool: &PgPool, jobs: Vec<Write>, known: Option<ChainHead>) -> Option<ChainHead> {
+    if let (Some(head), true) = (known, jobs.iter().all(|j| matches!(j, Write::Audit(..)))) {
+        match append_at(pool, &jobs, &head).await {
+            Ok(Some(next)) => {
+                for job in jobs {
+                    job.reply(Ok(Applied::Done));
+                }
+                return Some(next);
+            }
+            // Another instance appended since: take the head's lock below.
+            Ok(None) => {}
+            Err(e) if retryable(&e) => {}
+            Err(e) => return fail(jobs, e),
+        }
+    }
     let mut attempt = 0;
     let outcome = loop {
         match commit(pool, &jobs).await {
@@ -65,36 +109,24 @@ async fn commit_with_retries(pool: &PgPool, jobs: Vec<Job>) {
         }
     };
     match outcome {
-        Ok(applied) => {
+        Ok((applied, head)) => {
             for (job, a) in jobs.into_iter().zip(applied) {
-                match job {
-                    Job::Apply(_, _, tx) => {
-                        let _ = tx.send(a);
-                    }
-                    Job::Audit(_, tx) => {
-                        let _ = tx.send(a.map(|_| ()));
-                    }
-                    Job::Close(_) => {}
-                }
+                job.reply(a);
             }
+            Some(head)
         }
-        Err(e) => {
-            // Nothing of the batch is durable (or, if the connection died during COMMIT, nothing
-            // is acknowledged): every caller hears the error.
-            let err = pg_err("committing")(e);
-            for job in jobs {
-                match job {
-                    Job::Apply(_, _, tx) => {
-                        let _ = tx.send(Err(err.clone()));
-                    }
-                    Job::Audit(_, tx) => {
-                        let _ = tx.send(Err(err.clone()));
-                    }
-                    Job::Close(_) => {}
-                }
-            }
-        }
+        Err(e) => fail(jobs, e),
     }
+}
+
+/// Nothing of the batch is durable (or, if the connection died during COMMIT, nothing is
+/// acknowledged): every caller hears the error.
+fn fail(jobs: Vec<Write>, e: sqlx::Error) -> Option<ChainHead> {
+    let err = pg_err("committing")(e);
+    for job in jobs {
+        job.reply(Err(err.clone()));
+    }
+    None
 }
 
 /// The columns of the audit rows a batch appends, for one `unnest` insert.
@@ -132,57 +164,104 @@ impl AuditColumns {
     }
 }
 
+// The batch's audit rows from `unnest` of the column arrays $1..$11 (sqlx takes `&'static str`
+// SQL only, so the shared text is a macro for `concat!`).
+macro_rules! insert_audit_rows {
+    () => {
+        "INSERT INTO audit (seq, at, environment, actor, action, address, wallet_id, purpose, outcome, prev_hash, \
+         hash) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[])"
+    };
+}
+
+/// The batch's audit rows after `head`, and the head they leave.
+fn audit_rows(head: &ChainHead, jobs: &[&AuditEntry]) -> (AuditColumns, ChainHead) {
+    let mut audit = AuditColumns::default();
+    let mut head = head.clone();
+    for e in jobs {
+        head = audit.push(&head, e);
+    }
+    (audit, head)
+}
+
+fn bind_audit<'q>(
+    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    a: &'q AuditColumns,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    q.bind(&a.seq)
+        .bind(&a.at)
+        .bind(&a.environment)
+        .bind(&a.actor)
+        .bind(&a.action)
+        .bind(&a.address)
+        .bind(&a.wallet_id)
+        .bind(&a.purpose)
+        .bind(&a.outcome)
+        .bind(&a.prev_hash)
+        .bind(&a.hash)
+}
+
+/// An audit-only batch in one autocommitted statement, if the chain's head is still `head`:
+/// the head row is moved on only where it still holds `head` (a concurrent appender's lock is
+/// waited for and the condition checked again on its result), and the rows go in only if it
+/// was. One round trip instead of four. `None`: the head had moved, nothing was written.
+async fn append_at(pool: &PgPool, jobs: &[Write], head: &ChainHead) -> sqlx::Result<Option<ChainHead>> {
+    let entries: Vec<&AuditEntry> = jobs.iter().map(Write::entry).collect();
+    let (audit, next) = audit_rows(head, &entries);
+    let q = sqlx::query(concat!(
+        "WITH head AS (UPDATE audit_head SET seq = $12, hash = $13 WHERE id = 1 AND seq = $14 AND hash = $15 \
+         RETURNING 1), rows AS (",
+        insert_audit_rows!(),
+        " WHERE EXISTS (SELECT 1 FROM head)) SELECT count(*) FROM head"
+    ));
+    let moved: i64 = bind_audit(q, &audit)
+        .bind(next.seq)
+        .bind(&next.hash)
+        .bind(head.seq)
+        .bind(&head.hash)
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?;
+    Ok((moved == 1).then_some(next))
+}
+
 /// One transaction for the whole batch; returns each job's outcome (a conflict or a stale
-/// version is an outcome, not an error). Any error aborts the whole transaction.
-async fn commit(pool: &PgPool, jobs: &[Job]) -> sqlx::Result<Vec<Result<Applied>>> {
+/// version is an outcome, not an error) and the chain head left. Any error aborts the whole
+/// transaction.
+async fn commit(pool: &PgPool, jobs: &[Write]) -> sqlx::Result<(Vec<Result<Applied>>, ChainHead)> {
     let now = now_ms();
     let mut tx = pool.begin().await?;
     let head_row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await?;
-    let mut head = ChainHead { seq: head_row.try_get(0)?, hash: head_row.try_get(1)? };
-    let mut audit = AuditColumns::default();
+    let head = ChainHead { seq: head_row.try_get(0)?, hash: head_row.try_get(1)? };
+    let mut entries = Vec::with_capacity(jobs.len());
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
         match job {
-            Job::Apply(change, entry, _) => {
+            Write::Apply(change, entry, _) => {
                 let applied = apply_change(&mut tx, change, now).await?;
                 if let Ok(Applied::Done) = applied {
-                    head = audit.push(&head, entry);
+                    entries.push(entry);
                 }
                 outcomes.push(applied);
             }
-            Job::Audit(entry, _) => {
-                head = audit.push(&head, entry);
+            Write::Audit(entry, _) => {
+                entries.push(entry);
                 outcomes.push(Ok(Applied::Done));
             }
-            Job::Close(_) => outcomes.push(Ok(Applied::Done)),
         }
     }
-    if !audit.seq.is_empty() {
+    let (audit, next) = audit_rows(&head, &entries);
+    if !entries.is_empty() {
         // The rows and the new head in one statement: one round trip fewer per batch.
-        sqlx::query(
-            "WITH rows AS (INSERT INTO audit (seq, at, environment, actor, action, address, wallet_id, purpose, outcome, \
-             prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[])) \
-             UPDATE audit_head SET seq = $12, hash = $13 WHERE id = 1",
-        )
-        .bind(&audit.seq)
-        .bind(&audit.at)
-        .bind(&audit.environment)
-        .bind(&audit.actor)
-        .bind(&audit.action)
-        .bind(&audit.address)
-        .bind(&audit.wallet_id)
-        .bind(&audit.purpose)
-        .bind(&audit.outcome)
-        .bind(&audit.prev_hash)
-        .bind(&audit.hash)
-        .bind(head.seq)
-        .bind(&head.hash)
-        .execute(&mut *tx)
-        .await?;
+        let q = sqlx::query(concat!(
+            "WITH rows AS (",
+            insert_audit_rows!(),
+            ") UPDATE audit_head SET seq = $12, hash = $13 WHERE id = 1"
+        ));
+        bind_audit(q, &audit).bind(next.seq).bind(&next.hash).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(outcomes)
+    Ok((outcomes, next))
 }
 
 /// `UPDATE … WHERE version = $expected` and, in the same statement, whether the row exists:

@@ -1,0 +1,72 @@
+//! Batched point reads: the wallet lookups of concurrent calls (each hydrate, and each write's
+//! compare-and-swap read) go to the server as one `WHERE address_key = ANY($1)` per batch, as
+//! writes are group-committed. Under load that is one statement and one round trip for many
+//! lookups instead of one each; a lone lookup is a batch of one.
+//!
+//! A batch is sent when a slot is free (at most `parallel` batches in flight), so lookups that
+//! arrive while the slots are busy wait together for the next one. A lookup is queued after the
+//! caller's earlier writes were acknowledged, so it always sees them.
+
+use super::{pg_err, wallet_from_row};
+use crate::error::Result;
+use crate::store::WalletRow;
+use sqlx::postgres::PgPool;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// How many lookups one statement may carry.
+const MAX_BATCH: usize = 256;
+
+/// One wallet lookup and where its row goes.
+pub(super) struct Lookup {
+    pub address_key: String,
+    pub reply: oneshot::Sender<Result<Option<WalletRow>>>,
+}
+
+pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Lookup>, parallel: usize) {
+    let slots = Arc::new(Semaphore::new(parallel.max(1)));
+    while let Some(first) = rx.recv().await {
+        // Wait for a slot first: what arrives meanwhile joins this batch.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(l) => batch.push(l),
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            lookup(&pool, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn lookup(pool: &PgPool, batch: Vec<Lookup>) {
+    let keys: Vec<&str> = batch.iter().map(|l| l.address_key.as_str()).collect();
+    let found = sqlx::query(concat!("SELECT ", wallet_columns!(), " FROM wallets WHERE address_key = ANY($1::text[])"))
+        .bind(&keys)
+        .fetch_all(pool)
+        .await
+        .and_then(|rows| {
+            rows.iter()
+                .map(|r| wallet_from_row(r).map(|w| (w.address_key.clone(), w)))
+                .collect::<sqlx::Result<HashMap<_, _>>>()
+        })
+        .map_err(pg_err("reading a wallet"));
+    match found {
+        Ok(rows) => {
+            // A key asked for twice in one batch (two calls on one wallet) gets a copy each.
+            for l in batch {
+                let _ = l.reply.send(Ok(rows.get(&l.address_key).cloned()));
+            }
+        }
+        Err(e) => {
+            for l in batch {
+                let _ = l.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
