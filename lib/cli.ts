@@ -3,11 +3,15 @@
  * `sharevault demo`: the main job on the embedded default (SQLite + a generated local key).
  * Creates SDK-shaped EVM, SVM and BTC wallets locally (no network), stores them, hydrates and
  * "signs" with them, refreshes and reshares, and prints a summary with no secret in it.
+ *
+ * `sharevault migrate`: creates or upgrades the schema of `$SHAREVAULT_DATABASE` (or
+ * `--database`; the variable keeps a password out of the process list), for deployments whose
+ * application role opens with `migrate: false`.
  */
 import { createHmac, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { inspect } from 'node:util'
-import { Vault } from './vault'
+import { inspect, parseArgs } from 'node:util'
+import { migrate, Vault } from './vault'
 import { backupInfoWithExternal, fakeCreatedWallet, fakeShares, type Chain } from './fixtures'
 import type { ThresholdSignatureScheme } from './types'
 
@@ -78,14 +82,33 @@ async function demo(): Promise<void> {
   console.log(`audit log: ${audit.rows} rows, hash chain ${audit.brokenAt === undefined ? 'intact' : `BROKEN at row ${audit.brokenAt}`}; ${ms.toFixed(0)} ms in all.`)
 }
 
+const USAGE = `usage:
+  sharevault demo
+  sharevault migrate [--database <url>] [--allow-insecure-transport]
+      the database is $SHAREVAULT_DATABASE unless --database is given`
+
+async function migrateCommand(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { database: { type: 'string' }, 'allow-insecure-transport': { type: 'boolean' } } })
+  const database = values.database ?? process.env.SHAREVAULT_DATABASE
+  if (!database) {
+    console.error(`no database: set SHAREVAULT_DATABASE or pass --database\n${USAGE}`)
+    process.exitCode = 2
+    return
+  }
+  const m = await migrate({ database, allowInsecureTransport: values['allow-insecure-transport'] === true })
+  console.log(m.from === m.to ? `schema already at version ${m.to}; nothing to do` : `schema migrated from version ${m.from} to ${m.to}`)
+}
+
 async function main(): Promise<void> {
-  const cmd = process.argv[2]
+  const [cmd, ...rest] = process.argv.slice(2)
   if (cmd === 'demo') return demo()
-  console.error('usage: sharevault demo')
+  if (cmd === 'migrate') return migrateCommand(rest)
+  console.error(USAGE)
   process.exitCode = 2
 }
 
 main().catch((e) => {
-  console.error(e instanceof Error ? `${e.name}: ${e.message}` : e)
+  const code = (e as { code?: unknown }).code
+  console.error(e instanceof Error ? `${e.name}${typeof code === 'string' ? ` [${code}]` : ''}: ${e.message}` : e)
   process.exitCode = 1
 })

@@ -1,4 +1,4 @@
-export { Vault } from './vault'
+export { Vault, migrate } from './vault'
 export { VaultError } from './errors'
 export type { VaultErrorCode } from './errors'
 export { ErrorCode } from '../index'

@@ -97,9 +97,23 @@ export interface PoolOptions {
   statementTimeoutMs?: number
 }
 
-export interface OpenOptions {
+/** Where the data lives and how to reach it: what `migrate()` and `Vault.open` share. */
+export interface DatabaseOptions {
   /** `sqlite://path`, a plain path, `':memory:'`, or `postgres://…` / `postgresql://…`. */
   database: string
+  /** PostgreSQL only. */
+  pool?: PoolOptions
+  /** PostgreSQL only: allow a connection without TLS to a host that is not loopback. */
+  allowInsecureTransport?: boolean
+}
+
+/** What `migrate()` found and left: schema versions (0: there was no schema). */
+export interface Migrated {
+  from: number
+  to: number
+}
+
+export interface OpenOptions extends DatabaseOptions {
   /** Bound into every record; a vault only ever opens its own environment's wallets. */
   environment: string
   kms: KmsOptions
@@ -107,10 +121,12 @@ export interface OpenOptions {
   actor?: string
   /** `false` turns the data-key cache off (one KMS Decrypt per hydrate). */
   cache?: CacheOptions | false
-  /** PostgreSQL only. */
-  pool?: PoolOptions
-  /** PostgreSQL only: allow a connection without TLS to a host that is not loopback. */
-  allowInsecureTransport?: boolean
+  /**
+   * `true` (the default): opening creates the schema or brings it up to date. `false`: opening
+   * never runs DDL, and a database whose schema is missing or older is refused (`ERR_STORAGE`);
+   * for a role without `CREATE`, with the schema managed by `sharevault migrate`.
+   */
+  migrate?: boolean
 }
 
 export interface WithWalletOptions {

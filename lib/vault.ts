@@ -1,12 +1,14 @@
-import { openVault, NativeVault } from '../index'
+import { openVault, migrate as nativeMigrate, NativeVault } from '../index'
 import { fromNative, invalid } from './errors'
 import { redactShare } from './redact'
 import type {
   AuditRecord,
   CreatedWallet,
+  DatabaseOptions,
   HydratedWallet,
   KeyShareBackupInfo,
   ListOptions,
+  Migrated,
   OpenOptions,
   ReplaceSharesInput,
   VaultStats,
@@ -77,6 +79,16 @@ function backupJson(v: unknown): string {
 
 function actorOf(options: unknown): string | undefined {
   return optStr(own(options, 'actor'), 'actor')
+}
+
+/**
+ * Creates the schema of the database `options.database` names, or brings it up to date, and
+ * disconnects. Safe beside running instances and other migrations (PostgreSQL: under an
+ * advisory lock). For deployments whose application role may not run DDL: migrate with a role
+ * that may, then open with `migrate: false`. `sharevault migrate` runs this from the shell.
+ */
+export async function migrate(options: DatabaseOptions): Promise<Migrated> {
+  return call(() => nativeMigrate(options))
 }
 
 /**

@@ -35,6 +35,30 @@ pub fn open_vault(env: Env, options: RawValue) -> napi::Result<PromiseValue> {
     })
 }
 
+js_object! {
+    /// What `migrate` found and left: schema versions (0: no schema).
+    #[napi(object)]
+    pub struct NativeMigrated {
+        from: i64 => "from",
+        to: i64 => "to",
+    }
+}
+
+/// Creates or upgrades the schema of the database `options.database` names, and disconnects:
+/// for deployments whose application role may not run DDL (open those with `migrate: false`).
+#[napi(ts_args_type = "options: object", ts_return_type = "Promise<NativeMigrated>")]
+pub fn migrate(env: Env, options: RawValue) -> napi::Result<PromiseValue> {
+    let config = options::migrate_config(env.raw(), options.0);
+    spawn_settled(
+        env.raw(),
+        async move {
+            let (database, store) = config?;
+            sharevault_core::store::migrate(&database, &store).await
+        },
+        |env, m| unsafe { NativeMigrated { from: m.from, to: m.to }.to_js(env).map_err(to_napi) },
+    )
+}
+
 /// A page size or sequence number from JS: a whole number, or `ERR_INVALID_INPUT` at `path`.
 /// Its range is the core's to check (a value past `u32` saturates and is refused there).
 fn whole_arg(v: Option<f64>, path: &str) -> Result<Option<u64>, Error> {

@@ -10,7 +10,7 @@ use crate::raw::check;
 use napi::sys;
 use sharevault_core::kms::cache::CacheConfig;
 use sharevault_core::store::postgres::PoolConfig;
-use sharevault_core::store::StoreOptions;
+use sharevault_core::store::{Migrations, StoreOptions};
 use sharevault_core::{Error, OpenConfig, Result};
 use std::os::raw::c_char;
 use std::ptr;
@@ -206,6 +206,13 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<OpenC
         None => Some(CacheConfig::default()),
         Some(Some(c)) => Some(cache_config(&c)?),
     };
+    let store = store_options(&o)?;
+    Ok(OpenConfig { database, environment, actor, kms, cache, store })
+}
+
+/// The storage options shared by `Vault.open` and `migrate`: `pool`, `allowInsecureTransport`,
+/// `migrate`.
+fn store_options(o: &Obj) -> Result<StoreOptions> {
     let pool = match o.object("pool", "an object such as { maxConnections, acquireTimeoutMs, statementTimeoutMs }")? {
         None => PoolConfig::default(),
         Some(p) => PoolConfig::from_options(
@@ -215,7 +222,20 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<OpenC
         )?,
     };
     let allow_insecure_transport = o.boolean("allowInsecureTransport")?.unwrap_or(false);
-    Ok(OpenConfig { database, environment, actor, kms, cache, store: StoreOptions { allow_insecure_transport, pool } })
+    let migrations = match o.boolean("migrate")? {
+        Some(false) => Migrations::Never,
+        _ => Migrations::OnOpen,
+    };
+    Ok(StoreOptions { allow_insecure_transport, pool, migrations })
+}
+
+/// Reads `migrate()`'s options: `database` and the storage options.
+pub fn migrate_config(env: sys::napi_env, options: sys::napi_value) -> Result<(String, StoreOptions)> {
+    let o = Obj::new(env, options, "options", "an object such as { database }")?;
+    let o = Obj { path: String::new(), ..o };
+    let database = o.required_string("database")?;
+    let store = store_options(&o)?;
+    Ok((database, store))
 }
 
 fn cache_config(c: &Obj) -> Result<CacheConfig> {

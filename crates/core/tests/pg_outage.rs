@@ -25,6 +25,7 @@ async fn open(url: &str) -> Vault {
         store: StoreOptions {
             allow_insecure_transport: false,
             pool: PoolConfig { acquire_timeout: ACQUIRE, ..PoolConfig::default() },
+            ..StoreOptions::default()
         },
     })
     .await

@@ -1,89 +1,185 @@
-//! The SQLite store through the vault, on a real file: group commit isolates each change, so a
-//! refused change in a batch costs nothing to the others, and the audit chain stays whole.
+//! The stores through the vault, on every backend (a SQLite file; PostgreSQL when reachable):
+//! group commit isolates each change, so a refused change in a batch costs nothing to the
+//! others, and the audit chain stays whole; a newer schema is refused; with migrations off,
+//! opening runs no DDL and refuses a schema that is missing or old, and `migrate` brings it up.
 
 mod support;
 
 use sharevault_core::error::ErrorCode;
-use sharevault_core::{DataKey, KmsConfig, OpenConfig, Vault};
+use sharevault_core::store::{self, Migrated, Migrations, StoreOptions};
+use sharevault_core::{DataKey, KmsConfig, OpenConfig, Result, Vault};
 use std::sync::Arc;
-use support::{metadata, shares};
+use support::{databases, metadata, shares};
 
-async fn open(path: &std::path::Path) -> Vault {
+async fn open_with(url: &str, store: StoreOptions) -> Result<Vault> {
     sharevault_core::open(OpenConfig {
-        database: format!("sqlite://{}", path.display()),
+        database: url.into(),
         environment: "test".into(),
         actor: Some("cargo".into()),
         kms: KmsConfig::Local(DataKey::from_bytes([7u8; 32])),
         cache: None,
-        store: Default::default(),
+        store,
     })
     .await
-    .unwrap()
+}
+
+async fn open(url: &str) -> Vault {
+    open_with(url, StoreOptions::default()).await.unwrap()
+}
+
+fn no_migrations() -> StoreOptions {
+    StoreOptions { migrations: Migrations::Never, ..StoreOptions::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicts_in_a_batch_fail_alone_and_everything_else_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let vault = Arc::new(open(&dir.path().join("v.db")).await);
-    // 200 stores at once, every fourth a duplicate address of the one before it.
-    let mut tasks = Vec::new();
-    for n in 0..200usize {
-        let i = if n % 4 == 3 { n - 1 } else { n };
-        let v = vault.clone();
-        tasks.push(tokio::spawn(async move {
-            v.store_wallet(&metadata(i), None, &shares(&format!("secret-{n}")), None).await.map(|_| n)
-        }));
-    }
-    let mut stored = Vec::new();
-    let mut conflicts = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(n) => stored.push(n),
-            Err(e) => {
-                assert_eq!(e.code, ErrorCode::Conflict);
-                conflicts += 1;
+    let (urls, pg) = databases(dir.path()).await;
+    for (name, url) in urls {
+        let vault = Arc::new(open(&url).await);
+        // 200 stores at once, every fourth a duplicate address of the one before it.
+        let mut tasks = Vec::new();
+        for n in 0..200usize {
+            let i = if n % 4 == 3 { n - 1 } else { n };
+            let v = vault.clone();
+            tasks.push(tokio::spawn(async move {
+                v.store_wallet(&metadata(i), None, &shares(&format!("secret-{n}")), None).await.map(|_| n)
+            }));
+        }
+        let mut stored = Vec::new();
+        let mut conflicts = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(n) => stored.push(n),
+                Err(e) => {
+                    assert_eq!(e.code, ErrorCode::Conflict, "{name}");
+                    conflicts += 1;
+                }
             }
         }
-    }
-    assert_eq!(conflicts, 50);
-    assert_eq!(stored.len(), 150);
-    let listed = vault.list_wallets(None, Some(1000), None).await.unwrap();
-    assert_eq!(listed.len(), 150);
-    let chain = vault.verify_audit_chain().await.unwrap();
-    assert_eq!(chain.rows, 150);
-    assert_eq!(chain.broken_at, None);
-    vault.close().await.unwrap();
+        assert_eq!(conflicts, 50, "{name}");
+        assert_eq!(stored.len(), 150, "{name}");
+        let listed = vault.list_wallets(None, Some(1000), None).await.unwrap();
+        assert_eq!(listed.len(), 150, "{name}");
+        let chain = vault.verify_audit_chain().await.unwrap();
+        assert_eq!(chain.rows, 150, "{name}");
+        assert_eq!(chain.broken_at, None, "{name}");
+        vault.close().await.unwrap();
 
-    // Reopened: everything acknowledged is there and opens.
-    let again = open(&dir.path().join("v.db")).await;
-    for n in stored {
-        let i = if n % 4 == 3 { n - 1 } else { n };
-        let h = again.hydrate(&format!("0x{i:040x}"), Some("check"), None).await.unwrap();
-        assert!(!h.shares.is_empty());
+        // Reopened: everything acknowledged is there and opens.
+        let again = open(&url).await;
+        for n in stored {
+            let i = if n % 4 == 3 { n - 1 } else { n };
+            let h = again.hydrate(&format!("0x{i:040x}"), Some("check"), None).await.unwrap();
+            assert!(!h.shares.is_empty(), "{name}");
+        }
+        again.close().await.unwrap();
     }
-    again.close().await.unwrap();
+    if let Some(db) = pg {
+        db.drop().await;
+    }
 }
 
 #[tokio::test]
-async fn the_database_file_is_created_private_and_refuses_a_newer_schema() {
+async fn the_database_file_is_created_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.db");
-    let vault = open(&path).await;
-    vault.close().await.unwrap();
+    open(&path.display().to_string()).await.close().await.unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.pragma_update(None, "user_version", 99).unwrap();
-    drop(conn);
-    let err = sharevault_core::open(OpenConfig {
-        database: path.display().to_string(),
-        environment: "test".into(),
-        actor: None,
-        kms: KmsConfig::Local(DataKey::generate()),
-        cache: None,
-        store: Default::default(),
-    })
-    .await
-    .unwrap_err();
-    assert_eq!(err.code, ErrorCode::Storage);
+}
+
+/// Records schema version 99 the way each backend does.
+async fn record_newer_schema(name: &str, url: &str) {
+    if name == "sqlite" {
+        let conn = rusqlite::Connection::open(url.trim_start_matches("sqlite://")).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query("INSERT INTO sharevault_schema (version) VALUES (99)").execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused_by_open_and_by_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (urls, pg) = databases(dir.path()).await;
+    for (name, url) in urls {
+        open(&url).await.close().await.unwrap();
+        record_newer_schema(name, &url).await;
+        for options in [StoreOptions::default(), no_migrations()] {
+            let err = open_with(&url, options).await.err().unwrap();
+            assert_eq!(err.code, ErrorCode::Storage, "{name}");
+            assert!(err.message.contains("newer than this sharevault"), "{name}: {}", err.message);
+        }
+        let err = store::migrate(&url, &StoreOptions::default()).await.unwrap_err();
+        assert!(err.message.contains("newer than this sharevault"), "{name}: {}", err.message);
+    }
+    if let Some(db) = pg {
+        db.drop().await;
+    }
+}
+
+/// What the tables of a database are (to show that a refused open created nothing).
+async fn tables(name: &str, url: &str) -> Vec<String> {
+    if name == "sqlite" {
+        let path = url.trim_start_matches("sqlite://");
+        if !std::path::Path::new(path).exists() {
+            return Vec::new();
+        }
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut s = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").unwrap();
+        let names = s.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<Vec<String>>>().unwrap();
+        names
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let names =
+            sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        names
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_migrations_off_open_creates_nothing_until_migrate_has_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (urls, pg) = databases(dir.path()).await;
+    for (name, url) in urls {
+        // Nothing there yet: refused with a message that says what to do, and nothing created.
+        let err = open_with(&url, no_migrations()).await.err().unwrap();
+        assert_eq!(err.code, ErrorCode::Storage, "{name}");
+        assert!(err.message.contains("sharevault migrate"), "{name}: {}", err.message);
+        assert!(err.message.contains("schema version 0"), "{name}: {}", err.message);
+        assert!(tables(name, &url).await.is_empty(), "{name}: a refused open created tables");
+
+        // Five migrations at once (instances deploying together): one creates the schema, the
+        // others find it current; none fails.
+        let runs = (0..5).map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { store::migrate(&url, &StoreOptions::default()).await })
+        });
+        let mut created = 0;
+        for r in runs {
+            match r.await.unwrap().unwrap() {
+                Migrated { from: 0, to: 1 } => created += 1,
+                Migrated { from: 1, to: 1 } => {}
+                other => panic!("{name}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(created, 1, "{name}: the schema was created {created} times");
+        assert_eq!(store::migrate(&url, &StoreOptions::default()).await.unwrap(), Migrated { from: 1, to: 1 });
+
+        // Now the vault opens without migrating and works.
+        let vault = open_with(&url, no_migrations()).await.unwrap();
+        vault.store_wallet(&metadata(1), None, &shares("s"), None).await.unwrap();
+        assert!(!vault.hydrate(&format!("0x{:040x}", 1), Some("sign"), None).await.unwrap().shares.is_empty());
+        vault.close().await.unwrap();
+    }
+    if let Some(db) = pg {
+        db.drop().await;
+    }
 }

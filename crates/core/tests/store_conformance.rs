@@ -192,8 +192,9 @@ async fn every_backend_keeps_the_store_contract() {
     }
 }
 
-/// The grants the README lists are enough to run every operation once the schema exists: a
-/// service role needs no DDL, and cannot rewrite the audit log.
+/// The grants the README lists are enough to run every operation once `migrate` has created the
+/// schema: a service role opening with migrations off needs no DDL, and cannot rewrite the
+/// audit log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
     use sharevault_core::shares::Encoder;
@@ -205,10 +206,10 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
         actor: None,
         kms: KmsConfig::Local(DataKey::from_bytes([9u8; 32])),
         cache: None,
-        store: StoreOptions::default(),
+        store: StoreOptions { migrations: store::Migrations::Never, ..StoreOptions::default() },
     };
-    // The owner creates the schema.
-    sharevault_core::open(config(&db.url)).await.unwrap().close().await.unwrap();
+    // The owner creates the schema (`sharevault migrate`); the service opens with migrate: false.
+    store::migrate(&db.url, &StoreOptions::default()).await.unwrap();
     let role = format!("sv_app_{}", std::process::id());
     let admin = sqlx::PgPool::connect(&db.url).await.unwrap();
     let name: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&admin).await.unwrap();
@@ -261,4 +262,59 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
     .await
     .unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}"))).execute(&cleanup).await.unwrap();
+}
+
+/// Three instances (as three processes would) on one database, each appending audit rows and
+/// inserting wallets at once: every append lands once, in one chain without gaps or forks,
+/// whichever instance last moved the head (PostgreSQL appends audit-only batches optimistically
+/// from the head it last wrote, and must notice another instance has moved it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_one_database_append_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (urls, pg) = support::databases(dir.path()).await;
+    for (name, url) in urls {
+        let o = StoreOptions::default();
+        let mut instances = Vec::new();
+        for _ in 0..3 {
+            instances.push(store::open(&url, &o).await.unwrap());
+        }
+        let mut tasks = Vec::new();
+        for (i, s) in instances.iter().enumerate() {
+            for n in 0..150u32 {
+                let s = s.clone();
+                tasks.push(tokio::spawn(async move {
+                    if n % 10 == 0 {
+                        let w = row(i as u32 * 1000 + n, "test", "EVM");
+                        let address = w.address.clone();
+                        assert!(matches!(
+                            s.apply(Change::Insert(w), entry("store", &address)).await.unwrap(),
+                            Applied::Done
+                        ));
+                    } else {
+                        s.append_audit(entry("hydrate", &format!("0x{i}-{n}"))).await.unwrap();
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let rows = instances[0].audit_all().await.unwrap();
+        assert_eq!(rows.len(), 3 * 150, "{name}");
+        assert!(rows.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "{name}: sequence has gaps");
+        assert_eq!(audit::verify(&rows), audit::ChainCheck { rows: rows.len() as u64, broken_at: None }, "{name}");
+        // Each instance goes on appending after the others moved the head.
+        for s in &instances {
+            s.append_audit(entry("hydrate", "0xafter")).await.unwrap();
+        }
+        let rows = instances[2].audit_all().await.unwrap();
+        assert_eq!(rows.len(), 3 * 150 + 3, "{name}");
+        assert_eq!(audit::verify(&rows).broken_at, None, "{name}");
+        for s in instances {
+            s.close().await.unwrap();
+        }
+    }
+    if let Some(db) = pg {
+        db.drop().await;
+    }
 }

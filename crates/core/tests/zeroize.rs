@@ -56,10 +56,12 @@ fn encoded_shares() -> sharevault_core::SecretBuf {
     e.finish()
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn no_freed_heap_block_holds_plaintext_after_store_and_hydrate() {
+mod support;
+
+/// Store once and hydrate three times with the scan on; the vault's own allocations only.
+async fn store_and_hydrate(database: &str) {
     let vault = sharevault_core::open(OpenConfig {
-        database: ":memory:".into(),
+        database: database.into(),
         environment: "test".into(),
         actor: None,
         kms: KmsConfig::Local(DataKey::generate()),
@@ -85,7 +87,20 @@ async fn no_freed_heap_block_holds_plaintext_after_store_and_hydrate() {
     }
     ACTIVE.store(false, Ordering::SeqCst);
     vault.close().await.unwrap();
+}
 
-    assert!(SCANNED.load(Ordering::SeqCst) > 10, "the scan did not run");
-    assert_eq!(LEAKS.load(Ordering::SeqCst), 0, "a freed heap block still held plaintext share bytes");
+/// On every backend: the store sees only sealed bytes, whichever driver carries them.
+#[tokio::test(flavor = "current_thread")]
+async fn no_freed_heap_block_holds_plaintext_after_store_and_hydrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut urls, pg) = support::databases(dir.path()).await;
+    urls.push(("sqlite :memory:", ":memory:".into()));
+    for (name, url) in &urls {
+        store_and_hydrate(url).await;
+        assert!(SCANNED.load(Ordering::SeqCst) > 10, "{name}: the scan did not run");
+        assert_eq!(LEAKS.load(Ordering::SeqCst), 0, "{name}: a freed heap block still held plaintext share bytes");
+    }
+    if let Some(db) = pg {
+        db.drop().await;
+    }
 }

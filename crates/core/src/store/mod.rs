@@ -6,9 +6,18 @@ pub mod sqlite;
 
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::envelope::SealedRecord;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use async_trait::async_trait;
 use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Hands a backend's writer (or reader) a job that carries its reply channel, and waits for the
+/// reply. A writer that is gone, or drops the job unanswered at close, means the store is closed.
+pub(crate) async fn ask<T>(send: impl FnOnce(oneshot::Sender<Result<T>>) -> Result<()>) -> Result<T> {
+    let (tx, rx) = oneshot::channel();
+    send(tx)?;
+    rx.await.map_err(|_| Error::closed())?
+}
 
 /// Where a vault's data lives, parsed strictly from the `database` option.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +33,48 @@ pub struct StoreOptions {
     pub allow_insecure_transport: bool,
     /// PostgreSQL connection pool (ignored by SQLite).
     pub pool: postgres::PoolConfig,
+    /// Whether opening may create or upgrade the schema.
+    pub migrations: Migrations,
+}
+
+/// Whether [`open`] may change the schema.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Migrations {
+    /// Create the schema, or bring it up to date, when opening (the default).
+    #[default]
+    OnOpen,
+    /// Never run DDL: a schema that is missing or older than this build is refused, so the
+    /// application's database role needs no `CREATE` or `ALTER` (run [`migrate`] separately).
+    Never,
+}
+
+/// What [`migrate`] found and left: schema versions (0: no schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// The refusal of a schema that is older than this build when migrations are off.
+fn not_migrated(current: i64, wanted: i64) -> Error {
+    Error::new(
+        ErrorCode::Storage,
+        format!(
+            "the database has schema version {current} and this sharevault needs {wanted}, and migrations are off \
+             (migrate: false): run `sharevault migrate` (or `migrate()`) with a role that may create tables"
+        ),
+    )
+}
+
+/// Applies the embedded migrations to the database `database` names and returns; starts no
+/// writer. Concurrent runs (and opens) migrate once. The command behind `sharevault migrate`.
+pub async fn migrate(database: &str, options: &StoreOptions) -> Result<Migrated> {
+    match Target::parse(database, options)? {
+        Target::Postgres(target) => postgres::migrate_only(*target, options.pool).await,
+        Target::Sqlite(location) => tokio::task::spawn_blocking(move || sqlite::migrate_only(location))
+            .await
+            .map_err(|_| Error::internal("migrating the database panicked"))?,
+    }
 }
 
 impl Target {
@@ -47,9 +98,12 @@ impl Target {
 /// on its form; what it does not know is refused with `ERR_INVALID_INPUT` (path `database`).
 pub async fn open(database: &str, options: &StoreOptions) -> Result<Arc<dyn WalletStore>> {
     match Target::parse(database, options)? {
-        Target::Postgres(target) => Ok(Arc::new(postgres::PgStore::open(*target, options.pool).await?)),
+        Target::Postgres(target) => {
+            Ok(Arc::new(postgres::PgStore::open(*target, options.pool, options.migrations).await?))
+        }
         Target::Sqlite(location) => {
-            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(location))
+            let migrations = options.migrations;
+            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(location, migrations))
                 .await
                 .map_err(|_| Error::internal("opening the database panicked"))??;
             Ok(Arc::new(store))

@@ -23,3 +23,14 @@ pub fn metadata(i: usize) -> String {
         r#"{{"walletId":"w-{i}","accountAddress":"0x{i:040x}","chainName":"EVM","thresholdSignatureScheme":"TWO_OF_TWO","externalServerKeySharesBackupInfo":{{"passwordEncrypted":false,"backups":{{}}}},"extra":{i}}}"#
     )
 }
+
+/// A fresh database on every backend this machine has: a SQLite file in `dir`, and a throwaway
+/// PostgreSQL database when the server is reachable (see `pg::TestDb`; drop it when done).
+pub async fn databases(dir: &std::path::Path) -> (Vec<(&'static str, String)>, Option<pg::TestDb>) {
+    let mut urls = vec![("sqlite", format!("sqlite://{}", dir.join("v.db").display()))];
+    let pg = pg::TestDb::create().await;
+    if let Some(db) = &pg {
+        urls.push(("postgres", db.url.clone()));
+    }
+    (urls, pg)
+}

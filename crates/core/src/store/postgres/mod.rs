@@ -7,11 +7,15 @@
 //! deadlock. Changes compare-and-swap on the row version; an insert of a stored address is
 //! `ON CONFLICT DO NOTHING`, so a conflict never aborts the batch. All audit rows of a batch go in
 //! one `INSERT … SELECT FROM unnest(…)`: a hydrate costs a share of one round trip and one fsync.
+//! A batch of audit rows only (hydrates) is one autocommitted statement that moves the head on
+//! from where this process last left it, and only if it is still there; if another instance has
+//! appended since, nothing is written and the batch takes the locking path.
 //! A serialization failure or deadlock (should one happen) retries the batch, bounded; a lost
 //! connection fails the batch with `ERR_DB_UNAVAILABLE` and nothing of it is acknowledged.
+//! Point reads of concurrent calls are batched the same way (`reader`).
 //!
 //! One concern per module: `config` (the URL, TLS rule, pool options), `schema` (migrations),
-//! `writer` (group commit); row mapping and reads are here.
+//! `writer` (group commit), `reader` (batched lookups); row mapping and other reads are here.
 
 pub mod config;
 mod schema;
@@ -19,7 +23,7 @@ mod writer;
 
 pub use config::{PgTarget, PoolConfig};
 
-use super::{Applied, AuditQuery, Change, ListQuery, MetadataRow, WalletRow, WalletStore};
+use super::{ask, Applied, AuditQuery, Change, ListQuery, MetadataRow, Migrated, Migrations, WalletRow, WalletStore};
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::envelope::{KekRef, SealedRecord};
 use crate::error::{Error, Result};
@@ -28,7 +32,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use std::sync::Mutex;
 use tokio::sync::{mpsc, oneshot};
-use writer::Job;
+use writer::{Job, Write};
 
 // Column lists as macros: sqlx takes only `&'static str` SQL (no formatted strings), and
 // `concat!` builds those at compile time.
@@ -48,6 +52,9 @@ macro_rules! audit_columns {
         "seq, at, environment, actor, action, address, wallet_id, purpose, outcome, prev_hash, hash"
     };
 }
+
+/// At most this many batched lookups in flight at once (see `reader`).
+const READ_BATCHES: usize = 4;
 
 /// SQLSTATE classes and codes that mean the database is not there (rather than that the
 /// statement was wrong): connection exceptions (08), operator intervention (57: shutdown,
@@ -76,29 +83,59 @@ pub(super) fn pg_err(context: &'static str) -> impl Fn(sqlx::Error) -> Error {
     }
 }
 
+// After the column macros, which it uses.
+mod reader;
+
+/// The connection pool, with the statement timeout set on every connection. An error names the
+/// server (never the password).
+async fn connect(target: &PgTarget, pool: PoolConfig) -> Result<PgPool> {
+    let timeout_ms = pool.statement_timeout.as_millis().to_string();
+    let options = target.options.clone().options([("statement_timeout", timeout_ms.as_str())]);
+    PgPoolOptions::new()
+        .max_connections(pool.max_connections)
+        .acquire_timeout(pool.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|e| {
+            let e = pg_err("connecting to the database")(e);
+            Error { message: format!("{} ({})", e.message, target.describe()), ..e }
+        })
+}
+
+/// `sharevault migrate` on PostgreSQL: brings the schema up to date (under the advisory lock,
+/// so it is safe beside running instances and other migrators) and disconnects.
+pub(super) async fn migrate_only(target: PgTarget, pool: PoolConfig) -> Result<Migrated> {
+    let pg = connect(&target, pool).await?;
+    let from = schema::migrate(&pg).await;
+    pg.close().await;
+    Ok(Migrated { from: from?.into(), to: schema::SCHEMA_VERSION.into() })
+}
+
 pub struct PgStore {
     pool: PgPool,
     jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    lookups: Mutex<Option<mpsc::UnboundedSender<reader::Lookup>>>,
 }
 
 impl PgStore {
-    /// Connects, migrates, and starts the writer task.
-    pub async fn open(target: PgTarget, pool: PoolConfig) -> Result<PgStore> {
-        let timeout_ms = pool.statement_timeout.as_millis().to_string();
-        let options = target.options.clone().options([("statement_timeout", timeout_ms.as_str())]);
-        let pg = PgPoolOptions::new()
-            .max_connections(pool.max_connections)
-            .acquire_timeout(pool.acquire_timeout)
-            .connect_with(options)
-            .await
-            .map_err(|e| {
-                let e = pg_err("connecting to the database")(e);
-                Error { message: format!("{} ({})", e.message, target.describe()), ..e }
-            })?;
-        schema::migrate(&pg).await?;
+    /// Connects, migrates (unless migrations are off), and starts the writer task.
+    pub async fn open(target: PgTarget, pool: PoolConfig, migrations: Migrations) -> Result<PgStore> {
+        let pg = connect(&target, pool).await?;
+        let checked = match migrations {
+            Migrations::OnOpen => schema::migrate(&pg).await.map(|_| ()),
+            Migrations::Never => schema::require_current(&pg).await,
+        };
+        if let Err(e) = checked {
+            pg.close().await;
+            return Err(e);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer::run(pg.clone(), rx));
-        Ok(PgStore { pool: pg, jobs: Mutex::new(Some(tx)) })
+        let (lookups, rx) = mpsc::unbounded_channel();
+        // Leave the writer a connection, and the list and audit reads some.
+        let parallel = (pool.max_connections as usize).saturating_sub(2).clamp(1, READ_BATCHES);
+        tokio::spawn(reader::run(pg.clone(), rx, parallel));
+        Ok(PgStore { pool: pg, jobs: Mutex::new(Some(tx)), lookups: Mutex::new(Some(lookups)) })
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -117,7 +154,7 @@ impl PgStore {
     }
 }
 
-fn wallet_from_row(r: &PgRow) -> sqlx::Result<WalletRow> {
+pub(super) fn wallet_from_row(r: &PgRow) -> sqlx::Result<WalletRow> {
     Ok(WalletRow {
         address: r.try_get(0)?,
         address_key: r.try_get(1)?,
@@ -173,25 +210,21 @@ fn map_rows<T>(rows: Vec<PgRow>, f: fn(&PgRow) -> sqlx::Result<T>, context: &'st
 #[async_trait]
 impl WalletStore for PgStore {
     async fn apply(&self, change: Change, audit: AuditEntry) -> Result<Applied> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Apply(Box::new(change), audit, tx))?;
-        rx.await.map_err(|_| Error::closed())?
+        ask(|tx| self.send(Job::Write(Write::Apply(Box::new(change), audit, tx)))).await
     }
 
     async fn append_audit(&self, audit: AuditEntry) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Audit(audit, tx))?;
-        rx.await.map_err(|_| Error::closed())?
+        ask(|tx| self.send(Job::Write(Write::Audit(audit, tx)))).await
     }
 
     async fn get(&self, address_key: &str) -> Result<Option<WalletRow>> {
-        self.live()?;
-        let row = sqlx::query(concat!("SELECT ", wallet_columns!(), " FROM wallets WHERE address_key = $1"))
-            .bind(address_key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(pg_err("reading a wallet"))?;
-        row.as_ref().map(wallet_from_row).transpose().map_err(pg_err("reading a wallet"))
+        let address_key = address_key.to_string();
+        ask(|reply| {
+            let guard = self.lookups.lock().map_err(|_| Error::internal("reader queue poisoned"))?;
+            let tx = guard.as_ref().ok_or_else(Error::closed)?;
+            tx.send(reader::Lookup { address_key, reply }).map_err(|_| Error::closed())
+        })
+        .await
     }
 
     async fn get_metadata(&self, address_key: &str) -> Result<Option<MetadataRow>> {
@@ -248,6 +281,8 @@ impl WalletStore for PgStore {
     }
 
     async fn close(&self) -> Result<()> {
+        // Lookups already queued are answered; new ones are refused as closed.
+        drop(self.lookups.lock().map_err(|_| Error::internal("reader queue poisoned"))?.take());
         let sender = self.jobs.lock().map_err(|_| Error::internal("writer queue poisoned"))?.take();
         if let Some(s) = sender {
             let (tx, rx) = oneshot::channel();

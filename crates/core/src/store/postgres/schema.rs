@@ -89,14 +89,27 @@ fn newer(current: i32) -> Error {
     )
 }
 
-pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
+/// Opening with migrations off: the schema must already be this build's; no DDL is run.
+pub(super) async fn require_current(pool: &PgPool) -> Result<()> {
+    let current = recorded_version(pool).await?;
+    if current > SCHEMA_VERSION {
+        return Err(newer(current));
+    }
+    if current < SCHEMA_VERSION {
+        return Err(crate::store::not_migrated(current.into(), SCHEMA_VERSION.into()));
+    }
+    Ok(())
+}
+
+/// Brings the schema up to date; returns the version it found.
+pub(super) async fn migrate(pool: &PgPool) -> Result<i32> {
     // Up to date (the usual open): nothing to lock, nothing to create.
     let current = recorded_version(pool).await?;
     if current > SCHEMA_VERSION {
         return Err(newer(current));
     }
     if current == SCHEMA_VERSION {
-        return Ok(());
+        return Ok(current);
     }
     let mut tx = pool.begin().await.map_err(pg_err("starting the migration"))?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -124,5 +137,6 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
             .await
             .map_err(pg_err("recording the schema version"))?;
     }
-    tx.commit().await.map_err(pg_err("committing the migration"))
+    tx.commit().await.map_err(pg_err("committing the migration"))?;
+    Ok(current)
 }

@@ -14,7 +14,7 @@ mod writer;
 pub use location::Location;
 pub use writer::SHRED_RETRY;
 
-use super::{Applied, AuditQuery, Change, ListQuery, MetadataRow, WalletRow, WalletStore};
+use super::{ask, Applied, AuditQuery, Change, ListQuery, MetadataRow, Migrated, Migrations, WalletRow, WalletStore};
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -92,24 +92,47 @@ impl ReaderPool {
     }
 }
 
+/// The writer's connection (the file created private if new) and, for a file, the reader pool.
+fn connect(location: &Location) -> Result<(Connection, Option<Arc<ReaderPool>>)> {
+    let (conn, readers) = match location {
+        Location::Memory => (Connection::open_in_memory().map_err(db_err("opening the database"))?, None),
+        Location::File(path) => {
+            create_private_file(path)?;
+            // No SQLITE_OPEN_URI, and an absolute path: the name is a file name, never a URI.
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(db_err("opening the database"))?;
+            (conn, Some(Arc::new(ReaderPool { path: path.clone(), idle: Mutex::new(Vec::new()) })))
+        }
+    };
+    configure(&conn, true)?;
+    Ok((conn, readers))
+}
+
+/// `sharevault migrate` on SQLite: brings the schema up to date and closes.
+pub(super) fn migrate_only(location: Location) -> Result<Migrated> {
+    let (conn, _) = connect(&location)?;
+    let from = schema::migrate(&conn)?;
+    Ok(Migrated { from, to: schema::SCHEMA_VERSION })
+}
+
 impl SqliteStore {
-    /// Opens (creating and migrating if needed) the database, and starts the writer thread.
-    pub fn open(location: Location) -> Result<SqliteStore> {
-        let (conn, readers) = match &location {
-            Location::Memory => (Connection::open_in_memory().map_err(db_err("opening the database"))?, None),
-            Location::File(path) => {
-                create_private_file(path)?;
-                // No SQLITE_OPEN_URI, and an absolute path: the name is a file name, never a URI.
-                let conn = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(db_err("opening the database"))?;
-                (conn, Some(Arc::new(ReaderPool { path: path.clone(), idle: Mutex::new(Vec::new()) })))
+    /// Opens (creating and migrating if needed, unless migrations are off) the database, and
+    /// starts the writer thread.
+    pub fn open(location: Location, migrations: Migrations) -> Result<SqliteStore> {
+        if let (Migrations::Never, Location::File(path)) = (migrations, &location) {
+            // Not even an empty file: with migrations off, opening creates nothing.
+            if !path.exists() {
+                return Err(super::not_migrated(0, schema::SCHEMA_VERSION));
             }
-        };
-        configure(&conn, true)?;
-        schema::migrate(&conn)?;
+        }
+        let (conn, readers) = connect(&location)?;
+        match migrations {
+            Migrations::OnOpen => schema::migrate(&conn).map(|_| ())?,
+            Migrations::Never => schema::require_current(&conn)?,
+        }
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("sharevault-writer".into())
@@ -150,11 +173,12 @@ impl SqliteStore {
                 }
             }
             None => {
-                let (tx, rx) = oneshot::channel();
-                self.send(Job::Read(Box::new(move |c| {
-                    let _ = tx.send(f(c));
-                })))?;
-                rx.await.map_err(|_| Error::closed())?
+                ask(|tx| {
+                    self.send(Job::Read(Box::new(move |c| {
+                        let _ = tx.send(f(c));
+                    })))
+                })
+                .await
             }
         }
     }
@@ -169,15 +193,11 @@ enum ReadKind {
 #[async_trait]
 impl WalletStore for SqliteStore {
     async fn apply(&self, change: Change, audit: AuditEntry) -> Result<Applied> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Apply(Box::new(change), audit, tx))?;
-        rx.await.map_err(|_| Error::closed())?
+        ask(|tx| self.send(Job::Apply(Box::new(change), audit, tx))).await
     }
 
     async fn append_audit(&self, audit: AuditEntry) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Audit(audit, tx))?;
-        rx.await.map_err(|_| Error::closed())?
+        ask(|tx| self.send(Job::Audit(audit, tx))).await
     }
 
     async fn get(&self, address_key: &str) -> Result<Option<WalletRow>> {

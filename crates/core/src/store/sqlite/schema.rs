@@ -51,27 +51,44 @@ CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#];
 
-pub(super) fn migrate(conn: &Connection) -> Result<()> {
+/// The recorded schema version, refused if newer than this build or negative.
+fn recorded_version(conn: &Connection) -> Result<i64> {
+    let current: i64 =
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err("reading the schema version"))?;
+    if current > SCHEMA_VERSION {
+        return Err(Error::new(
+            ErrorCode::Storage,
+            format!("the database has schema version {current}, newer than this sharevault ({SCHEMA_VERSION})"),
+        ));
+    }
+    if current < 0 {
+        return Err(Error::new(ErrorCode::Storage, "the database has a negative schema version"));
+    }
+    Ok(current)
+}
+
+/// Opening with migrations off: the schema must already be this build's.
+pub(super) fn require_current(conn: &Connection) -> Result<()> {
+    let current = recorded_version(conn)?;
+    if current < SCHEMA_VERSION {
+        return Err(crate::store::not_migrated(current, SCHEMA_VERSION));
+    }
+    Ok(())
+}
+
+/// Brings the schema up to date in one transaction; returns the version it found.
+pub(super) fn migrate(conn: &Connection) -> Result<i64> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err("starting the migration"))?;
-    let run = || -> Result<()> {
-        let current: i64 =
-            conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err("reading the schema version"))?;
-        if current > SCHEMA_VERSION {
-            return Err(Error::new(
-                ErrorCode::Storage,
-                format!("the database has schema version {current}, newer than this sharevault ({SCHEMA_VERSION})"),
-            ));
-        }
-        let current = usize::try_from(current)
-            .map_err(|_| Error::new(ErrorCode::Storage, "the database has a negative schema version"))?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    let run = || -> Result<i64> {
+        let current = recorded_version(conn)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             conn.execute_batch(sql).map_err(db_err("running a migration"))?;
             conn.pragma_update(None, "user_version", (i + 1) as i64).map_err(db_err("recording the schema version"))?;
         }
-        Ok(())
+        Ok(current)
     };
     match run() {
-        Ok(()) => conn.execute_batch("COMMIT").map_err(db_err("committing the migration")),
+        Ok(from) => conn.execute_batch("COMMIT").map_err(db_err("committing the migration")).map(|_| from),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)

@@ -1,0 +1,71 @@
+import { execFile } from 'node:child_process'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { migrate, Vault } from '../lib'
+import { fakeCreatedWallet } from '../lib/fixtures'
+import { backends, cleanup, newKey, vaultError } from './support/helpers'
+
+afterEach(cleanup)
+
+const CLI = join(__dirname, '..', 'dist', 'cli.js')
+const run = promisify(execFile)
+
+/** `sharevault migrate` as an operator runs it; resolves to its exit code and output. */
+async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } })
+    return { code: 0, stdout, stderr }
+  } catch (e) {
+    const f = e as { code: number; stdout: string; stderr: string }
+    return { code: f.code, stdout: f.stdout, stderr: f.stderr }
+  }
+}
+
+describe.each(backends())('schema migrations on $name', (backend) => {
+  it('with migrate: false, refuses a database without the schema, creates nothing, and says what to run', async () => {
+    const database = await backend.database()
+    const e = await vaultError(Vault.open({ database, environment: 'test', kms: { provider: 'local', key: newKey() }, migrate: false }))
+    expect(e.code).toBe('ERR_STORAGE')
+    expect(e.message).toContain('sharevault migrate')
+    // Still nothing there: migrate finds version 0.
+    expect(await migrate({ database })).toEqual({ from: 0, to: 1 })
+  })
+
+  it('`sharevault migrate` creates the schema once; a vault opened with migrate: false then works', async () => {
+    const database = await backend.database()
+    const first = await cli(['migrate'], { SHAREVAULT_DATABASE: database })
+    expect(first).toMatchObject({ code: 0, stdout: 'schema migrated from version 0 to 1\n' })
+    const again = await cli(['migrate', '--database', database])
+    expect(again).toMatchObject({ code: 0, stdout: 'schema already at version 1; nothing to do\n' })
+
+    const key = newKey()
+    const vault = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key }, migrate: false })
+    const created = fakeCreatedWallet('EVM')
+    await vault.storeWallet(created)
+    const n = await vault.withWallet(created.walletMetadata.accountAddress, (w) => w.externalServerKeyShares.length, { purpose: 'sign' })
+    expect(n).toBe(created.externalServerKeyShares.length)
+    await vault.close()
+  })
+})
+
+describe('migrate() and the command refuse bad input', () => {
+  it('refuses a migrate option that is not a boolean, with its path', async () => {
+    const e = await vaultError(Vault.open({ database: ':memory:', environment: 'test', kms: { provider: 'local', key: newKey() }, migrate: 'no' as unknown as boolean }))
+    expect(e).toMatchObject({ code: 'ERR_INVALID_INPUT', path: 'migrate' })
+    const m = await vaultError(migrate({ database: 'mysql://db/x' }))
+    expect(m).toMatchObject({ code: 'ERR_INVALID_INPUT', path: 'database' })
+  })
+
+  it('exits 2 with the usage when no database is named', async () => {
+    const r = await cli(['migrate'], { SHAREVAULT_DATABASE: '' })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('SHAREVAULT_DATABASE')
+  })
+
+  it('exits 1 without echoing the password when the server cannot be reached', async () => {
+    const r = await cli(['migrate'], { SHAREVAULT_DATABASE: 'postgres://app:hunter2-secret@127.0.0.1:1/nothing?connect_timeout=2' })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('ERR_DB_UNAVAILABLE')
+    expect(r.stderr + r.stdout).not.toContain('hunter2')
+  })
+})
