@@ -18,7 +18,7 @@ const { PgBaselineVault } = require('./pg-baseline')
 
 const { arg, flag, phase, table: renderTable } = require('./lib')
 const WALLETS = arg('--wallets', 10_000)
-const HYDRATIONS = arg('--hydrations', 10_000)
+const HYDRATIONS = arg('--hydrations', 50_000)
 const LARGE = arg('--large', 1_000_000)
 const CONCURRENCY = 64
 const SHARE_LEN = arg('--share-bytes', 3000)
@@ -118,7 +118,7 @@ async function main() {
   }
 
   const table = renderTable(rows)
-  const meta = `${WALLETS.toLocaleString('en-US')} wallets, ${HYDRATIONS.toLocaleString('en-US')} hydrations of random wallets, secretShare ${SHARE_LEN} chars, ${CONCURRENCY} calls in flight for both, PostgreSQL on the same host (loopback); ${extra.join(' ')} ${cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}. Reproduce: \`npm run bench:pg\`.`
+  const meta = `${WALLETS.toLocaleString('en-US')} wallets, ${HYDRATIONS.toLocaleString('en-US')} hydrations of random wallets, secretShare ${SHARE_LEN} chars, ${CONCURRENCY} calls in flight for both, PostgreSQL on the same host (loopback, no TLS for either); ${extra.join(' ')} ${cpus().length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}. Reproduce: \`npm run bench:pg\`.`
   console.log('\n' + table + '\n\n' + meta)
   if (WRITE_README) {
     const readme = join(__dirname, '..', 'README.md')
