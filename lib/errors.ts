@@ -19,7 +19,11 @@ export class VaultError extends Error {
 
 const PREFIX = 'sharevault:'
 
-/** Turns an error from the native binding into a `VaultError`; other errors pass through. */
+/**
+ * Turns an error from the native binding into a `VaultError`. Every error a native call raises
+ * is sharevault's: one without the binding's marker (a contained panic, a value the binding could
+ * not convert) is a defect, reported as `ERR_INTERNAL` without its text, which could quote a value.
+ */
 export function fromNative(e: unknown): unknown {
   // Duck-typed: an error made by the addon may come from another realm (jest's sandbox, a vm).
   const message = e !== null && typeof e === 'object' ? (e as { message?: unknown }).message : undefined
@@ -31,7 +35,7 @@ export function fromNative(e: unknown): unknown {
       return new VaultError('ERR_INTERNAL', 'the native binding returned an unreadable error')
     }
   }
-  return e
+  return new VaultError('ERR_INTERNAL', 'sharevault failed internally (a defect: please report it); the operation did not complete')
 }
 
 export function invalid(path: string, message: string): VaultError {

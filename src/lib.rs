@@ -8,6 +8,7 @@ mod convert;
 mod error;
 mod options;
 mod out;
+mod panic;
 mod raw;
 mod settle;
 
@@ -24,10 +25,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use error::ErrorCode;
+pub use panic::panic_for_tests;
 
 /// Opens (creating and migrating if needed) a vault. `options` is read here, on the JS thread,
 /// as own properties only; every rule and range is checked by the core.
-#[napi(ts_args_type = "options: object", ts_return_type = "Promise<NativeVault>")]
+#[napi(catch_unwind, ts_args_type = "options: object", ts_return_type = "Promise<NativeVault>")]
 pub fn open_vault(env: Env, options: RawValue) -> napi::Result<PromiseValue> {
     let config = options::open_config(env.raw(), options.0);
     spawn_settled(env.raw(), async move { sharevault_core::open(config?).await }, |env, vault| unsafe {
@@ -46,7 +48,7 @@ js_object! {
 
 /// Creates or upgrades the schema of the database `options.database` names, and disconnects:
 /// for deployments whose application role may not run DDL (open those with `migrate: false`).
-#[napi(ts_args_type = "options: object", ts_return_type = "Promise<NativeMigrated>")]
+#[napi(catch_unwind, ts_args_type = "options: object", ts_return_type = "Promise<NativeMigrated>")]
 pub fn migrate(env: Env, options: RawValue) -> napi::Result<PromiseValue> {
     let config = options::migrate_config(env.raw(), options.0);
     spawn_settled(
@@ -137,7 +139,7 @@ pub struct NativeVault {
 #[napi]
 impl NativeVault {
     /// The environment this vault's records are bound to.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn environment(&self) -> String {
         self.inner.environment().to_string()
     }
@@ -145,6 +147,7 @@ impl NativeVault {
     /// Stores a new wallet. `metadataJson` is `JSON.stringify(walletMetadata)`; `shares` is read
     /// directly into zeroizing memory. Resolves to the stored metadata JSON.
     #[napi(
+        catch_unwind,
         ts_args_type = "metadataJson: string, createdAddress: string | undefined | null, shares: unknown[], actor?: string | undefined | null",
         ts_return_type = "Promise<string>"
     )]
@@ -165,7 +168,7 @@ impl NativeVault {
     }
 
     /// The stored metadata JSON (no decryption).
-    #[napi(ts_return_type = "Promise<string>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
     pub fn get_metadata(&self, env: Env, address: String) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
         spawn_settled(env.raw(), async move { v.get_metadata(&address).await }, |env, s| unsafe {
@@ -175,7 +178,7 @@ impl NativeVault {
 
     /// Decrypts a wallet for one call: `{ metadata, shares, generation }`, audited first. The
     /// plaintext is zeroized in Rust as soon as the JS objects are built.
-    #[napi(ts_return_type = "Promise<{ metadata: string; shares: unknown[]; generation: number }>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<{ metadata: string; shares: unknown[]; generation: number }>")]
     pub fn hydrate(
         &self,
         env: Env,
@@ -192,7 +195,7 @@ impl NativeVault {
     }
 
     /// Replaces the metadata's backup info. Resolves to the new metadata JSON.
-    #[napi(ts_return_type = "Promise<string>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
     pub fn merge_backup_info(
         &self,
         env: Env,
@@ -210,6 +213,7 @@ impl NativeVault {
 
     /// Writes a new share generation with its backup info (and scheme) atomically.
     #[napi(
+        catch_unwind,
         ts_args_type = "address: string, shares: unknown[], backupInfoJson: string, scheme?: string | undefined | null, actor?: string | undefined | null",
         ts_return_type = "Promise<string>"
     )]
@@ -233,7 +237,7 @@ impl NativeVault {
     }
 
     /// Deletes a wallet and its wrapped data key (crypto-shredding).
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn delete_wallet(&self, env: Env, address: String, actor: Option<String>) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
         spawn_settled(env.raw(), async move { v.delete_wallet(&address, actor.as_deref()).await }, |env, ()| unsafe {
@@ -242,7 +246,7 @@ impl NativeVault {
     }
 
     /// Metadata JSON of this environment's wallets, in address order.
-    #[napi(ts_return_type = "Promise<Array<string>>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<Array<string>>")]
     pub fn list_wallets(
         &self,
         env: Env,
@@ -260,7 +264,7 @@ impl NativeVault {
     }
 
     /// Audit rows, oldest first.
-    #[napi(ts_return_type = "Promise<Array<NativeAuditRecord>>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<Array<NativeAuditRecord>>")]
     pub fn audit_log(
         &self,
         env: Env,
@@ -296,7 +300,7 @@ impl NativeVault {
     }
 
     /// Recomputes the audit log's hash chain.
-    #[napi(ts_return_type = "Promise<NativeChainCheck>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeChainCheck>")]
     pub fn verify_audit_chain(&self, env: Env) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
         spawn_settled(
@@ -310,7 +314,7 @@ impl NativeVault {
     }
 
     /// Counters: KMS calls, data-key cache, errors by code, hydrate latency percentiles.
-    #[napi(ts_return_type = "NativeStats")]
+    #[napi(catch_unwind, ts_return_type = "NativeStats")]
     pub fn stats(&self, env: Env) -> napi::Result<Built> {
         let s = self.inner.stats();
         let stats = NativeStats {
@@ -335,7 +339,7 @@ impl NativeVault {
     }
 
     /// Finishes queued writes and closes the database.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn close(&self, env: Env) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
         spawn_settled(env.raw(), async move { v.close().await }, |env, ()| unsafe { <()>::to_napi_value(env, ()) })
@@ -348,7 +352,7 @@ fn hex_string(b: &[u8]) -> String {
 
 /// Every error code the core can raise, as the core spells it (a test checks that `ErrorCode`
 /// exports exactly these).
-#[napi]
+#[napi(catch_unwind)]
 pub fn native_error_codes() -> Vec<String> {
     sharevault_core::ErrorCode::ALL.iter().map(|c| c.as_str().to_string()).collect()
 }

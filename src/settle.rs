@@ -92,7 +92,9 @@ unsafe extern "C" fn drain(env: sys::napi_env, _js_cb: sys::napi_value, context:
     for settle in batch {
         let mut scope = ptr::null_mut();
         if sys::napi_open_handle_scope(env, &mut scope) == sys::Status::napi_ok {
-            settle(env);
+            // A settlement catches its own panics (and rejects); this only keeps a panic from
+            // unwinding into N-API should one escape anyway.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| settle(env)));
             sys::napi_close_handle_scope(env, scope);
         }
     }
@@ -241,7 +243,10 @@ where
             let d = deferred;
             // SAFETY: runs on the JS thread inside `drain`, within a handle scope.
             unsafe {
-                match result.map_err(to_napi).and_then(|v| convert(env, v)) {
+                let built = crate::panic::contained("building the result", || {
+                    result.map_err(to_napi).and_then(|v| convert(env, v))
+                });
+                match built {
                     Ok(value) => {
                         if sys::napi_resolve_deferred(env, d.0, value) != sys::Status::napi_ok {
                             reject(env, d.0, napi::Error::new(napi::Status::GenericFailure, "settling failed"));
