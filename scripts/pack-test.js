@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+// Installs what a release would publish into a fresh project outside the repository and uses it
+// there, as a new user would: the platform package gets the built binary the way `napi artifacts`
+// places it, both packages are packed with `npm pack`, and the tarballs (no links, no `file:` to
+// the source tree) are installed with `npm install` into an empty project in the temp directory.
+// There: a CommonJS and an ESM script open a vault, store, hydrate and close; a TypeScript file
+// that uses every public type compiles under "module": "nodenext" and under "moduleResolution":
+// "bundler", and one with a deliberate type error must not; the tarball's file list is printed
+// and checked for anything the package does not need. Needs `npm run build` first.
+//   node scripts/pack-test.js [--keep]
+const { execFileSync } = require('node:child_process')
+const { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs')
+const { tmpdir } = require('node:os')
+const { join } = require('node:path')
+
+const root = join(__dirname, '..')
+const here = join(__dirname, 'pack-test')
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+// napi's target triples and the npm/ directory (and binary suffix) of each.
+const DIRS = {
+  'x86_64-unknown-linux-gnu': 'linux-x64-gnu', 'aarch64-unknown-linux-gnu': 'linux-arm64-gnu',
+  'x86_64-unknown-linux-musl': 'linux-x64-musl', 'aarch64-unknown-linux-musl': 'linux-arm64-musl',
+  'x86_64-apple-darwin': 'darwin-x64', 'aarch64-apple-darwin': 'darwin-arm64', 'x86_64-pc-windows-msvc': 'win32-x64-msvc',
+}
+// The host's, as the generated loader picks it.
+const libc = process.platform === 'linux' ? (process.report.getReport().header.glibcVersionRuntime ? '-gnu' : '-musl') : process.platform === 'win32' ? '-msvc' : ''
+const PLATFORM = `${process.platform}-${process.arch}${libc}`
+const TRIPLE = Object.keys(DIRS).find((t) => DIRS[t] === PLATFORM)
+const binary = `sharevault.${PLATFORM}.node`
+
+function run(cmd, args, cwd, opts = {}) {
+  // npm and npx are .cmd scripts on Windows, which only a shell runs.
+  const shell = process.platform === 'win32' && (cmd === 'npm' || cmd === 'npx' || cmd.endsWith('.cmd'))
+  return execFileSync(cmd, args, { cwd, shell, stdio: opts.capture ? 'pipe' : 'inherit', env: { ...process.env, ...opts.env } })?.toString()
+}
+function fail(msg) {
+  console.error(`pack-test: FAILED: ${msg}`)
+  process.exit(1)
+}
+
+for (const f of [binary, 'index.js', 'index.d.ts', 'dist/index.js', 'THIRD-PARTY']) {
+  if (!existsSync(join(root, f))) fail(`${f} is missing: run npm run build first`)
+}
+
+// The release layout: every napi target has an npm/ directory at the package's version. (The
+// optional dependencies on them are written at publish time by `napi pre-publish`: a package
+// that is not published yet cannot be in package-lock.json, and `npm ci` refuses a lock that
+// lacks a declared dependency.)
+if (pkg.optionalDependencies) fail('package.json declares optionalDependencies: napi pre-publish writes them when publishing')
+for (const t of pkg.napi.targets) {
+  const dir = DIRS[t]
+  if (!dir) fail(`no npm directory name known for target ${t}`)
+  const sub = JSON.parse(readFileSync(join(root, 'npm', dir, 'package.json'), 'utf8'))
+  if (sub.version !== pkg.version) fail(`npm/${dir} is at ${sub.version}, the package at ${pkg.version}`)
+}
+
+const work = mkdtempSync(join(tmpdir(), 'sharevault-pack-'))
+try {
+  // The release steps on what `npm pack` of the repository holds: the CI build's binary placed
+  // by `napi artifacts`, the optional dependencies written by `napi pre-publish` (publishing
+  // nothing), then both packages packed. napi refuses a release with any configured target's
+  // binary missing; only the host's is built here, so the staged package lists only its target.
+  const [unstaged] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work], root, { capture: true }))
+  const stage = join(work, 'package')
+  run('tar', ['xzf', join(work, unstaged.filename), '-C', work], root)
+  rmSync(join(work, unstaged.filename))
+  writeFileSync(join(stage, 'package.json'), JSON.stringify({ ...pkg, napi: { ...pkg.napi, targets: [TRIPLE] } }, null, 2))
+  cpSync(join(root, 'npm'), join(stage, 'npm'), { recursive: true })
+  const artifacts = join(work, 'artifacts', `bindings-${TRIPLE}`)
+  mkdirSync(artifacts, { recursive: true })
+  cpSync(join(root, binary), join(artifacts, binary))
+  run('npx', ['napi', 'artifacts', '--cwd', stage, '--output-dir', join(work, 'artifacts'), '--npm-dir', 'npm'], root)
+  // pre-publish reads the release commit's message (for a GitHub release, not made here).
+  run('git', ['init', '-q'], stage)
+  run('git', ['-c', 'user.name=pack-test', '-c', 'user.email=pack-test@localhost', 'commit', '-q', '--allow-empty', '-m', `v${pkg.version}`], stage)
+  run('npx', ['napi', 'pre-publish', '--cwd', stage, '--npm-dir', 'npm', '-t', 'npm', '--skip-optional-publish'], root)
+  const staged = JSON.parse(readFileSync(join(stage, 'package.json'), 'utf8'))
+  const platformPkg = JSON.parse(readFileSync(join(stage, 'npm', PLATFORM, 'package.json'), 'utf8')).name
+  if (staged.optionalDependencies?.[platformPkg] !== pkg.version) fail(`napi pre-publish did not declare ${platformPkg}@${pkg.version}: ${JSON.stringify(staged.optionalDependencies)}`)
+  const packed = {}
+  for (const [name, dir] of [['main', stage], ['platform', join(stage, 'npm', PLATFORM)]]) {
+    const [info] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work], dir, { capture: true }))
+    packed[name] = info
+  }
+
+  // What the main tarball holds: printed, and checked.
+  const files = packed.main.files.map((f) => f.path).sort()
+  console.log(`\n${packed.main.filename}: ${files.length} files, ${(packed.main.size / 1024).toFixed(1)} KiB packed, ${(packed.main.unpackedSize / 1024).toFixed(1)} KiB unpacked`)
+  for (const f of packed.main.files.sort((a, b) => a.path.localeCompare(b.path))) console.log(`  ${String(f.size).padStart(8)}  ${f.path}`)
+  console.log(`${packed.platform.filename}: ${packed.platform.files.map((f) => f.path).join(', ')}, ${(packed.platform.size / 1048576).toFixed(2)} MiB packed`)
+  const needed = ['package.json', 'README.md', 'LICENSE', 'THIRD-PARTY', 'index.js', 'index.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/dynamic.js', 'dist/dynamic.d.ts', 'esm/index.mjs', 'esm/index.d.mts', 'esm/dynamic.mjs', 'esm/dynamic.d.mts']
+  for (const f of needed) if (!files.includes(f)) fail(`the tarball lacks ${f}`)
+  const unwanted = files.filter((f) => /(^|\/)(__test__|bench|scripts|crates|src|npm|examples|\.ci|\.github)\//.test(f) || /fixture|demo|\.test\.|\.map$|\.node$|\.rs$|^Cargo|tsconfig|jest/.test(f))
+  if (unwanted.length) fail(`the tarball holds files the package does not need: ${unwanted.join(', ')}`)
+  if (packed.platform.files.map((f) => f.path).sort().join() !== [binary, 'package.json', 'README.md'].sort().join()) fail('the platform tarball holds unexpected files')
+
+  // A fresh project: installs the tarballs from the registry's point of view.
+  const app = join(work, 'app')
+  mkdirSync(app)
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'pack-test-app', version: '1.0.0', private: true }, null, 2))
+  const ts = JSON.parse(readFileSync(join(root, 'node_modules', 'typescript', 'package.json'), 'utf8')).version
+  run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(work, packed.main.filename), join(work, packed.platform.filename), `typescript@${ts}`, '@types/node@20'], app)
+  const installed = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')).dependencies
+  if (Object.values(installed).some((spec) => spec.includes(root))) fail('the project links to the source tree')
+  for (const f of ['consumer.cjs', 'consumer.mjs', 'consumer.ts', 'bad.ts']) cpSync(join(here, f), join(app, f))
+
+  run(process.execPath, ['consumer.cjs'], app)
+  run(process.execPath, ['consumer.mjs'], app)
+
+  // The installed command: migrates a fresh SQLite file, then finds it current.
+  const bin = join(app, 'node_modules', '.bin', process.platform === 'win32' ? 'sharevault.cmd' : 'sharevault')
+  const db = `sqlite://${join(work, 'cli.db')}`
+  const first = run(bin, ['migrate', '--database', db], app, { capture: true })
+  const second = run(bin, ['migrate'], app, { capture: true, env: { SHAREVAULT_DATABASE: db } })
+  if (!/migrated from version 0 to 1/.test(first) || !/already at version 1/.test(second)) fail(`sharevault migrate printed: ${first} / ${second}`)
+  console.log('command: sharevault migrate ok')
+
+  const tsc = join(app, 'node_modules', 'typescript', 'bin', 'tsc')
+  const configs = {
+    nodenext: { module: 'nodenext', moduleResolution: 'nodenext' },
+    bundler: { module: 'esnext', moduleResolution: 'bundler' },
+  }
+  for (const [name, opts] of Object.entries(configs)) {
+    writeFileSync(join(app, `tsconfig.${name}.json`), JSON.stringify({ compilerOptions: { ...opts, target: 'es2022', strict: true, noEmit: true, types: ['node'] }, files: ['consumer.ts'] }))
+    run(process.execPath, [tsc, '-p', `tsconfig.${name}.json`], app)
+    console.log(`typescript (${name}): consumer.ts compiles`)
+    writeFileSync(join(app, `tsconfig.${name}.bad.json`), JSON.stringify({ compilerOptions: { ...opts, target: 'es2022', strict: true, noEmit: true, types: ['node'] }, files: ['bad.ts'] }))
+    let out = ''
+    try {
+      run(process.execPath, [tsc, '-p', `tsconfig.${name}.bad.json`], app, { capture: true })
+      fail(`bad.ts compiled under ${name}: the types do not catch a misspelt option`)
+    } catch (e) {
+      out = String(e.stdout)
+    }
+    if (!/error TS2353|error TS2561/.test(out) || !out.includes('cahce')) fail(`bad.ts failed under ${name}, but not for the misspelt option:\n${out}`)
+    console.log(`typescript (${name}): bad.ts is refused (${out.match(/error TS\d+/)[0]})`)
+  }
+
+  // consumer.ts uses every exported name of the package: compare with the compiler's own list.
+  const check = `
+    const ts = require('typescript')
+    const program = ts.createProgram(['consumer.ts'], { module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, noEmit: true, types: ['node'] })
+    const checker = program.getTypeChecker()
+    const file = program.getSourceFile('consumer.ts')
+    const decl = file.statements.find((s) => ts.isImportDeclaration(s) && s.moduleSpecifier.text === 'sharevault')
+    const mod = checker.getSymbolAtLocation(decl.moduleSpecifier)
+    const exported = checker.getExportsOfModule(mod).map((s) => s.name).sort()
+    const imported = decl.importClause.namedBindings.elements.map((e) => e.name.text).sort()
+    const missing = exported.filter((n) => !imported.includes(n))
+    if (missing.length) { console.error('consumer.ts does not use: ' + missing.join(', ')); process.exit(1) }
+    console.log('typescript: consumer.ts uses all ' + exported.length + ' exports')`
+  run(process.execPath, ['-e', check], app)
+  console.log('\npack-test: ok')
+} finally {
+  if (process.argv.includes('--keep')) console.log(`kept ${work}`)
+  else rmSync(work, { recursive: true, force: true })
+}

@@ -1,0 +1,66 @@
+// Compiled in the fresh project under "module": "nodenext" and under "moduleResolution":
+// "bundler": every public type and value of the package is used here (pack-test.js checks the
+// list against the package's exports with the TypeScript compiler itself).
+import {
+  Vault,
+  VaultError,
+  ErrorCode,
+  migrate,
+  type AuditRecord,
+  type AwsKmsOptions,
+  type CacheOptions,
+  type CreatedWallet,
+  type DatabaseOptions,
+  type HydratedWallet,
+  type KeyShareBackupEntry,
+  type KeyShareBackupInfo,
+  type KmsOptions,
+  type ListOptions,
+  type LocalKmsOptions,
+  type Migrated,
+  type OpenOptions,
+  type PoolOptions,
+  type ReplaceSharesInput,
+  type ServerKeyShare,
+  type ThresholdSignatureScheme,
+  type VaultErrorCode,
+  type VaultStats,
+  type WalletMetadata,
+  type WithWalletOptions,
+} from 'sharevault'
+import * as dynamic from 'sharevault/dynamic'
+
+const scheme: ThresholdSignatureScheme = 'TWO_OF_TWO'
+const entry: KeyShareBackupEntry = { location: 'external' }
+const backup: KeyShareBackupInfo = { passwordEncrypted: false, backups: { external: [entry] } }
+const metadata: WalletMetadata = { walletId: 'w', accountAddress: '0x1', chainName: 'EVM', thresholdSignatureScheme: scheme, externalServerKeySharesBackupInfo: backup }
+const share: ServerKeyShare = { pubkey: new Uint8Array(32), secretShare: 's' }
+const created: CreatedWallet = { walletMetadata: metadata, externalServerKeyShares: [share] }
+const local: LocalKmsOptions = { provider: 'local', key: new Uint8Array(32) }
+const aws: AwsKmsOptions = { provider: 'aws', keyId: 'alias/k', region: 'us-east-1', timeoutMs: 5000 }
+const kms: KmsOptions = Math.random() > 2 ? aws : local
+const cache: CacheOptions = { maxEntries: 10 }
+const pool: PoolOptions = { maxConnections: 4 }
+const db: DatabaseOptions = { database: ':memory:', pool }
+const open: OpenOptions = { ...db, environment: 'e', kms, cache, migrate: true }
+const list: ListOptions = { limit: 10 }
+const withOpts: WithWalletOptions = { purpose: 'sign' }
+const replace: ReplaceSharesInput = { externalServerKeyShares: [share], backupInfo: backup, thresholdSignatureScheme: 'TWO_OF_THREE' }
+const code: VaultErrorCode = ErrorCode.ErrNotFound
+
+export async function use(): Promise<void> {
+  const m: Migrated = await migrate(db)
+  const vault: Vault = await Vault.open(open)
+  await vault.storeWallet(created)
+  const n: number = await vault.withWallet(metadata.accountAddress, (w: HydratedWallet) => w.externalServerKeyShares.length, withOpts)
+  await vault.replaceShares(metadata.accountAddress, replace)
+  const audit: AuditRecord[] = await vault.auditLog({ limit: 1 })
+  const stats: VaultStats = vault.stats()
+  const listed: WalletMetadata[] = await vault.listWallets(list)
+  try {
+    await vault.getMetadata('0x2')
+  } catch (e) {
+    if (e instanceof VaultError && e.code === code) console.log(m, n, audit, stats, listed, Object.keys(dynamic))
+  }
+  await vault.close()
+}
