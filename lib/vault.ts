@@ -24,6 +24,15 @@ async function call<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
+/** `call` for the binding's synchronous members (a contained panic there is ERR_INTERNAL too). */
+function callSync<T>(f: () => T): T {
+  try {
+    return f()
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
 /**
  * An own property of `o`, or `undefined`. Never an inherited one: a polluted `Object.prototype`
  * (a careless deep merge) must not be able to supply an actor, a purpose, or shares.
@@ -108,7 +117,7 @@ export class Vault {
    */
   static async open(options: OpenOptions): Promise<Vault> {
     const handle = await call(() => openVault(options))
-    return new Vault(handle, handle.environment)
+    return new Vault(handle, callSync(() => handle.environment))
   }
 
   /**
@@ -183,6 +192,19 @@ export class Vault {
     return JSON.parse(await call(() => this.native.replaceShares(a, shares, info, scheme, actor))) as WalletMetadata
   }
 
+  /**
+   * Writes a sealed state (what an `ERR_UNPERSISTED_SHARES` error carries: new shares the SDK
+   * returned that could not be written at the time) as the wallet's shares, backup info and
+   * scheme. Only while the wallet is still at the generation the state replaces: if it has
+   * changed since, the state is stale and this is `ERR_CONFLICT` (nothing is rolled back). A
+   * state from another environment is `ERR_ENVIRONMENT_MISMATCH`; an altered one `ERR_TAMPERED`.
+   */
+  async recoverSealed(sealed: string, options: { actor?: string } = {}): Promise<WalletMetadata> {
+    const s = str(sealed, 'sealed')
+    const actor = actorOf(options)
+    return JSON.parse(await call(() => this.native.recoverSealed(s, actor))) as WalletMetadata
+  }
+
   /** Deletes the wallet: metadata, sealed shares and wrapped data key (crypto-shredding). */
   async deleteWallet(address: string, options: { actor?: string } = {}): Promise<void> {
     const a = str(address, 'address')
@@ -227,7 +249,7 @@ export class Vault {
 
   /** Counters since open: KMS calls by operation, data-key cache, errors by code, hydrate latency. */
   stats(): VaultStats {
-    const s = this.native.stats()
+    const s = callSync(() => this.native.stats())
     return { ...s, kmsCalls: { ...s.kmsCalls }, errors: { ...s.errors } }
   }
 

@@ -12,6 +12,7 @@ mod panic;
 mod raw;
 mod settle;
 
+use base64::Engine;
 use convert::{HydratedOutput, SharesInput};
 use error::to_napi;
 use napi::bindgen_prelude::ToNapiValue;
@@ -231,6 +232,53 @@ impl NativeVault {
             env.raw(),
             async move {
                 v.replace_shares(&address, &shares.0, &backup_info_json, scheme.as_deref(), actor.as_deref()).await
+            },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
+    }
+
+    /// Seals new shares that could not be written (with their backup info and scheme) under a
+    /// fresh data key, bound to the wallet and the generation they replace. Resolves to the
+    /// sealed state, base64: what `ERR_UNPERSISTED_SHARES` carries. Needs the KMS only.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "metadataJson: string, baseGeneration: number, shares: unknown[], backupInfoJson: string, scheme?: string | undefined | null",
+        ts_return_type = "Promise<string>"
+    )]
+    pub fn seal_unpersisted(
+        &self,
+        env: Env,
+        metadata_json: String,
+        base_generation: i64,
+        shares: SharesInput,
+        backup_info_json: String,
+        scheme: Option<String>,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let blob = v
+                    .seal_unpersisted(&metadata_json, base_generation, &shares.0, &backup_info_json, scheme.as_deref())
+                    .await?;
+                Ok(base64::engine::general_purpose::STANDARD.encode(blob))
+            },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
+    }
+
+    /// Writes a sealed state (from `sealUnpersisted`) as the wallet's shares, if the wallet is
+    /// still at the generation it replaces. Resolves to the new metadata JSON.
+    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
+    pub fn recover_sealed(&self, env: Env, sealed: String, actor: Option<String>) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let blob = base64::engine::general_purpose::STANDARD
+                    .decode(sealed.trim())
+                    .map_err(|_| Error::invalid("sealed", "is not a sealed state (base64 expected)"))?;
+                v.recover_sealed(&blob, actor.as_deref()).await
             },
             |env, s| unsafe { String::to_napi_value(env, s) },
         )

@@ -71,17 +71,23 @@ pub fn random_nonce() -> [u8; 12] {
 /// Encrypts `plaintext` under a fresh nonce and returns `(nonce, ciphertext + tag)`. The working
 /// copy is a [`SecretBuf`] with room for the tag, so encrypting never leaves an unwiped copy.
 pub fn seal(dek: &DataKey, binding: &Binding<'_>, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    scrubbing_stack(|| seal_in(dek, binding, plaintext))
+    seal_with(dek, &binding.aad(), plaintext)
 }
 
-fn seal_in(dek: &DataKey, binding: &Binding<'_>, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+/// [`seal`] under an AAD the caller builds (for blobs other than stored records, whose AAD
+/// starts with a tag of their own so that neither can pass for the other).
+pub fn seal_with(dek: &DataKey, aad: &[u8], plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    scrubbing_stack(|| seal_in(dek, aad, plaintext))
+}
+
+fn seal_in(dek: &DataKey, aad: &[u8], plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     let cipher = Aes256Gcm::new(dek.expose().into());
     let nonce = random_nonce();
     let mut plaintext_copy = SecretBuf::with_capacity(plaintext.len() + TAG_LEN);
     plaintext_copy.extend_from_slice(plaintext);
     let mut plaintext = plaintext_copy;
     cipher
-        .encrypt_in_place(Nonce::from_slice(&nonce), &binding.aad(), plaintext.as_mut_vec())
+        .encrypt_in_place(Nonce::from_slice(&nonce), aad, plaintext.as_mut_vec())
         .map_err(|_| Error::internal("encryption failed"))?;
     let ciphertext = std::mem::take(plaintext.as_mut_vec());
     Ok((nonce.to_vec(), ciphertext))
@@ -90,10 +96,15 @@ fn seal_in(dek: &DataKey, binding: &Binding<'_>, plaintext: &[u8]) -> Result<(Ve
 /// Decrypts a record's ciphertext. Any change to the ciphertext, nonce, or any bound fact is
 /// `ERR_TAMPERED`; no partial plaintext is ever returned.
 pub fn open(dek: &DataKey, binding: &Binding<'_>, nonce: &[u8], ciphertext: &[u8]) -> Result<SecretBuf> {
-    scrubbing_stack(|| open_in(dek, binding, nonce, ciphertext))
+    open_with(dek, &binding.aad(), nonce, ciphertext)
 }
 
-fn open_in(dek: &DataKey, binding: &Binding<'_>, nonce: &[u8], ciphertext: &[u8]) -> Result<SecretBuf> {
+/// [`open`] under an AAD the caller builds (see [`seal_with`]).
+pub fn open_with(dek: &DataKey, aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> Result<SecretBuf> {
+    scrubbing_stack(|| open_in(dek, aad, nonce, ciphertext))
+}
+
+fn open_in(dek: &DataKey, aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> Result<SecretBuf> {
     if nonce.len() != 12 || ciphertext.len() < TAG_LEN {
         return Err(Error::tampered("the sealed shares are malformed"));
     }
@@ -101,7 +112,7 @@ fn open_in(dek: &DataKey, binding: &Binding<'_>, nonce: &[u8], ciphertext: &[u8]
     let mut buf = SecretBuf::with_capacity(ciphertext.len());
     buf.extend_from_slice(ciphertext);
     cipher
-        .decrypt_in_place(Nonce::from_slice(nonce), &binding.aad(), buf.as_mut_vec())
+        .decrypt_in_place(Nonce::from_slice(nonce), aad, buf.as_mut_vec())
         .map_err(|_| Error::tampered("the sealed shares failed authentication"))?;
     Ok(buf)
 }

@@ -9,6 +9,7 @@ pub mod secret;
 pub mod shares;
 pub mod stats;
 pub mod store;
+pub mod unpersisted;
 pub mod vault;
 
 pub use error::{Error, ErrorCode, Result};

@@ -11,6 +11,7 @@ use crate::secret::SecretBuf;
 use crate::shares;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{Applied, AuditQuery, Change, ListQuery, MetadataRow, WalletRow, WalletStore};
+use crate::unpersisted::Unpersisted;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -384,7 +385,21 @@ impl Vault {
         scheme: Option<&str>,
         actor: Option<&str>,
     ) -> Result<String> {
-        self.run(async {
+        self.run(self.replace_shares_at(address, shares, backup_info_json, scheme, actor, None)).await
+    }
+
+    /// [`Vault::replace_shares`], and if `base_generation` is given, only while the stored
+    /// generation is still that one (checked in the same compare-and-swap as the write).
+    async fn replace_shares_at(
+        &self,
+        address: &str,
+        shares: &SecretBuf,
+        backup_info_json: &str,
+        scheme: Option<&str>,
+        actor: Option<&str>,
+        base_generation: Option<i64>,
+    ) -> Result<String> {
+        {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
             let new_scheme = match scheme {
                 None => None,
@@ -395,6 +410,16 @@ impl Vault {
             let backup = parse_backup_info(backup_info_json)?;
             for attempt in 0..MAX_CAS_ATTEMPTS {
                 let row = self.wallet_row(address).await?;
+                if let Some(base) = base_generation.filter(|g| *g != row.generation) {
+                    return Err(Error::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "the wallet {address} has changed since this state was sealed (its shares are at generation \
+                             {}, the sealed state replaces generation {base}): the sealed state is stale",
+                            row.generation
+                        ),
+                    ));
+                }
                 let mut obj = stored_metadata(&row.metadata_json)?;
                 let current = obj
                     .get("thresholdSignatureScheme")
@@ -443,6 +468,87 @@ impl Vault {
                 }
             }
             Err(Error::new(ErrorCode::Conflict, "the wallet kept changing while its shares were replaced"))
+        }
+    }
+
+    /// Seals shares the SDK returned that could not be written (see `unpersisted`): with the
+    /// backup info and scheme that go with them, bound to the wallet `metadata_json` names, this
+    /// vault's environment, and the generation they replace. Needs the KMS, not the database.
+    pub async fn seal_unpersisted(
+        &self,
+        metadata_json: &str,
+        base_generation: i64,
+        shares: &SecretBuf,
+        backup_info_json: &str,
+        scheme: Option<&str>,
+    ) -> Result<Vec<u8>> {
+        self.run(async {
+            let obj = model::parse_metadata(metadata_json)?;
+            let id = model::validate_metadata(&obj)?;
+            let effective = match scheme {
+                None => id.scheme,
+                Some(s) => Scheme::parse(s).ok_or_else(|| {
+                    Error::invalid("thresholdSignatureScheme", "must be TWO_OF_TWO, TWO_OF_THREE or THREE_OF_FIVE")
+                })?,
+            };
+            shares::validate(shares, effective.external_share_count(), effective.as_str())?;
+            parse_backup_info(backup_info_json)?;
+            if base_generation < 1 {
+                return Err(Error::invalid("generation", "must be the generation the shares replace (1 or more)"));
+            }
+            let ctx = self.key_context(&id.wallet_id);
+            let key = self.kms.generate_data_key(&ctx).await?;
+            // A one-off key: no cached copy of it should outlive this call.
+            self.kms.forget(&key.kek, &key.wrapped, &ctx);
+            let mut state = Unpersisted {
+                environment: self.environment.clone(),
+                wallet_id: id.wallet_id.clone(),
+                address: id.account_address.clone(),
+                chain_name: id.chain_name.clone(),
+                base_generation,
+                backup_info_json: backup_info_json.to_string(),
+                scheme: scheme.map(|_| effective.as_str().to_string()),
+                kek: key.kek,
+                wrapped_dek: key.wrapped,
+                nonce: Vec::new(),
+                ciphertext: Vec::new(),
+            };
+            let (nonce, ciphertext) = envelope::seal_with(&key.plaintext, &state.aad(), shares.as_slice())?;
+            state.nonce = nonce;
+            state.ciphertext = ciphertext;
+            Ok(state.encode())
+        })
+        .await
+    }
+
+    /// Writes a sealed, unpersisted state (from [`Vault::seal_unpersisted`]) as the wallet's new
+    /// shares, backup info and scheme, if the wallet is still at the generation the state
+    /// replaces (`ERR_CONFLICT` if it has changed since: the state is stale). A blob of another
+    /// environment is `ERR_ENVIRONMENT_MISMATCH`, of another wallet or altered `ERR_TAMPERED`.
+    pub async fn recover_sealed(&self, blob: &[u8], actor: Option<&str>) -> Result<String> {
+        self.run(async {
+            let state = Unpersisted::decode(blob)?;
+            self.same_environment(&state.environment, &state.address)?;
+            let ctx = self.key_context(&state.wallet_id);
+            let dek = self.kms.unwrap_data_key(&state.kek, &state.wrapped_dek, &ctx).await?;
+            self.kms.forget(&state.kek, &state.wrapped_dek, &ctx);
+            let shares = envelope::open_with(&dek, &state.aad(), &state.nonce, &state.ciphertext)
+                .map_err(|_| Error::tampered("the sealed state failed authentication"))?;
+            let row = self.wallet_row(&state.address).await?;
+            if row.wallet_id != state.wallet_id {
+                return Err(Error::tampered(
+                    "the sealed state belongs to another wallet than the one stored at its address",
+                ));
+            }
+            self.replace_shares_at(
+                &state.address,
+                &shares,
+                &state.backup_info_json,
+                state.scheme.as_deref(),
+                actor,
+                Some(state.base_generation),
+            )
+            .await
         })
         .await
     }

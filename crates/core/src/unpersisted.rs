@@ -1,0 +1,190 @@
+//! The unpersisted-state blob. After `refreshWalletAccountShares` or `reshare` the old shares no
+//! longer sign; if the new ones cannot be written (the database is down), they must not be lost
+//! and must not be handed to the caller in plaintext. The vault seals them, with the backup info
+//! and scheme that go with them, under a fresh data key from its own KMS (the same key context
+//! as the wallet's records), into this blob, which the caller keeps and later passes to
+//! `recover_sealed`. The blob names the generation it replaces, so a stale one (the wallet has
+//! changed since) is refused instead of rolling the wallet back.
+//!
+//! Layout (all integers big-endian): `SVUS`, version 1, then length-prefixed (u32) fields:
+//! environment, wallet id, address, chain, base generation (8 bytes), backup info JSON, scheme
+//! (empty: unchanged), KEK provider, key id, key version, wrapped data key, nonce, ciphertext.
+//! Every field but the last four is in the AAD (with its own tag, so a blob can never pass for a
+//! stored record or the reverse); the shares are the ciphertext.
+
+use crate::envelope::KekRef;
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 4] = b"SVUS";
+const VERSION: u8 = 1;
+const AAD_TAG: &[u8] = b"sharevault/unpersisted/v1";
+/// Larger than any real state (shares of several KB each, backup info): refuses garbage early.
+const MAX_BLOB: usize = 4 << 20;
+
+/// A sealed, unpersisted state (everything but the plaintext shares).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpersisted {
+    pub environment: String,
+    pub wallet_id: String,
+    pub address: String,
+    pub chain_name: String,
+    /// The generation these shares replace: recovery applies only while it is still current.
+    pub base_generation: i64,
+    pub backup_info_json: String,
+    pub scheme: Option<String>,
+    pub kek: KekRef,
+    pub wrapped_dek: Vec<u8>,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+fn put(out: &mut Vec<u8>, field: &[u8]) {
+    out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+    out.extend_from_slice(field);
+}
+
+impl Unpersisted {
+    /// The bound facts, length-prefixed after the blob's own tag.
+    pub fn aad(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.backup_info_json.len());
+        put(&mut out, AAD_TAG);
+        self.put_facts(&mut out);
+        out
+    }
+
+    fn put_facts(&self, out: &mut Vec<u8>) {
+        put(out, self.environment.as_bytes());
+        put(out, self.wallet_id.as_bytes());
+        put(out, self.address.as_bytes());
+        put(out, self.chain_name.as_bytes());
+        put(out, &self.base_generation.to_be_bytes());
+        put(out, self.backup_info_json.as_bytes());
+        put(out, self.scheme.as_deref().unwrap_or("").as_bytes());
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512 + self.backup_info_json.len() + self.ciphertext.len());
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        self.put_facts(&mut out);
+        put(&mut out, self.kek.provider.as_bytes());
+        put(&mut out, self.kek.key_id.as_bytes());
+        put(&mut out, self.kek.key_version.as_bytes());
+        put(&mut out, &self.wrapped_dek);
+        put(&mut out, &self.nonce);
+        put(&mut out, &self.ciphertext);
+        out
+    }
+
+    /// Parses a blob strictly: anything that is not one whole blob of this version is
+    /// `ERR_INVALID_INPUT` (path `sealed`); whether it is authentic is for the decryption to say.
+    pub fn decode(bytes: &[u8]) -> Result<Unpersisted> {
+        let bad =
+            || Error::invalid("sealed", "is not a sealed state (the value an ERR_UNPERSISTED_SHARES error carries)");
+        if bytes.len() > MAX_BLOB || bytes.len() < 5 || &bytes[..4] != MAGIC || bytes[4] != VERSION {
+            return Err(bad());
+        }
+        let mut rest = &bytes[5..];
+        let mut field = || -> Result<Vec<u8>> {
+            if rest.len() < 4 {
+                return Err(bad());
+            }
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            if rest.len() - 4 < len {
+                return Err(bad());
+            }
+            let v = rest[4..4 + len].to_vec();
+            rest = &rest[4 + len..];
+            Ok(v)
+        };
+        let text = |v: Vec<u8>| String::from_utf8(v).map_err(|_| bad());
+        let environment = text(field()?)?;
+        let wallet_id = text(field()?)?;
+        let address = text(field()?)?;
+        let chain_name = text(field()?)?;
+        let generation: [u8; 8] = field()?.try_into().map_err(|_| bad())?;
+        let backup_info_json = text(field()?)?;
+        let scheme = text(field()?)?;
+        let kek = KekRef { provider: text(field()?)?, key_id: text(field()?)?, key_version: text(field()?)? };
+        let wrapped_dek = field()?;
+        let nonce = field()?;
+        let ciphertext = field()?;
+        if !rest.is_empty() {
+            return Err(bad());
+        }
+        Ok(Unpersisted {
+            environment,
+            wallet_id,
+            address,
+            chain_name,
+            base_generation: i64::from_be_bytes(generation),
+            backup_info_json,
+            scheme: (!scheme.is_empty()).then_some(scheme),
+            kek,
+            wrapped_dek,
+            nonce,
+            ciphertext,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Unpersisted {
+        Unpersisted {
+            environment: "prod".into(),
+            wallet_id: "w-1".into(),
+            address: "0xAbC".into(),
+            chain_name: "EVM".into(),
+            base_generation: 3,
+            backup_info_json: r#"{"passwordEncrypted":false,"backups":{}}"#.into(),
+            scheme: Some("TWO_OF_THREE".into()),
+            kek: KekRef { provider: "local".into(), key_id: "k".into(), key_version: "1".into() },
+            wrapped_dek: vec![1; 60],
+            nonce: vec![2; 12],
+            ciphertext: vec![3; 100],
+        }
+    }
+
+    #[test]
+    fn a_blob_decodes_to_what_was_encoded() {
+        let s = sample();
+        assert_eq!(Unpersisted::decode(&s.encode()).unwrap(), s);
+        let none = Unpersisted { scheme: None, ..sample() };
+        assert_eq!(Unpersisted::decode(&none.encode()).unwrap(), none);
+    }
+
+    #[test]
+    fn anything_but_one_whole_blob_is_invalid_input() {
+        let blob = sample().encode();
+        for cut in 0..blob.len() {
+            let e = Unpersisted::decode(&blob[..cut]).unwrap_err();
+            assert_eq!(e.code, crate::error::ErrorCode::InvalidInput, "cut at {cut}");
+        }
+        let mut longer = blob.clone();
+        longer.push(0);
+        assert!(Unpersisted::decode(&longer).is_err());
+        let mut other_version = blob.clone();
+        other_version[4] = 2;
+        assert!(Unpersisted::decode(&other_version).is_err());
+    }
+
+    #[test]
+    fn every_bound_fact_changes_the_aad() {
+        let base = sample().aad();
+        let variants = [
+            Unpersisted { environment: "dev".into(), ..sample() },
+            Unpersisted { wallet_id: "w-2".into(), ..sample() },
+            Unpersisted { address: "0xabc".into(), ..sample() },
+            Unpersisted { chain_name: "SVM".into(), ..sample() },
+            Unpersisted { base_generation: 4, ..sample() },
+            Unpersisted { backup_info_json: "{}".into(), ..sample() },
+            Unpersisted { scheme: None, ..sample() },
+        ];
+        for v in variants {
+            assert_ne!(v.aad(), base, "{v:?}");
+        }
+    }
+}
