@@ -62,6 +62,13 @@ describe('migrate() and the command refuse bad input', () => {
     expect(r.stderr).toContain('SHAREVAULT_DATABASE')
   })
 
+  it('exits 2 without echoing the password when the URL is passed as a bare argument', async () => {
+    const r = await cli(['migrate', 'postgres://app:hunter2-secret@db.internal/wallets'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('--database')
+    expect(r.stderr + r.stdout).not.toContain('hunter2')
+  })
+
   it('exits 1 without echoing the password when the server cannot be reached', async () => {
     const r = await cli(['migrate'], { SHAREVAULT_DATABASE: 'postgres://app:hunter2-secret@127.0.0.1:1/nothing?connect_timeout=2' })
     expect(r.code).toBe(1)

@@ -11,8 +11,22 @@ const USAGE = `usage:
   sharevault migrate [--database <url>] [--allow-insecure-transport]
       the database is $SHAREVAULT_DATABASE unless --database is given`
 
+/** Credentials in anything that looks like a URL, masked: `postgres://app:***@db/x`. */
+function redact(text: string): string {
+  return text.replace(/(\/\/[^:@/\s]*):[^@/\s]*@/g, '$1:***@')
+}
+
 async function migrateCommand(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { database: { type: 'string' }, 'allow-insecure-transport': { type: 'boolean' } } })
+  let parsed
+  try {
+    parsed = parseArgs({ args, options: { database: { type: 'string' }, 'allow-insecure-transport': { type: 'boolean' } } })
+  } catch {
+    // parseArgs quotes the offending argument, which may be a URL with a password in it.
+    console.error(`unexpected argument (the database goes after --database, or in SHAREVAULT_DATABASE)\n${USAGE}`)
+    process.exitCode = 2
+    return
+  }
+  const { values } = parsed
   const database = values.database ?? process.env.SHAREVAULT_DATABASE
   if (!database) {
     console.error(`no database: set SHAREVAULT_DATABASE or pass --database\n${USAGE}`)
@@ -32,6 +46,6 @@ async function main(): Promise<void> {
 
 main().catch((e) => {
   const code = (e as { code?: unknown }).code
-  console.error(e instanceof Error ? `${e.name}${typeof code === 'string' ? ` [${code}]` : ''}: ${e.message}` : e)
+  console.error(redact(e instanceof Error ? `${e.name}${typeof code === 'string' ? ` [${code}]` : ''}: ${e.message}` : String(e)))
   process.exitCode = 1
 })

@@ -11,7 +11,7 @@
 const { execFileSync } = require('node:child_process')
 const { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs')
 const { tmpdir } = require('node:os')
-const { join } = require('node:path')
+const { dirname, join } = require('node:path')
 
 const root = join(__dirname, '..')
 const here = join(__dirname, 'pack-test')
@@ -60,10 +60,13 @@ try {
   // by `napi artifacts`, the optional dependencies written by `napi pre-publish` (publishing
   // nothing), then both packages packed. napi refuses a release with any configured target's
   // binary missing; only the host's is built here, so the staged package lists only its target.
-  const [unstaged] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work], root, { capture: true }))
+  // (The files `npm pack` would take, copied rather than extracted: no tar dependency on Windows.)
+  const [listed] = JSON.parse(run('npm', ['pack', '--dry-run', '--json'], root, { capture: true }))
   const stage = join(work, 'package')
-  run('tar', ['xzf', join(work, unstaged.filename), '-C', work], root)
-  rmSync(join(work, unstaged.filename))
+  for (const f of listed.files) {
+    mkdirSync(dirname(join(stage, f.path)), { recursive: true })
+    cpSync(join(root, f.path), join(stage, f.path))
+  }
   writeFileSync(join(stage, 'package.json'), JSON.stringify({ ...pkg, napi: { ...pkg.napi, targets: [TRIPLE] } }, null, 2))
   cpSync(join(root, 'npm'), join(stage, 'npm'), { recursive: true })
   const artifacts = join(work, 'artifacts', `bindings-${TRIPLE}`)
@@ -102,7 +105,7 @@ try {
   run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(work, packed.main.filename), join(work, packed.platform.filename), `typescript@${ts}`, '@types/node@20'], app)
   const installed = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')).dependencies
   if (Object.values(installed).some((spec) => spec.includes(root))) fail('the project links to the source tree')
-  for (const f of ['consumer.cjs', 'consumer.mjs', 'consumer.ts', 'bad.ts']) cpSync(join(here, f), join(app, f))
+  for (const f of ['consumer.cjs', 'consumer.mjs', 'consumer.ts', 'consumer.mts', 'bad.ts']) cpSync(join(here, f), join(app, f))
 
   run(process.execPath, ['consumer.cjs'], app)
   run(process.execPath, ['consumer.mjs'], app)
@@ -121,9 +124,11 @@ try {
     bundler: { module: 'esnext', moduleResolution: 'bundler' },
   }
   for (const [name, opts] of Object.entries(configs)) {
-    writeFileSync(join(app, `tsconfig.${name}.json`), JSON.stringify({ compilerOptions: { ...opts, target: 'es2022', strict: true, noEmit: true, types: ['node'] }, files: ['consumer.ts'] }))
+    // consumer.ts is CommonJS to nodenext here (the project has no "type": "module"), so the
+    // ESM types (esm/*.d.mts) are checked through consumer.mts.
+    writeFileSync(join(app, `tsconfig.${name}.json`), JSON.stringify({ compilerOptions: { ...opts, target: 'es2022', strict: true, noEmit: true, types: ['node'] }, files: ['consumer.ts', 'consumer.mts'] }))
     run(process.execPath, [tsc, '-p', `tsconfig.${name}.json`], app)
-    console.log(`typescript (${name}): consumer.ts compiles`)
+    console.log(`typescript (${name}): consumer.ts and consumer.mts compile`)
     writeFileSync(join(app, `tsconfig.${name}.bad.json`), JSON.stringify({ compilerOptions: { ...opts, target: 'es2022', strict: true, noEmit: true, types: ['node'] }, files: ['bad.ts'] }))
     let out = ''
     try {

@@ -3,7 +3,9 @@
 //! (`panic = "unwind"`, set deliberately in Cargo.toml); every exported function is
 //! `#[napi(catch_unwind)]`; work on the runtime runs in its own task, whose panic settles the
 //! promise with `ERR_INTERNAL` (`settle.rs`); and the JS-thread half of a settlement is caught
-//! here too. The hook replaces the default one, which would print the payload to stderr, with a
+//! here too. (napi-rs's `catch_unwind` puts the payload in the error it throws; the facade turns
+//! every unmarked native error into `ERR_INTERNAL` without its text, and our own panics never
+//! carry share material.) The hook replaces the default one, which would print the payload to stderr, with a
 //! line that names only the source location. This cdylib links its own copy of `std`, so the
 //! hook is this library's: it does not touch the host's (or another addon's) panic handling.
 

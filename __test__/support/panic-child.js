@@ -11,7 +11,7 @@ async function outcome(where) {
     return { where, ok: true }
   } catch (e) {
     const v = fromNative(e)
-    return { where, name: v.name, code: v.code, message: v.message }
+    return { where, name: v.name, code: v.code, message: v.message, raw: String(e && e.message) }
   }
 }
 

@@ -183,3 +183,25 @@ async fn with_migrations_off_open_creates_nothing_until_migrate_has_run() {
         db.drop().await;
     }
 }
+
+/// With migrations off, an existing file that is not a current sharevault database is left
+/// exactly as it was: not turned into a database, not switched to WAL, no side files.
+#[tokio::test]
+async fn with_migrations_off_an_unmigrated_file_is_not_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    let err = open_with(&format!("sqlite://{}", path.display()), no_migrations()).await.err().unwrap();
+    assert_eq!(err.code, ErrorCode::Storage);
+    assert!(err.message.contains("sharevault migrate"), "{}", err.message);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "the file was written");
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["empty.db"], "side files were created");
+    // A missing file stays missing.
+    let missing = dir.path().join("missing.db");
+    let err = open_with(&format!("sqlite://{}", missing.display()), no_migrations()).await.err().unwrap();
+    assert_eq!(err.code, ErrorCode::Storage);
+    assert!(!missing.exists());
+}

@@ -96,6 +96,9 @@ async fn no_freed_heap_block_holds_plaintext_after_store_and_hydrate() {
     let (mut urls, pg) = support::databases(dir.path()).await;
     urls.push(("sqlite :memory:", ":memory:".into()));
     for (name, url) in &urls {
+        // Counted per backend: each run must scan on its own.
+        SCANNED.store(0, Ordering::SeqCst);
+        LEAKS.store(0, Ordering::SeqCst);
         store_and_hydrate(url).await;
         assert!(SCANNED.load(Ordering::SeqCst) > 10, "{name}: the scan did not run");
         assert_eq!(LEAKS.load(Ordering::SeqCst), 0, "{name}: a freed heap block still held plaintext share bytes");

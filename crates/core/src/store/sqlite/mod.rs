@@ -92,28 +92,35 @@ impl ReaderPool {
     }
 }
 
-/// The writer's connection (the file created private if new) and, for a file, the reader pool.
-fn connect(location: &Location) -> Result<(Connection, Option<Arc<ReaderPool>>)> {
-    let (conn, readers) = match location {
+/// The writer's connection and, for a file, the reader pool. `create`: the file is created
+/// (private) if missing; otherwise a missing file is an error. Not configured yet (see `configure`):
+/// with migrations off, the schema is checked before anything is written to the file.
+fn connect(location: &Location, create: bool) -> Result<(Connection, Option<Arc<ReaderPool>>)> {
+    Ok(match location {
         Location::Memory => (Connection::open_in_memory().map_err(db_err("opening the database"))?, None),
         Location::File(path) => {
-            create_private_file(path)?;
+            let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            if create {
+                create_private_file(path)?;
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            }
             // No SQLITE_OPEN_URI, and an absolute path: the name is a file name, never a URI.
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(db_err("opening the database"))?;
+            let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+                if !create && !path.exists() {
+                    super::not_migrated(0, schema::SCHEMA_VERSION)
+                } else {
+                    db_err("opening the database")(e)
+                }
+            })?;
             (conn, Some(Arc::new(ReaderPool { path: path.clone(), idle: Mutex::new(Vec::new()) })))
         }
-    };
-    configure(&conn, true)?;
-    Ok((conn, readers))
+    })
 }
 
 /// `sharevault migrate` on SQLite: brings the schema up to date and closes.
 pub(super) fn migrate_only(location: Location) -> Result<Migrated> {
-    let (conn, _) = connect(&location)?;
+    let (conn, _) = connect(&location, true)?;
+    configure(&conn, true)?;
     let from = schema::migrate(&conn)?;
     Ok(Migrated { from, to: schema::SCHEMA_VERSION })
 }
@@ -122,17 +129,23 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed, unless migrations are off) the database, and
     /// starts the writer thread.
     pub fn open(location: Location, migrations: Migrations) -> Result<SqliteStore> {
-        if let (Migrations::Never, Location::File(path)) = (migrations, &location) {
-            // Not even an empty file: with migrations off, opening creates nothing.
-            if !path.exists() {
-                return Err(super::not_migrated(0, schema::SCHEMA_VERSION));
+        let (conn, readers) = match migrations {
+            Migrations::OnOpen => {
+                let (conn, readers) = connect(&location, true)?;
+                configure(&conn, true)?;
+                schema::migrate(&conn)?;
+                (conn, readers)
             }
-        }
-        let (conn, readers) = connect(&location)?;
-        match migrations {
-            Migrations::OnOpen => schema::migrate(&conn).map(|_| ())?,
-            Migrations::Never => schema::require_current(&conn)?,
-        }
+            // Nothing is created or changed (not even the journal mode) unless the schema is
+            // this build's.
+            Migrations::Never => {
+                let (conn, readers) = connect(&location, false)?;
+                conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err("setting the busy timeout"))?;
+                schema::require_current(&conn)?;
+                configure(&conn, true)?;
+                (conn, readers)
+            }
+        };
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("sharevault-writer".into())
