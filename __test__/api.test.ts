@@ -277,7 +277,7 @@ describe.each(backends())('on $name', (backend) => {
       await v.mergeBackupInfo(a, backupInfoWithExternal())
       await v.replaceShares(a, { externalServerKeyShares: fakeShares('EVM', 1), backupInfo: backupInfoWithExternal() })
       await v.deleteWallet(a, { actor: 'ops' })
-      await vaultError(v.withWallet(a, () => 1, { purpose: 'export' }))
+      await vaultError(v.withWallet(a, () => 1, { purpose: 'backup' }))
       const rows = await v.auditLog()
       expect(rows.map((r) => [r.action, r.actor, r.purpose, r.outcome])).toEqual([
         ['store', 'payments-api', undefined, 'ok'],
@@ -285,7 +285,7 @@ describe.each(backends())('on $name', (backend) => {
         ['merge_backup_info', 'payments-api', undefined, 'ok'],
         ['replace_shares', 'payments-api', undefined, 'ok'],
         ['delete', 'ops', undefined, 'ok'],
-        ['hydrate', 'payments-api', 'export', 'ERR_NOT_FOUND'],
+        ['hydrate', 'payments-api', 'backup', 'ERR_NOT_FOUND'],
       ])
       expect(rows.every((r) => r.address === a.toLowerCase() && r.environment === 'test' && r.at instanceof Date)).toBe(true)
       expect(rows[0].walletId).toBe(created.walletMetadata.walletId)

@@ -1,4 +1,5 @@
-// The ESM entry point of `sharevault/dynamic` (see lib/dynamic.ts): nothing is exported yet, so
-// that code written against the wrapper fails rather than misbehaving. Loading the CommonJS build
-// keeps one module instance for both forms once it exports something.
-import '../dist/dynamic.js'
+// The ESM entry point of `sharevault/dynamic`: the CommonJS build, re-exported by name (one copy
+// of every class for both forms). scripts/pack-test.js checks the names against the CommonJS ones.
+import cjs from '../dist/dynamic.js'
+
+export const { vaulted, OPERATIONS, UnpersistedSharesError } = cjs

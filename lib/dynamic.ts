@@ -1,8 +1,10 @@
 /**
- * `sharevault/dynamic`: the wrapper around the Dynamic SDK's wallet clients (`vaulted(client,
- * vault)`), so application code never handles a key share. It is not built yet: this entry point
- * exports nothing, so that code written against it fails to compile rather than misbehaving.
- * Until it lands, use `Vault.withWallet`, `Vault.mergeBackupInfo` and `Vault.replaceShares`
- * around the SDK calls, as the README shows.
+ * `sharevault/dynamic`: the Dynamic SDK's wallet clients with their state kept in a vault, so
+ * application code never handles a key share. `vaulted(client, vault)` wraps a
+ * `DynamicEvmWalletClient`, `DynamicSvmWalletClient`, or the BTC or TON client; see the README.
  */
-export {}
+export { vaulted } from './sdk/vaulted'
+export type { BackupWritten, SharesReplaced, StoredWallet, VaultedClient, VaultedOptions } from './sdk/vaulted'
+export { OPERATIONS } from './sdk/operations'
+export type { ManagedMethod, Operation, OperationKind } from './sdk/operations'
+export { UnpersistedSharesError } from './errors'

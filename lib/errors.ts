@@ -17,6 +17,28 @@ export class VaultError extends Error {
   }
 }
 
+/**
+ * `ERR_UNPERSISTED_SHARES`: the SDK returned new shares (a refresh, a reshare, a new wallet) and
+ * the vault could not write them before its deadline. The old shares no longer sign, so the new
+ * ones must not be lost: `sealed` holds them, sealed by the vault under its KMS (never the
+ * plaintext). Keep it (it is safe to log or queue) and pass it to `vault.recoverSealed()` once the
+ * database is back. `sealed` is undefined only if the KMS failed too; then `cause` says why.
+ */
+export class UnpersistedSharesError extends VaultError {
+  constructor(
+    message: string,
+    /** The sealed state for `vault.recoverSealed()`. */
+    readonly sealed: string | undefined,
+    /** The wallet's address. */
+    readonly accountAddress: string,
+    /** What the write failed with. */
+    readonly cause: unknown,
+  ) {
+    super('ERR_UNPERSISTED_SHARES', message)
+    this.name = 'UnpersistedSharesError'
+  }
+}
+
 const PREFIX = 'sharevault:'
 
 /**

@@ -28,7 +28,7 @@ export class BIP340KeygenResult {
   constructor(public pubkey: Uint8Array, public secretShare: string) {}
 }
 
-export type Chain = 'EVM' | 'SVM' | 'BTC'
+export type Chain = 'EVM' | 'SVM' | 'BTC' | 'TON'
 
 export const SHARE_COUNT: Record<ThresholdSignatureScheme, number> = {
   TWO_OF_TWO: 1,
@@ -68,7 +68,7 @@ export function fakeShares(chain: Chain, count: number, opts: FakeWalletOptions 
   const out = []
   for (let i = 0; i < count; i++) {
     const secret = base58(len)
-    if (chain === 'SVM') out.push(new Ed25519KeygenResult(new Uint8Array(randomBytes(32)), secret))
+    if (chain === 'SVM' || chain === 'TON') out.push(new Ed25519KeygenResult(new Uint8Array(randomBytes(32)), secret))
     else if (chain === 'BTC' && (opts.addressType ?? 'taproot') === 'taproot') {
       out.push(new BIP340KeygenResult(new Uint8Array(randomBytes(32)), secret))
     } else out.push(new EcdsaKeygenResult(new EcdsaPublicKey(new Uint8Array(randomBytes(64))), secret))
@@ -81,7 +81,7 @@ export function fakeCreatedWallet(chain: Chain, opts: FakeWalletOptions = {}): C
   const scheme = opts.scheme ?? 'TWO_OF_TWO'
   const addressType = opts.addressType ?? 'taproot'
   const accountAddress =
-    chain === 'EVM' ? evmAddress() : chain === 'SVM' ? base58(44) : (addressType === 'taproot' ? 'bc1p' : 'bc1q') + base58(38).toLowerCase()
+    chain === 'EVM' ? evmAddress() : chain === 'SVM' ? base58(44) : chain === 'TON' ? 'UQ' + randomBytes(34).toString('base64url') : (addressType === 'taproot' ? 'bc1p' : 'bc1q') + base58(38).toLowerCase()
   const walletMetadata: CreatedWallet['walletMetadata'] = {
     walletId: randomUUID(),
     accountAddress,

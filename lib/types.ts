@@ -1,55 +1,7 @@
-/**
- * The shapes sharevault needs from Dynamic's Node server-wallet SDK, declared here so they are
- * structurally compatible with the SDK's own types (whose .d.ts does not resolve under every
- * moduleResolution). See SDK-CONTRACT.md.
- */
+/** The vault's own option and result types; the SDK's shapes are in `./sdk/types`. */
+import type { KeyShareBackupInfo, ServerKeyShare, ThresholdSignatureScheme } from './sdk/types'
 
-export type ThresholdSignatureScheme = 'TWO_OF_TWO' | 'TWO_OF_THREE' | 'THREE_OF_FIVE'
-
-export interface KeyShareBackupEntry {
-  location: string
-  externalKeyShareId?: string
-  keyShareId?: string
-  passwordEncrypted?: boolean
-}
-
-export interface KeyShareBackupInfo {
-  passwordEncrypted: boolean
-  backups: Record<string, KeyShareBackupEntry[]>
-  [extra: string]: unknown
-}
-
-export interface WalletMetadata {
-  walletId: string
-  accountAddress: string
-  chainName: string
-  thresholdSignatureScheme: ThresholdSignatureScheme | string
-  derivationPath?: string
-  addressType?: 'taproot' | 'native_segwit' | string
-  externalServerKeySharesBackupInfo?: KeyShareBackupInfo
-  /** The SDK carries more fields than it documents (shareSetId, otherShareSets, …): all kept. */
-  [extra: string]: unknown
-}
-
-/** One external server key share (EcdsaKeygenResult, Ed25519KeygenResult, BIP340KeygenResult). */
-export interface ServerKeyShare {
-  /** `Uint8Array` (Ed25519, BIP340) or `{ pubkey: Uint8Array }` (ECDSA). */
-  pubkey?: unknown
-  secretShare: string
-}
-
-/** What `createWalletAccount()` / `importPrivateKey()` return (the parts sharevault keeps). */
-export interface CreatedWallet {
-  walletMetadata: WalletMetadata
-  externalServerKeyShares: ServerKeyShare[]
-  [extra: string]: unknown
-}
-
-/** What `withWallet` hands to its callback. */
-export interface HydratedWallet {
-  walletMetadata: WalletMetadata
-  externalServerKeyShares: ServerKeyShare[]
-}
+export * from './sdk/types'
 
 export type LocalKmsOptions = { provider: 'local'; key: Uint8Array | string }
 export interface AwsKmsOptions {
@@ -127,7 +79,16 @@ export interface OpenOptions extends DatabaseOptions {
    * for a role without `CREATE`, with the schema managed by `sharevault migrate`.
    */
   migrate?: boolean
+  /**
+   * Grants beyond the ordinary. `'hydrate:export'`: hydrating with purpose `export` (what a
+   * full-key export needs; the SDK wrapper's `exportKey` / `exportPrivateKey`). Without it such a
+   * hydrate is `ERR_FORBIDDEN`, audited, and nothing is decrypted.
+   */
+  allow?: Permission[]
 }
+
+/** A grant a vault is opened with (see `OpenOptions.allow`). */
+export type Permission = 'hydrate:export'
 
 export interface WithWalletOptions {
   /** Why the shares are needed: `sign`, `export`, `backup`, `refresh`, … (audited). */

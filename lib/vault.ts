@@ -91,6 +91,17 @@ function actorOf(options: unknown): string | undefined {
 }
 
 /**
+ * The binding behind a vault, for the SDK wrapper (`lib/sdk/`), which needs the share generation
+ * and the sealing of unpersisted state. Not exported from the package.
+ */
+export function nativeOf(vault: Vault): NativeVault {
+  return vault['native']
+}
+
+/** The binding's errors as `VaultError`s, for the SDK wrapper. Not exported from the package. */
+export { call as callNative }
+
+/**
  * Creates the schema of the database `options.database` names, or brings it up to date, and
  * disconnects. Safe beside running instances and other migrations (PostgreSQL: under an
  * advisory lock). For deployments whose application role may not run DDL: migrate with a role

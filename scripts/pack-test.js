@@ -91,7 +91,7 @@ try {
   console.log(`\n${packed.main.filename}: ${files.length} files, ${(packed.main.size / 1024).toFixed(1)} KiB packed, ${(packed.main.unpackedSize / 1024).toFixed(1)} KiB unpacked`)
   for (const f of packed.main.files.sort((a, b) => a.path.localeCompare(b.path))) console.log(`  ${String(f.size).padStart(8)}  ${f.path}`)
   console.log(`${packed.platform.filename}: ${packed.platform.files.map((f) => f.path).join(', ')}, ${(packed.platform.size / 1048576).toFixed(2)} MiB packed`)
-  const needed = ['package.json', 'README.md', 'LICENSE', 'THIRD-PARTY', 'index.js', 'index.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/dynamic.js', 'dist/dynamic.d.ts', 'esm/index.mjs', 'esm/index.d.mts', 'esm/dynamic.mjs', 'esm/dynamic.d.mts']
+  const needed = ['package.json', 'README.md', 'LICENSE', 'THIRD-PARTY', 'index.js', 'index.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/dynamic.js', 'dist/dynamic.d.ts', 'dist/sdk/vaulted.js', 'dist/sdk/operations.js', 'dist/sdk/types.d.ts', 'esm/index.mjs', 'esm/index.d.mts', 'esm/dynamic.mjs', 'esm/dynamic.d.mts']
   for (const f of needed) if (!files.includes(f)) fail(`the tarball lacks ${f}`)
   const unwanted = files.filter((f) => /(^|\/)(__test__|bench|scripts|crates|src|npm|examples|\.ci|\.github)\//.test(f) || /fixture|demo|\.test\.|\.map$|\.node$|\.rs$|^Cargo|tsconfig|jest/.test(f))
   if (unwanted.length) fail(`the tarball holds files the package does not need: ${unwanted.join(', ')}`)

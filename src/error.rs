@@ -35,6 +35,9 @@ pub enum ErrorCode {
     /// The database cannot be reached or cannot write (down, connection lost, disk full);
     /// nothing was acknowledged; retry once it is back.
     ErrDbUnavailable,
+    /// New shares (after a refresh or reshare, or a new wallet) could not be written; the error's
+    /// `sealed` holds them, sealed by the vault: keep it and pass it to `vault.recoverSealed()`.
+    ErrUnpersistedShares,
     /// A defect in sharevault itself.
     ErrInternal,
 }
@@ -54,6 +57,7 @@ impl From<Code> for ErrorCode {
             Code::Closed => ErrorCode::ErrClosed,
             Code::Storage => ErrorCode::ErrStorage,
             Code::DbUnavailable => ErrorCode::ErrDbUnavailable,
+            Code::UnpersistedShares => ErrorCode::ErrUnpersistedShares,
             Code::Internal => ErrorCode::ErrInternal,
         }
     }

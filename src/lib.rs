@@ -237,12 +237,13 @@ impl NativeVault {
         )
     }
 
-    /// Seals new shares that could not be written (with their backup info and scheme) under a
-    /// fresh data key, bound to the wallet and the generation they replace. Resolves to the
-    /// sealed state, base64: what `ERR_UNPERSISTED_SHARES` carries. Needs the KMS only.
+    /// Seals new shares that could not be written (with their backup info and scheme, or for a
+    /// new wallet, `baseGeneration` 0, its metadata) under a fresh data key, bound to the wallet
+    /// and the generation they replace. Resolves to the sealed state, base64: what
+    /// `ERR_UNPERSISTED_SHARES` carries. Needs the KMS only.
     #[napi(
         catch_unwind,
-        ts_args_type = "metadataJson: string, baseGeneration: number, shares: unknown[], backupInfoJson: string, scheme?: string | undefined | null",
+        ts_args_type = "metadataJson: string, baseGeneration: number, shares: unknown[], backupInfoJson?: string | undefined | null, scheme?: string | undefined | null",
         ts_return_type = "Promise<string>"
     )]
     pub fn seal_unpersisted(
@@ -251,7 +252,7 @@ impl NativeVault {
         metadata_json: String,
         base_generation: i64,
         shares: SharesInput,
-        backup_info_json: String,
+        backup_info_json: Option<String>,
         scheme: Option<String>,
     ) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
@@ -259,7 +260,13 @@ impl NativeVault {
             env.raw(),
             async move {
                 let blob = v
-                    .seal_unpersisted(&metadata_json, base_generation, &shares.0, &backup_info_json, scheme.as_deref())
+                    .seal_unpersisted(
+                        &metadata_json,
+                        base_generation,
+                        &shares.0,
+                        backup_info_json.as_deref(),
+                        scheme.as_deref(),
+                    )
                     .await?;
                 Ok(base64::engine::general_purpose::STANDARD.encode(blob))
             },

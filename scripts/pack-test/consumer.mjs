@@ -10,7 +10,9 @@ import * as dynamic from 'sharevault/dynamic'
 const cjs = createRequire(import.meta.url)('sharevault')
 assert.deepEqual(Object.keys(esm).filter((k) => k !== 'default').sort(), Object.keys(cjs).sort())
 assert.equal(esm.VaultError, cjs.VaultError)
-assert.deepEqual(Object.keys(dynamic).filter((k) => k !== 'default'), [])
+const dynamicCjs = createRequire(import.meta.url)('sharevault/dynamic')
+assert.deepEqual(Object.keys(dynamic).filter((k) => k !== 'default').sort(), Object.keys(dynamicCjs).sort())
+assert.equal(dynamic.UnpersistedSharesError, dynamicCjs.UnpersistedSharesError)
 
 const vault = await Vault.open({ database: ':memory:', environment: 'pack-test', kms: { provider: 'local', key: randomBytes(32) } })
 const address = 'So1ana' + 'x'.repeat(38)

@@ -19,6 +19,7 @@ import {
   type LocalKmsOptions,
   type Migrated,
   type OpenOptions,
+  type Permission,
   type PoolOptions,
   type ReplaceSharesInput,
   type ServerKeyShare,
@@ -29,6 +30,17 @@ import {
   type WithWalletOptions,
 } from 'sharevault'
 import * as dynamic from 'sharevault/dynamic'
+import { vaulted, UnpersistedSharesError, type VaultedClient } from 'sharevault/dynamic'
+
+/** A client shaped like the SDK's: the wrapper's types come from its own signatures. */
+class MiniClient {
+  async signMessage(args: { accountAddress: string; message: string; walletMetadata: WalletMetadata; externalServerKeyShares: ServerKeyShare[] }): Promise<string> {
+    return args.message
+  }
+  async ping(): Promise<number> {
+    return 1
+  }
+}
 
 const scheme: ThresholdSignatureScheme = 'TWO_OF_TWO'
 const entry: KeyShareBackupEntry = { location: 'external' }
@@ -42,7 +54,8 @@ const kms: KmsOptions = Math.random() > 2 ? aws : local
 const cache: CacheOptions = { maxEntries: 10 }
 const pool: PoolOptions = { maxConnections: 4 }
 const db: DatabaseOptions = { database: ':memory:', pool }
-const open: OpenOptions = { ...db, environment: 'e', kms, cache, migrate: true }
+const grants: Permission[] = ['hydrate:export']
+const open: OpenOptions = { ...db, environment: 'e', kms, cache, migrate: true, allow: grants }
 const list: ListOptions = { limit: 10 }
 const withOpts: WithWalletOptions = { purpose: 'sign' }
 const replace: ReplaceSharesInput = { externalServerKeyShares: [share], backupInfo: backup, thresholdSignatureScheme: 'TWO_OF_THREE' }
@@ -57,6 +70,15 @@ export async function use(): Promise<void> {
   const audit: AuditRecord[] = await vault.auditLog({ limit: 1 })
   const stats: VaultStats = vault.stats()
   const listed: WalletMetadata[] = await vault.listWallets(list)
+  const client: VaultedClient<MiniClient> = vaulted(new MiniClient(), vault)
+  const signed: string = await client.signMessage({ accountAddress: metadata.accountAddress, message: 'm' })
+  const pong: number = await client.ping()
+  try {
+    await vault.recoverSealed('')
+  } catch (e) {
+    if (e instanceof UnpersistedSharesError) console.log(e.sealed)
+  }
+  console.log(signed, pong)
   try {
     await vault.getMetadata('0x2')
   } catch (e) {

@@ -9,6 +9,7 @@ pub mod kms;
 use crate::raw::check;
 use napi::sys;
 use sharevault_core::kms::cache::CacheConfig;
+use sharevault_core::permissions::Permissions;
 use sharevault_core::store::postgres::PoolConfig;
 use sharevault_core::store::{Migrations, StoreOptions};
 use sharevault_core::{Error, OpenConfig, Result};
@@ -106,6 +107,41 @@ impl Obj {
         // SAFETY: live handles on the JS thread.
         check(unsafe { sys::napi_get_value_bool(self.env, v, &mut b) }, "reading a boolean")?;
         Ok(Some(b))
+    }
+
+    /// An array of strings (`None` when absent); each element is read by index, so a holey or
+    /// non-string element is `ERR_INVALID_INPUT` at `key[i]`.
+    pub fn string_array(&self, key: &str) -> Result<Option<Vec<String>>> {
+        let Some(v) = self.get(key)? else { return Ok(None) };
+        let env = self.env;
+        let mut is_array = false;
+        // SAFETY: live handles on the JS thread.
+        check(unsafe { sys::napi_is_array(env, v, &mut is_array) }, "checking an array")?;
+        if !is_array {
+            return Err(Error::invalid(self.path_of(key), "must be an array of strings"));
+        }
+        let mut len = 0u32;
+        check(unsafe { sys::napi_get_array_length(env, v, &mut len) }, "reading an array's length")?;
+        if len > 64 {
+            return Err(Error::invalid(self.path_of(key), "has more than 64 entries"));
+        }
+        let mut out = Vec::with_capacity(len as usize);
+        for i in 0..len {
+            let mut has = false;
+            let mut item = ptr::null_mut();
+            // SAFETY: live handles on the JS thread; own elements only, as for properties.
+            unsafe {
+                check(sys::napi_has_element(env, v, i, &mut has), "checking an element")?;
+                if has {
+                    check(sys::napi_get_element(env, v, i, &mut item), "reading an element")?;
+                }
+            }
+            if !has || type_of(env, item)? != sys::ValueType::napi_string {
+                return Err(Error::invalid(format!("{}[{i}]", self.path_of(key)), "must be a string"));
+            }
+            out.push(string_of(env, item)?);
+        }
+        Ok(Some(out))
     }
 
     pub fn required_string(&self, key: &str) -> Result<String> {
@@ -207,7 +243,8 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<OpenC
         Some(Some(c)) => Some(cache_config(&c)?),
     };
     let store = store_options(&o)?;
-    Ok(OpenConfig { database, environment, actor, kms, cache, store })
+    let allow = Permissions::parse(&o.string_array("allow")?.unwrap_or_default())?;
+    Ok(OpenConfig { database, environment, actor, kms, cache, store, allow })
 }
 
 /// The storage options shared by `Vault.open` and `migrate`: `pool`, `allowInsecureTransport`,

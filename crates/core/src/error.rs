@@ -17,11 +17,14 @@ pub enum ErrorCode {
     Closed,
     Storage,
     DbUnavailable,
+    /// New shares (after a refresh or reshare, or a new wallet) could not be written; the error
+    /// carries them sealed (raised by the SDK wrapper; written back by `recover_sealed`).
+    UnpersistedShares,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::NotFound,
         ErrorCode::InvalidInput,
         ErrorCode::Tampered,
@@ -33,6 +36,7 @@ impl ErrorCode {
         ErrorCode::Closed,
         ErrorCode::Storage,
         ErrorCode::DbUnavailable,
+        ErrorCode::UnpersistedShares,
         ErrorCode::Internal,
     ];
 
@@ -49,6 +53,7 @@ impl ErrorCode {
             ErrorCode::Closed => "ERR_CLOSED",
             ErrorCode::Storage => "ERR_STORAGE",
             ErrorCode::DbUnavailable => "ERR_DB_UNAVAILABLE",
+            ErrorCode::UnpersistedShares => "ERR_UNPERSISTED_SHARES",
             ErrorCode::Internal => "ERR_INTERNAL",
         }
     }

@@ -5,6 +5,7 @@ pub mod envelope;
 pub mod error;
 pub mod kms;
 pub mod model;
+pub mod permissions;
 pub mod secret;
 pub mod shares;
 pub mod stats;
@@ -36,6 +37,8 @@ pub struct OpenConfig {
     pub cache: Option<kms::cache::CacheConfig>,
     /// Transport and pool options of the database.
     pub store: store::StoreOptions,
+    /// What this vault may do beyond the ordinary (`hydrate:export`).
+    pub allow: permissions::Permissions,
 }
 
 /// Opens a vault: storage (created and migrated if needed) and key wrapping.
@@ -51,4 +54,5 @@ pub async fn open(config: OpenConfig) -> Result<Vault> {
     let kms = Arc::new(kms::KeyWrapping::new(provider, config.cache, stats.clone()));
     let store = store::open(&config.database, &config.store).await?;
     Vault::new(store, kms, stats, &config.environment, config.actor.as_deref())
+        .map(|v| v.with_permissions(config.allow))
 }

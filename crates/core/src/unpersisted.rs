@@ -6,9 +6,13 @@
 //! `recover_sealed`. The blob names the generation it replaces, so a stale one (the wallet has
 //! changed since) is refused instead of rolling the wallet back.
 //!
+//! The same holds for a new wallet whose store failed after `createWalletAccount` returned: base
+//! generation 0, and the payload is the whole metadata instead of the backup info.
+//!
 //! Layout (all integers big-endian): `SVUS`, version 1, then length-prefixed (u32) fields:
-//! environment, wallet id, address, chain, base generation (8 bytes), backup info JSON, scheme
-//! (empty: unchanged), KEK provider, key id, key version, wrapped data key, nonce, ciphertext.
+//! environment, wallet id, address, chain, base generation (8 bytes), payload JSON (the backup
+//! info; for base generation 0 the whole metadata), scheme (empty: unchanged), KEK provider, key
+//! id, key version, wrapped data key, nonce, ciphertext.
 //! Every field but the last four is in the AAD (with its own tag, so a blob can never pass for a
 //! stored record or the reverse); the shares are the ciphertext.
 
@@ -29,8 +33,10 @@ pub struct Unpersisted {
     pub address: String,
     pub chain_name: String,
     /// The generation these shares replace: recovery applies only while it is still current.
+    /// 0: a new wallet, not stored yet.
     pub base_generation: i64,
-    pub backup_info_json: String,
+    /// The new backup info; for base generation 0, the wallet's whole metadata.
+    pub payload_json: String,
     pub scheme: Option<String>,
     pub kek: KekRef,
     pub wrapped_dek: Vec<u8>,
@@ -46,7 +52,7 @@ fn put(out: &mut Vec<u8>, field: &[u8]) {
 impl Unpersisted {
     /// The bound facts, length-prefixed after the blob's own tag.
     pub fn aad(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.backup_info_json.len());
+        let mut out = Vec::with_capacity(256 + self.payload_json.len());
         put(&mut out, AAD_TAG);
         self.put_facts(&mut out);
         out
@@ -58,12 +64,12 @@ impl Unpersisted {
         put(out, self.address.as_bytes());
         put(out, self.chain_name.as_bytes());
         put(out, &self.base_generation.to_be_bytes());
-        put(out, self.backup_info_json.as_bytes());
+        put(out, self.payload_json.as_bytes());
         put(out, self.scheme.as_deref().unwrap_or("").as_bytes());
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512 + self.backup_info_json.len() + self.ciphertext.len());
+        let mut out = Vec::with_capacity(512 + self.payload_json.len() + self.ciphertext.len());
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         self.put_facts(&mut out);
@@ -103,7 +109,7 @@ impl Unpersisted {
         let address = text(field()?)?;
         let chain_name = text(field()?)?;
         let generation: [u8; 8] = field()?.try_into().map_err(|_| bad())?;
-        let backup_info_json = text(field()?)?;
+        let payload_json = text(field()?)?;
         let scheme = text(field()?)?;
         let kek = KekRef { provider: text(field()?)?, key_id: text(field()?)?, key_version: text(field()?)? };
         let wrapped_dek = field()?;
@@ -118,7 +124,7 @@ impl Unpersisted {
             address,
             chain_name,
             base_generation: i64::from_be_bytes(generation),
-            backup_info_json,
+            payload_json,
             scheme: (!scheme.is_empty()).then_some(scheme),
             kek,
             wrapped_dek,
@@ -139,7 +145,7 @@ mod tests {
             address: "0xAbC".into(),
             chain_name: "EVM".into(),
             base_generation: 3,
-            backup_info_json: r#"{"passwordEncrypted":false,"backups":{}}"#.into(),
+            payload_json: r#"{"passwordEncrypted":false,"backups":{}}"#.into(),
             scheme: Some("TWO_OF_THREE".into()),
             kek: KekRef { provider: "local".into(), key_id: "k".into(), key_version: "1".into() },
             wrapped_dek: vec![1; 60],
@@ -180,7 +186,7 @@ mod tests {
             Unpersisted { address: "0xabc".into(), ..sample() },
             Unpersisted { chain_name: "SVM".into(), ..sample() },
             Unpersisted { base_generation: 4, ..sample() },
-            Unpersisted { backup_info_json: "{}".into(), ..sample() },
+            Unpersisted { payload_json: "{}".into(), ..sample() },
             Unpersisted { scheme: None, ..sample() },
         ];
         for v in variants {

@@ -7,6 +7,7 @@ use crate::envelope::{self, Binding, SealedRecord, ALG_AES_256_GCM, FORMAT_V1};
 use crate::error::{Error, ErrorCode, Result};
 use crate::kms::{KeyContext, KeyWrapping};
 use crate::model::{self, Scheme};
+use crate::permissions::Permissions;
 use crate::secret::SecretBuf;
 use crate::shares;
 use crate::stats::{Stats, StatsSnapshot};
@@ -51,6 +52,8 @@ pub struct Vault {
     closed: AtomicBool,
     /// The one close every `close()` call waits for.
     closing: OnceCell<Result<()>>,
+    /// Grants beyond the ordinary, fixed at open.
+    allow: Permissions,
 }
 
 impl std::fmt::Debug for Vault {
@@ -130,7 +133,13 @@ impl Vault {
             actor: actor.unwrap_or("sharevault").to_string(),
             closed: AtomicBool::new(false),
             closing: OnceCell::new(),
+            allow: Permissions::default(),
         })
+    }
+
+    /// The vault with these grants (see `permissions`).
+    pub fn with_permissions(self, allow: Permissions) -> Vault {
+        Vault { allow, ..self }
     }
 
     pub fn environment(&self) -> &str {
@@ -325,7 +334,12 @@ impl Vault {
     }
 
     async fn hydrate_audited(&self, address: &str, purpose: Option<&str>, actor: Option<&str>) -> Result<Hydrated> {
-        match self.hydrate_inner(address).await {
+        // A refused export is audited like any failed hydrate: the attempt is what matters.
+        let outcome = match self.allow.check_hydrate(purpose) {
+            Ok(()) => self.hydrate_inner(address).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok((row, shares)) => {
                 let audit = self.audit(actor, "hydrate", &row.address, Some(&row.wallet_id), purpose, "ok");
                 self.store.append_audit(audit).await?;
@@ -471,15 +485,16 @@ impl Vault {
         }
     }
 
-    /// Seals shares the SDK returned that could not be written (see `unpersisted`): with the
-    /// backup info and scheme that go with them, bound to the wallet `metadata_json` names, this
-    /// vault's environment, and the generation they replace. Needs the KMS, not the database.
+    /// Seals shares the SDK returned that could not be written (see `unpersisted`), bound to the
+    /// wallet `metadata_json` names, this vault's environment, and the generation they replace:
+    /// with the backup info and scheme that go with them, or, for a new wallet (`base_generation`
+    /// 0), with its whole metadata. Needs the KMS, not the database.
     pub async fn seal_unpersisted(
         &self,
         metadata_json: &str,
         base_generation: i64,
         shares: &SecretBuf,
-        backup_info_json: &str,
+        backup_info_json: Option<&str>,
         scheme: Option<&str>,
     ) -> Result<Vec<u8>> {
         self.run(async {
@@ -492,10 +507,20 @@ impl Vault {
                 })?,
             };
             shares::validate(shares, effective.external_share_count(), effective.as_str())?;
-            parse_backup_info(backup_info_json)?;
-            if base_generation < 1 {
-                return Err(Error::invalid("generation", "must be the generation the shares replace (1 or more)"));
-            }
+            let payload_json = match (base_generation, backup_info_json) {
+                (0, _) => metadata_json.to_string(),
+                (g, Some(b)) if g > 0 => {
+                    parse_backup_info(b)?;
+                    b.to_string()
+                }
+                (g, None) if g > 0 => return Err(Error::invalid("backupInfo", "is required")),
+                _ => {
+                    return Err(Error::invalid(
+                        "generation",
+                        "must be the generation the shares replace (0 for a wallet not stored yet)",
+                    ))
+                }
+            };
             let ctx = self.key_context(&id.wallet_id);
             let key = self.kms.generate_data_key(&ctx).await?;
             // A one-off key: no cached copy of it should outlive this call.
@@ -506,8 +531,8 @@ impl Vault {
                 address: id.account_address.clone(),
                 chain_name: id.chain_name.clone(),
                 base_generation,
-                backup_info_json: backup_info_json.to_string(),
-                scheme: scheme.map(|_| effective.as_str().to_string()),
+                payload_json,
+                scheme: scheme.filter(|_| base_generation > 0).map(|_| effective.as_str().to_string()),
                 kek: key.kek,
                 wrapped_dek: key.wrapped,
                 nonce: Vec::new(),
@@ -521,10 +546,12 @@ impl Vault {
         .await
     }
 
-    /// Writes a sealed, unpersisted state (from [`Vault::seal_unpersisted`]) as the wallet's new
-    /// shares, backup info and scheme, if the wallet is still at the generation the state
-    /// replaces (`ERR_CONFLICT` if it has changed since: the state is stale). A blob of another
-    /// environment is `ERR_ENVIRONMENT_MISMATCH`, of another wallet or altered `ERR_TAMPERED`.
+    /// Writes a sealed, unpersisted state (from [`Vault::seal_unpersisted`]): a new wallet is
+    /// stored (if the same wallet with the same shares is already there, because the first store
+    /// did commit, that is success); new shares replace the stored ones if the wallet is still at
+    /// the generation they replace (`ERR_CONFLICT` if it has changed since: the state is stale).
+    /// A blob of another environment is `ERR_ENVIRONMENT_MISMATCH`, of another wallet or altered
+    /// `ERR_TAMPERED`. Resolves to the stored metadata.
     pub async fn recover_sealed(&self, blob: &[u8], actor: Option<&str>) -> Result<String> {
         self.run(async {
             let state = Unpersisted::decode(blob)?;
@@ -534,6 +561,9 @@ impl Vault {
             self.kms.forget(&state.kek, &state.wrapped_dek, &ctx);
             let shares = envelope::open_with(&dek, &state.aad(), &state.nonce, &state.ciphertext)
                 .map_err(|_| Error::tampered("the sealed state failed authentication"))?;
+            if state.base_generation == 0 {
+                return self.recover_new_wallet(&state, &shares, actor).await;
+            }
             let row = self.wallet_row(&state.address).await?;
             if row.wallet_id != state.wallet_id {
                 return Err(Error::tampered(
@@ -543,7 +573,7 @@ impl Vault {
             self.replace_shares_at(
                 &state.address,
                 &shares,
-                &state.backup_info_json,
+                &state.payload_json,
                 state.scheme.as_deref(),
                 actor,
                 Some(state.base_generation),
@@ -551,6 +581,25 @@ impl Vault {
             .await
         })
         .await
+    }
+
+    async fn recover_new_wallet(&self, state: &Unpersisted, shares: &SecretBuf, actor: Option<&str>) -> Result<String> {
+        match self.store_wallet(&state.payload_json, Some(&state.address), shares, actor).await {
+            Err(e) if e.code == ErrorCode::Conflict => {
+                // Stored already? Then only if it is this wallet, at its first generation, with
+                // exactly these shares (the first store committed but its answer was lost).
+                let row = self.wallet_row(&state.address).await?;
+                let same = row.wallet_id == state.wallet_id
+                    && row.generation == 1
+                    && self.open_row(&row).await?.as_slice() == shares.as_slice();
+                if same {
+                    Ok(row.metadata_json)
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
     }
 
     /// Deletes a wallet: metadata, sealed shares and the wrapped data key (crypto-shredding).

@@ -1,0 +1,228 @@
+import { Client } from 'pg'
+import { Vault } from '../lib'
+import type { OpenOptions, ServerKeyShare, WalletMetadata } from '../lib'
+import { UnpersistedSharesError, vaulted } from '../lib/dynamic'
+import type { Chain } from '../lib/fixtures'
+import { backends, newKey, vaultError } from './support/helpers'
+import { FakeEvmWalletClient, FakeWalletClient, fakeClients, SdkError } from './support/sdk-fakes'
+
+const CHAINS: Chain[] = ['EVM', 'SVM', 'BTC', 'TON']
+
+async function openVault(extra: Partial<OpenOptions> = {}): Promise<Vault> {
+  return Vault.open({ database: ':memory:', environment: 'test', kms: { provider: 'local', key: newKey() }, ...extra })
+}
+
+/** The state the vault holds for a wallet, read directly (to call the raw client with). */
+async function stored(vault: Vault, address: string): Promise<{ walletMetadata: WalletMetadata; externalServerKeyShares: ServerKeyShare[] }> {
+  return vault.withWallet(address, (w) => ({ walletMetadata: w.walletMetadata, externalServerKeyShares: w.externalServerKeyShares }), { purpose: 'test' })
+}
+
+function createArgs(chain: Chain) {
+  return { thresholdSignatureScheme: 'TWO_OF_TWO' as const, ...(chain === 'BTC' ? { addressType: 'taproot' as const } : {}) }
+}
+
+describe.each(CHAINS)('vaulted(%s client)', (chain) => {
+  let raw: FakeWalletClient
+  let vault: Vault
+  beforeEach(async () => {
+    raw = fakeClients()[chain]
+    vault = await openVault()
+  })
+  afterEach(async () => {
+    await vault.close()
+  })
+
+  it('createWalletAccount: backUpToDynamic false by default, both halves stored, no share returned', async () => {
+    const client = vaulted(raw, vault, { actor: 'api' })
+    const created = await client.createWalletAccount(createArgs(chain))
+    expect(Object.keys(created).sort()).toEqual(chain === 'EVM' ? ['publicKeyHex', 'rawPublicKey', 'walletMetadata'] : ['rawPublicKey', 'walletMetadata'])
+    expect(created.walletMetadata.externalServerKeySharesBackupInfo?.backups.external).toEqual([])
+    expect(JSON.stringify(created)).not.toContain('secretShare')
+    const { walletMetadata, externalServerKeyShares } = await stored(vault, created.walletMetadata.accountAddress)
+    expect(walletMetadata).toEqual(created.walletMetadata)
+    expect(externalServerKeyShares).toHaveLength(1)
+    const audit = await vault.auditLog({ address: created.walletMetadata.accountAddress })
+    expect(audit[0]).toMatchObject({ action: 'store', actor: 'api' })
+    const imported = await client.importPrivateKey({ ...createArgs(chain), privateKey: 'generated-in-test', chainName: chain })
+    expect(Object.keys(imported)).not.toContain('externalServerKeyShares')
+    expect((await stored(vault, imported.walletMetadata.accountAddress)).externalServerKeyShares).toHaveLength(1)
+  })
+
+  it('signs, verifies and answers password questions with the stored state; results are the SDK\'s, unchanged', async () => {
+    const client = vaulted(raw, vault)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount(createArgs(chain))
+    const state = await stored(vault, accountAddress)
+    expect(await client.signMessage({ accountAddress, message: 'hi' })).toBe(await raw.signMessage({ accountAddress, message: 'hi', ...state }))
+    expect(await client.signTransaction({ accountAddress, transaction: { to: 'x', value: 1 } })).toBe(await raw.signTransaction({ accountAddress, transaction: { to: 'x', value: 1 }, ...state }))
+    await expect(client.verifyPassword({ accountAddress, password: '' })).resolves.toBeUndefined()
+    expect(await client.isPasswordEncrypted({ accountAddress })).toBe(false)
+    expect(await client.requiresPasswordForOperation({ accountAddress })).toBe(false)
+    const purposes = (await vault.auditLog({ address: accountAddress })).map((r) => r.purpose)
+    expect(purposes).toEqual(expect.arrayContaining(['sign', 'password']))
+    // SDK errors reach the caller as they are.
+    await expect(client.signMessage({ accountAddress: 'not-stored', message: 'hi' })).rejects.toMatchObject({ code: 'ERR_NOT_FOUND' })
+  })
+
+  it('exportKey needs a vault opened with hydrate:export; without it the SDK is never called', async () => {
+    const client = vaulted(raw, vault)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount(createArgs(chain))
+    raw.calls.length = 0
+    expect((await vaultError(client.exportKey({ accountAddress }))).code).toBe('ERR_FORBIDDEN')
+    expect(raw.calls).toEqual([])
+    const exporting = await openVault({ allow: ['hydrate:export'] })
+    try {
+      const c2 = vaulted(raw, exporting)
+      const again = await c2.createWalletAccount(createArgs(chain))
+      expect(await c2.exportKey({ accountAddress: again.walletMetadata.accountAddress })).toHaveProperty('derivedPrivateKey')
+      const audit = await exporting.auditLog({ address: again.walletMetadata.accountAddress })
+      expect(audit.some((r) => r.purpose === 'export' && r.outcome === 'ok')).toBe(true)
+    } finally {
+      await exporting.close()
+    }
+  })
+
+  it('storeEncryptedBackupByWallet and updatePassword merge the returned backup info', async () => {
+    const client = vaulted(raw, vault)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount(createArgs(chain))
+    const backed = await client.storeEncryptedBackupByWallet({ accountAddress, backUpToDynamic: false })
+    expect(Object.keys(backed).sort()).toEqual(['backupInfo', 'walletMetadata'])
+    expect(backed.walletMetadata.externalServerKeySharesBackupInfo).toEqual(backed.backupInfo)
+    expect((await vault.getMetadata(accountAddress)).externalServerKeySharesBackupInfo).toEqual(backed.backupInfo)
+    const changed = await client.updatePassword({ accountAddress, existingPassword: undefined, newPassword: 'correct horse', backUpToDynamic: false })
+    expect(changed.backupInfo.passwordEncrypted).toBe(true)
+    expect((await vault.getMetadata(accountAddress)).externalServerKeySharesBackupInfo?.passwordEncrypted).toBe(true)
+    // The password now guards the wallet, through the wrapper as on the SDK.
+    await expect(client.signMessage({ accountAddress, message: 'm' })).rejects.toBeInstanceOf(SdkError)
+    expect(typeof (await client.signMessage({ accountAddress, message: 'm', password: 'correct horse' }))).toBe('string')
+  })
+
+  it('refreshWalletAccountShares replaces the shares atomically: the old ones stop signing, the wrapper signs with the new', async () => {
+    const client = vaulted(raw, vault)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount(createArgs(chain))
+    const before = await stored(vault, accountAddress)
+    const refreshed = await client.refreshWalletAccountShares({ accountAddress })
+    expect(Object.keys(refreshed)).toEqual(['walletMetadata'])
+    await expect(raw.signMessage({ accountAddress, message: 'x', ...before })).rejects.toThrow(/not current/)
+    expect(typeof (await client.signMessage({ accountAddress, message: 'x' }))).toBe('string')
+    expect(refreshed.walletMetadata.externalServerKeySharesBackupInfo).toEqual((await vault.getMetadata(accountAddress)).externalServerKeySharesBackupInfo)
+  })
+
+  it('reshare writes the new shares, backup info and scheme together', async () => {
+    const client = vaulted(raw, vault)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount(createArgs(chain))
+    const out = await client.reshare({ accountAddress, oldThresholdSignatureScheme: 'TWO_OF_TWO', newThresholdSignatureScheme: 'TWO_OF_THREE' })
+    expect(out.walletMetadata.thresholdSignatureScheme).toBe('TWO_OF_THREE')
+    expect((await stored(vault, accountAddress)).externalServerKeyShares).toHaveLength(2)
+    expect(typeof (await client.signMessage({ accountAddress, message: 'x' }))).toBe('string')
+    const actions = (await vault.auditLog({ address: accountAddress })).map((r) => `${r.action}:${r.purpose ?? ''}`)
+    expect(actions).toEqual(expect.arrayContaining(['hydrate:reshare', 'replace_shares:']))
+  })
+
+  it('passes methods it does not manage through to the client', async () => {
+    const client = vaulted(raw, vault)
+    expect(await client.fetchWalletMetadata('0xabc')).toEqual({ accountAddress: '0xabc', chainName: chain })
+    expect(client.chainName).toBe(chain)
+  })
+})
+
+describe('vaulted(EVM client): the EVM-only methods', () => {
+  it('signTypedData, getWalletClient and exportPrivateKey get the stored state', async () => {
+    const raw = new FakeEvmWalletClient()
+    const vault = await openVault({ allow: ['hydrate:export'] })
+    const client = vaulted(raw, vault)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount({ thresholdSignatureScheme: 'TWO_OF_TWO' })
+    const state = await stored(vault, accountAddress)
+    expect(await client.signTypedData({ accountAddress, typedData: { a: 1 } })).toBe(await raw.signTypedData({ accountAddress, typedData: { a: 1 }, ...state }))
+    const wc = await client.getWalletClient({ accountAddress })
+    expect(await wc.signMessage({ message: 'hi' })).toBe(await raw.signMessage({ accountAddress, message: 'hi', ...state }))
+    expect((await client.exportPrivateKey({ accountAddress })).derivedPrivateKey).toMatch(/^0x/)
+    await vault.close()
+  })
+
+  it('BTC without addressType is the SDK\'s error, and nothing is stored', async () => {
+    const { BTC } = fakeClients()
+    const vault = await openVault()
+    const client = vaulted(BTC, vault)
+    await expect(client.createWalletAccount({ thresholdSignatureScheme: 'TWO_OF_TWO' })).rejects.toThrow(/addressType/)
+    expect(await vault.listWallets()).toEqual([])
+    await vault.close()
+  })
+
+  it('types: the state parameters are the wrapper\'s, everything else is the client\'s own', async () => {
+    const vault = await openVault()
+    const client = vaulted(new FakeEvmWalletClient(), vault)
+    const check = async (accountAddress: string, walletMetadata: WalletMetadata) => {
+      // @ts-expect-error walletMetadata is supplied by the wrapper
+      await client.signMessage({ accountAddress, message: 'x', walletMetadata })
+      // @ts-expect-error message is required, as on the client
+      await client.signMessage({ accountAddress })
+      // @ts-expect-error a misspelt field is an error
+      await client.signMessage({ accountAddress, mesage: 'x' })
+    }
+    expect(typeof check).toBe('function')
+    await vault.close()
+  })
+})
+
+const pg = backends().find((b) => b.name === 'postgres')
+;(pg ? describe : describe.skip)('vaulted: when the database is gone after the SDK returned new state (PostgreSQL)', () => {
+  /** Renames the vault's database away (its connections cut), and back. */
+  async function outage(database: string) {
+    const name = new URL(database).pathname.slice(1)
+    const admin = new Client({ connectionString: process.env.SHAREVAULT_PG_ADMIN_URL })
+    await admin.connect()
+    await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name])
+    await admin.query(`ALTER DATABASE ${name} RENAME TO ${name}_away`)
+    return async () => {
+      await admin.query(`ALTER DATABASE ${name}_away RENAME TO ${name}`)
+      await admin.end()
+    }
+  }
+
+  it('a refresh throws ERR_UNPERSISTED_SHARES with the new shares sealed, and recoverSealed writes them once it is back', async () => {
+    const database = await pg!.database()
+    const vault = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key: newKey() } })
+    const raw = new FakeEvmWalletClient()
+    const client = vaulted(raw, vault, { persistDeadlineMs: 500 })
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount({ thresholdSignatureScheme: 'TWO_OF_TWO' })
+    // The hydrate happens, then the database goes away while the SDK refreshes.
+    const refresh = raw.refreshWalletAccountShares.bind(raw)
+    let back: (() => Promise<void>) | undefined
+    raw.refreshWalletAccountShares = async (args) => {
+      const out = await refresh(args)
+      back = await outage(database)
+      return out
+    }
+    const e = await client.refreshWalletAccountShares({ accountAddress }).catch((x: unknown) => x)
+    expect(e).toBeInstanceOf(UnpersistedSharesError)
+    const err = e as UnpersistedSharesError
+    expect(err.code).toBe('ERR_UNPERSISTED_SHARES')
+    expect(typeof err.sealed).toBe('string')
+    expect(err.message).not.toMatch(/secretShare/)
+    await back!()
+    raw.refreshWalletAccountShares = refresh
+    // The stored shares are the old ones, which no longer sign; recovery writes the new ones.
+    await expect(client.signMessage({ accountAddress, message: 'x' })).rejects.toThrow(/not current/)
+    await vault.recoverSealed(err.sealed as string)
+    expect(typeof (await client.signMessage({ accountAddress, message: 'x' }))).toBe('string')
+    await vault.close()
+  })
+
+  it('a new wallet whose store fails is sealed too, and recovered as a new wallet', async () => {
+    const database = await pg!.database()
+    const vault = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key: newKey() } })
+    await vault.listWallets()
+    const raw = new FakeEvmWalletClient()
+    const client = vaulted(raw, vault, { persistDeadlineMs: 300 })
+    const back = await outage(database)
+    const e = (await client.createWalletAccount({ thresholdSignatureScheme: 'TWO_OF_TWO' }).catch((x: unknown) => x)) as UnpersistedSharesError
+    expect(e).toBeInstanceOf(UnpersistedSharesError)
+    await back()
+    const meta = await vault.recoverSealed(e.sealed as string)
+    expect(meta.accountAddress).toBe(e.accountAddress)
+    expect(typeof (await client.signMessage({ accountAddress: e.accountAddress, message: 'x' }))).toBe('string')
+    // Recovering twice is harmless for a new wallet: the same wallet with the same shares.
+    await expect(vault.recoverSealed(e.sealed as string)).resolves.toMatchObject({ walletId: meta.walletId })
+    await vault.close()
+  })
+})
