@@ -54,13 +54,48 @@ describe.each(CHAINS)('vaulted(%s client)', (chain) => {
     const state = await stored(vault, accountAddress)
     expect(await client.signMessage({ accountAddress, message: 'hi' })).toBe(await raw.signMessage({ accountAddress, message: 'hi', ...state }))
     expect(await client.signTransaction({ accountAddress, transaction: { to: 'x', value: 1 } })).toBe(await raw.signTransaction({ accountAddress, transaction: { to: 'x', value: 1 }, ...state }))
+    // The password questions need the metadata only: nothing is decrypted for them.
+    const hydrationsBefore = vault.stats().hydrations
     await expect(client.verifyPassword({ accountAddress, password: '' })).resolves.toBeUndefined()
     expect(await client.isPasswordEncrypted({ accountAddress })).toBe(false)
     expect(await client.requiresPasswordForOperation({ accountAddress })).toBe(false)
+    expect(await client.getWalletExternalServerKeyShareBackupInfo({ accountAddress })).toEqual(state.walletMetadata.externalServerKeySharesBackupInfo)
+    expect(vault.stats().hydrations).toBe(hydrationsBefore)
+    expect(raw.calls.filter((c) => c.method === 'verifyPassword' || c.method === 'isPasswordEncrypted').every((c) => !c.withShares)).toBe(true)
     const purposes = (await vault.auditLog({ address: accountAddress })).map((r) => r.purpose)
-    expect(purposes).toEqual(expect.arrayContaining(['sign', 'password']))
-    // SDK errors reach the caller as they are.
+    expect(purposes).toContain('sign')
+    // A wallet the vault does not hold is the vault's ERR_NOT_FOUND, and the SDK is not called.
+    const calls = raw.calls.length
     await expect(client.signMessage({ accountAddress: 'not-stored', message: 'hi' })).rejects.toMatchObject({ code: 'ERR_NOT_FOUND' })
+    expect(raw.calls.length).toBe(calls)
+    // The SDK's own errors reach the caller unchanged.
+    await expect(client.signMessage({ accountAddress, message: 'hi', password: 'not-set' })).resolves.toEqual(expect.any(String))
+  })
+
+  it('refuses the calls that return plaintext shares; the SDK is never called', async () => {
+    const client = vaulted(raw, vault)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount(createArgs(chain))
+    raw.calls.length = 0
+    const refused = client as unknown as Record<string, (a: unknown) => Promise<unknown>>
+    for (const m of ['getExternalServerKeyShares', 'exportExternalServerKeyShares']) {
+      expect((await vaultError(refused[m]({ accountAddress, password: 'p' }))).code).toBe('ERR_FORBIDDEN')
+    }
+    expect(raw.calls).toEqual([])
+  })
+
+  it('sends backUpToDynamic: false unless told otherwise', async () => {
+    const client = vaulted(raw, vault)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount(createArgs(chain))
+    await client.storeEncryptedBackupByWallet({ accountAddress })
+    await client.refreshWalletAccountShares({ accountAddress })
+    await client.storeEncryptedBackupByWallet({ accountAddress, backUpToDynamic: true })
+    const seen = raw.calls.filter((c) => ['createWalletAccount', 'storeEncryptedBackupByWallet', 'refreshWalletAccountShares'].includes(c.method)).map((c) => [c.method, c.backUpToDynamic])
+    expect(seen).toEqual([
+      ['createWalletAccount', false],
+      ['storeEncryptedBackupByWallet', false],
+      ['refreshWalletAccountShares', false],
+      ['storeEncryptedBackupByWallet', true],
+    ])
   })
 
   it('exportKey needs a vault opened with hydrate:export; without it the SDK is never called', async () => {
@@ -118,10 +153,33 @@ describe.each(CHAINS)('vaulted(%s client)', (chain) => {
     expect(actions).toEqual(expect.arrayContaining(['hydrate:reshare', 'replace_shares:']))
   })
 
-  it('passes methods it does not manage through to the client', async () => {
+  it('passes methods it does not manage through to the client, bound to it', async () => {
     const client = vaulted(raw, vault)
     expect(await client.fetchWalletMetadata('0xabc')).toEqual({ accountAddress: '0xabc', chainName: chain })
     expect(client.chainName).toBe(chain)
+    // The same function on every read, and `this` is the client (a detached call works).
+    expect(client.fetchWalletMetadata).toBe(client.fetchWalletMetadata)
+    const detached = client.fetchWalletMetadata
+    expect(await detached('0xdef')).toMatchObject({ chainName: chain })
+  })
+})
+
+describe('vaulted: a client with private state and getters', () => {
+  it('reads getters and #private fields with the client as the receiver', async () => {
+    class PrivateClient {
+      #secretless = 'env-123'
+      get environmentId(): string {
+        return this.#secretless
+      }
+      ping(): string {
+        return this.#secretless
+      }
+    }
+    const vault = await openVault()
+    const client = vaulted(new PrivateClient(), vault)
+    expect(client.environmentId).toBe('env-123')
+    expect(client.ping()).toBe('env-123')
+    await vault.close()
   })
 })
 

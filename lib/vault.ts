@@ -269,6 +269,21 @@ export class Vault {
    * calls fail with `ERR_CLOSED`. Every call resolves only once the vault is really closed.
    */
   async close(): Promise<void> {
+    // SDK-wrapper calls in flight (after a refresh, new shares only the vault can still write or
+    // seal) finish first; a vault closed under them would lose those shares.
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending])
     await call(() => this.native.close())
   }
+
+  /** Calls the SDK wrapper is in the middle of (see `close`). */
+  private readonly pending = new Set<Promise<unknown>>()
+}
+
+/** Makes `close()` wait for `work` (the SDK wrapper's calls). Not exported from the package. */
+export function holdOpen<T>(vault: Vault, work: Promise<T>): Promise<T> {
+  const pending = vault['pending']
+  pending.add(work)
+  const done = () => pending.delete(work)
+  work.then(done, done)
+  return work
 }

@@ -237,6 +237,43 @@ impl NativeVault {
         )
     }
 
+    /// `replaceShares` for new shares derived from generation `baseGeneration` (the SDK wrapper):
+    /// written only while the wallet is still at that generation; already written is success.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "address: string, shares: unknown[], backupInfoJson: string, scheme: string | undefined | null, actor: string | undefined | null, walletId: string, baseGeneration: number",
+        ts_return_type = "Promise<string>"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    pub fn replace_shares_from(
+        &self,
+        env: Env,
+        address: String,
+        shares: SharesInput,
+        backup_info_json: String,
+        scheme: Option<String>,
+        actor: Option<String>,
+        wallet_id: String,
+        base_generation: i64,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                v.replace_shares_from(
+                    &address,
+                    &shares.0,
+                    &backup_info_json,
+                    scheme.as_deref(),
+                    actor.as_deref(),
+                    sharevault_core::vault::Basis { wallet_id: &wallet_id, generation: base_generation },
+                )
+                .await
+            },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
+    }
+
     /// Seals new shares that could not be written (with their backup info and scheme, or for a
     /// new wallet, `baseGeneration` 0, its metadata) under a fresh data key, bound to the wallet
     /// and the generation they replace. Resolves to the sealed state, base64: what

@@ -17,10 +17,20 @@ interface ServerWallet {
   password?: string
 }
 
+/**
+ * The state parameters. As in the 1.x reference, the sign calls take no `accountAddress` (the
+ * wallet is the one `walletMetadata` names); where one is passed it must match.
+ */
 export interface StateArgs {
-  accountAddress: string
+  accountAddress?: string
   walletMetadata: WalletMetadata
   externalServerKeyShares: ServerKeyShare[]
+  password?: string
+}
+
+/** The metadata-only calls (verifyPassword and friends): no shares. */
+export interface MetadataArgs {
+  walletMetadata: WalletMetadata
   password?: string
 }
 
@@ -46,14 +56,14 @@ function address(chain: Chain, addressType?: string): string {
 /** What every client shares: the server side, and the calls all four have. */
 export class FakeWalletClient {
   /** What the fake "server" saw: call name and whether shares were passed. */
-  readonly calls: { method: string; withShares: boolean }[] = []
+  readonly calls: { method: string; withShares: boolean; backUpToDynamic?: unknown }[] = []
   protected readonly wallets = new Map<string, ServerWallet>()
 
   constructor(readonly chainName: Chain) {}
 
   protected record(method: string, args: unknown): void {
-    const withShares = typeof args === 'object' && args !== null && 'externalServerKeyShares' in args
-    this.calls.push({ method, withShares })
+    const a = (typeof args === 'object' && args !== null ? args : {}) as Record<string, unknown>
+    this.calls.push({ method, withShares: 'externalServerKeyShares' in a, backUpToDynamic: a.backUpToDynamic })
   }
 
   private key(a: string): string {
@@ -61,12 +71,20 @@ export class FakeWalletClient {
   }
 
   /** The SDK's checks on caller-held state, as SDK-CONTRACT.md section 4 lists them. */
+  /** The wallet `walletMetadata` names, with the SDK's checks on it. */
+  protected walletOf(method: string, args: MetadataArgs & { accountAddress?: string }): ServerWallet {
+    const m = args.walletMetadata
+    if (!m || typeof m.accountAddress !== 'string') throw new SdkError(`${method}: walletMetadata is required`)
+    if (args.accountAddress !== undefined && this.key(m.accountAddress) !== this.key(args.accountAddress)) throw new SdkError(`${method}: walletMetadata does not match accountAddress`)
+    const w = this.wallets.get(this.key(m.accountAddress))
+    if (!w) throw new SdkError(`${method}: unknown wallet ${m.accountAddress}`)
+    return w
+  }
+
   protected check(method: string, args: StateArgs): ServerWallet {
     this.record(method, args)
-    const w = this.wallets.get(this.key(args.accountAddress))
-    if (!w) throw new SdkError(`${method}: unknown wallet ${args.accountAddress}`)
+    const w = this.walletOf(method, args)
     const m = args.walletMetadata
-    if (!m || this.key(m.accountAddress) !== this.key(args.accountAddress)) throw new SdkError(`${method}: walletMetadata does not match accountAddress`)
     if (!m.externalServerKeySharesBackupInfo) throw new SdkError(`${method}: externalServerKeySharesBackupInfo is required with caller-held shares`)
     if (this.chainName === 'BTC' && !m.addressType) throw new SdkError(`${method}: addressType is required for BTC`)
     const shares = args.externalServerKeyShares
@@ -136,16 +154,36 @@ export class FakeWalletClient {
     return this.sign(args, `tx:${JSON.stringify(args.transaction)}`)
   }
 
-  async verifyPassword(args: StateArgs & { password: string }): Promise<void> {
-    this.check('verifyPassword', args)
+  async verifyPassword(args: MetadataArgs & { password: string }): Promise<void> {
+    this.record('verifyPassword', args)
+    if (this.walletOf('verifyPassword', args).password !== (args.password || undefined)) throw new SdkError('verifyPassword: wrong password')
   }
 
-  async isPasswordEncrypted(args: StateArgs): Promise<boolean> {
-    return this.check('isPasswordEncrypted', args).password !== undefined
+  async isPasswordEncrypted(args: MetadataArgs): Promise<boolean> {
+    this.record('isPasswordEncrypted', args)
+    return this.walletOf('isPasswordEncrypted', args).password !== undefined
   }
 
-  async requiresPasswordForOperation(args: StateArgs & { thresholdSignatureScheme?: string }): Promise<boolean> {
-    return this.check('requiresPasswordForOperation', args).password !== undefined
+  async requiresPasswordForOperation(args: MetadataArgs & { walletOperation?: string }): Promise<boolean> {
+    this.record('requiresPasswordForOperation', args)
+    return this.walletOf('requiresPasswordForOperation', args).password !== undefined
+  }
+
+  async getWalletExternalServerKeyShareBackupInfo(args: MetadataArgs): Promise<KeyShareBackupInfo> {
+    this.record('getWalletExternalServerKeyShareBackupInfo', args)
+    this.walletOf('getWalletExternalServerKeyShareBackupInfo', args)
+    return args.walletMetadata.externalServerKeySharesBackupInfo as KeyShareBackupInfo
+  }
+
+  /** Plaintext shares recovered from Dynamic's backup: the wrapper must refuse this. */
+  async getExternalServerKeyShares(args: MetadataArgs): Promise<ServerKeyShare[]> {
+    this.record('getExternalServerKeyShares', args)
+    return fakeShares(this.chainName, SHARE_COUNT[this.walletOf('getExternalServerKeyShares', args).scheme])
+  }
+
+  async exportExternalServerKeyShares(args: MetadataArgs): Promise<ServerKeyShare[]> {
+    this.record('exportExternalServerKeyShares', args)
+    return fakeShares(this.chainName, SHARE_COUNT[this.walletOf('exportExternalServerKeyShares', args).scheme])
   }
 
   async exportKey(args: StateArgs): Promise<{ derivedPrivateKey: string }> {
@@ -207,7 +245,7 @@ export class FakeEvmWalletClient extends FakeWalletClient {
   async getWalletClient(args: StateArgs & { chainId?: number }): Promise<{ account: string; signMessage: (m: { message: string }) => Promise<string> }> {
     this.check('getWalletClient', args)
     const state = { ...args }
-    return { account: args.accountAddress, signMessage: ({ message }) => this.signMessage({ ...state, message }) }
+    return { account: args.walletMetadata.accountAddress, signMessage: ({ message }) => this.signMessage({ ...state, message }) }
   }
 
   async exportPrivateKey(args: StateArgs): Promise<{ derivedPrivateKey: string }> {

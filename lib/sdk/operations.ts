@@ -14,10 +14,14 @@ export type OperationKind =
   | 'merge'
   /** As `hydrate`, then the new shares, backup info (and scheme) replace the stored ones. */
   | 'replace'
+  /** Needs the metadata only: no decryption. */
+  | 'metadata'
+  /** Returns plaintext shares recovered from Dynamic's backup: refused, the SDK is never called. */
+  | 'refused'
 
 export interface Operation {
   kind: OperationKind
-  /** The audit purpose of the hydrate (`create` methods hydrate nothing). */
+  /** The audit purpose of the hydrate (`hydrate`, `merge`, `replace`). */
   purpose?: string
 }
 
@@ -28,9 +32,12 @@ export const OPERATIONS = {
   signTransaction: { kind: 'hydrate', purpose: 'sign' },
   signTypedData: { kind: 'hydrate', purpose: 'sign' },
   getWalletClient: { kind: 'hydrate', purpose: 'sign' },
-  verifyPassword: { kind: 'hydrate', purpose: 'password' },
-  isPasswordEncrypted: { kind: 'hydrate', purpose: 'password' },
-  requiresPasswordForOperation: { kind: 'hydrate', purpose: 'password' },
+  verifyPassword: { kind: 'metadata' },
+  isPasswordEncrypted: { kind: 'metadata' },
+  requiresPasswordForOperation: { kind: 'metadata' },
+  getWalletExternalServerKeyShareBackupInfo: { kind: 'metadata' },
+  getExternalServerKeyShares: { kind: 'refused' },
+  exportExternalServerKeyShares: { kind: 'refused' },
   // A full-key export: hydrated only by a vault opened with allow: ['hydrate:export'].
   exportKey: { kind: 'hydrate', purpose: 'export' },
   exportPrivateKey: { kind: 'hydrate', purpose: 'export' },

@@ -13,7 +13,7 @@
 //! environment, wallet id, address, chain, base generation (8 bytes), payload JSON (the backup
 //! info; for base generation 0 the whole metadata), scheme (empty: unchanged), KEK provider, key
 //! id, key version, wrapped data key, nonce, ciphertext.
-//! Every field but the last four is in the AAD (with its own tag, so a blob can never pass for a
+//! Every field but the last three is in the AAD (with its own tag, so a blob can never pass for a
 //! stored record or the reverse); the shares are the ciphertext.
 
 use crate::envelope::KekRef;
@@ -50,11 +50,16 @@ fn put(out: &mut Vec<u8>, field: &[u8]) {
 }
 
 impl Unpersisted {
-    /// The bound facts, length-prefixed after the blob's own tag.
+    /// The bound facts, length-prefixed after the blob's own tag: everything in the blob but the
+    /// wrapped key, nonce and ciphertext (the key reference too, so no byte of the blob can
+    /// change unnoticed).
     pub fn aad(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.payload_json.len());
         put(&mut out, AAD_TAG);
         self.put_facts(&mut out);
+        put(&mut out, self.kek.provider.as_bytes());
+        put(&mut out, self.kek.key_id.as_bytes());
+        put(&mut out, self.kek.key_version.as_bytes());
         out
     }
 
@@ -188,6 +193,7 @@ mod tests {
             Unpersisted { base_generation: 4, ..sample() },
             Unpersisted { payload_json: "{}".into(), ..sample() },
             Unpersisted { scheme: None, ..sample() },
+            Unpersisted { kek: KekRef { key_version: "2".into(), ..sample().kek }, ..sample() },
         ];
         for v in variants {
             assert_ne!(v.aad(), base, "{v:?}");

@@ -19,6 +19,14 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 const MAX_ACTOR_LEN: usize = 256;
+
+/// What new shares were derived from: the wallet (by id, so a wallet deleted and stored again at
+/// the same address is not taken for it) and its share generation at the time.
+#[derive(Debug, Clone, Copy)]
+pub struct Basis<'a> {
+    pub wallet_id: &'a str,
+    pub generation: i64,
+}
 const MAX_PURPOSE_LEN: usize = 256;
 /// How often a compare-and-swap write is retried when another writer got there first.
 const MAX_CAS_ATTEMPTS: usize = 64;
@@ -404,6 +412,23 @@ impl Vault {
 
     /// [`Vault::replace_shares`], and if `base_generation` is given, only while the stored
     /// generation is still that one (checked in the same compare-and-swap as the write).
+    /// [`Vault::replace_shares`] for new shares an SDK call derived from `basis` (the wallet and
+    /// its generation when the SDK wrapper hydrated it for a refresh or reshare): written only
+    /// while the wallet is still that one at that generation, so a retry can never roll a wallet back to shares a
+    /// later refresh replaced; if the wallet is at the next generation with exactly these shares
+    /// (an earlier attempt committed but its answer was lost), that is success.
+    pub async fn replace_shares_from(
+        &self,
+        address: &str,
+        shares: &SecretBuf,
+        backup_info_json: &str,
+        scheme: Option<&str>,
+        actor: Option<&str>,
+        basis: Basis<'_>,
+    ) -> Result<String> {
+        self.run(self.replace_shares_at(address, shares, backup_info_json, scheme, actor, Some(basis))).await
+    }
+
     async fn replace_shares_at(
         &self,
         address: &str,
@@ -411,7 +436,7 @@ impl Vault {
         backup_info_json: &str,
         scheme: Option<&str>,
         actor: Option<&str>,
-        base_generation: Option<i64>,
+        basis: Option<Basis<'_>>,
     ) -> Result<String> {
         {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
@@ -424,7 +449,18 @@ impl Vault {
             let backup = parse_backup_info(backup_info_json)?;
             for attempt in 0..MAX_CAS_ATTEMPTS {
                 let row = self.wallet_row(address).await?;
-                if let Some(base) = base_generation.filter(|g| *g != row.generation) {
+                if let Some(b) = basis.filter(|b| b.wallet_id != row.wallet_id) {
+                    return Err(Error::tampered(format!(
+                        "the new shares belong to wallet {}, not to the wallet now stored at {address}",
+                        b.wallet_id
+                    )));
+                }
+                if let Some(base) = basis.map(|b| b.generation).filter(|g| *g != row.generation) {
+                    // Already written (by an attempt whose answer was lost)? Compared inside
+                    // Rust; the stored plaintext never leaves.
+                    if row.generation == base + 1 && self.open_row(&row).await?.as_slice() == shares.as_slice() {
+                        return Ok(row.metadata_json);
+                    }
                     return Err(Error::new(
                         ErrorCode::Conflict,
                         format!(
@@ -564,19 +600,14 @@ impl Vault {
             if state.base_generation == 0 {
                 return self.recover_new_wallet(&state, &shares, actor).await;
             }
-            let row = self.wallet_row(&state.address).await?;
-            if row.wallet_id != state.wallet_id {
-                return Err(Error::tampered(
-                    "the sealed state belongs to another wallet than the one stored at its address",
-                ));
-            }
+            let basis = Basis { wallet_id: &state.wallet_id, generation: state.base_generation };
             self.replace_shares_at(
                 &state.address,
                 &shares,
                 &state.payload_json,
                 state.scheme.as_deref(),
                 actor,
-                Some(state.base_generation),
+                Some(basis),
             )
             .await
         })
