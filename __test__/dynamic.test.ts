@@ -197,6 +197,26 @@ describe('vaulted(EVM client): the EVM-only methods', () => {
     await vault.close()
   })
 
+  it('vault.close() waits for a refresh in flight, so its new shares are written, not stranded', async () => {
+    const raw = new FakeEvmWalletClient()
+    const vault = await openVault()
+    const client = vaulted(raw, vault)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount({ thresholdSignatureScheme: 'TWO_OF_TWO' })
+    const refresh = raw.refreshWalletAccountShares.bind(raw)
+    let returned = false
+    raw.refreshWalletAccountShares = async (args) => {
+      const out = await refresh(args)
+      await new Promise((r) => setTimeout(r, 200))
+      returned = true
+      return out
+    }
+    const refreshing = client.refreshWalletAccountShares({ accountAddress })
+    await new Promise((r) => setTimeout(r, 20))
+    await vault.close()
+    expect(returned).toBe(true)
+    await expect(refreshing).resolves.toHaveProperty('walletMetadata')
+  })
+
   it('BTC without addressType is the SDK\'s error, and nothing is stored', async () => {
     const { BTC } = fakeClients()
     const vault = await openVault()
