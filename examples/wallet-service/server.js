@@ -1,0 +1,110 @@
+// An example wallet service: a small HTTP API over a vaulted Dynamic EVM client.
+//   POST /wallets                  {"thresholdSignatureScheme"?}      -> 201 {"accountAddress", "walletId"}
+//   GET  /wallets/:address                                            -> 200 the wallet's metadata (never a share)
+//   POST /wallets/:address/sign    {"message"}                        -> 200 {"signature"}
+// With DYNAMIC_ENVIRONMENT_ID and DYNAMIC_AUTH_TOKEN set it uses Dynamic's real client
+// (npm install @dynamic-labs-wallet/node-evm); without them, a local stand-in (fake-evm-client.js).
+// The vault: SHAREVAULT_DATABASE with its development key SHAREVAULT_LOCAL_KEY (base64, 32 bytes),
+// or, without them, an in-memory database and a generated key (gone when the service stops). In
+// production: PostgreSQL and kms: { provider: 'aws', keyId } (see the README).
+//   npm run example          (then: curl -X POST localhost:3000/wallets)
+'use strict'
+const http = require('node:http')
+const { randomBytes } = require('node:crypto')
+const { Vault, VaultError } = require('sharevault')
+const { vaulted } = require('sharevault/dynamic')
+
+const STATUS = { ERR_NOT_FOUND: 404, ERR_INVALID_INPUT: 400, ERR_CONFLICT: 409, ERR_FORBIDDEN: 403, ERR_DB_UNAVAILABLE: 503, ERR_KMS_UNAVAILABLE: 503 }
+const MAX_BODY = 64 * 1024
+
+function send(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json' })
+  res.end(JSON.stringify(body))
+}
+
+function readJson(req) {
+  return new Promise((resolve, reject) => {
+    let size = 0
+    const chunks = []
+    req.on('data', (c) => {
+      size += c.length
+      if (size > MAX_BODY) reject(Object.assign(new Error('request body too large'), { status: 413 }))
+      else chunks.push(c)
+    })
+    req.on('end', () => {
+      if (chunks.length === 0) return resolve({})
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')))
+      } catch {
+        reject(Object.assign(new Error('the body is not JSON'), { status: 400 }))
+      }
+    })
+    req.on('error', reject)
+  })
+}
+
+/** The service over a vaulted client and its vault. */
+function createService(evm, vault) {
+  return http.createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url, 'http://localhost')
+      const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent)
+      if (req.method === 'POST' && parts.length === 1 && parts[0] === 'wallets') {
+        const body = await readJson(req)
+        const { walletMetadata } = await evm.createWalletAccount({ thresholdSignatureScheme: body.thresholdSignatureScheme || 'TWO_OF_TWO' })
+        return send(res, 201, { accountAddress: walletMetadata.accountAddress, walletId: walletMetadata.walletId })
+      }
+      if (req.method === 'GET' && parts.length === 2 && parts[0] === 'wallets') {
+        return send(res, 200, await vault.getMetadata(parts[1]))
+      }
+      if (req.method === 'POST' && parts.length === 3 && parts[0] === 'wallets' && parts[2] === 'sign') {
+        const body = await readJson(req)
+        if (typeof body.message !== 'string') return send(res, 400, { error: 'message must be a string' })
+        const signature = await evm.signMessage({ accountAddress: parts[1], message: body.message })
+        return send(res, 200, { signature })
+      }
+      return send(res, 404, { error: 'no such route' })
+    } catch (e) {
+      if (e instanceof VaultError) return send(res, STATUS[e.code] || 500, { error: e.code, message: e.message })
+      // Anything else (the SDK's own errors): its message, never a share (the vault holds those).
+      return send(res, e.status || 502, { error: e.message })
+    }
+  })
+}
+
+async function main() {
+  // A stored wallet opens only with the key that sealed it: a database needs its key kept too.
+  if (process.env.SHAREVAULT_DATABASE && !process.env.SHAREVAULT_LOCAL_KEY) {
+    throw new Error('SHAREVAULT_DATABASE needs SHAREVAULT_LOCAL_KEY (base64, 32 bytes), or wallets stored today will not open tomorrow')
+  }
+  const vault = await Vault.open({
+    database: process.env.SHAREVAULT_DATABASE || ':memory:',
+    environment: process.env.DYNAMIC_ENVIRONMENT_ID || 'example',
+    kms: { provider: 'local', key: process.env.SHAREVAULT_LOCAL_KEY || randomBytes(32) },
+    actor: 'wallet-service',
+  })
+  let client
+  if (process.env.DYNAMIC_ENVIRONMENT_ID && process.env.DYNAMIC_AUTH_TOKEN) {
+    const { DynamicEvmWalletClient } = require('@dynamic-labs-wallet/node-evm')
+    client = new DynamicEvmWalletClient({ environmentId: process.env.DYNAMIC_ENVIRONMENT_ID })
+    await client.authenticateApiToken(process.env.DYNAMIC_AUTH_TOKEN)
+  } else {
+    const { FakeEvmWalletClient } = require('./fake-evm-client')
+    client = new FakeEvmWalletClient()
+    console.log('no DYNAMIC_ENVIRONMENT_ID / DYNAMIC_AUTH_TOKEN: using the local stand-in for Dynamic')
+  }
+  const server = createService(vaulted(client, vault, { actor: 'wallet-service' }), vault)
+  const port = Number(process.env.PORT || 3000)
+  server.listen(port, () => console.log(`wallet service on http://localhost:${port}`))
+  const stop = () => server.close(() => vault.close().then(() => process.exit(0)))
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+}
+
+module.exports = { createService }
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e instanceof Error ? e.message : e)
+    process.exitCode = 1
+  })
+}
