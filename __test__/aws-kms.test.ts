@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { Vault } from '../lib'
 import type { OpenOptions } from '../lib'
-import { fakeCreatedWallet } from '../lib/fixtures'
+import { fakeCreatedWallet } from '../demo/fixtures'
 import { cleanup, tempDir, vaultError } from './support/helpers'
 import { DUMMY_CREDENTIALS, startMoto, type Moto } from './support/moto'
 import { sqlInChild, tamper } from './support/sql'

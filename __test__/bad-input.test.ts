@@ -1,6 +1,6 @@
 import { Vault } from '../lib'
 import type { CreatedWallet } from '../lib'
-import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../lib/fixtures'
+import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../demo/fixtures'
 import { backends, cleanup, newKey, openOn, vaultError } from './support/helpers'
 
 describe.each(backends())('on $name', (backend) => {

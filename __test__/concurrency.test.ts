@@ -1,5 +1,5 @@
 import type { ServerKeyShare } from '../lib'
-import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../lib/fixtures'
+import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../demo/fixtures'
 import { backends, cleanup, openOn } from './support/helpers'
 
 afterEach(cleanup)

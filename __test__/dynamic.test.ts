@@ -2,9 +2,9 @@ import { Client } from 'pg'
 import { Vault } from '../lib'
 import type { OpenOptions, ServerKeyShare, WalletMetadata } from '../lib'
 import { UnpersistedSharesError, vaulted } from '../lib/dynamic'
-import type { Chain } from '../lib/fixtures'
+import type { Chain } from '../demo/fixtures'
 import { backends, newKey, vaultError } from './support/helpers'
-import { FakeEvmWalletClient, FakeWalletClient, fakeClients, SdkError } from './support/sdk-fakes'
+import { FakeEvmWalletClient, FakeWalletClient, fakeClients, SdkError } from '../demo/sdk-fakes'
 
 const CHAINS: Chain[] = ['EVM', 'SVM', 'BTC', 'TON']
 

@@ -1,6 +1,6 @@
 import { Vault } from '../lib'
 import type { OpenOptions } from '../lib'
-import { fakeCreatedWallet } from '../lib/fixtures'
+import { fakeCreatedWallet } from '../demo/fixtures'
 import { cleanup, newKey, vaultError } from './support/helpers'
 
 afterEach(cleanup)

@@ -1,6 +1,6 @@
 import { readFileSync, existsSync, statSync } from 'node:fs'
 import { Vault } from '../lib'
-import { fakeCreatedWallet } from '../lib/fixtures'
+import { fakeCreatedWallet } from '../demo/fixtures'
 import { Client } from 'pg'
 import { backends, cleanup, newKey, openFile, postgresBackend, vaultError } from './support/helpers'
 import { sqlInChild, tamper } from './support/sql'

@@ -7,7 +7,7 @@ const { tmpdir, cpus } = require('node:os')
 const { join } = require('node:path')
 const { randomBytes } = require('node:crypto')
 const { Vault } = require('../dist')
-const { fakeCreatedWallet } = require('../dist/fixtures')
+const { fakeCreatedWallet } = require('../dist-demo/fixtures')
 const { BaselineVault } = require('./baseline')
 
 const { arg, flag, phase, table: renderTable } = require('./lib')

@@ -6,7 +6,7 @@
 // Prints "ok <replaces> <merges> <hydrations>", or exits 1 on any inconsistency or on an error
 // other than a retry-exhausted ERR_CONFLICT.
 const { Vault } = require('../../dist')
-const { backupInfoWithExternal, fakeShares } = require('../../dist/fixtures')
+const { backupInfoWithExternal, fakeShares } = require('../../dist-demo/fixtures')
 
 async function main() {
   const [database, key, id, opsArg, addressesJson] = process.argv.slice(2)

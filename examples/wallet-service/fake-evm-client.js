@@ -2,7 +2,7 @@
 // account: it creates wallets with generated, random shares (nothing here looks like a real key),
 // remembers which shares are current, and signs with an HMAC keyed by the shares it is given, so a
 // signature needs the right, current shares. It follows ../../shared/SDK-CONTRACT.md only as far as
-// the service uses it; the test suite's complete contract fakes are __test__/support/sdk-fakes.ts.
+// the service uses it; the complete contract fakes are demo/sdk-fakes.ts.
 'use strict'
 const { createHmac, randomBytes, randomUUID } = require('node:crypto')
 

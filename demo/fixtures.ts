@@ -3,7 +3,7 @@
  * random at run time: no fixture file holds anything that looks like a real share.
  */
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { CreatedWallet, KeyShareBackupInfo, ThresholdSignatureScheme } from './types'
+import type { CreatedWallet, KeyShareBackupInfo, ThresholdSignatureScheme } from 'sharevault'
 
 const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
 

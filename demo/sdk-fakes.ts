@@ -7,8 +7,8 @@
  * Everything is generated at run time (no fixture file holds anything that looks like a share).
  */
 import { createHmac, randomBytes, randomUUID } from 'node:crypto'
-import { backupInfoWithExternal, emptyBackupInfo, fakeShares, SHARE_COUNT, type Chain } from '../../lib/fixtures'
-import type { KeyShareBackupInfo, ServerKeyShare, ThresholdSignatureScheme, WalletMetadata } from '../../lib'
+import { backupInfoWithExternal, emptyBackupInfo, fakeShares, SHARE_COUNT, type Chain } from './fixtures'
+import type { KeyShareBackupInfo, ServerKeyShare, ThresholdSignatureScheme, WalletMetadata } from 'sharevault'
 
 interface ServerWallet {
   chain: Chain
