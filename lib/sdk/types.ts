@@ -14,10 +14,13 @@ export interface KeyShareBackupEntry {
   passwordEncrypted?: boolean
 }
 
+/**
+ * Unknown fields are kept at run time; the type has no index signature so that the SDK's own
+ * `KeyShareBackupInfo` (an interface without one) is assignable to it.
+ */
 export interface KeyShareBackupInfo {
   passwordEncrypted: boolean
   backups: Record<string, KeyShareBackupEntry[]>
-  [extra: string]: unknown
 }
 
 export interface WalletMetadata {
@@ -46,8 +49,23 @@ export interface CreatedWallet {
   [extra: string]: unknown
 }
 
+/**
+ * A share as `withWallet` hands it out: the fields the SDK gave, as plain data (`Uint8Array`s as
+ * `Uint8Array`s; a class instance such as `EcdsaKeygenResult` as a plain object with the same
+ * fields). `pubkey` is typed `any` on purpose: the SDK's share types are classes whose
+ * `EcdsaPublicKey` has a private member, which no plain object can satisfy in TypeScript, while the
+ * SDK itself reads only `secretShare` and re-wraps `pubkey` where it needs a class. With `any`, the
+ * hydrated shares can be passed to the SDK's own typings as they are (checked against
+ * `@dynamic-labs-wallet/node` by `__test__/types/sdk-compat.ts`).
+ */
+export interface HydratedShare {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  pubkey: any
+  secretShare: string
+}
+
 /** What `withWallet` hands to its callback. */
 export interface HydratedWallet {
   walletMetadata: WalletMetadata
-  externalServerKeyShares: ServerKeyShare[]
+  externalServerKeyShares: HydratedShare[]
 }

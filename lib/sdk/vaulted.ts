@@ -220,7 +220,7 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
           if (!isObject(result) || !isObject(result.backupInfo)) {
             throw new VaultError('ERR_INVALID_INPUT', `${method} did not return backupInfo`, 'result')
           }
-          const backupInfo = result.backupInfo as KeyShareBackupInfo
+          const backupInfo = result.backupInfo as unknown as KeyShareBackupInfo
           try {
             const walletMetadata = await persist(() => vault.mergeBackupInfo(address, backupInfo, { actor }), deadline)
             return { walletMetadata, backupInfo } satisfies BackupWritten

@@ -11,6 +11,7 @@ import {
   type CacheOptions,
   type CreatedWallet,
   type DatabaseOptions,
+  type HydratedShare,
   type HydratedWallet,
   type KeyShareBackupEntry,
   type KeyShareBackupInfo,
@@ -65,7 +66,7 @@ export async function use(): Promise<void> {
   const m: Migrated = await migrate(db)
   const vault: Vault = await Vault.open(open)
   await vault.storeWallet(created)
-  const n: number = await vault.withWallet(metadata.accountAddress, (w: HydratedWallet) => w.externalServerKeyShares.length, withOpts)
+  const n: number = await vault.withWallet(metadata.accountAddress, (w: HydratedWallet) => w.externalServerKeyShares.filter((s: HydratedShare) => s.secretShare).length, withOpts)
   await vault.replaceShares(metadata.accountAddress, replace)
   const audit: AuditRecord[] = await vault.auditLog({ limit: 1 })
   const stats: VaultStats = vault.stats()
