@@ -217,6 +217,18 @@ describe('vaulted(EVM client): the EVM-only methods', () => {
     await expect(refreshing).resolves.toHaveProperty('walletMetadata')
   })
 
+  it('refuses a wrapper call that starts while the vault is closing, before the SDK is called', async () => {
+    const raw = new FakeEvmWalletClient()
+    const vault = await openVault()
+    const client = vaulted(raw, vault)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount({ thresholdSignatureScheme: 'TWO_OF_TWO' })
+    const closing = vault.close()
+    raw.calls.length = 0
+    expect((await vaultError(client.refreshWalletAccountShares({ accountAddress }))).code).toBe('ERR_CLOSED')
+    expect(raw.calls).toEqual([])
+    await closing
+  })
+
   it('BTC without addressType is the SDK\'s error, and nothing is stored', async () => {
     const { BTC } = fakeClients()
     const vault = await openVault()

@@ -1,7 +1,10 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
+import { Client } from 'pg'
 import type { Vault } from '../lib'
-import { newKey } from './support/helpers'
+import { backends, cleanup, newKey, tempDir } from './support/helpers'
 
 // The example service (examples/wallet-service), end to end over HTTP, on its fake path. It uses
 // the package as a user does (require('sharevault'), the built dist/), so the test does too: one
@@ -11,9 +14,16 @@ const { Vault: BuiltVault } = require('sharevault') as { Vault: typeof import('.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { vaulted } = require('sharevault/dynamic') as typeof import('../lib/dynamic')
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { createService } = require('../examples/wallet-service/server') as { createService: (evm: unknown, vault: Vault) => Server }
+const { createService } = require('../examples/wallet-service/server') as { createService: (evm: unknown, vault: Vault, opts?: { unpersistedFile?: string }) => Server }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { FakeEvmWalletClient } = require('../examples/wallet-service/fake-evm-client') as { FakeEvmWalletClient: new () => object }
+const { FakeEvmWalletClient } = require('../examples/wallet-service/fake-evm-client') as { FakeEvmWalletClient: new () => { signMessage: (...a: unknown[]) => Promise<string> } }
+
+afterAll(cleanup)
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
 
 describe('the example wallet service', () => {
   let vault: Vault
@@ -22,8 +32,7 @@ describe('the example wallet service', () => {
   beforeAll(async () => {
     vault = await BuiltVault.open({ database: ':memory:', environment: 'example', kms: { provider: 'local', key: newKey() } })
     server = createService(vaulted(new FakeEvmWalletClient(), vault), vault)
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    base = await listen(server)
   })
   afterAll(async () => {
     await new Promise((r) => server.close(r))
@@ -53,11 +62,63 @@ describe('the example wallet service', () => {
     expect(audit.map((r) => r.action)).toEqual(['store', 'hydrate', 'hydrate'])
   })
 
-  it('answers an unknown wallet with 404, bad input with 400, and an unknown route with 404', async () => {
+  it('answers an unknown wallet with 404, bad input with 400, too much with 413, and an unknown route with 404', async () => {
     expect((await fetch(`${base}/wallets/0x${'00'.repeat(20)}`)).status).toBe(404)
     expect((await fetch(`${base}/wallets/0x${'00'.repeat(20)}/sign`, { method: 'POST', body: '{"message":"x"}' })).status).toBe(404)
     expect((await fetch(`${base}/wallets/0xabc/sign`, { method: 'POST', body: 'not json' })).status).toBe(400)
+    expect((await fetch(`${base}/wallets/0xabc/sign`, { method: 'POST', body: 'null' })).status).toBe(400)
     expect((await fetch(`${base}/wallets/0xabc/sign`, { method: 'POST', body: '{"message":1}' })).status).toBe(400)
+    expect((await fetch(`${base}/wallets`, { method: 'POST', body: '{"thresholdSignatureScheme":"FOO"}' })).status).toBe(400)
+    expect((await fetch(`${base}/wallets/%E0%A4%A/sign`, { method: 'POST', body: '{}' })).status).toBe(400)
     expect((await fetch(`${base}/nothing`)).status).toBe(404)
+    const big = await fetch(`${base}/wallets`, { method: 'POST', body: 'x'.repeat(200_000) }).then((r) => r.status, () => 413)
+    expect(big).toBe(413)
+  })
+
+  it('answers 502 with a generic message when the SDK call fails', async () => {
+    const raw = new FakeEvmWalletClient()
+    const vault2 = await BuiltVault.open({ database: ':memory:', environment: 'example', kms: { provider: 'local', key: newKey() } })
+    const server2 = createService(vaulted(raw, vault2), vault2)
+    const url = await listen(server2)
+    const { accountAddress } = (await (await fetch(`${url}/wallets`, { method: 'POST' })).json()) as { accountAddress: string }
+    raw.signMessage = async () => {
+      throw new Error('provider detail that should stay in the log')
+    }
+    const errSpy = jest.spyOn(console, 'error').mockImplementation(() => undefined)
+    const r = await fetch(`${url}/wallets/${accountAddress}/sign`, { method: 'POST', body: '{"message":"x"}' })
+    errSpy.mockRestore()
+    expect(r.status).toBe(502)
+    expect(await r.text()).not.toContain('provider detail')
+    await new Promise((res) => server2.close(res))
+    await vault2.close()
+  })
+})
+
+const pg = backends().find((b) => b.name === 'postgres')
+;(pg ? describe : describe.skip)('the example wallet service when the database goes away (PostgreSQL)', () => {
+  it('keeps a new wallet sealed (503) and it is recovered once the database is back', async () => {
+    const database = await pg!.database()
+    const vault = await BuiltVault.open({ database, environment: 'example', kms: { provider: 'local', key: newKey() } })
+    const file = join(tempDir(), 'unpersisted.jsonl')
+    const server = createService(vaulted(new FakeEvmWalletClient(), vault, { persistDeadlineMs: 300 }), vault, { unpersistedFile: file })
+    const url = await listen(server)
+    const name = new URL(database).pathname.slice(1)
+    const admin = new Client({ connectionString: process.env.SHAREVAULT_PG_ADMIN_URL })
+    await admin.connect()
+    await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name])
+    await admin.query(`ALTER DATABASE ${name} RENAME TO ${name}_away`)
+    const r = await fetch(`${url}/wallets`, { method: 'POST' })
+    expect(r.status).toBe(503)
+    expect(await r.text()).not.toContain('secretShare')
+    await admin.query(`ALTER DATABASE ${name}_away RENAME TO ${name}`)
+    await admin.end()
+    const kept = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { accountAddress: string; sealed: string })
+    expect(kept).toHaveLength(1)
+    await vault.recoverSealed(kept[0].sealed)
+    expect((await fetch(`${url}/wallets/${kept[0].accountAddress}`)).status).toBe(200)
+    const signed = await fetch(`${url}/wallets/${kept[0].accountAddress}/sign`, { method: 'POST', body: '{"message":"x"}' })
+    expect(signed.status).toBe(200)
+    await new Promise((res) => server.close(res))
+    await vault.close()
   })
 })

@@ -1,5 +1,5 @@
 import { openVault, migrate as nativeMigrate, NativeVault } from '../index'
-import { fromNative, invalid } from './errors'
+import { fromNative, invalid, VaultError } from './errors'
 import { redactShare } from './redact'
 import type {
   AuditRecord,
@@ -271,17 +271,26 @@ export class Vault {
   async close(): Promise<void> {
     // SDK-wrapper calls in flight (after a refresh, new shares only the vault can still write or
     // seal) finish first; a vault closed under them would lose those shares.
+    // Wrapper calls that start from now on are refused (ERR_CLOSED), so the wait ends.
+    this.closing = true
     while (this.pending.size > 0) await Promise.allSettled([...this.pending])
     await call(() => this.native.close())
   }
 
   /** Calls the SDK wrapper is in the middle of (see `close`). */
   private readonly pending = new Set<Promise<unknown>>()
+  private closing = false
 }
 
-/** Makes `close()` wait for `work` (the SDK wrapper's calls). Not exported from the package. */
-export function holdOpen<T>(vault: Vault, work: Promise<T>): Promise<T> {
+/**
+ * Runs an SDK-wrapper call that `close()` waits for; refused with `ERR_CLOSED` once the vault is
+ * closing (so no call can start its irreversible SDK half on a vault about to go away). Not
+ * exported from the package.
+ */
+export function holdOpen<T>(vault: Vault, start: () => Promise<T>): Promise<T> {
+  if (vault['closing']) return Promise.reject(new VaultError('ERR_CLOSED', 'the vault is closing'))
   const pending = vault['pending']
+  const work = start()
   pending.add(work)
   const done = () => pending.delete(work)
   work.then(done, done)

@@ -10,12 +10,34 @@
 //   npm run example          (then: curl -X POST localhost:3000/wallets)
 'use strict'
 const http = require('node:http')
+const { appendFileSync, closeSync, fsyncSync, openSync } = require('node:fs')
 const { randomBytes } = require('node:crypto')
 const { Vault, VaultError } = require('sharevault')
-const { vaulted } = require('sharevault/dynamic')
+const { vaulted, UnpersistedSharesError } = require('sharevault/dynamic')
 
 const STATUS = { ERR_NOT_FOUND: 404, ERR_INVALID_INPUT: 400, ERR_CONFLICT: 409, ERR_FORBIDDEN: 403, ERR_DB_UNAVAILABLE: 503, ERR_KMS_UNAVAILABLE: 503 }
+const SCHEMES = ['TWO_OF_TWO', 'TWO_OF_THREE', 'THREE_OF_FIVE']
 const MAX_BODY = 64 * 1024
+
+function badRequest(message) {
+  return Object.assign(new Error(message), { status: 400 })
+}
+
+/**
+ * New shares the vault could not write are the only copy there is (the SDK already replaced the
+ * old ones): keep the sealed value (safe to store: sealed under the vault's KMS, never plaintext)
+ * durably, for `vault.recoverSealed()` once the database is back. A real service would use a
+ * queue or a second store; a local append-only file, fsynced, is this example's.
+ */
+function keepSealed(file, err) {
+  const fd = openSync(file, 'a', 0o600)
+  try {
+    appendFileSync(fd, JSON.stringify({ at: new Date().toISOString(), accountAddress: err.accountAddress, sealed: err.sealed }) + '\n')
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
 
 function send(res, status, body) {
   res.writeHead(status, { 'content-type': 'application/json' })
@@ -28,30 +50,47 @@ function readJson(req) {
     const chunks = []
     req.on('data', (c) => {
       size += c.length
-      if (size > MAX_BODY) reject(Object.assign(new Error('request body too large'), { status: 413 }))
-      else chunks.push(c)
+      if (size > MAX_BODY) {
+        reject(Object.assign(new Error('request body too large'), { status: 413 }))
+        req.destroy()
+      } else chunks.push(c)
     })
     req.on('end', () => {
       if (chunks.length === 0) return resolve({})
+      let body
       try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')))
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
       } catch {
-        reject(Object.assign(new Error('the body is not JSON'), { status: 400 }))
+        return reject(badRequest('the body is not JSON'))
       }
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) return reject(badRequest('the body must be a JSON object'))
+      resolve(body)
     })
     req.on('error', reject)
   })
 }
 
-/** The service over a vaulted client and its vault. */
-function createService(evm, vault) {
+function pathParts(url) {
+  try {
+    return new URL(url, 'http://localhost').pathname.split('/').filter(Boolean).map(decodeURIComponent)
+  } catch {
+    throw badRequest('malformed path')
+  }
+}
+
+/**
+ * The service over a vaulted client and its vault. `unpersistedFile`: where the sealed state of
+ * new shares that could not be written is kept (see keepSealed).
+ */
+function createService(evm, vault, { unpersistedFile = './wallet-service-unpersisted.jsonl' } = {}) {
   return http.createServer(async (req, res) => {
     try {
-      const url = new URL(req.url, 'http://localhost')
-      const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent)
+      const parts = pathParts(req.url)
       if (req.method === 'POST' && parts.length === 1 && parts[0] === 'wallets') {
         const body = await readJson(req)
-        const { walletMetadata } = await evm.createWalletAccount({ thresholdSignatureScheme: body.thresholdSignatureScheme || 'TWO_OF_TWO' })
+        const scheme = body.thresholdSignatureScheme === undefined ? 'TWO_OF_TWO' : body.thresholdSignatureScheme
+        if (!SCHEMES.includes(scheme)) throw badRequest(`thresholdSignatureScheme must be one of ${SCHEMES.join(', ')}`)
+        const { walletMetadata } = await evm.createWalletAccount({ thresholdSignatureScheme: scheme })
         return send(res, 201, { accountAddress: walletMetadata.accountAddress, walletId: walletMetadata.walletId })
       }
       if (req.method === 'GET' && parts.length === 2 && parts[0] === 'wallets') {
@@ -65,9 +104,15 @@ function createService(evm, vault) {
       }
       return send(res, 404, { error: 'no such route' })
     } catch (e) {
+      if (e instanceof UnpersistedSharesError) {
+        if (e.sealed) keepSealed(unpersistedFile, e)
+        return send(res, 503, { error: e.code, message: e.sealed ? 'the wallet could not be stored now; it is kept sealed for recovery' : 'the wallet could not be stored' })
+      }
       if (e instanceof VaultError) return send(res, STATUS[e.code] || 500, { error: e.code, message: e.message })
-      // Anything else (the SDK's own errors): its message, never a share (the vault holds those).
-      return send(res, e.status || 502, { error: e.message })
+      if (e.status) return send(res, e.status, { error: e.message })
+      // Anything else (the SDK's own errors): logged here, a generic answer to the client.
+      console.error('wallet service: the SDK call failed:', e instanceof Error ? e.message : e)
+      return send(res, 502, { error: 'the wallet provider call failed' })
     }
   })
 }
@@ -96,7 +141,16 @@ async function main() {
   const server = createService(vaulted(client, vault, { actor: 'wallet-service' }), vault)
   const port = Number(process.env.PORT || 3000)
   server.listen(port, () => console.log(`wallet service on http://localhost:${port}`))
-  const stop = () => server.close(() => vault.close().then(() => process.exit(0)))
+  const stop = () =>
+    server.close(() =>
+      vault.close().then(
+        () => process.exit(0),
+        (e) => {
+          console.error('closing the vault failed:', e.message)
+          process.exit(1)
+        },
+      ),
+    )
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
 }

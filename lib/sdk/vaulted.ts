@@ -258,7 +258,7 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
         }
         break
     }
-    managed.set(method, (...args: unknown[]) => holdOpen(vault, Promise.resolve().then(() => fn(...args))))
+    managed.set(method, (...args: unknown[]) => holdOpen(vault, () => Promise.resolve().then(() => fn(...args))))
   }
 
   const bound = new Map<PropertyKey, [AnyFn, AnyFn]>()
