@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { Vault } from '../lib'
+import { Vault, ALL_PERMISSIONS } from '../lib'
 import type { OpenOptions } from '../lib'
 import { fakeCreatedWallet } from '../demo/fixtures'
 import { cleanup, tempDir, vaultError } from './support/helpers'
@@ -24,6 +24,7 @@ function awsOptions(database: string, extra: Partial<OpenOptions> & { keyId?: st
     database,
     environment: 'test',
     kms: { provider: 'aws', keyId: keyId ?? 'alias/sharevault-test', region: 'us-east-1', endpoint: moto.endpoint, credentials: DUMMY_CREDENTIALS, timeoutMs: timeoutMs ?? 5000, maxAttempts: 2 },
+    allow: ALL_PERMISSIONS,
     ...rest,
   }
 }

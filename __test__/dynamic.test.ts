@@ -1,5 +1,6 @@
 import { Client } from 'pg'
 import { Vault } from '../lib'
+import { DEFAULT_PERMISSIONS } from '../lib'
 import type { OpenOptions, ServerKeyShare, WalletMetadata } from '../lib'
 import { UnpersistedSharesError, vaulted } from '../lib/dynamic'
 import type { Chain } from '../demo/fixtures'
@@ -104,7 +105,7 @@ describe.each(CHAINS)('vaulted(%s client)', (chain) => {
     raw.calls.length = 0
     expect((await vaultError(client.exportKey({ accountAddress }))).code).toBe('ERR_FORBIDDEN')
     expect(raw.calls).toEqual([])
-    const exporting = await openVault({ allow: ['hydrate:export'] })
+    const exporting = await openVault({ allow: [...DEFAULT_PERMISSIONS, 'hydrate:export'] })
     try {
       const c2 = vaulted(raw, exporting)
       const again = await c2.createWalletAccount(createArgs(chain))
@@ -186,7 +187,7 @@ describe('vaulted: a client with private state and getters', () => {
 describe('vaulted(EVM client): the EVM-only methods', () => {
   it('signTypedData, getWalletClient and exportPrivateKey get the stored state', async () => {
     const raw = new FakeEvmWalletClient()
-    const vault = await openVault({ allow: ['hydrate:export'] })
+    const vault = await openVault({ allow: [...DEFAULT_PERMISSIONS, 'hydrate:export'] })
     const client = vaulted(raw, vault)
     const { walletMetadata: { accountAddress } } = await client.createWalletAccount({ thresholdSignatureScheme: 'TWO_OF_TWO' })
     const state = await stored(vault, accountAddress)

@@ -1,7 +1,7 @@
-import { Vault } from '../lib'
+import { ALL_PERMISSIONS, DEFAULT_PERMISSIONS, Vault } from '../lib'
 import type { OpenOptions } from '../lib'
-import { fakeCreatedWallet } from '../demo/fixtures'
-import { cleanup, newKey, vaultError } from './support/helpers'
+import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../demo/fixtures'
+import { cleanup, newKey, tempDir, vaultError } from './support/helpers'
 
 afterEach(cleanup)
 
@@ -22,17 +22,17 @@ describe('hydrating for export', () => {
       expect(e.message).toContain('hydrate:export')
       expect(ran).toBe(false)
     }
-    const denied = (await vault.auditLog({ address })).filter((r) => r.outcome === 'ERR_FORBIDDEN')
+    const denied = (await vault.auditLog({ address })).filter((r) => r.outcome === 'denied')
     expect(denied).toHaveLength(3)
-    expect(denied[0]).toMatchObject({ action: 'hydrate', actor: 'ops' })
+    expect(denied[0]).toMatchObject({ action: 'hydrate', actor: 'ops', purpose: 'export' })
     expect(vault.stats().hydrations).toBe(0)
     // Other purposes are ordinary.
     expect(await vault.withWallet(address, (w) => w.externalServerKeyShares.length, { purpose: 'sign' })).toBeGreaterThan(0)
     await vault.close()
   })
 
-  it('goes ahead when the vault was opened with allow: [\'hydrate:export\']', async () => {
-    const vault = await Vault.open(options({ allow: ['hydrate:export'] }))
+  it('goes ahead when the vault was opened with hydrate:export allowed', async () => {
+    const vault = await Vault.open(options({ allow: [...DEFAULT_PERMISSIONS, 'hydrate:export'] }))
     const created = fakeCreatedWallet('SVM')
     await vault.storeWallet(created)
     const n = await vault.withWallet(created.walletMetadata.accountAddress, (w) => w.externalServerKeyShares.length, { purpose: 'export' })
@@ -55,5 +55,47 @@ describe('hydrating for export', () => {
     } finally {
       delete proto.allow
     }
+  })
+})
+
+describe('least-privilege handles', () => {
+  it('grant exactly what allow lists; everything else is ERR_FORBIDDEN, audited as denied, and touches nothing', async () => {
+    const database = `sqlite://${require('node:path').join(tempDir(), 'v.db')}`
+    const key = newKey()
+    const admin = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key }, allow: ALL_PERMISSIONS })
+    const created = fakeCreatedWallet('EVM')
+    const address = created.walletMetadata.accountAddress
+    await admin.storeWallet(created)
+    // A signer: hydrate for signing, nothing else.
+    const signer = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key }, allow: ['hydrate:sign'], actor: 'signer' })
+    expect(await signer.withWallet(address, (w) => w.externalServerKeyShares.length, { purpose: 'sign' })).toBe(1)
+    const keyCalls = () => signer.stats().kmsCalls.decrypt + signer.stats().kmsCalls.generateDataKey
+    const before = keyCalls()
+    const refused = [
+      signer.storeWallet(fakeCreatedWallet('EVM')),
+      signer.withWallet(address, () => 1, { purpose: 'export' }),
+      signer.withWallet(address, () => 1, { purpose: 'backup' }),
+      signer.withWallet(address, () => 1, { purpose: 'refresh' }),
+      signer.mergeBackupInfo(address, backupInfoWithExternal()),
+      signer.replaceShares(address, { externalServerKeyShares: fakeShares('EVM', 1), backupInfo: backupInfoWithExternal() }),
+      signer.deleteWallet(address),
+      signer.auditLog(),
+      signer.verifyAuditChain(),
+    ]
+    for (const p of refused) expect((await vaultError(p)).code).toBe('ERR_FORBIDDEN')
+    // Metadata is not secret: readable by any handle.
+    expect((await signer.getMetadata(address)).walletId).toBe(created.walletMetadata.walletId)
+    expect(keyCalls()).toBe(before)
+    await signer.close()
+    // The wallet is as it was, and every refusal is in the log.
+    const rows = await admin.auditLog({ limit: 1000 })
+    expect(rows.filter((r) => r.outcome === 'denied' && r.actor === 'signer')).toHaveLength(refused.length)
+    expect(rows.filter((r) => r.action === 'replace_shares' && r.outcome === 'ok')).toHaveLength(0)
+    // The default handle may not delete.
+    const plain = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key } })
+    expect((await vaultError(plain.deleteWallet(address))).code).toBe('ERR_FORBIDDEN')
+    await plain.close()
+    await admin.deleteWallet(address)
+    await admin.close()
   })
 })

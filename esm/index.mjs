@@ -3,4 +3,4 @@
 // scripts/pack-test.js checks that these names are exactly the CommonJS build's exports.
 import cjs from '../dist/index.js'
 
-export const { Vault, VaultError, ErrorCode, migrate } = cjs
+export const { Vault, VaultError, ErrorCode, migrate, DEFAULT_PERMISSIONS, ALL_PERMISSIONS } = cjs

@@ -1,4 +1,4 @@
-export { Vault, migrate } from './vault'
+export { Vault, migrate, DEFAULT_PERMISSIONS, ALL_PERMISSIONS } from './vault'
 export { VaultError } from './errors'
 export type { VaultErrorCode } from './errors'
 export { ErrorCode } from '../index'

@@ -80,15 +80,17 @@ export interface OpenOptions extends DatabaseOptions {
    */
   migrate?: boolean
   /**
-   * Grants beyond the ordinary. `'hydrate:export'`: hydrating with purpose `export` (what a
-   * full-key export needs; the SDK wrapper's `exportKey` / `exportPrivateKey`). Without it such a
-   * hydrate is `ERR_FORBIDDEN`, audited, and nothing is decrypted.
+   * What this handle may do (least privilege): exactly the permissions listed. Without it:
+   * `DEFAULT_PERMISSIONS`, everything but `hydrate:export` and `delete`. A refused call is
+   * `ERR_FORBIDDEN`, audited with outcome `denied`, and touches no key. A hydrate needs the
+   * permission of its purpose: `export` → `hydrate:export`, `backup` → `backup`, `refresh` /
+   * `reshare` → `replace`, anything else → `hydrate:sign`.
    */
-  allow?: Permission[]
+  allow?: readonly Permission[]
 }
 
-/** A grant a vault is opened with (see `OpenOptions.allow`). */
-export type Permission = 'hydrate:export'
+/** One thing a vault handle may do (see `OpenOptions.allow`). */
+export type Permission = 'store' | 'hydrate:sign' | 'hydrate:export' | 'backup' | 'replace' | 'delete' | 'audit:read'
 
 export interface WithWalletOptions {
   /** Why the shares are needed: `sign`, `export`, `backup`, `refresh`, … (audited). */

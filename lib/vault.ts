@@ -10,6 +10,7 @@ import type {
   ListOptions,
   Migrated,
   OpenOptions,
+  Permission,
   ReplaceSharesInput,
   VaultStats,
   WalletMetadata,
@@ -89,6 +90,12 @@ function backupJson(v: unknown): string {
 function actorOf(options: unknown): string | undefined {
   return optStr(own(options, 'actor'), 'actor')
 }
+
+/** What a vault handle may do when `allow` is not given: everything but `hydrate:export` and `delete`. */
+export const DEFAULT_PERMISSIONS: readonly Permission[] = Object.freeze(['store', 'hydrate:sign', 'backup', 'replace', 'audit:read'] as const)
+
+/** Every permission there is (`allow: ALL_PERMISSIONS` for an unrestricted handle). */
+export const ALL_PERMISSIONS: readonly Permission[] = Object.freeze(['store', 'hydrate:sign', 'hydrate:export', 'backup', 'replace', 'delete', 'audit:read'] as const)
 
 /**
  * The binding behind a vault, for the SDK wrapper (`lib/sdk/`), which needs the share generation

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { Client } from 'pg'
-import { Vault, VaultError } from '../../lib'
+import { ALL_PERMISSIONS, Vault, VaultError } from '../../lib'
 import type { OpenOptions } from '../../lib'
 
 export const tempDirs: string[] = []
@@ -23,14 +23,14 @@ export function newKey(): Buffer {
 }
 
 export async function openMemory(extra: Partial<OpenOptions> = {}): Promise<Vault> {
-  return Vault.open({ database: ':memory:', environment: 'test', kms: { provider: 'local', key: newKey() }, ...extra })
+  return Vault.open({ database: ':memory:', environment: 'test', kms: { provider: 'local', key: newKey() }, allow: ALL_PERMISSIONS, ...extra })
 }
 
 /** A vault on a real file in a fresh temporary directory. */
 export async function openFile(extra: Partial<OpenOptions> = {}): Promise<{ vault: Vault; path: string; key: Buffer }> {
   const path = join(tempDir(), 'vault.db')
   const key = (extra.kms as { key: Buffer } | undefined)?.key ?? newKey()
-  const vault = await Vault.open({ database: `sqlite://${path}`, environment: 'test', kms: { provider: 'local', key }, ...extra })
+  const vault = await Vault.open({ database: `sqlite://${path}`, environment: 'test', kms: { provider: 'local', key }, allow: ALL_PERMISSIONS, ...extra })
   return { vault, path, key }
 }
 
@@ -88,7 +88,7 @@ export function backends(): Backend[] {
 
 /** A vault with a local key on a fresh database of `backend`. */
 export async function openOn(backend: Backend, extra: Partial<OpenOptions> = {}): Promise<Vault> {
-  return Vault.open({ database: await backend.database(), environment: 'test', kms: { provider: 'local', key: newKey() }, ...extra })
+  return Vault.open({ database: await backend.database(), environment: 'test', kms: { provider: 'local', key: newKey() }, allow: ALL_PERMISSIONS, ...extra })
 }
 
 /** How many wallets a database holds, read by another connection than the vault's. */

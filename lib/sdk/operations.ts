@@ -38,7 +38,7 @@ export const OPERATIONS = {
   getWalletExternalServerKeyShareBackupInfo: { kind: 'metadata' },
   getExternalServerKeyShares: { kind: 'refused' },
   exportExternalServerKeyShares: { kind: 'refused' },
-  // A full-key export: hydrated only by a vault opened with allow: ['hydrate:export'].
+  // A full-key export: hydrated only by a vault whose allow includes 'hydrate:export'.
   exportKey: { kind: 'hydrate', purpose: 'export' },
   exportPrivateKey: { kind: 'hydrate', purpose: 'export' },
   storeEncryptedBackupByWallet: { kind: 'merge', purpose: 'backup' },

@@ -6,6 +6,8 @@ import {
   VaultError,
   ErrorCode,
   migrate,
+  DEFAULT_PERMISSIONS,
+  ALL_PERMISSIONS,
   type AuditRecord,
   type AwsKmsOptions,
   type CacheOptions,
@@ -55,7 +57,8 @@ const kms: KmsOptions = Math.random() > 2 ? aws : local
 const cache: CacheOptions = { maxEntries: 10 }
 const pool: PoolOptions = { maxConnections: 4 }
 const db: DatabaseOptions = { database: ':memory:', pool }
-const grants: Permission[] = ['hydrate:export']
+const grants: readonly Permission[] = [...DEFAULT_PERMISSIONS, 'hydrate:export']
+export const everything: readonly Permission[] = ALL_PERMISSIONS
 const open: OpenOptions = { ...db, environment: 'e', kms, cache, migrate: true, allow: grants }
 const list: ListOptions = { limit: 10 }
 const withOpts: WithWalletOptions = { purpose: 'sign' }

@@ -243,7 +243,10 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<OpenC
         Some(Some(c)) => Some(cache_config(&c)?),
     };
     let store = store_options(&o)?;
-    let allow = Permissions::parse(&o.string_array("allow")?.unwrap_or_default())?;
+    let allow = match o.string_array("allow")? {
+        None => Permissions::default(),
+        Some(list) => Permissions::parse(&list)?,
+    };
     Ok(OpenConfig { database, environment, actor, kms, cache, store, allow })
 }
 

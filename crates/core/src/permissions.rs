@@ -1,50 +1,127 @@
-//! What a vault may do beyond storing and hydrating for ordinary calls: granted when it is
-//! opened (`allow: ['hydrate:export']`), refused otherwise with `ERR_FORBIDDEN`. Today one
-//! permission: handing out shares for a full-key export, the most dangerous call there is. The
-//! purpose of a hydrate is what the caller declares (`sign`, `export`, …); the SDK wrapper declares
-//! `export` for `exportKey` / `exportPrivateKey`, so without the grant it never calls the SDK.
+//! What a vault handle may do: fixed when it is opened (`allow: [...]`), refused otherwise with
+//! `ERR_FORBIDDEN` before anything is read or any key is touched, and the refusal is audited
+//! (outcome `denied`). Without `allow`, a handle may do everything but the two most dangerous
+//! things: hand out shares for a full-key export, and delete a wallet.
+//!
+//! A hydrate needs the permission of its purpose: `export` → `hydrate:export`, `backup` →
+//! `backup`, `refresh` / `reshare` → `replace`, anything else → `hydrate:sign`. (The purpose is
+//! what the caller declares; the SDK wrapper declares these for the SDK's calls.)
 
 use crate::error::{Error, ErrorCode, Result};
 
-/// The grants of one vault. The default grants nothing beyond the ordinary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Permissions {
-    hydrate_export: bool,
+/// One thing a handle may be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// `storeWallet` (and recovering a new wallet's sealed state).
+    Store,
+    /// Hydrating for signing and every purpose not listed below.
+    HydrateSign,
+    /// Hydrating for a full-key export.
+    HydrateExport,
+    /// `mergeBackupInfo`, and hydrating for a backup.
+    Backup,
+    /// `replaceShares` (refresh, reshare, recovering sealed shares), and hydrating for them.
+    Replace,
+    /// `deleteWallet`.
+    Delete,
+    /// `auditLog`, `verifyAuditChain`.
+    AuditRead,
 }
 
-/// Every permission there is, as written in `allow`.
-pub const ALL: &[&str] = &["hydrate:export"];
+/// Every permission, as written in `allow`.
+pub const ALL: [(&str, Permission); 7] = [
+    ("store", Permission::Store),
+    ("hydrate:sign", Permission::HydrateSign),
+    ("hydrate:export", Permission::HydrateExport),
+    ("backup", Permission::Backup),
+    ("replace", Permission::Replace),
+    ("delete", Permission::Delete),
+    ("audit:read", Permission::AuditRead),
+];
+
+impl Permission {
+    pub fn name(self) -> &'static str {
+        ALL.iter().find(|(_, p)| *p == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+
+    fn bit(self) -> u8 {
+        1 << (ALL.iter().position(|(_, p)| *p == self).unwrap_or(0) as u8)
+    }
+
+    /// The permission a hydrate for `purpose` needs (see the module doc).
+    pub fn for_hydrate(purpose: Option<&str>) -> Permission {
+        match purpose.map(|p| p.trim().to_ascii_lowercase()).as_deref() {
+            Some("export") => Permission::HydrateExport,
+            Some("backup") => Permission::Backup,
+            Some("refresh" | "reshare") => Permission::Replace,
+            _ => Permission::HydrateSign,
+        }
+    }
+}
+
+/// The grants of one handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permissions(u8);
+
+impl Default for Permissions {
+    /// Everything but `hydrate:export` and `delete`.
+    fn default() -> Self {
+        Permissions::of(&[
+            Permission::Store,
+            Permission::HydrateSign,
+            Permission::Backup,
+            Permission::Replace,
+            Permission::AuditRead,
+        ])
+    }
+}
 
 impl Permissions {
-    /// Parses `allow`; an unknown permission is `ERR_INVALID_INPUT` at `allow[i]` (a typo must
-    /// not silently grant nothing, nor something else).
+    pub fn of(grants: &[Permission]) -> Permissions {
+        Permissions(grants.iter().fold(0, |acc, p| acc | p.bit()))
+    }
+
+    /// Every permission (tests, tools).
+    pub fn all() -> Permissions {
+        Permissions::of(&ALL.map(|(_, p)| p))
+    }
+
+    /// Parses `allow`: exactly the listed permissions. An unknown one is `ERR_INVALID_INPUT` at
+    /// `allow[i]` (a typo must not silently grant nothing, nor something else).
     pub fn parse<S: AsRef<str>>(allow: &[S]) -> Result<Permissions> {
-        let mut p = Permissions::default();
+        let mut grants = Vec::with_capacity(allow.len());
         for (i, item) in allow.iter().enumerate() {
-            match item.as_ref() {
-                "hydrate:export" => p.hydrate_export = true,
-                other => {
+            match ALL.iter().find(|(n, _)| *n == item.as_ref()) {
+                Some((_, p)) => grants.push(*p),
+                None => {
+                    let known: Vec<&str> = ALL.iter().map(|(n, _)| *n).collect();
                     return Err(Error::invalid(
                         format!("allow[{i}]"),
-                        format!("{other:?} is not a permission (known: {})", ALL.join(", ")),
-                    ))
+                        format!("{:?} is not a permission (known: {})", item.as_ref(), known.join(", ")),
+                    ));
                 }
             }
         }
-        Ok(p)
+        Ok(Permissions::of(&grants))
     }
 
-    /// Whether a hydrate for `purpose` may go ahead: `export` (in any letter case, with any
-    /// surrounding space) needs `hydrate:export`.
-    pub fn check_hydrate(&self, purpose: Option<&str>) -> Result<()> {
-        let export = purpose.is_some_and(|p| p.trim().eq_ignore_ascii_case("export"));
-        if export && !self.hydrate_export {
-            return Err(Error::new(
-                ErrorCode::Forbidden,
-                "a hydrate for export needs the hydrate:export permission (open the vault with allow: ['hydrate:export'])",
-            ));
+    pub fn allows(&self, p: Permission) -> bool {
+        self.0 & p.bit() != 0
+    }
+
+    /// `ERR_FORBIDDEN` unless `p` is granted.
+    pub fn require(&self, p: Permission) -> Result<()> {
+        if self.allows(p) {
+            return Ok(());
         }
-        Ok(())
+        Err(Error::new(
+            ErrorCode::Forbidden,
+            format!(
+                "this vault handle may not do that: it needs the {} permission (open it with allow including '{}')",
+                p.name(),
+                p.name()
+            ),
+        ))
     }
 }
 
@@ -53,22 +130,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn export_needs_the_grant_in_any_spelling() {
-        let none = Permissions::default();
-        for p in ["export", "EXPORT", " Export "] {
-            assert_eq!(none.check_hydrate(Some(p)).unwrap_err().code, ErrorCode::Forbidden, "{p}");
+    fn the_default_grants_everything_but_export_and_delete() {
+        let d = Permissions::default();
+        for (name, p) in ALL {
+            assert_eq!(d.allows(p), !matches!(p, Permission::HydrateExport | Permission::Delete), "{name}");
         }
-        for p in [None, Some("sign"), Some("exported-backup")] {
-            assert!(none.check_hydrate(p).is_ok());
-        }
-        let granted = Permissions::parse(&["hydrate:export"]).unwrap();
-        assert!(granted.check_hydrate(Some("export")).is_ok());
+        assert_eq!(d.require(Permission::Delete).unwrap_err().code, ErrorCode::Forbidden);
     }
 
     #[test]
-    fn an_unknown_permission_is_refused_with_its_index() {
+    fn a_hydrate_needs_its_purposes_permission_in_any_spelling() {
+        for (purpose, p) in [
+            (Some("export"), Permission::HydrateExport),
+            (Some(" EXPORT "), Permission::HydrateExport),
+            (Some("backup"), Permission::Backup),
+            (Some("refresh"), Permission::Replace),
+            (Some("Reshare"), Permission::Replace),
+            (Some("sign"), Permission::HydrateSign),
+            (Some("exported-backup"), Permission::HydrateSign),
+            (None, Permission::HydrateSign),
+        ] {
+            assert_eq!(Permission::for_hydrate(purpose), p, "{purpose:?}");
+        }
+    }
+
+    #[test]
+    fn allow_grants_exactly_what_it_lists_and_refuses_unknown_names() {
+        let signer = Permissions::parse(&["hydrate:sign"]).unwrap();
+        assert!(signer.allows(Permission::HydrateSign));
+        assert!(!signer.allows(Permission::Store));
+        assert_eq!(Permissions::parse::<&str>(&[]).unwrap(), Permissions::of(&[]));
         let e = Permissions::parse(&["hydrate:export", "hydrate:exprot"]).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidInput);
         assert_eq!(e.path.as_deref(), Some("allow[1]"));
+        assert_eq!(Permissions::parse(&ALL.map(|(n, _)| n)).unwrap(), Permissions::all());
     }
 }

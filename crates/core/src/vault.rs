@@ -7,7 +7,7 @@ use crate::envelope::{self, Binding, SealedRecord, ALG_AES_256_GCM, FORMAT_V1};
 use crate::error::{Error, ErrorCode, Result};
 use crate::kms::{KeyContext, KeyWrapping};
 use crate::model::{self, Scheme};
-use crate::permissions::Permissions;
+use crate::permissions::{Permission, Permissions};
 use crate::secret::SecretBuf;
 use crate::shares;
 use crate::stats::{Stats, StatsSnapshot};
@@ -150,6 +150,25 @@ impl Vault {
         Vault { allow, ..self }
     }
 
+    /// `ERR_FORBIDDEN` unless this handle has `p`; a refusal is audited (outcome `denied`) and
+    /// happens before anything is read or any key is touched.
+    async fn permit(
+        &self,
+        p: Permission,
+        action: &'static str,
+        address: &str,
+        purpose: Option<&str>,
+        actor: Option<&str>,
+    ) -> Result<()> {
+        if let Err(e) = self.allow.require(p) {
+            let audit = self.audit(actor, action, address, None, purpose, "denied");
+            // The caller gets the refusal; a failure to audit it is secondary.
+            let _ = self.store.append_audit(audit).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     pub fn environment(&self) -> &str {
         &self.environment
     }
@@ -245,6 +264,15 @@ impl Vault {
     ) -> Result<String> {
         self.run(async {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            if !self.allow.allows(Permission::Store) {
+                // The address for the audit row, as far as the input names one.
+                let named = created_address.map(str::to_string).or_else(|| {
+                    serde_json::from_str::<serde_json::Value>(metadata_json)
+                        .ok()
+                        .and_then(|v| v.get("accountAddress").and_then(|a| a.as_str()).map(str::to_string))
+                });
+                self.permit(Permission::Store, "store", named.as_deref().unwrap_or(""), None, actor).await?;
+            }
             let obj = model::parse_metadata(metadata_json)?;
             let id = model::validate_metadata(&obj)?;
             if let Some(a) = created_address {
@@ -342,12 +370,9 @@ impl Vault {
     }
 
     async fn hydrate_audited(&self, address: &str, purpose: Option<&str>, actor: Option<&str>) -> Result<Hydrated> {
-        // A refused export is audited like any failed hydrate: the attempt is what matters.
-        let outcome = match self.allow.check_hydrate(purpose) {
-            Ok(()) => self.hydrate_inner(address).await,
-            Err(e) => Err(e),
-        };
-        match outcome {
+        // A refused hydrate is audited (outcome `denied`) and decrypts nothing.
+        self.permit(Permission::for_hydrate(purpose), "hydrate", address, purpose, actor).await?;
+        match self.hydrate_inner(address).await {
             Ok((row, shares)) => {
                 let audit = self.audit(actor, "hydrate", &row.address, Some(&row.wallet_id), purpose, "ok");
                 self.store.append_audit(audit).await?;
@@ -374,6 +399,7 @@ impl Vault {
     ) -> Result<String> {
         self.run(async {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            self.permit(Permission::Backup, "merge_backup_info", address, None, actor).await?;
             let backup = parse_backup_info(backup_info_json)?;
             for attempt in 0..MAX_CAS_ATTEMPTS {
                 let row = self.metadata_row(address).await?;
@@ -440,6 +466,7 @@ impl Vault {
     ) -> Result<String> {
         {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            self.permit(Permission::Replace, "replace_shares", address, None, actor).await?;
             let new_scheme = match scheme {
                 None => None,
                 Some(s) => Some(Scheme::parse(s).ok_or_else(|| {
@@ -536,6 +563,8 @@ impl Vault {
         self.run(async {
             let obj = model::parse_metadata(metadata_json)?;
             let id = model::validate_metadata(&obj)?;
+            let needed = if base_generation == 0 { Permission::Store } else { Permission::Replace };
+            self.permit(needed, "seal_unpersisted", &id.account_address, None, None).await?;
             let effective = match scheme {
                 None => id.scheme,
                 Some(s) => Scheme::parse(s).ok_or_else(|| {
@@ -637,6 +666,7 @@ impl Vault {
     pub async fn delete_wallet(&self, address: &str, actor: Option<&str>) -> Result<()> {
         self.run(async {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            self.permit(Permission::Delete, "delete", address, None, actor).await?;
             let row = self.wallet_row(address).await?;
             let audit = self.audit(actor, "delete", address, Some(&row.wallet_id), None, "ok");
             match self.store.apply(Change::Delete { address_key: row.address_key.clone() }, audit).await? {
@@ -688,6 +718,7 @@ impl Vault {
         limit: Option<u32>,
     ) -> Result<Vec<AuditRecord>> {
         self.run(async {
+            self.permit(Permission::AuditRead, "audit_read", address.unwrap_or(""), None, None).await?;
             let limit = page_limit(limit)?;
             if after_seq.is_some_and(|s| s < 0) {
                 return Err(Error::invalid("afterSeq", "must be a non-negative integer"));
@@ -700,7 +731,11 @@ impl Vault {
 
     /// Recomputes the audit log's hash chain from the first row.
     pub async fn verify_audit_chain(&self) -> Result<ChainCheck> {
-        self.run(async { Ok(verify(self.store.audit_all().await?.iter())) }).await
+        self.run(async {
+            self.permit(Permission::AuditRead, "audit_read", "", None, None).await?;
+            Ok(verify(self.store.audit_all().await?.iter()))
+        })
+        .await
     }
 
     /// Counters: KMS calls, cache hits/misses/evictions, errors by code, hydrate latency.

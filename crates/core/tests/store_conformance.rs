@@ -201,7 +201,7 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
     use sharevault_core::{DataKey, KmsConfig, OpenConfig};
     let Some(db) = support::pg::TestDb::create().await else { return };
     let config = |url: &str| OpenConfig {
-        allow: Default::default(),
+        allow: sharevault_core::permissions::Permissions::all(),
         database: url.into(),
         environment: "test".into(),
         actor: None,
