@@ -99,3 +99,25 @@ describe('least-privilege handles', () => {
     await admin.close()
   })
 })
+
+describe('the audit log', () => {
+  it('is read per environment: a vault never sees another environment\'s rows', async () => {
+    const database = `sqlite://${require('node:path').join(tempDir(), 'envs.db')}`
+    const prod = await Vault.open({ database, environment: 'production', kms: { provider: 'local', key: newKey() } })
+    const staging = await Vault.open({ database, environment: 'staging', kms: { provider: 'local', key: newKey() } })
+    const p = fakeCreatedWallet('EVM')
+    const s = fakeCreatedWallet('SVM')
+    await prod.storeWallet(p)
+    await staging.storeWallet(s)
+    await prod.withWallet(p.walletMetadata.accountAddress, () => 1, { purpose: 'sign' })
+    const prodRows = await prod.auditLog({ limit: 1000 })
+    const stagingRows = await staging.auditLog({ limit: 1000 })
+    expect(prodRows.map((r) => r.environment)).toEqual(['production', 'production'])
+    expect(stagingRows.map((r) => r.environment)).toEqual(['staging'])
+    expect(await staging.auditLog({ address: p.walletMetadata.accountAddress })).toEqual([])
+    // One chain for the database, which both can verify.
+    expect((await prod.verifyAuditChain()).brokenAt).toBeUndefined()
+    await prod.close()
+    await staging.close()
+  })
+})

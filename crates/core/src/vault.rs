@@ -724,7 +724,9 @@ impl Vault {
                 return Err(Error::invalid("afterSeq", "must be a non-negative integer"));
             }
             let address_key = address.map(model::check_address_arg).transpose()?;
-            self.store.audit_log(AuditQuery { address_key, after_seq, limit }).await
+            self.store
+                .audit_log(AuditQuery { environment: self.environment.clone(), address_key, after_seq, limit })
+                .await
         })
         .await
     }

@@ -163,14 +163,30 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
     assert_eq!(rows.len(), 3 + 3 + 1 + 200, "{name}");
     assert!(rows.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "{name}: sequence has gaps");
     assert_eq!(audit::verify(&rows), audit::ChainCheck { rows: rows.len() as u64, broken_at: None }, "{name}");
-    let by_wallet =
-        s.audit_log(AuditQuery { address_key: Some(key.clone()), after_seq: None, limit: 100 }).await.unwrap();
+    let by_wallet = s
+        .audit_log(AuditQuery {
+            environment: "test".into(),
+            address_key: Some(key.clone()),
+            after_seq: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
     assert_eq!(
         by_wallet.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
         ["store", "merge_backup_info", "replace_shares", "delete"],
         "{name}"
     );
-    let page = s.audit_log(AuditQuery { address_key: None, after_seq: Some(5), limit: 3 }).await.unwrap();
+    let page = s
+        .audit_log(AuditQuery { environment: "test".into(), address_key: None, after_seq: Some(5), limit: 3 })
+        .await
+        .unwrap();
+    // Another environment's reader sees none of these rows.
+    let other = s
+        .audit_log(AuditQuery { environment: "staging".into(), address_key: None, after_seq: None, limit: 1000 })
+        .await
+        .unwrap();
+    assert!(other.is_empty(), "{name}: another environment's audit rows were readable");
     assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [6, 7, 8], "{name}");
 
     // After close every call is refused as closed, and a second close is fine.

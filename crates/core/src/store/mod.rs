@@ -177,6 +177,8 @@ pub struct ListQuery {
 
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
+    /// Only this environment's rows: a vault never reads another environment's log.
+    pub environment: String,
     pub address_key: Option<String>,
     pub after_seq: Option<i64>,
     pub limit: u32,

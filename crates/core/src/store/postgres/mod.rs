@@ -260,11 +260,13 @@ impl WalletStore for PgStore {
         let rows = sqlx::query(concat!(
             "SELECT ",
             audit_columns!(),
-            " FROM audit WHERE ($1::text IS NULL OR address = $1) AND seq > $2 ORDER BY seq LIMIT $3"
+            " FROM audit WHERE ($1::text IS NULL OR address = $1) AND seq > $2 AND environment = $4 \
+             ORDER BY seq LIMIT $3"
         ))
         .bind(&q.address_key)
         .bind(q.after_seq.unwrap_or(0))
         .bind(i64::from(q.limit))
+        .bind(&q.environment)
         .fetch_all(&self.pool)
         .await
         .map_err(pg_err("reading the audit log"))?;

@@ -252,10 +252,10 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Blocking, move |c| {
             c.prepare_cached(&format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit WHERE (?1 IS NULL OR address = ?1) AND seq > ?2 \
-                 ORDER BY seq LIMIT ?3"
+                 AND environment = ?4 ORDER BY seq LIMIT ?3"
             ))
             .and_then(|mut s| {
-                s.query_map(params![q.address_key, q.after_seq.unwrap_or(0), q.limit], audit_from_row)?
+                s.query_map(params![q.address_key, q.after_seq.unwrap_or(0), q.limit, q.environment], audit_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(db_err("reading the audit log"))
