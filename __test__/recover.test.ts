@@ -103,15 +103,15 @@ describe.each(backends())('a sealed, unpersisted state on $name', (backend) => {
     const shares = fakeShares('EVM', 1)
     const backup = JSON.stringify(backupInfoWithExternal())
     const walletId = created.walletMetadata.walletId
-    await native(vault).replaceSharesFrom(address, shares, backup, undefined, undefined, walletId, 1)
+    await native(vault).replaceShares(address, shares, backup, undefined, undefined, walletId, 1)
     // The same write again (its first answer lost): success, nothing changes.
-    await native(vault).replaceSharesFrom(address, shares, backup, undefined, undefined, walletId, 1)
+    await native(vault).replaceShares(address, shares, backup, undefined, undefined, walletId, 1)
     expect(await hydrateGeneration(vault, address)).toBe(2)
     // Other shares from the same base (a stale retry after a later refresh): refused, no rollback.
-    const e = await native(vault).replaceSharesFrom(address, fakeShares('EVM', 1), backup, undefined, undefined, walletId, 1).catch((x: unknown) => fromNative(x))
+    const e = await native(vault).replaceShares(address, fakeShares('EVM', 1), backup, undefined, undefined, walletId, 1).catch((x: unknown) => fromNative(x))
     expect((e as { code: string }).code).toBe('ERR_CONFLICT')
     // Another wallet's id: refused.
-    const f = await native(vault).replaceSharesFrom(address, shares, backup, undefined, undefined, 'another-wallet', 2).catch((x: unknown) => fromNative(x))
+    const f = await native(vault).replaceShares(address, shares, backup, undefined, undefined, 'another-wallet', 2).catch((x: unknown) => fromNative(x))
     expect((f as { code: string }).code).toBe('ERR_TAMPERED')
     expect(await vault.withWallet(address, (w) => w.externalServerKeyShares[0].secretShare)).toBe(shares[0].secretShare)
     await vault.close()

@@ -1,4 +1,4 @@
-import { openVault, migrate as nativeMigrate, NativeVault } from '../index'
+import { openVault, migrate as nativeMigrate, nativePermissions, NativeVault } from '../index'
 import { fromNative, invalid, VaultError } from './errors'
 import { redactShare } from './redact'
 import type {
@@ -91,11 +91,13 @@ function actorOf(options: unknown): string | undefined {
   return optStr(own(options, 'actor'), 'actor')
 }
 
+const permissionLists = nativePermissions()
+
 /** What a vault handle may do when `allow` is not given: everything but `hydrate:export` and `delete`. */
-export const DEFAULT_PERMISSIONS: readonly Permission[] = Object.freeze(['store', 'hydrate:sign', 'backup', 'replace', 'audit:read'] as const)
+export const DEFAULT_PERMISSIONS: readonly Permission[] = Object.freeze(permissionLists.defaults as Permission[])
 
 /** Every permission there is (`allow: ALL_PERMISSIONS` for an unrestricted handle). */
-export const ALL_PERMISSIONS: readonly Permission[] = Object.freeze(['store', 'hydrate:sign', 'hydrate:export', 'backup', 'replace', 'delete', 'audit:read'] as const)
+export const ALL_PERMISSIONS: readonly Permission[] = Object.freeze(permissionLists.all as Permission[])
 
 /**
  * The binding behind a vault, for the SDK wrapper (`lib/sdk/`), which needs the share generation

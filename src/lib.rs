@@ -212,12 +212,15 @@ impl NativeVault {
         )
     }
 
-    /// Writes a new share generation with its backup info (and scheme) atomically.
+    /// Writes a new share generation with its backup info (and scheme) atomically. With
+    /// `walletId` and `baseGeneration` (the SDK wrapper, for shares derived from that wallet at
+    /// that generation): written only while the wallet is still there; already written is success.
     #[napi(
         catch_unwind,
-        ts_args_type = "address: string, shares: unknown[], backupInfoJson: string, scheme?: string | undefined | null, actor?: string | undefined | null",
+        ts_args_type = "address: string, shares: unknown[], backupInfoJson: string, scheme?: string | undefined | null, actor?: string | undefined | null, walletId?: string | undefined | null, baseGeneration?: number | undefined | null",
         ts_return_type = "Promise<string>"
     )]
+    #[allow(clippy::too_many_arguments)]
     pub fn replace_shares(
         &self,
         env: Env,
@@ -226,49 +229,22 @@ impl NativeVault {
         backup_info_json: String,
         scheme: Option<String>,
         actor: Option<String>,
+        wallet_id: Option<String>,
+        base_generation: Option<i64>,
     ) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
         spawn_settled(
             env.raw(),
             async move {
-                v.replace_shares(&address, &shares.0, &backup_info_json, scheme.as_deref(), actor.as_deref()).await
-            },
-            |env, s| unsafe { String::to_napi_value(env, s) },
-        )
-    }
-
-    /// `replaceShares` for new shares derived from generation `baseGeneration` (the SDK wrapper):
-    /// written only while the wallet is still at that generation; already written is success.
-    #[napi(
-        catch_unwind,
-        ts_args_type = "address: string, shares: unknown[], backupInfoJson: string, scheme: string | undefined | null, actor: string | undefined | null, walletId: string, baseGeneration: number",
-        ts_return_type = "Promise<string>"
-    )]
-    #[allow(clippy::too_many_arguments)]
-    pub fn replace_shares_from(
-        &self,
-        env: Env,
-        address: String,
-        shares: SharesInput,
-        backup_info_json: String,
-        scheme: Option<String>,
-        actor: Option<String>,
-        wallet_id: String,
-        base_generation: i64,
-    ) -> napi::Result<PromiseValue> {
-        let v = self.inner.clone();
-        spawn_settled(
-            env.raw(),
-            async move {
-                v.replace_shares_from(
-                    &address,
-                    &shares.0,
-                    &backup_info_json,
-                    scheme.as_deref(),
-                    actor.as_deref(),
-                    sharevault_core::vault::Basis { wallet_id: &wallet_id, generation: base_generation },
-                )
-                .await
+                let (scheme, actor) = (scheme.as_deref(), actor.as_deref());
+                match (wallet_id.as_deref(), base_generation) {
+                    (Some(wallet_id), Some(generation)) => {
+                        let basis = sharevault_core::vault::Basis { wallet_id, generation };
+                        v.replace_shares_from(&address, &shares.0, &backup_info_json, scheme, actor, basis).await
+                    }
+                    (None, None) => v.replace_shares(&address, &shares.0, &backup_info_json, scheme, actor).await,
+                    _ => Err(Error::invalid("baseGeneration", "walletId and baseGeneration go together")),
+                }
             },
             |env, s| unsafe { String::to_napi_value(env, s) },
         )
@@ -440,6 +416,24 @@ impl NativeVault {
 
 fn hex_string(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+js_object! {
+    /// The permission names the core knows, and its default grant.
+    #[napi(object)]
+    pub struct NativePermissionLists {
+        all: Vec<String> => "all",
+        defaults: Vec<String> => "defaults",
+    }
+}
+
+/// The permission lists of the core: the facade's `ALL_PERMISSIONS` and `DEFAULT_PERMISSIONS` are
+/// these, so the rule lives in the core only.
+#[napi(catch_unwind)]
+pub fn native_permissions() -> NativePermissionLists {
+    use sharevault_core::permissions::Permissions;
+    let names = |p: Permissions| p.names().into_iter().map(str::to_string).collect();
+    NativePermissionLists { all: names(Permissions::all()), defaults: names(Permissions::default()) }
 }
 
 /// Every error code the core can raise, as the core spells it (a test checks that `ErrorCode`

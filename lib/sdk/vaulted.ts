@@ -247,7 +247,7 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
             try {
               if (!Array.isArray(shares)) throw new VaultError('ERR_INVALID_INPUT', `${method} did not return externalServerKeyShares`, 'result')
               const stored = await persist(
-                () => callNative(() => native.replaceSharesFrom(address, shares, JSON.stringify(backupInfo), scheme as string | undefined, actor, walletMetadata.walletId, generation)),
+                () => callNative(() => native.replaceShares(address, shares, JSON.stringify(backupInfo), scheme as string | undefined, actor, walletMetadata.walletId, generation)),
                 deadline,
               )
               return { walletMetadata: JSON.parse(stored) as WalletMetadata } satisfies SharesReplaced

@@ -105,6 +105,11 @@ impl Permissions {
         Ok(Permissions::of(&grants))
     }
 
+    /// The names of the granted permissions, in `ALL`'s order.
+    pub fn names(&self) -> Vec<&'static str> {
+        ALL.iter().filter(|(_, p)| self.allows(*p)).map(|(n, _)| *n).collect()
+    }
+
     pub fn allows(&self, p: Permission) -> bool {
         self.0 & p.bit() != 0
     }

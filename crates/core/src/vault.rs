@@ -436,13 +436,11 @@ impl Vault {
         self.run(self.replace_shares_at(address, shares, backup_info_json, scheme, actor, None)).await
     }
 
-    /// [`Vault::replace_shares`], and if `base_generation` is given, only while the stored
-    /// generation is still that one (checked in the same compare-and-swap as the write).
     /// [`Vault::replace_shares`] for new shares an SDK call derived from `basis` (the wallet and
     /// its generation when the SDK wrapper hydrated it for a refresh or reshare): written only
-    /// while the wallet is still that one at that generation, so a retry can never roll a wallet back to shares a
-    /// later refresh replaced; if the wallet is at the next generation with exactly these shares
-    /// (an earlier attempt committed but its answer was lost), that is success.
+    /// while the wallet is still that one at that generation, so a retry can never roll a wallet
+    /// back to shares a later refresh replaced; if the wallet is at the next generation with
+    /// exactly these shares (an earlier attempt committed but its answer was lost), that is success.
     pub async fn replace_shares_from(
         &self,
         address: &str,
@@ -455,6 +453,8 @@ impl Vault {
         self.run(self.replace_shares_at(address, shares, backup_info_json, scheme, actor, Some(basis))).await
     }
 
+    /// [`Vault::replace_shares`], and if `basis` is given, only onto that wallet at that
+    /// generation (checked in the same compare-and-swap as the write).
     async fn replace_shares_at(
         &self,
         address: &str,
