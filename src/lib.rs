@@ -95,9 +95,47 @@ js_object! {
     #[napi(object)]
     pub struct NativeChainCheck {
         rows: i64 => "rows",
-        /// Sequence number of the first row that does not chain, if any.
+        /// Sequence number of the first row that is wrong or missing, if any.
         broken_at: Option<i64> => "brokenAt",
+        /// What is wrong there, in words.
+        reason: Option<String> => "reason",
     }
+}
+
+js_object! {
+    /// An environment's authenticated audit head: keep it outside the database and pass it to
+    /// `verifyAuditChain({ since })` later.
+    #[napi(object)]
+    pub struct NativeCheckpoint {
+        environment: String => "environment",
+        seq: i64 => "seq",
+        /// Hex SHA-256 of the row at `seq`.
+        hash: String => "hash",
+        /// Hex HMAC-SHA-256 of the position under the environment's integrity key.
+        mac: String => "mac",
+    }
+}
+
+/// A checkpoint passed back in (`verifyAuditChain({ since })`), hex fields decoded.
+fn checkpoint_arg(
+    environment: Option<String>,
+    seq: Option<f64>,
+    hash: Option<String>,
+    mac: Option<String>,
+) -> Result<Option<sharevault_core::audit::SignedHead>, Error> {
+    let Some(environment) = environment else { return Ok(None) };
+    let seq = whole_arg(seq, "since.seq")?.ok_or_else(|| Error::invalid("since.seq", "is required"))?;
+    let decode = |v: Option<String>, path: &str| {
+        v.and_then(|h| hex::decode(h).ok())
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| Error::invalid(path, "must be 64 hexadecimal characters"))
+    };
+    Ok(Some(sharevault_core::audit::SignedHead {
+        environment,
+        seq: i64::try_from(seq).map_err(|_| Error::invalid("since.seq", "is out of range"))?,
+        hash: decode(hash, "since.hash")?,
+        mac: decode(mac, "since.mac")?,
+    }))
 }
 
 js_object! {
@@ -367,15 +405,43 @@ impl NativeVault {
         )
     }
 
-    /// Recomputes the audit log's hash chain.
+    /// Verifies the audit log (hash links, row MACs, the authenticated head) and, given the
+    /// parts of a checkpoint, that the log still extends it.
     #[napi(catch_unwind, ts_return_type = "Promise<NativeChainCheck>")]
-    pub fn verify_audit_chain(&self, env: Env) -> napi::Result<PromiseValue> {
+    pub fn verify_audit_chain(
+        &self,
+        env: Env,
+        since_environment: Option<String>,
+        since_seq: Option<f64>,
+        since_hash: Option<String>,
+        since_mac: Option<String>,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        let since = checkpoint_arg(since_environment, since_seq, since_hash, since_mac);
+        spawn_settled(
+            env.raw(),
+            async move {
+                let c = v.verify_audit_chain(since?.as_ref()).await?;
+                Ok(NativeChainCheck { rows: c.rows as i64, broken_at: c.broken_at, reason: c.reason })
+            },
+            |env, c| unsafe { c.to_js(env).map_err(to_napi) },
+        )
+    }
+
+    /// This environment's authenticated audit head, to keep outside the database.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeCheckpoint>")]
+    pub fn checkpoint(&self, env: Env) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
         spawn_settled(
             env.raw(),
             async move {
-                let c = v.verify_audit_chain().await?;
-                Ok(NativeChainCheck { rows: c.rows as i64, broken_at: c.broken_at })
+                let h = v.checkpoint().await?;
+                Ok(NativeCheckpoint {
+                    environment: h.environment,
+                    seq: h.seq,
+                    hash: hex_string(&h.hash),
+                    mac: hex_string(&h.mac),
+                })
             },
             |env, c| unsafe { c.to_js(env).map_err(to_napi) },
         )
@@ -415,7 +481,7 @@ impl NativeVault {
 }
 
 fn hex_string(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 js_object! {

@@ -14,6 +14,9 @@ pub struct AuditEntry {
     pub wallet_id: Option<String>,
     pub purpose: Option<String>,
     pub outcome: String,
+    /// On a write (store, merge, replace, delete): the wallet row's MAC as written (empty for a
+    /// delete), so a hydrate can tell the current row from an older copy put back.
+    pub wallet_mac: Option<Vec<u8>>,
 }
 
 /// A stored audit row, as read back.
@@ -28,8 +31,22 @@ pub struct AuditRecord {
     pub wallet_id: Option<String>,
     pub purpose: Option<String>,
     pub outcome: String,
+    pub wallet_mac: Option<Vec<u8>>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    /// The MAC of this row's position (seq and hash) under its environment's integrity key;
+    /// `None` on rows written before the log was authenticated.
+    pub mac: Option<Vec<u8>>,
+}
+
+/// An environment's audit head (the sequence number and hash of its last row) with its MAC:
+/// stored with every append, and handed to operators as a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHead {
+    pub environment: String,
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub mac: Vec<u8>,
 }
 
 pub const GENESIS: [u8; 32] = [0u8; 32];
@@ -84,7 +101,9 @@ fn put(h: &mut Sha256, s: Option<&str>) {
     }
 }
 
-/// The hash of a row: SHA-256 over the previous hash, the sequence number and every field.
+/// The hash of a row: SHA-256 over the previous hash, the sequence number and every field. The
+/// wallet MAC, added later, is appended only when present, so rows without one (every row
+/// written before it existed) hash exactly as they always did.
 #[allow(clippy::too_many_arguments)]
 pub fn row_hash(
     prev: &[u8],
@@ -97,6 +116,7 @@ pub fn row_hash(
     wallet_id: Option<&str>,
     purpose: Option<&str>,
     outcome: &str,
+    wallet_mac: Option<&[u8]>,
 ) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"sharevault/audit/v1");
@@ -105,6 +125,11 @@ pub fn row_hash(
     h.update(at_ms.to_be_bytes());
     for s in [Some(environment), Some(actor), Some(action), Some(address), wallet_id, purpose, Some(outcome)] {
         put(&mut h, s);
+    }
+    if let Some(m) = wallet_mac {
+        h.update([2u8]);
+        h.update((m.len() as u64).to_be_bytes());
+        h.update(m);
     }
     h.finalize().into()
 }
@@ -121,6 +146,7 @@ pub fn entry_hash(prev: &[u8], seq: i64, e: &AuditEntry) -> [u8; 32] {
         e.wallet_id.as_deref(),
         e.purpose.as_deref(),
         &e.outcome,
+        e.wallet_mac.as_deref(),
     )
 }
 
@@ -128,18 +154,78 @@ pub fn entry_hash(prev: &[u8], seq: i64, e: &AuditEntry) -> [u8; 32] {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainCheck {
     pub rows: u64,
-    /// The sequence number of the first row that does not chain, if any.
+    /// The sequence number of the first row that is wrong or missing, if any.
     pub broken_at: Option<i64>,
+    /// What is wrong there, in words (no row content).
+    pub reason: Option<String>,
 }
 
-/// Verifies rows in sequence order, starting from the genesis hash.
-pub fn verify<'a>(rows: impl IntoIterator<Item = &'a AuditRecord>) -> ChainCheck {
-    let mut prev: Vec<u8> = GENESIS.to_vec();
-    let mut n = 0;
-    for r in rows {
-        n += 1;
+/// Checks an audit row's MAC: `(seq, hash, mac)`.
+pub type RowMacCheck<'a> = dyn Fn(i64, &[u8], &[u8]) -> bool + Sync + 'a;
+
+/// What the verifier holds the log to besides its hash links: rows of `environment` carry a
+/// valid MAC from the first one that does on, the authenticated head is in the log with its
+/// hash and no row of the environment follows it, and a checkpoint (an earlier head) is still
+/// in the log with its hash.
+pub struct Expectations<'a> {
+    pub environment: &'a str,
+    pub row_ok: &'a RowMacCheck<'a>,
+    pub head: Option<&'a SignedHead>,
+    pub since: Option<&'a SignedHead>,
+    /// Whether the environment must have a head (its rows are authenticated).
+    pub head_required: bool,
+}
+
+/// Verifies the log fed to it in sequence order, a page at a time, from the genesis hash: it
+/// keeps only the previous hash and what it is still waiting for, so memory stays constant
+/// whatever the length of the log.
+pub struct ChainVerifier<'a> {
+    expect: Expectations<'a>,
+    prev: Vec<u8>,
+    last_seq: i64,
+    rows: u64,
+    macs_started: bool,
+    head_seen: bool,
+    since_seen: bool,
+    broken: Option<(i64, String)>,
+}
+
+impl<'a> ChainVerifier<'a> {
+    pub fn new(expect: Expectations<'a>) -> ChainVerifier<'a> {
+        ChainVerifier {
+            expect,
+            prev: GENESIS.to_vec(),
+            last_seq: 0,
+            rows: 0,
+            macs_started: false,
+            head_seen: false,
+            since_seen: false,
+            broken: None,
+        }
+    }
+
+    /// The last sequence number fed (where the next page starts).
+    pub fn last_seq(&self) -> i64 {
+        self.last_seq
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    fn fail(&mut self, seq: i64, why: String) {
+        if self.broken.is_none() {
+            self.broken = Some((seq, why));
+        }
+    }
+
+    pub fn feed(&mut self, r: &AuditRecord) {
+        if self.broken.is_some() {
+            return;
+        }
+        self.rows += 1;
         let expect = row_hash(
-            &prev,
+            &self.prev,
             r.seq,
             r.at_ms,
             &r.environment,
@@ -149,11 +235,86 @@ pub fn verify<'a>(rows: impl IntoIterator<Item = &'a AuditRecord>) -> ChainCheck
             r.wallet_id.as_deref(),
             r.purpose.as_deref(),
             &r.outcome,
+            r.wallet_mac.as_deref(),
         );
-        if r.prev_hash != prev || r.hash != expect {
-            return ChainCheck { rows: n, broken_at: Some(r.seq) };
+        if r.seq != self.last_seq + 1 {
+            return self.fail(self.last_seq + 1, format!("row {} is missing", self.last_seq + 1));
         }
-        prev = r.hash.clone();
+        if r.prev_hash != self.prev || r.hash != expect {
+            return self.fail(r.seq, format!("row {} does not chain (changed, or a row before it was)", r.seq));
+        }
+        self.last_seq = r.seq;
+        self.prev = r.hash.clone();
+        if r.environment == self.expect.environment {
+            match &r.mac {
+                Some(m) if (self.expect.row_ok)(r.seq, &r.hash, m) => self.macs_started = true,
+                Some(_) => {
+                    return self.fail(r.seq, format!("row {} fails its MAC (changed, hashes recomputed)", r.seq))
+                }
+                None if self.macs_started => {
+                    return self.fail(r.seq, format!("row {} has no MAC though the rows before it do", r.seq))
+                }
+                None => {}
+            }
+            if let Some(h) = self.expect.head.filter(|h| r.seq > h.seq) {
+                return self.fail(
+                    r.seq,
+                    format!("row {} follows the authenticated head (seq {}): the head was put back", r.seq, h.seq),
+                );
+            }
+        }
+        for (which, point) in [("head", self.expect.head), ("checkpoint", self.expect.since)] {
+            if let Some(p) = point.filter(|p| p.seq == r.seq) {
+                if p.hash != r.hash {
+                    return self.fail(r.seq, format!("row {} is not the row the {which} names", r.seq));
+                }
+                if which == "head" {
+                    self.head_seen = true;
+                } else {
+                    self.since_seen = true;
+                }
+            }
+        }
     }
-    ChainCheck { rows: n, broken_at: None }
+
+    /// The verdict once every row was fed.
+    pub fn finish(mut self) -> ChainCheck {
+        let end = self.last_seq;
+        if let Some(h) = self.expect.head.filter(|_| !self.head_seen) {
+            self.fail(
+                end + 1,
+                format!("the log ends at row {end} but the authenticated head is row {}: rows were deleted", h.seq),
+            );
+        }
+        if self.expect.head.is_none() && self.expect.head_required {
+            self.fail(end + 1, "the environment's authenticated head is missing (deleted)".to_string());
+        }
+        if let Some(c) = self.expect.since.filter(|_| !self.since_seen) {
+            self.fail(
+                (end + 1).min(c.seq),
+                format!("the log no longer reaches the checkpoint's row {}: it was rolled back or cut", c.seq),
+            );
+        }
+        let (broken_at, reason) = match self.broken {
+            Some((seq, why)) => (Some(seq), Some(why)),
+            None => (None, None),
+        };
+        ChainCheck { rows: self.rows, broken_at, reason }
+    }
+}
+
+/// Verifies rows in sequence order by their hash links only (no key): what anyone can check.
+pub fn verify<'a>(rows: impl IntoIterator<Item = &'a AuditRecord>) -> ChainCheck {
+    let no_mac = |_: i64, _: &[u8], _: &[u8]| false;
+    let mut v = ChainVerifier::new(Expectations {
+        environment: "",
+        row_ok: &no_mac,
+        head: None,
+        since: None,
+        head_required: false,
+    });
+    for r in rows {
+        v.feed(r);
+    }
+    v.finish()
 }

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod envelope;
 pub mod error;
+pub mod integrity;
 pub mod kms;
 pub mod model;
 pub mod permissions;
@@ -10,6 +11,7 @@ pub mod secret;
 pub mod shares;
 pub mod stats;
 pub mod store;
+pub mod tamper;
 pub mod unpersisted;
 pub mod vault;
 
@@ -44,6 +46,7 @@ pub struct OpenConfig {
 /// Opens a vault: storage (created and migrated if needed) and key wrapping.
 pub async fn open(config: OpenConfig) -> Result<Vault> {
     vault::check_environment(&config.environment)?;
+    vault::check_actor(config.actor.as_deref())?;
     // Refuse a bad database option before any KMS call.
     store::Target::parse(&config.database, &config.store)?;
     let stats = Arc::new(stats::Stats::default());
@@ -53,6 +56,20 @@ pub async fn open(config: OpenConfig) -> Result<Vault> {
     };
     let kms = Arc::new(kms::KeyWrapping::new(provider, config.cache, stats.clone()));
     let store = store::open(&config.database, &config.store).await?;
-    Vault::new(store, kms, stats, &config.environment, config.actor.as_deref())
-        .map(|v| v.with_permissions(config.allow))
+    let opened = async {
+        let key = Arc::new(tamper::integrity_key(&store, &kms, &config.environment).await?);
+        store.bind_audit_key(key.clone()).await?;
+        tamper::enable(&store, &key, config.actor.as_deref().unwrap_or(vault::DEFAULT_ACTOR)).await?;
+        Vault::new(store.clone(), kms.clone(), stats, &config.environment, config.actor.as_deref(), key)
+    }
+    .await;
+    match opened {
+        Ok(v) => Ok(v.with_permissions(config.allow)),
+        Err(e) => {
+            // Nothing half-open is left behind: the writer stops, the key material goes.
+            let _ = store.close().await;
+            kms.close();
+            Err(e)
+        }
+    }
 }

@@ -2,16 +2,18 @@
 //! and key-wrapping seams. No SQL and no cipher code here: those live in `store`, `envelope` and
 //! `kms`.
 
-use crate::audit::{now_ms, verify, AuditEntry, AuditRecord, ChainCheck};
+use crate::audit::{now_ms, AuditEntry, AuditRecord, ChainCheck, ChainVerifier, Expectations, SignedHead};
 use crate::envelope::{self, Binding, SealedRecord, ALG_AES_256_GCM, FORMAT_V1};
 use crate::error::{Error, ErrorCode, Result};
+use crate::integrity::{sealed_digest, IntegrityKey, RowFacts};
 use crate::kms::{KeyContext, KeyWrapping};
 use crate::model::{self, Scheme};
 use crate::permissions::{Permission, Permissions};
 use crate::secret::SecretBuf;
 use crate::shares;
 use crate::stats::{Stats, StatsSnapshot};
-use crate::store::{Applied, AuditQuery, Change, ListQuery, MetadataRow, WalletRow, WalletStore};
+use crate::store::{Applied, AuditQuery, Change, ListQuery, MetadataRow, RowAuth, WalletRow, WalletStore};
+use crate::tamper;
 use crate::unpersisted::Unpersisted;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,8 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 const MAX_ACTOR_LEN: usize = 256;
+/// The audit actor of a vault opened without one.
+pub const DEFAULT_ACTOR: &str = "sharevault";
 
 /// What new shares were derived from: the wallet (by id, so a wallet deleted and stored again at
 /// the same address is not taken for it) and its share generation at the time.
@@ -62,7 +66,12 @@ pub struct Vault {
     closing: OnceCell<Result<()>>,
     /// Grants beyond the ordinary, fixed at open.
     allow: Permissions,
+    /// This environment's MAC key: wallet rows and the audit head are checked with it.
+    integrity: Arc<IntegrityKey>,
 }
+
+/// How many audit rows chain verification reads at a time.
+const VERIFY_PAGE: u32 = 5000;
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,6 +85,11 @@ pub fn check_environment(environment: &str) -> Result<()> {
         return Err(Error::invalid("environment", "must be a non-empty string of at most 128 characters"));
     }
     Ok(())
+}
+
+/// Checks the `actor` option.
+pub fn check_actor(actor: Option<&str>) -> Result<()> {
+    check_label(actor, "actor", MAX_ACTOR_LEN)
 }
 
 fn check_label(v: Option<&str>, path: &str, max: usize) -> Result<()> {
@@ -130,18 +144,23 @@ impl Vault {
         stats: Arc<Stats>,
         environment: &str,
         actor: Option<&str>,
+        integrity: Arc<IntegrityKey>,
     ) -> Result<Vault> {
         check_environment(environment)?;
+        if integrity.environment() != environment {
+            return Err(Error::internal("the integrity key is another environment's"));
+        }
         check_label(actor, "actor", MAX_ACTOR_LEN)?;
         Ok(Vault {
             store,
             kms,
             stats,
             environment: environment.to_string(),
-            actor: actor.unwrap_or("sharevault").to_string(),
+            actor: actor.unwrap_or(DEFAULT_ACTOR).to_string(),
             closed: AtomicBool::new(false),
             closing: OnceCell::new(),
             allow: Permissions::default(),
+            integrity,
         })
     }
 
@@ -215,7 +234,13 @@ impl Vault {
             wallet_id: wallet_id.map(str::to_string),
             purpose: purpose.map(str::to_string),
             outcome: outcome.to_string(),
+            wallet_mac: None,
         }
+    }
+
+    /// The MAC and sealed digest of a row as it will be written.
+    fn row_auth(&self, facts: RowFacts<'_>) -> RowAuth {
+        RowAuth { mac: self.integrity.row_tag(&facts), sealed_digest: facts.sealed_digest.to_vec() }
     }
 
     fn same_environment(&self, row_env: &str, address: &str) -> Result<()> {
@@ -295,10 +320,16 @@ impl Vault {
                 version: 1,
                 generation: 1,
                 sealed,
+                mac: None,
+                sealed_digest: None,
+                audited_mac: None,
             };
-            let audit = self.audit(actor, "store", &id.account_address, Some(&id.wallet_id), None, "ok");
+            let digest = sealed_digest(&row.sealed);
+            let auth = self.row_auth(tamper::wallet_facts(&row, &digest));
+            let mut audit = self.audit(actor, "store", &id.account_address, Some(&id.wallet_id), None, "ok");
+            audit.wallet_mac = Some(auth.mac.clone());
             let (kek, wrapped) = (row.sealed.kek.clone(), row.sealed.wrapped_dek.clone());
-            if let Err(e) = self.store.apply(Change::Insert(row), audit).await {
+            if let Err(e) = self.store.apply(Change::Insert { row, auth }, audit).await {
                 // Not stored: no cached copy of its data key may outlive it.
                 self.kms.forget(&kek, &wrapped, &self.key_context(&id.wallet_id));
                 return Err(e);
@@ -312,6 +343,7 @@ impl Vault {
         let key = model::check_address_arg(address)?;
         let row = self.store.get_metadata(&key).await?.ok_or_else(|| Error::not_found(address))?;
         self.same_environment(&row.environment, address)?;
+        tamper::check_metadata(&self.integrity, &row)?;
         model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
         Ok(row)
     }
@@ -321,6 +353,7 @@ impl Vault {
         let key = model::check_address_arg(address)?;
         let row = self.store.get(&key).await?.ok_or_else(|| Error::not_found(address))?;
         self.same_environment(&row.environment, address)?;
+        tamper::check_wallet(&self.integrity, &row)?;
         model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
         Ok(row)
     }
@@ -406,11 +439,24 @@ impl Vault {
                 let mut obj = stored_metadata(&row.metadata_json)?;
                 model::apply_update(&mut obj, backup.clone(), None);
                 let json = changed_metadata(&obj)?;
-                let audit = self.audit(actor, "merge_backup_info", address, Some(&row.wallet_id), None, "ok");
+                let auth = self.row_auth(RowFacts {
+                    environment: &row.environment,
+                    wallet_id: &row.wallet_id,
+                    address: &row.address,
+                    address_key: &row.address_key,
+                    chain_name: &row.chain_name,
+                    metadata_json: &json,
+                    generation: row.generation,
+                    version: row.version + 1,
+                    sealed_digest: row.sealed_digest.as_deref().unwrap_or_default(),
+                });
+                let mut audit = self.audit(actor, "merge_backup_info", address, Some(&row.wallet_id), None, "ok");
+                audit.wallet_mac = Some(auth.mac.clone());
                 let change = Change::UpdateMetadata {
                     address_key: row.address_key.clone(),
                     expected_version: row.version,
                     metadata_json: json.clone(),
+                    auth,
                 };
                 match self.store.apply(change, audit).await? {
                     Applied::Done => return Ok(json),
@@ -520,7 +566,15 @@ impl Vault {
                 let generation = row.generation + 1;
                 let sealed =
                     self.seal_generation(&row.wallet_id, &row.address_key, &row.chain_name, generation, shares).await?;
-                let audit = self.audit(actor, "replace_shares", &row.address, Some(&row.wallet_id), None, "ok");
+                let digest = sealed_digest(&sealed);
+                let auth = self.row_auth(RowFacts {
+                    metadata_json: &json,
+                    generation,
+                    version: row.version + 1,
+                    ..tamper::wallet_facts(&row, &digest)
+                });
+                let mut audit = self.audit(actor, "replace_shares", &row.address, Some(&row.wallet_id), None, "ok");
+                audit.wallet_mac = Some(auth.mac.clone());
                 let ctx = self.key_context(&row.wallet_id);
                 let (new_kek, new_wrapped) = (sealed.kek.clone(), sealed.wrapped_dek.clone());
                 let change = Change::ReplaceShares {
@@ -529,6 +583,7 @@ impl Vault {
                     metadata_json: json.clone(),
                     generation,
                     sealed,
+                    auth,
                 };
                 let applied = self.store.apply(change, audit).await;
                 if !matches!(applied, Ok(Applied::Done)) {
@@ -668,7 +723,9 @@ impl Vault {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
             self.permit(Permission::Delete, "delete", address, None, actor).await?;
             let row = self.wallet_row(address).await?;
-            let audit = self.audit(actor, "delete", address, Some(&row.wallet_id), None, "ok");
+            let mut audit = self.audit(actor, "delete", address, Some(&row.wallet_id), None, "ok");
+            // No row after this write: a row put back later is not the wallet's latest state.
+            audit.wallet_mac = Some(Vec::new());
             match self.store.apply(Change::Delete { address_key: row.address_key.clone() }, audit).await? {
                 Applied::Done => {
                     // Crypto-shredding includes the process: drop any cached copy of the data key.
@@ -705,7 +762,15 @@ impl Vault {
                     limit,
                 })
                 .await?;
-            Ok(rows.into_iter().map(|r| r.metadata_json).collect())
+            rows.into_iter()
+                .map(|r| {
+                    if r.environment != self.environment {
+                        return Err(Error::tampered("a listed row names another environment"));
+                    }
+                    tamper::check_metadata(&self.integrity, &r)?;
+                    Ok(r.metadata_json)
+                })
+                .collect()
         })
         .await
     }
@@ -731,11 +796,74 @@ impl Vault {
         .await
     }
 
-    /// Recomputes the audit log's hash chain from the first row.
-    pub async fn verify_audit_chain(&self) -> Result<ChainCheck> {
+    /// Verifies the audit log from its first row, a page at a time (constant memory): every
+    /// row's hash link; this environment's rows' MACs; that its authenticated head is in the
+    /// log, unchanged, and nothing of the environment follows it; and, with `since` (a
+    /// checkpoint taken earlier), that the log still holds the checkpoint's row unchanged.
+    pub async fn verify_audit_chain(&self, since: Option<&SignedHead>) -> Result<ChainCheck> {
         self.run(async {
             self.permit(Permission::AuditRead, "audit_read", "", None, None).await?;
-            Ok(verify(self.store.audit_all().await?.iter()))
+            if let Some(c) = since {
+                if c.environment != self.environment {
+                    return Err(Error::new(
+                        ErrorCode::EnvironmentMismatch,
+                        format!("the checkpoint is of another environment than this vault's ({})", self.environment),
+                    ));
+                }
+                if !self.integrity.head_ok(&c.environment, c.seq, &c.hash, &c.mac) {
+                    return Err(Error::tampered("the checkpoint's MAC does not verify: it was changed or forged"));
+                }
+            }
+            let head = self.store.audit_head(&self.environment).await?;
+            if let Some(h) = &head {
+                if !self.integrity.head_ok(&h.environment, h.seq, &h.hash, &h.mac) {
+                    return Ok(ChainCheck {
+                        rows: 0,
+                        broken_at: Some(h.seq),
+                        reason: Some("the authenticated head fails its MAC (changed or forged)".into()),
+                    });
+                }
+            }
+            let head_required = head.is_none() && {
+                let s = self.store.integrity_state(&self.environment).await?;
+                s.authenticated_rows || s.enabled_before
+            };
+            let key = &self.integrity;
+            let row_ok = |seq: i64, hash: &[u8], mac: &[u8]| key.head_ok(key.environment(), seq, hash, mac);
+            let mut verifier = ChainVerifier::new(Expectations {
+                environment: &self.environment,
+                row_ok: &row_ok,
+                head: head.as_ref(),
+                since,
+                head_required,
+            });
+            loop {
+                let page = self.store.audit_page(verifier.last_seq(), VERIFY_PAGE).await?;
+                for r in &page {
+                    verifier.feed(r);
+                }
+                if page.len() < VERIFY_PAGE as usize || verifier.is_broken() {
+                    break;
+                }
+            }
+            Ok(verifier.finish())
+        })
+        .await
+    }
+
+    /// This environment's authenticated audit head, to keep outside the database: a later
+    /// `verify_audit_chain(Some(&checkpoint))` proves the log still extends it, which is the
+    /// only way a rollback of the whole database to an earlier copy can be seen.
+    pub async fn checkpoint(&self) -> Result<SignedHead> {
+        self.run(async {
+            self.permit(Permission::AuditRead, "audit_read", "", None, None).await?;
+            let head = self.store.audit_head(&self.environment).await?.ok_or_else(|| {
+                Error::tampered("this environment's authenticated audit head is missing (it was deleted)")
+            })?;
+            if !self.integrity.head_ok(&head.environment, head.seq, &head.hash, &head.mac) {
+                return Err(Error::tampered("the authenticated audit head fails its MAC (changed or forged)"));
+            }
+            Ok(head)
         })
         .await
     }

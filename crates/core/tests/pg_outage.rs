@@ -102,7 +102,7 @@ async fn a_stopped_and_restarted_server_fails_fast_loses_nothing_and_recovers_wi
         let h = vault.hydrate(&format!("0x{i:040x}"), Some("check"), None).await.unwrap();
         assert!(!h.shares.is_empty());
     }
-    let chain = vault.verify_audit_chain().await.unwrap();
+    let chain = vault.verify_audit_chain(None).await.unwrap();
     assert_eq!(chain.broken_at, None);
     assert!(chain.rows as usize >= acked.len() * 2);
     vault.close().await.unwrap();
@@ -143,7 +143,7 @@ async fn cut_connections_are_replaced_without_reopening() {
             .unwrap();
     }
     assert!(ok >= 30, "only {ok} of 35 stores went through after the connections were cut");
-    assert_eq!(vault.verify_audit_chain().await.unwrap().broken_at, None);
+    assert_eq!(vault.verify_audit_chain(None).await.unwrap().broken_at, None);
     vault.close().await.unwrap();
     db.drop().await;
 }

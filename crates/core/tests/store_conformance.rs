@@ -7,7 +7,9 @@
 use sharevault_core::audit::{self, AuditEntry};
 use sharevault_core::envelope::{KekRef, SealedRecord};
 use sharevault_core::error::ErrorCode;
-use sharevault_core::store::{self, Applied, AuditQuery, Change, ListQuery, StoreOptions, WalletRow, WalletStore};
+use sharevault_core::store::{
+    self, Applied, AuditQuery, Change, ListQuery, RowAuth, StoreOptions, WalletRow, WalletStore,
+};
 
 mod support;
 use std::sync::Arc;
@@ -50,7 +52,15 @@ fn row(i: u32, env: &str, chain: &str) -> WalletRow {
         version: 1,
         generation: 1,
         sealed: sealed(i as u8),
+        mac: None,
+        sealed_digest: None,
+        audited_mac: None,
     }
+}
+
+/// A row MAC as the store sees it: bytes to keep (the vault computes and checks them).
+fn auth() -> RowAuth {
+    RowAuth { mac: vec![0xAA; 32], sealed_digest: vec![0xBB; 32] }
 }
 
 fn entry(action: &'static str, address: &str) -> AuditEntry {
@@ -63,11 +73,24 @@ fn entry(action: &'static str, address: &str) -> AuditEntry {
         wallet_id: None,
         purpose: Some("conformance".into()),
         outcome: "ok".into(),
+        wallet_mac: None,
+    }
+}
+
+/// The whole audit log, read a page at a time.
+async fn audit_all(s: &Arc<dyn WalletStore>) -> Vec<audit::AuditRecord> {
+    let mut rows: Vec<audit::AuditRecord> = Vec::new();
+    loop {
+        let page = s.audit_page(rows.last().map_or(0, |r| r.seq), 100).await.unwrap();
+        if page.is_empty() {
+            return rows;
+        }
+        rows.extend(page);
     }
 }
 
 async fn audit_rows(s: &Arc<dyn WalletStore>) -> usize {
-    s.audit_all().await.unwrap().len()
+    audit_all(s).await.len()
 }
 
 async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
@@ -75,7 +98,11 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
     let key = w.address_key.clone();
 
     // Insert, read back whole.
-    assert_eq!(s.apply(Change::Insert(w.clone()), entry("store", &key)).await.unwrap(), Applied::Done, "{name}");
+    assert_eq!(
+        s.apply(Change::Insert { row: w.clone(), auth: auth() }, entry("store", &key)).await.unwrap(),
+        Applied::Done,
+        "{name}"
+    );
     let got = s.get(&key).await.unwrap().expect(name);
     assert_eq!(
         (got.version, got.generation, &got.metadata_json, &got.sealed),
@@ -86,7 +113,7 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
     assert!(s.get("0xnone").await.unwrap().is_none(), "{name}");
 
     // A second insert of the address conflicts, and its audit row is not written.
-    let e = s.apply(Change::Insert(w.clone()), entry("store", &key)).await.unwrap_err();
+    let e = s.apply(Change::Insert { row: w.clone(), auth: auth() }, entry("store", &key)).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::Conflict, "{name}");
     assert_eq!(audit_rows(&s).await, 1, "{name}: a refused change left an audit row");
 
@@ -95,6 +122,7 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
         address_key: k.into(),
         expected_version: v,
         metadata_json: format!(r#"{{"v":{v}}}"#),
+        auth: auth(),
     };
     assert_eq!(s.apply(update(1, &key), entry("merge_backup_info", &key)).await.unwrap(), Applied::Done, "{name}");
     assert_eq!(s.apply(update(1, &key), entry("merge_backup_info", &key)).await.unwrap(), Applied::Stale, "{name}");
@@ -110,6 +138,7 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
         metadata_json: r#"{"replaced":true}"#.into(),
         generation: 2,
         sealed: sealed(0xEE),
+        auth: auth(),
     };
     assert_eq!(s.apply(replace(1), entry("replace_shares", &key)).await.unwrap(), Applied::Stale, "{name}");
     assert_eq!(s.apply(replace(2), entry("replace_shares", &key)).await.unwrap(), Applied::Done, "{name}");
@@ -121,7 +150,7 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
     for (i, env, chain) in [(2, "test", "SVM"), (3, "test", "EVM"), (4, "prod", "EVM")] {
         let r = row(i, env, chain);
         let k = r.address_key.clone();
-        s.apply(Change::Insert(r), entry("store", &k)).await.unwrap();
+        s.apply(Change::Insert { row: r, auth: auth() }, entry("store", &k)).await.unwrap();
     }
     let list = |chain: Option<&str>, after: Option<String>, limit| ListQuery {
         environment: "test".into(),
@@ -158,11 +187,15 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let rows = s.audit_all().await.unwrap();
+    let rows = audit_all(&s).await;
     // store, merge, replace of the first wallet; three more stores; one delete; 200 on their own.
     assert_eq!(rows.len(), 3 + 3 + 1 + 200, "{name}");
     assert!(rows.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "{name}: sequence has gaps");
-    assert_eq!(audit::verify(&rows), audit::ChainCheck { rows: rows.len() as u64, broken_at: None }, "{name}");
+    assert_eq!(
+        audit::verify(&rows),
+        audit::ChainCheck { rows: rows.len() as u64, broken_at: None, reason: None },
+        "{name}"
+    );
     let by_wallet = s
         .audit_log(AuditQuery {
             environment: "test".into(),
@@ -237,6 +270,8 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
         format!("GRANT SELECT, INSERT, UPDATE, DELETE ON wallets TO {role}"),
         format!("GRANT SELECT, INSERT ON audit TO {role}"),
         format!("GRANT SELECT, UPDATE ON audit_head TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE ON audit_heads TO {role}"),
+        format!("GRANT SELECT, INSERT ON integrity_keys TO {role}"),
         format!("GRANT SELECT ON sharevault_schema TO {role}"),
         format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
     ] {
@@ -258,7 +293,7 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
     vault.replace_shares(address, &shares, r#"{"passwordEncrypted":false,"backups":{}}"#, None, None).await.unwrap();
     vault.list_wallets(None, Some(10), None).await.unwrap();
     vault.audit_log(None, None, Some(10)).await.unwrap();
-    assert_eq!(vault.verify_audit_chain().await.unwrap().broken_at, None);
+    assert_eq!(vault.verify_audit_chain(None).await.unwrap().broken_at, None);
     vault.delete_wallet(address, None).await.unwrap();
     vault.close().await.unwrap();
     // The service role cannot rewrite history, even without the trigger's help.
@@ -304,7 +339,7 @@ async fn instances_sharing_one_database_append_one_chain() {
                         let w = row(i as u32 * 1000 + n, "test", "EVM");
                         let address = w.address.clone();
                         assert!(matches!(
-                            s.apply(Change::Insert(w), entry("store", &address)).await.unwrap(),
+                            s.apply(Change::Insert { row: w, auth: auth() }, entry("store", &address)).await.unwrap(),
                             Applied::Done
                         ));
                     } else {
@@ -316,15 +351,19 @@ async fn instances_sharing_one_database_append_one_chain() {
         for t in tasks {
             t.await.unwrap();
         }
-        let rows = instances[0].audit_all().await.unwrap();
+        let rows = audit_all(&instances[0]).await;
         assert_eq!(rows.len(), 3 * 150, "{name}");
         assert!(rows.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "{name}: sequence has gaps");
-        assert_eq!(audit::verify(&rows), audit::ChainCheck { rows: rows.len() as u64, broken_at: None }, "{name}");
+        assert_eq!(
+            audit::verify(&rows),
+            audit::ChainCheck { rows: rows.len() as u64, broken_at: None, reason: None },
+            "{name}"
+        );
         // Each instance goes on appending after the others moved the head.
         for s in &instances {
             s.append_audit(entry("hydrate", "0xafter")).await.unwrap();
         }
-        let rows = instances[2].audit_all().await.unwrap();
+        let rows = audit_all(&instances[2]).await;
         assert_eq!(rows.len(), 3 * 150 + 3, "{name}");
         assert_eq!(audit::verify(&rows).broken_at, None, "{name}");
         for s in instances {

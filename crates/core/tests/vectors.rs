@@ -19,6 +19,7 @@ fn entry(action: &'static str, wallet_id: Option<&str>, purpose: Option<&str>) -
         wallet_id: wallet_id.map(str::to_string),
         purpose: purpose.map(str::to_string),
         outcome: "ok".into(),
+        wallet_mac: None,
     }
 }
 

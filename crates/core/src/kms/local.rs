@@ -103,6 +103,11 @@ impl KeyProvider for LocalKek {
         Ok((self.wrap(&dek, ctx)?, self.kek.clone()))
     }
 
+    fn integrity_root(&self) -> Option<DataKey> {
+        let key = self.key.read().unwrap_or_else(PoisonError::into_inner);
+        key.as_ref().and_then(|k| DataKey::from_slice(k.expose()))
+    }
+
     fn close(&self) {
         // Dropping the key zeroizes it.
         self.key.write().unwrap_or_else(PoisonError::into_inner).take();

@@ -97,6 +97,13 @@ pub trait KeyProvider: Send + Sync {
     /// can (AWS `ReEncrypt`), or by unwrapping and wrapping again.
     async fn rewrap(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<(Vec<u8>, KekRef)>;
 
+    /// Key material for the integrity keys (`integrity`), if the provider holds a key in this
+    /// process (the local key: derived from it). `None` (a KMS, whose key never leaves it): the
+    /// vault makes a data key once per environment and stores it wrapped.
+    fn integrity_root(&self) -> Option<DataKey> {
+        None
+    }
+
     /// Drops key material the provider holds in memory (the vault is closing).
     fn close(&self) {}
 }
@@ -174,6 +181,11 @@ impl KeyWrapping {
         if let Some(cache) = &self.cache {
             cache.forget(kek, wrapped, ctx);
         }
+    }
+
+    /// See [`KeyProvider::integrity_root`].
+    pub fn integrity_root(&self) -> Option<DataKey> {
+        self.provider.integrity_root()
     }
 
     /// How many data keys the cache holds now.

@@ -4,9 +4,10 @@
 pub mod postgres;
 pub mod sqlite;
 
-use crate::audit::{AuditEntry, AuditRecord};
-use crate::envelope::SealedRecord;
+use crate::audit::{AuditEntry, AuditRecord, SignedHead};
+use crate::envelope::{KekRef, SealedRecord};
 use crate::error::{Error, ErrorCode, Result};
+use crate::integrity::IntegrityKey;
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -18,6 +19,10 @@ pub(crate) async fn ask<T>(send: impl FnOnce(oneshot::Sender<Result<T>>) -> Resu
     send(tx)?;
     rx.await.map_err(|_| Error::closed())?
 }
+
+/// The audit action recorded when an environment's rows are first authenticated: once it is
+/// in the log, rows without a MAC are never authenticated again (they are tampered).
+pub const INTEGRITY_ENABLED: &str = "integrity_enabled";
 
 /// Where a vault's data lives, parsed strictly from the `database` option.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,11 +130,21 @@ pub struct WalletRow {
     /// The share generation the sealed record belongs to (part of its AAD).
     pub generation: i64,
     pub sealed: SealedRecord,
+    /// The row's MAC (see `integrity`); `None` on a row written before rows were authenticated.
+    pub mac: Option<Vec<u8>>,
+    /// Read only: the stored digest of the sealed record (see `MetadataRow`); written from
+    /// `RowAuth`.
+    pub sealed_digest: Option<Vec<u8>>,
+    /// Read only: the row MAC the latest write of this wallet recorded in the audit log (empty
+    /// when that write was its deletion); `None` if it has not been written since rows were
+    /// authenticated. A row whose MAC differs is an older copy put back.
+    pub audited_mac: Option<Vec<u8>>,
 }
 
 /// Metadata only: what `getMetadata` and `listWallets` read (no sealed bytes).
 #[derive(Debug, Clone)]
 pub struct MetadataRow {
+    pub address: String,
     pub address_key: String,
     pub wallet_id: String,
     pub chain_name: String,
@@ -137,15 +152,43 @@ pub struct MetadataRow {
     pub metadata_json: String,
     pub version: i64,
     pub generation: i64,
+    /// The stored digest of the sealed record (the row MAC covers it), so a metadata read can
+    /// check the MAC without reading the sealed bytes.
+    pub sealed_digest: Option<Vec<u8>>,
+    pub mac: Option<Vec<u8>>,
+    pub audited_mac: Option<Vec<u8>>,
+}
+
+/// What authenticates a row as written: its MAC and the digest of its sealed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowAuth {
+    pub mac: Vec<u8>,
+    pub sealed_digest: Vec<u8>,
+}
+
+/// Whether an environment's rows are authenticated yet (see `tamper::open`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntegrityState {
+    /// Some wallet row of the environment carries a MAC.
+    pub authenticated_rows: bool,
+    /// The environment's audit rows record that authentication was turned on.
+    pub enabled_before: bool,
+}
+
+/// A key stored wrapped under the key provider's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub kek: KekRef,
+    pub wrapped: Vec<u8>,
 }
 
 /// A change, written together with its audit row in one transaction.
 #[derive(Debug)]
 pub enum Change {
     /// A new wallet; `ERR_CONFLICT` if the address is already stored.
-    Insert(WalletRow),
+    Insert { row: WalletRow, auth: RowAuth },
     /// New metadata, same shares; only if the row is still at `expected_version`.
-    UpdateMetadata { address_key: String, expected_version: i64, metadata_json: String },
+    UpdateMetadata { address_key: String, expected_version: i64, metadata_json: String, auth: RowAuth },
     /// New metadata and a new sealed generation; only if the row is still at `expected_version`.
     ReplaceShares {
         address_key: String,
@@ -153,6 +196,7 @@ pub enum Change {
         metadata_json: String,
         generation: i64,
         sealed: SealedRecord,
+        auth: RowAuth,
     },
     /// Removes the row: metadata, sealed shares and wrapped data key.
     Delete { address_key: String },
@@ -195,8 +239,25 @@ pub trait WalletStore: Send + Sync {
     async fn get_metadata(&self, address_key: &str) -> Result<Option<MetadataRow>>;
     async fn list(&self, q: ListQuery) -> Result<Vec<MetadataRow>>;
     async fn audit_log(&self, q: AuditQuery) -> Result<Vec<AuditRecord>>;
-    /// Reads the whole audit log in order (for chain verification).
-    async fn audit_all(&self) -> Result<Vec<AuditRecord>>;
+    /// Up to `limit` audit rows of every environment after `after_seq`, in order: chain
+    /// verification reads the log a page at a time, in constant memory.
+    async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>>;
+    /// Gives the writer the key of this store's environment: from then on every append also
+    /// moves that environment's authenticated head, in the same transaction.
+    async fn bind_audit_key(&self, key: Arc<IntegrityKey>) -> Result<()>;
+    /// The environment's authenticated audit head, if it has one.
+    async fn audit_head(&self, environment: &str) -> Result<Option<SignedHead>>;
+    /// The environment's wrapped integrity key, if one was made.
+    async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>>;
+    /// Stores the environment's wrapped integrity key unless one is stored already (the first
+    /// of several processes wins; the others read it back).
+    async fn put_integrity_key(&self, environment: &str, key: &WrappedKey) -> Result<()>;
+    async fn integrity_state(&self, environment: &str) -> Result<IntegrityState>;
+    /// Up to `limit` rows of the environment without a MAC, after the address key `after`.
+    async fn unauthenticated(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>>;
+    /// Sets the MAC of rows that have none, each only if it is still at the version it was
+    /// read at; returns how many were set.
+    async fn authenticate(&self, rows: Vec<(String, i64, RowAuth)>) -> Result<u64>;
     /// Finishes queued writes and closes connections.
     async fn close(&self) -> Result<()>;
 }

@@ -23,33 +23,53 @@ mod writer;
 
 pub use config::{PgTarget, PoolConfig};
 
-use super::{ask, Applied, AuditQuery, Change, ListQuery, MetadataRow, Migrated, Migrations, WalletRow, WalletStore};
-use crate::audit::{AuditEntry, AuditRecord};
+use super::{
+    ask, Applied, AuditQuery, Change, IntegrityState, ListQuery, MetadataRow, Migrated, Migrations, RowAuth, WalletRow,
+    WalletStore, WrappedKey, INTEGRITY_ENABLED,
+};
+use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::{KekRef, SealedRecord};
 use crate::error::{Error, Result};
+use crate::integrity::IntegrityKey;
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
+use std::sync::Arc;
 use std::sync::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use writer::{Job, Write};
 
 // Column lists as macros: sqlx takes only `&'static str` SQL (no formatted strings), and
 // `concat!` builds those at compile time.
+/// The MAC the latest write of a wallet recorded in the audit log (see `WalletRow::audited_mac`),
+/// found through the partial index `audit_wallet_states`.
+macro_rules! audited_mac {
+    () => {
+        "(SELECT a.wallet_mac FROM audit a WHERE a.address = wallets.address_key \
+         AND a.environment = wallets.environment AND a.wallet_mac IS NOT NULL ORDER BY a.seq DESC LIMIT 1)"
+    };
+}
 macro_rules! wallet_columns {
     () => {
-        "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, \
-         format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext"
+        concat!(
+            "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, \
+             format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, mac, sealed_digest, ",
+            audited_mac!()
+        )
     };
 }
 macro_rules! meta_columns {
     () => {
-        "address_key, wallet_id, chain_name, environment, metadata, version, generation"
+        concat!(
+            "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, \
+             sealed_digest, mac, ",
+            audited_mac!()
+        )
     };
 }
 macro_rules! audit_columns {
     () => {
-        "seq, at, environment, actor, action, address, wallet_id, purpose, outcome, prev_hash, hash"
+        "seq, at, environment, actor, action, address, wallet_id, purpose, outcome, wallet_mac, prev_hash, hash, mac"
     };
 }
 
@@ -172,18 +192,25 @@ pub(super) fn wallet_from_row(r: &PgRow) -> sqlx::Result<WalletRow> {
             nonce: r.try_get(14)?,
             ciphertext: r.try_get(15)?,
         },
+        mac: r.try_get(16)?,
+        sealed_digest: r.try_get(17)?,
+        audited_mac: r.try_get(18)?,
     })
 }
 
 fn meta_from_row(r: &PgRow) -> sqlx::Result<MetadataRow> {
     Ok(MetadataRow {
-        address_key: r.try_get(0)?,
-        wallet_id: r.try_get(1)?,
-        chain_name: r.try_get(2)?,
-        environment: r.try_get(3)?,
-        metadata_json: r.try_get(4)?,
-        version: r.try_get(5)?,
-        generation: r.try_get(6)?,
+        address: r.try_get(0)?,
+        address_key: r.try_get(1)?,
+        wallet_id: r.try_get(2)?,
+        chain_name: r.try_get(3)?,
+        environment: r.try_get(4)?,
+        metadata_json: r.try_get(5)?,
+        version: r.try_get(6)?,
+        generation: r.try_get(7)?,
+        sealed_digest: r.try_get(8)?,
+        mac: r.try_get(9)?,
+        audited_mac: r.try_get(10)?,
     })
 }
 
@@ -198,8 +225,10 @@ fn audit_from_row(r: &PgRow) -> sqlx::Result<AuditRecord> {
         wallet_id: r.try_get(6)?,
         purpose: r.try_get(7)?,
         outcome: r.try_get(8)?,
-        prev_hash: r.try_get(9)?,
-        hash: r.try_get(10)?,
+        wallet_mac: r.try_get(9)?,
+        prev_hash: r.try_get(10)?,
+        hash: r.try_get(11)?,
+        mac: r.try_get(12)?,
     })
 }
 
@@ -273,13 +302,133 @@ impl WalletStore for PgStore {
         map_rows(rows, audit_from_row, "reading the audit log")
     }
 
-    async fn audit_all(&self) -> Result<Vec<AuditRecord>> {
+    async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>> {
         self.live()?;
-        let rows = sqlx::query(concat!("SELECT ", audit_columns!(), " FROM audit ORDER BY seq"))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(pg_err("reading the audit log"))?;
+        let rows =
+            sqlx::query(concat!("SELECT ", audit_columns!(), " FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2"))
+                .bind(after_seq)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(pg_err("reading the audit log"))?;
         map_rows(rows, audit_from_row, "reading the audit log")
+    }
+
+    async fn bind_audit_key(&self, key: Arc<IntegrityKey>) -> Result<()> {
+        self.send(Job::BindKey(key))
+    }
+
+    async fn audit_head(&self, environment: &str) -> Result<Option<SignedHead>> {
+        self.live()?;
+        let row = sqlx::query("SELECT environment, seq, hash, mac FROM audit_heads WHERE environment = $1")
+            .bind(environment)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_err("reading the audit head"))?;
+        row.map(|r| -> sqlx::Result<SignedHead> {
+            Ok(SignedHead { environment: r.try_get(0)?, seq: r.try_get(1)?, hash: r.try_get(2)?, mac: r.try_get(3)? })
+        })
+        .transpose()
+        .map_err(pg_err("reading the audit head"))
+    }
+
+    async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>> {
+        self.live()?;
+        let row = sqlx::query(
+            "SELECT kek_provider, kek_key_id, kek_key_version, wrapped FROM integrity_keys WHERE environment = $1",
+        )
+        .bind(environment)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(pg_err("reading the integrity key"))?;
+        row.map(|r| -> sqlx::Result<WrappedKey> {
+            Ok(WrappedKey {
+                kek: KekRef { provider: r.try_get(0)?, key_id: r.try_get(1)?, key_version: r.try_get(2)? },
+                wrapped: r.try_get(3)?,
+            })
+        })
+        .transpose()
+        .map_err(pg_err("reading the integrity key"))
+    }
+
+    async fn put_integrity_key(&self, environment: &str, key: &WrappedKey) -> Result<()> {
+        self.live()?;
+        sqlx::query(
+            "INSERT INTO integrity_keys (environment, kek_provider, kek_key_id, kek_key_version, wrapped, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (environment) DO NOTHING",
+        )
+        .bind(environment)
+        .bind(&key.kek.provider)
+        .bind(&key.kek.key_id)
+        .bind(&key.kek.key_version)
+        .bind(&key.wrapped)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(pg_err("storing the integrity key"))?;
+        Ok(())
+    }
+
+    async fn integrity_state(&self, environment: &str) -> Result<IntegrityState> {
+        self.live()?;
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM wallets WHERE environment = $1 AND mac IS NOT NULL), \
+             EXISTS (SELECT 1 FROM audit WHERE environment = $1 AND (mac IS NOT NULL OR action = $2))",
+        )
+        .bind(environment)
+        .bind(INTEGRITY_ENABLED)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(pg_err("reading the integrity state"))?;
+        Ok(IntegrityState {
+            authenticated_rows: row.try_get(0).map_err(pg_err("reading the integrity state"))?,
+            enabled_before: row.try_get(1).map_err(pg_err("reading the integrity state"))?,
+        })
+    }
+
+    async fn unauthenticated(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>> {
+        self.live()?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            wallet_columns!(),
+            " FROM wallets WHERE environment = $1 AND mac IS NULL AND ($2::text IS NULL OR address_key > $2) \
+             ORDER BY address_key LIMIT $3"
+        ))
+        .bind(environment)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err("reading unauthenticated rows"))?;
+        map_rows(rows, wallet_from_row, "reading unauthenticated rows")
+    }
+
+    async fn authenticate(&self, rows: Vec<(String, i64, RowAuth)>) -> Result<u64> {
+        self.live()?;
+        let mut keys = Vec::with_capacity(rows.len());
+        let mut versions = Vec::with_capacity(rows.len());
+        let mut macs = Vec::with_capacity(rows.len());
+        let mut digests = Vec::with_capacity(rows.len());
+        for (k, v, a) in rows {
+            keys.push(k);
+            versions.push(v);
+            macs.push(a.mac);
+            digests.push(a.sealed_digest);
+        }
+        let n = sqlx::query(
+            "UPDATE wallets w SET mac = u.mac, sealed_digest = u.digest \
+             FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[]) AS u(address_key, version, mac, digest) \
+             WHERE w.address_key = u.address_key AND w.version = u.version AND w.mac IS NULL",
+        )
+        .bind(&keys)
+        .bind(&versions)
+        .bind(&macs)
+        .bind(&digests)
+        .execute(&self.pool)
+        .await
+        .map_err(pg_err("authenticating rows"))?
+        .rows_affected();
+        Ok(n)
     }
 
     async fn close(&self) -> Result<()> {

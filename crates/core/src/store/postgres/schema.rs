@@ -7,12 +7,13 @@ use crate::error::{Error, ErrorCode, Result};
 use sqlx::PgPool;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// `pg_advisory_xact_lock` key: "sharevlt" as a big-endian i64.
 const MIGRATION_LOCK: i64 = 0x7368_6172_6576_6c74;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE wallets (
   address_key     text    PRIMARY KEY,
   address         text    NOT NULL,
@@ -63,7 +64,33 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
   FOR EACH ROW EXECUTE FUNCTION sharevault_audit_append_only();
 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
   FOR EACH STATEMENT EXECUTE FUNCTION sharevault_audit_append_only();
-"#];
+"#,
+    r#"
+-- Authenticated rows (see `integrity`): the MAC of every wallet row and the digest of its sealed
+-- record; on audit rows, the MAC of the row's position and, on writes, the wallet row's MAC as
+-- written; the authenticated head of each environment's log; the wrapped integrity keys.
+ALTER TABLE wallets ADD COLUMN mac bytea;
+ALTER TABLE wallets ADD COLUMN sealed_digest bytea;
+ALTER TABLE audit ADD COLUMN wallet_mac bytea;
+ALTER TABLE audit ADD COLUMN mac bytea;
+CREATE INDEX audit_wallet_states ON audit (address, seq) WHERE wallet_mac IS NOT NULL;
+CREATE INDEX audit_by_environment ON audit (environment, seq);
+CREATE TABLE audit_heads (
+  environment text   PRIMARY KEY,
+  seq         bigint NOT NULL,
+  hash        bytea  NOT NULL,
+  mac         bytea  NOT NULL
+);
+CREATE TABLE integrity_keys (
+  environment     text   PRIMARY KEY,
+  kek_provider    text   NOT NULL,
+  kek_key_id      text   NOT NULL,
+  kek_key_version text   NOT NULL,
+  wrapped         bytea  NOT NULL,
+  created_at      bigint NOT NULL
+);
+"#,
+];
 
 /// The schema version recorded in the database (0 when it has none), read without DDL, so a
 /// role without `CREATE` can open an up-to-date database.

@@ -3,9 +3,11 @@
 use super::pg_err;
 use crate::audit::{now_ms, AuditEntry, ChainHead};
 use crate::error::{Error, ErrorCode, Result};
-use crate::store::{Applied, Change};
+use crate::integrity::IntegrityKey;
+use crate::store::{Applied, Change, INTEGRITY_ENABLED};
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,6 +19,8 @@ const MAX_RETRIES: u32 = 5;
 /// What the writer task is asked to do.
 pub(super) enum Job {
     Write(Write),
+    /// From now on, rows of this key's environment carry MACs and move its authenticated head.
+    BindKey(Arc<IntegrityKey>),
     Close(oneshot::Sender<()>),
 }
 
@@ -50,6 +54,7 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
     // The chain head as this process last wrote it: a guess (another instance may have appended
     // since) that lets an audit-only batch append in one statement, checked by that statement.
     let mut known: Option<ChainHead> = None;
+    let mut key: Option<Arc<IntegrityKey>> = None;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -63,11 +68,12 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
         for job in batch.drain(..) {
             match job {
                 Job::Close(tx) => close = Some(tx),
+                Job::BindKey(k) => key = Some(k),
                 Job::Write(w) => writes.push(w),
             }
         }
         if !writes.is_empty() {
-            known = commit_with_retries(&pool, writes, known).await;
+            known = commit_with_retries(&pool, writes, known, key.as_deref()).await;
         }
         if let Some(tx) = close {
             // Anything queued behind the close is refused as closed when its sender drops.
@@ -83,9 +89,14 @@ fn retryable(e: &sqlx::Error) -> bool {
 
 /// Commits one batch and answers every job in it; returns the chain head it left (None after an
 /// error, when the head is unknown).
-async fn commit_with_retries(pool: &PgPool, jobs: Vec<Write>, known: Option<ChainHead>) -> Option<ChainHead> {
+async fn commit_with_retries(
+    pool: &PgPool,
+    jobs: Vec<Write>,
+    known: Option<ChainHead>,
+    key: Option<&IntegrityKey>,
+) -> Option<ChainHead> {
     if let (Some(head), true) = (known, jobs.iter().all(|j| matches!(j, Write::Audit(..)))) {
-        match append_at(pool, &jobs, &head).await {
+        match append_at(pool, &jobs, &head, key).await {
             Ok(Some(next)) => {
                 for job in jobs {
                     job.reply(Ok(Applied::Done));
@@ -100,7 +111,7 @@ async fn commit_with_retries(pool: &PgPool, jobs: Vec<Write>, known: Option<Chai
     }
     let mut attempt = 0;
     let outcome = loop {
-        match commit(pool, &jobs).await {
+        match commit(pool, &jobs, key).await {
             Err(e) if retryable(&e) && attempt < MAX_RETRIES => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
@@ -141,13 +152,17 @@ struct AuditColumns {
     wallet_id: Vec<Option<String>>,
     purpose: Vec<Option<String>>,
     outcome: Vec<String>,
+    wallet_mac: Vec<Option<Vec<u8>>>,
     prev_hash: Vec<Vec<u8>>,
     hash: Vec<Vec<u8>>,
+    mac: Vec<Option<Vec<u8>>>,
 }
 
 impl AuditColumns {
-    fn push(&mut self, head: &ChainHead, e: &AuditEntry) -> ChainHead {
+    fn push(&mut self, head: &ChainHead, e: &AuditEntry, key: Option<&IntegrityKey>) -> ChainHead {
         let link = head.link(e);
+        self.mac.push(key.filter(|k| k.environment() == e.environment).map(|k| k.head_tag(link.seq, &link.hash)));
+        self.wallet_mac.push(e.wallet_mac.clone());
         self.seq.push(link.seq);
         self.at.push(e.at_ms);
         self.environment.push(e.environment.clone());
@@ -168,23 +183,52 @@ impl AuditColumns {
 // SQL only, so the shared text is a macro for `concat!`).
 macro_rules! insert_audit_rows {
     () => {
-        "INSERT INTO audit (seq, at, environment, actor, action, address, wallet_id, purpose, outcome, prev_hash, \
-         hash) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
-         $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[])"
+        "INSERT INTO audit (seq, at, environment, actor, action, address, wallet_id, purpose, outcome, wallet_mac, \
+         prev_hash, hash, mac) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[], $12::bytea[], $13::bytea[])"
+    };
+}
+
+// The environment's authenticated head moved to the batch's last row ($14 seq, $15 hash) in the
+// same statement: made only by the batch that turns authentication on ($18), otherwise only
+// moved where it exists, so a deleted head stays missing (and is reported) rather than a new
+// one adopting a cut log. $16 is the environment (NULL without a key), $17 the head's MAC.
+macro_rules! move_head {
+    ($cond:literal) => {
+        concat!(
+            "heads AS (INSERT INTO audit_heads (environment, seq, hash, mac) SELECT $16, $14, $15, $17 \
+             WHERE $16::text IS NOT NULL AND ($18 OR EXISTS (SELECT 1 FROM audit_heads WHERE environment = $16)) ",
+            $cond,
+            " ON CONFLICT (environment) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac)"
+        )
     };
 }
 
 /// The batch's audit rows after `head`, and the head they leave.
-fn audit_rows(head: &ChainHead, jobs: &[&AuditEntry]) -> (AuditColumns, ChainHead) {
+fn audit_rows(head: &ChainHead, jobs: &[&AuditEntry], key: Option<&IntegrityKey>) -> (AuditColumns, ChainHead) {
     let mut audit = AuditColumns::default();
     let mut head = head.clone();
     for e in jobs {
-        head = audit.push(&head, e);
+        head = audit.push(&head, e, key);
     }
     (audit, head)
 }
 
+/// Binds $1..$18: the rows, the head they leave, and the environment's authenticated head.
 fn bind_audit<'q>(
+    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    a: &'q AuditColumns,
+    next: &'q ChainHead,
+    key: Option<&IntegrityKey>,
+    entries: &[&AuditEntry],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    let env = key.map(|k| k.environment().to_string());
+    let mac = key.map(|k| k.head_tag(next.seq, &next.hash));
+    let enabling = entries.iter().any(|e| e.action == INTEGRITY_ENABLED);
+    bind_rows(q, a).bind(next.seq).bind(&next.hash).bind(env).bind(mac).bind(enabling)
+}
+
+fn bind_rows<'q>(
     q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     a: &'q AuditColumns,
 ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
@@ -197,26 +241,33 @@ fn bind_audit<'q>(
         .bind(&a.wallet_id)
         .bind(&a.purpose)
         .bind(&a.outcome)
+        .bind(&a.wallet_mac)
         .bind(&a.prev_hash)
         .bind(&a.hash)
+        .bind(&a.mac)
 }
 
 /// An audit-only batch in one autocommitted statement, if the chain's head is still `head`:
 /// the head row is moved on only where it still holds `head` (a concurrent appender's lock is
 /// waited for and the condition checked again on its result), and the rows go in only if it
 /// was. One round trip instead of four. `None`: the head had moved, nothing was written.
-async fn append_at(pool: &PgPool, jobs: &[Write], head: &ChainHead) -> sqlx::Result<Option<ChainHead>> {
+async fn append_at(
+    pool: &PgPool,
+    jobs: &[Write],
+    head: &ChainHead,
+    key: Option<&IntegrityKey>,
+) -> sqlx::Result<Option<ChainHead>> {
     let entries: Vec<&AuditEntry> = jobs.iter().map(Write::entry).collect();
-    let (audit, next) = audit_rows(head, &entries);
+    let (audit, next) = audit_rows(head, &entries, key);
     let q = sqlx::query(concat!(
-        "WITH head AS (UPDATE audit_head SET seq = $12, hash = $13 WHERE id = 1 AND seq = $14 AND hash = $15 \
+        "WITH head AS (UPDATE audit_head SET seq = $14, hash = $15 WHERE id = 1 AND seq = $19 AND hash = $20 \
          RETURNING 1), rows AS (",
         insert_audit_rows!(),
-        " WHERE EXISTS (SELECT 1 FROM head)) SELECT count(*) FROM head"
+        " WHERE EXISTS (SELECT 1 FROM head)), ",
+        move_head!("AND EXISTS (SELECT 1 FROM head)"),
+        " SELECT count(*) FROM head"
     ));
-    let moved: i64 = bind_audit(q, &audit)
-        .bind(next.seq)
-        .bind(&next.hash)
+    let moved: i64 = bind_audit(q, &audit, &next, key, &entries)
         .bind(head.seq)
         .bind(&head.hash)
         .fetch_one(pool)
@@ -228,7 +279,11 @@ async fn append_at(pool: &PgPool, jobs: &[Write], head: &ChainHead) -> sqlx::Res
 /// One transaction for the whole batch; returns each job's outcome (a conflict or a stale
 /// version is an outcome, not an error) and the chain head left. Any error aborts the whole
 /// transaction.
-async fn commit(pool: &PgPool, jobs: &[Write]) -> sqlx::Result<(Vec<Result<Applied>>, ChainHead)> {
+async fn commit(
+    pool: &PgPool,
+    jobs: &[Write],
+    key: Option<&IntegrityKey>,
+) -> sqlx::Result<(Vec<Result<Applied>>, ChainHead)> {
     let now = now_ms();
     let mut tx = pool.begin().await?;
     let head_row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await?;
@@ -250,15 +305,17 @@ async fn commit(pool: &PgPool, jobs: &[Write]) -> sqlx::Result<(Vec<Result<Appli
             }
         }
     }
-    let (audit, next) = audit_rows(&head, &entries);
+    let (audit, next) = audit_rows(&head, &entries, key);
     if !entries.is_empty() {
-        // The rows and the new head in one statement: one round trip fewer per batch.
+        // The rows and the new heads in one statement: one round trip fewer per batch.
         let q = sqlx::query(concat!(
             "WITH rows AS (",
             insert_audit_rows!(),
-            ") UPDATE audit_head SET seq = $12, hash = $13 WHERE id = 1"
+            "), ",
+            move_head!(""),
+            " UPDATE audit_head SET seq = $14, hash = $15 WHERE id = 1"
         ));
-        bind_audit(q, &audit).bind(next.seq).bind(&next.hash).execute(&mut *tx).await?;
+        bind_audit(q, &audit, &next, key, &entries).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok((outcomes, next))
@@ -283,13 +340,13 @@ async fn cas(
 
 async fn apply_change(tx: &mut Transaction<'_, Postgres>, change: &Change, now: i64) -> sqlx::Result<Result<Applied>> {
     Ok(Ok(match change {
-        Change::Insert(w) => {
+        Change::Insert { row: w, auth } => {
             let s = &w.sealed;
             let inserted = sqlx::query(
                 "INSERT INTO wallets (address, address_key, wallet_id, chain_name, environment, metadata, version, \
                  generation, format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
-                 ON CONFLICT (address_key) DO NOTHING",
+                 created_at, updated_at, mac, sealed_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                 $13, $14, $15, $16, $17, $17, $18, $19) ON CONFLICT (address_key) DO NOTHING",
             )
             .bind(&w.address)
             .bind(&w.address_key)
@@ -308,6 +365,8 @@ async fn apply_change(tx: &mut Transaction<'_, Postgres>, change: &Change, now: 
             .bind(&s.nonce)
             .bind(&s.ciphertext)
             .bind(now)
+            .bind(&auth.mac)
+            .bind(&auth.sealed_digest)
             .execute(&mut **tx)
             .await?
             .rows_affected();
@@ -319,23 +378,25 @@ async fn apply_change(tx: &mut Transaction<'_, Postgres>, change: &Change, now: 
             }
             Applied::Done
         }
-        Change::UpdateMetadata { address_key, expected_version, metadata_json } => {
+        Change::UpdateMetadata { address_key, expected_version, metadata_json, auth } => {
             let q = sqlx::query(
-                "WITH u AS (UPDATE wallets SET metadata = $1, version = version + 1, updated_at = $2 \
+                "WITH u AS (UPDATE wallets SET metadata = $1, version = version + 1, updated_at = $2, mac = $5 \
                  WHERE address_key = $3 AND version = $4 RETURNING 1) \
                  SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM wallets WHERE address_key = $3)",
             )
             .bind(metadata_json)
             .bind(now)
             .bind(address_key)
-            .bind(expected_version);
+            .bind(expected_version)
+            .bind(&auth.mac);
             cas(q, tx).await?
         }
-        Change::ReplaceShares { address_key, expected_version, metadata_json, generation, sealed: s } => {
+        Change::ReplaceShares { address_key, expected_version, metadata_json, generation, sealed: s, auth } => {
             let q = sqlx::query(
                 "WITH u AS (UPDATE wallets SET metadata = $1, version = version + 1, generation = $2, format = $3, \
                  alg = $4, kek_provider = $5, kek_key_id = $6, kek_key_version = $7, wrapped_dek = $8, nonce = $9, \
-                 ciphertext = $10, updated_at = $11 WHERE address_key = $12 AND version = $13 RETURNING 1) \
+                 ciphertext = $10, updated_at = $11, mac = $14, sealed_digest = $15 \
+                 WHERE address_key = $12 AND version = $13 RETURNING 1) \
                  SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM wallets WHERE address_key = $12)",
             )
             .bind(metadata_json)
@@ -350,7 +411,9 @@ async fn apply_change(tx: &mut Transaction<'_, Postgres>, change: &Change, now: 
             .bind(&s.ciphertext)
             .bind(now)
             .bind(address_key)
-            .bind(expected_version);
+            .bind(expected_version)
+            .bind(&auth.mac)
+            .bind(&auth.sealed_digest);
             cas(q, tx).await?
         }
         Change::Delete { address_key } => {

@@ -14,12 +14,17 @@ mod writer;
 pub use location::Location;
 pub use writer::SHRED_RETRY;
 
-use super::{ask, Applied, AuditQuery, Change, ListQuery, MetadataRow, Migrated, Migrations, WalletRow, WalletStore};
-use crate::audit::{AuditEntry, AuditRecord};
+use super::{
+    ask, Applied, AuditQuery, Change, IntegrityState, ListQuery, MetadataRow, Migrated, Migrations, RowAuth, WalletRow,
+    WalletStore, WrappedKey, INTEGRITY_ENABLED,
+};
+use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
+use crate::envelope::KekRef;
 use crate::error::{Error, Result};
+use crate::integrity::IntegrityKey;
 use async_trait::async_trait;
 use location::{configure, create_private_file};
-use rows::{audit_from_row, meta_from_row, wallet_from_row, AUDIT_COLUMNS, META_COLUMNS, WALLET_COLUMNS};
+use rows::{audit_from_row, get_head, meta_from_row, wallet_from_row, AUDIT_COLUMNS, META_COLUMNS, WALLET_COLUMNS};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -185,14 +190,33 @@ impl SqliteStore {
                     }
                 }
             }
-            None => {
-                ask(|tx| {
-                    self.send(Job::Read(Box::new(move |c| {
-                        let _ = tx.send(f(c));
-                    })))
-                })
-                .await
-            }
+            None => self.on_writer(f).await,
+        }
+    }
+
+    /// Runs `f` on the writer's connection, between batches.
+    async fn on_writer<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        ask(|tx| {
+            self.send(Job::Run(Box::new(move |c| {
+                let _ = tx.send(f(c));
+            })))
+        })
+        .await
+    }
+}
+
+/// Runs `f` in one `BEGIN IMMEDIATE` transaction on `conn`.
+fn in_transaction<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err("starting a transaction"))?;
+    match f(conn) {
+        Ok(v) => conn.execute_batch("COMMIT").map_err(db_err("committing")).map(|_| v),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
         }
     }
 }
@@ -263,11 +287,104 @@ impl WalletStore for SqliteStore {
         .await
     }
 
-    async fn audit_all(&self) -> Result<Vec<AuditRecord>> {
+    async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>> {
         self.read(ReadKind::Blocking, move |c| {
-            c.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))
-                .and_then(|mut s| s.query_map([], audit_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
+            c.prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
+                .and_then(|mut s| {
+                    s.query_map(params![after_seq, limit], audit_from_row)?.collect::<rusqlite::Result<Vec<_>>>()
+                })
                 .map_err(db_err("reading the audit log"))
+        })
+        .await
+    }
+
+    async fn bind_audit_key(&self, key: Arc<IntegrityKey>) -> Result<()> {
+        self.send(Job::BindKey(key))
+    }
+
+    async fn audit_head(&self, environment: &str) -> Result<Option<SignedHead>> {
+        let env = environment.to_string();
+        self.read(ReadKind::Inline, move |c| get_head(c, &env)).await
+    }
+
+    async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>> {
+        let env = environment.to_string();
+        self.read(ReadKind::Inline, move |c| {
+            c.prepare_cached(
+                "SELECT kek_provider, kek_key_id, kek_key_version, wrapped FROM integrity_keys WHERE environment = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([env], |r| {
+                    Ok(WrappedKey {
+                        kek: KekRef { provider: r.get(0)?, key_id: r.get(1)?, key_version: r.get(2)? },
+                        wrapped: r.get(3)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(db_err("reading the integrity key"))
+        })
+        .await
+    }
+
+    async fn put_integrity_key(&self, environment: &str, key: &WrappedKey) -> Result<()> {
+        let (env, key) = (environment.to_string(), key.clone());
+        self.on_writer(move |c| {
+            c.execute(
+                "INSERT INTO integrity_keys (environment, kek_provider, kek_key_id, kek_key_version, wrapped, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (environment) DO NOTHING",
+                params![env, key.kek.provider, key.kek.key_id, key.kek.key_version, key.wrapped, now_ms()],
+            )
+            .map(|_| ())
+            .map_err(db_err("storing the integrity key"))
+        })
+        .await
+    }
+
+    async fn integrity_state(&self, environment: &str) -> Result<IntegrityState> {
+        let env = environment.to_string();
+        self.read(ReadKind::Blocking, move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM wallets WHERE environment = ?1 AND mac IS NOT NULL), \
+                 EXISTS (SELECT 1 FROM audit WHERE environment = ?1 AND (mac IS NOT NULL OR action = ?2))",
+                params![env, INTEGRITY_ENABLED],
+                |r| Ok(IntegrityState { authenticated_rows: r.get(0)?, enabled_before: r.get(1)? }),
+            )
+            .map_err(db_err("reading the integrity state"))
+        })
+        .await
+    }
+
+    async fn unauthenticated(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>> {
+        let (env, after) = (environment.to_string(), after.map(str::to_string));
+        self.read(ReadKind::Blocking, move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {WALLET_COLUMNS} FROM wallets WHERE environment = ?1 AND mac IS NULL \
+                 AND (?2 IS NULL OR address_key > ?2) ORDER BY address_key LIMIT ?3"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![env, after, limit], wallet_from_row)?.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(db_err("reading unauthenticated rows"))
+        })
+        .await
+    }
+
+    async fn authenticate(&self, rows: Vec<(String, i64, RowAuth)>) -> Result<u64> {
+        self.on_writer(move |c| {
+            in_transaction(c, |c| {
+                let mut n = 0;
+                for (key, version, auth) in &rows {
+                    n += c
+                        .prepare_cached(
+                            "UPDATE wallets SET mac = ?1, sealed_digest = ?2 \
+                             WHERE address_key = ?3 AND version = ?4 AND mac IS NULL",
+                        )
+                        .and_then(|mut s| s.execute(params![auth.mac, auth.sealed_digest, key, version]))
+                        .map_err(db_err("authenticating rows"))? as u64;
+                }
+                Ok(n)
+            })
         })
         .await
     }

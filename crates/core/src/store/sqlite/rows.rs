@@ -2,18 +2,32 @@
 //! one wallet row or one audit row. The audit chain's arithmetic is `audit::ChainHead`'s.
 
 use super::db_err;
-use crate::audit::{AuditEntry, AuditRecord, ChainHead};
+use crate::audit::{AuditEntry, AuditRecord, ChainHead, SignedHead};
 use crate::envelope::{KekRef, SealedRecord};
 use crate::error::{Error, ErrorCode, Result};
+use crate::integrity::IntegrityKey;
 use crate::store::{Applied, Change, MetadataRow, WalletRow};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-pub(super) const WALLET_COLUMNS: &str =
+/// The MAC the latest write of a wallet recorded in the audit log (see `WalletRow::audited_mac`),
+/// found through the partial index `audit_wallet_states`.
+macro_rules! audited_mac {
+    () => {
+        "(SELECT a.wallet_mac FROM audit a WHERE a.address = wallets.address_key \
+         AND a.environment = wallets.environment AND a.wallet_mac IS NOT NULL ORDER BY a.seq DESC LIMIT 1)"
+    };
+}
+pub(super) const WALLET_COLUMNS: &str = concat!(
     "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, \
-     format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext";
-pub(super) const META_COLUMNS: &str = "address_key, wallet_id, chain_name, environment, metadata, version, generation";
+     format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, mac, sealed_digest, ",
+    audited_mac!()
+);
+pub(super) const META_COLUMNS: &str = concat!(
+    "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, sealed_digest, mac, ",
+    audited_mac!()
+);
 pub(super) const AUDIT_COLUMNS: &str =
-    "seq, at, environment, actor, action, address, wallet_id, purpose, outcome, prev_hash, hash";
+    "seq, at, environment, actor, action, address, wallet_id, purpose, outcome, wallet_mac, prev_hash, hash, mac";
 
 fn kek_of(r: &Row<'_>, base: usize) -> rusqlite::Result<KekRef> {
     Ok(KekRef { provider: r.get(base)?, key_id: r.get(base + 1)?, key_version: r.get(base + 2)? })
@@ -37,18 +51,25 @@ pub(super) fn wallet_from_row(r: &Row<'_>) -> rusqlite::Result<WalletRow> {
             nonce: r.get(14)?,
             ciphertext: r.get(15)?,
         },
+        mac: r.get(16)?,
+        sealed_digest: r.get(17)?,
+        audited_mac: r.get(18)?,
     })
 }
 
 pub(super) fn meta_from_row(r: &Row<'_>) -> rusqlite::Result<MetadataRow> {
     Ok(MetadataRow {
-        address_key: r.get(0)?,
-        wallet_id: r.get(1)?,
-        chain_name: r.get(2)?,
-        environment: r.get(3)?,
-        metadata_json: r.get(4)?,
-        version: r.get(5)?,
-        generation: r.get(6)?,
+        address: r.get(0)?,
+        address_key: r.get(1)?,
+        wallet_id: r.get(2)?,
+        chain_name: r.get(3)?,
+        environment: r.get(4)?,
+        metadata_json: r.get(5)?,
+        version: r.get(6)?,
+        generation: r.get(7)?,
+        sealed_digest: r.get(8)?,
+        mac: r.get(9)?,
+        audited_mac: r.get(10)?,
     })
 }
 
@@ -63,8 +84,10 @@ pub(super) fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         wallet_id: r.get(6)?,
         purpose: r.get(7)?,
         outcome: r.get(8)?,
-        prev_hash: r.get(9)?,
-        hash: r.get(10)?,
+        wallet_mac: r.get(9)?,
+        prev_hash: r.get(10)?,
+        hash: r.get(11)?,
+        mac: r.get(12)?,
     })
 }
 
@@ -78,12 +101,13 @@ fn row_state(conn: &Connection, address_key: &str) -> Result<Applied> {
 
 pub(super) fn apply_change(conn: &Connection, change: &Change, now: i64) -> Result<Applied> {
     match change {
-        Change::Insert(w) => {
+        Change::Insert { row: w, auth } => {
             let mut stmt = conn
                 .prepare_cached(
                     "INSERT INTO wallets (address, address_key, wallet_id, chain_name, environment, metadata, version, \
                      generation, format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, \
-                     created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17)",
+                     created_at, updated_at, mac, sealed_digest) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19)",
                 )
                 .map_err(db_err("preparing an insert"))?;
             let s = &w.sealed;
@@ -104,7 +128,9 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, now: i64) -> Resu
                 s.wrapped_dek,
                 s.nonce,
                 s.ciphertext,
-                now
+                now,
+                auth.mac,
+                auth.sealed_digest
             ]) {
                 Ok(_) => Ok(Applied::Done),
                 Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(
@@ -113,13 +139,13 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, now: i64) -> Resu
                 Err(e) => Err(db_err("storing a wallet")(e)),
             }
         }
-        Change::UpdateMetadata { address_key, expected_version, metadata_json } => {
+        Change::UpdateMetadata { address_key, expected_version, metadata_json, auth } => {
             let n = conn
                 .prepare_cached(
-                    "UPDATE wallets SET metadata = ?1, version = version + 1, updated_at = ?2 \
+                    "UPDATE wallets SET metadata = ?1, version = version + 1, updated_at = ?2, mac = ?5 \
                      WHERE address_key = ?3 AND version = ?4",
                 )
-                .and_then(|mut s| s.execute(params![metadata_json, now, address_key, expected_version]))
+                .and_then(|mut s| s.execute(params![metadata_json, now, address_key, expected_version, auth.mac]))
                 .map_err(db_err("updating metadata"))?;
             if n == 1 {
                 Ok(Applied::Done)
@@ -127,12 +153,13 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, now: i64) -> Resu
                 row_state(conn, address_key)
             }
         }
-        Change::ReplaceShares { address_key, expected_version, metadata_json, generation, sealed: s } => {
+        Change::ReplaceShares { address_key, expected_version, metadata_json, generation, sealed: s, auth } => {
             let n = conn
                 .prepare_cached(
                     "UPDATE wallets SET metadata = ?1, version = version + 1, generation = ?2, format = ?3, alg = ?4, \
                      kek_provider = ?5, kek_key_id = ?6, kek_key_version = ?7, wrapped_dek = ?8, nonce = ?9, \
-                     ciphertext = ?10, updated_at = ?11 WHERE address_key = ?12 AND version = ?13",
+                     ciphertext = ?10, updated_at = ?11, mac = ?14, sealed_digest = ?15 \
+                     WHERE address_key = ?12 AND version = ?13",
                 )
                 .and_then(|mut st| {
                     st.execute(params![
@@ -148,7 +175,9 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, now: i64) -> Resu
                         s.ciphertext,
                         now,
                         address_key,
-                        expected_version
+                        expected_version,
+                        auth.mac,
+                        auth.sealed_digest
                     ])
                 })
                 .map_err(db_err("replacing shares"))?;
@@ -176,10 +205,17 @@ pub(super) fn chain_head(conn: &Connection) -> Result<ChainHead> {
     Ok(head.unwrap_or_else(ChainHead::genesis))
 }
 
-pub(super) fn insert_audit(conn: &Connection, head: &ChainHead, e: &AuditEntry) -> Result<ChainHead> {
+/// Appends `e` after `head`; with the environment's key, the row carries the MAC of its position.
+pub(super) fn insert_audit(
+    conn: &Connection,
+    head: &ChainHead,
+    e: &AuditEntry,
+    key: Option<&IntegrityKey>,
+) -> Result<ChainHead> {
     let link = head.link(e);
+    let mac = key.filter(|k| k.environment() == e.environment).map(|k| k.head_tag(link.seq, &link.hash));
     conn.prepare_cached(&format!(
-        "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))
     .and_then(|mut s| {
         s.execute(params![
@@ -192,10 +228,38 @@ pub(super) fn insert_audit(conn: &Connection, head: &ChainHead, e: &AuditEntry) 
             e.wallet_id,
             e.purpose,
             e.outcome,
+            e.wallet_mac,
             link.prev_hash,
-            link.hash
+            link.hash,
+            mac
         ])
     })
     .map_err(db_err("writing the audit log"))?;
     Ok(link.head())
+}
+
+/// Moves `key`'s environment's authenticated head to `head` (in the batch's transaction). Only
+/// the batch that turns authentication on (`create`) makes the head: a head deleted later stays
+/// missing, so `verifyAuditChain` reports it rather than a new head adopting a cut log.
+pub(super) fn put_head(conn: &Connection, key: &IntegrityKey, head: &ChainHead, create: bool) -> Result<()> {
+    conn.prepare_cached(if create {
+        "INSERT INTO audit_heads (environment, seq, hash, mac) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (environment) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac"
+    } else {
+        "UPDATE audit_heads SET seq = ?2, hash = ?3, mac = ?4 WHERE environment = ?1"
+    })
+    .and_then(|mut s| s.execute(params![key.environment(), head.seq, head.hash, key.head_tag(head.seq, &head.hash)]))
+    .map_err(db_err("moving the audit head"))?;
+    Ok(())
+}
+
+pub(super) fn get_head(conn: &Connection, environment: &str) -> Result<Option<SignedHead>> {
+    conn.prepare_cached("SELECT environment, seq, hash, mac FROM audit_heads WHERE environment = ?1")
+        .and_then(|mut s| {
+            s.query_row([environment], |r| {
+                Ok(SignedHead { environment: r.get(0)?, seq: r.get(1)?, hash: r.get(2)?, mac: r.get(3)? })
+            })
+            .optional()
+        })
+        .map_err(db_err("reading the audit head"))
 }

@@ -6,8 +6,9 @@ use crate::error::{Error, ErrorCode, Result};
 use rusqlite::Connection;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
-const MIGRATIONS: &[&str] = &[r#"
+pub const SCHEMA_VERSION: i64 = 2;
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE wallets (
   id              INTEGER PRIMARY KEY,
   address_key     TEXT    NOT NULL UNIQUE,
@@ -49,7 +50,33 @@ CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#];
+"#,
+    r#"
+-- Authenticated rows (see `integrity`): the MAC of every wallet row and the digest of its sealed
+-- record; on audit rows, the MAC of the row's position and, on writes, the wallet row's MAC as
+-- written; the authenticated head of each environment's log; the wrapped integrity keys.
+ALTER TABLE wallets ADD COLUMN mac BLOB;
+ALTER TABLE wallets ADD COLUMN sealed_digest BLOB;
+ALTER TABLE audit ADD COLUMN wallet_mac BLOB;
+ALTER TABLE audit ADD COLUMN mac BLOB;
+CREATE INDEX audit_wallet_states ON audit (address, seq) WHERE wallet_mac IS NOT NULL;
+CREATE INDEX audit_by_environment ON audit (environment, seq);
+CREATE TABLE audit_heads (
+  environment TEXT    PRIMARY KEY,
+  seq         INTEGER NOT NULL,
+  hash        BLOB    NOT NULL,
+  mac         BLOB    NOT NULL
+);
+CREATE TABLE integrity_keys (
+  environment     TEXT    PRIMARY KEY,
+  kek_provider    TEXT    NOT NULL,
+  kek_key_id      TEXT    NOT NULL,
+  kek_key_version TEXT    NOT NULL,
+  wrapped         BLOB    NOT NULL,
+  created_at      INTEGER NOT NULL
+);
+"#,
+];
 
 /// The recorded schema version, refused if newer than this build or negative.
 fn recorded_version(conn: &Connection) -> Result<i64> {

@@ -3,12 +3,15 @@
 //! after `COMMIT`. Deletes and replaces are shredded from the WAL before they are acknowledged.
 
 use super::db_err;
-use super::rows::{apply_change, chain_head, insert_audit};
+use super::rows::{apply_change, chain_head, insert_audit, put_head};
 use crate::audit::AuditEntry;
 use crate::error::{Error, Result};
+use crate::integrity::IntegrityKey;
+use crate::store::INTEGRITY_ENABLED;
 use crate::store::{Applied, Change};
 use rusqlite::Connection;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -18,7 +21,11 @@ const MAX_BATCH: usize = 512;
 pub(super) enum Job {
     Apply(Box<Change>, AuditEntry, oneshot::Sender<Result<Applied>>),
     Audit(AuditEntry, oneshot::Sender<Result<()>>),
-    Read(Box<dyn FnOnce(&Connection) + Send>),
+    /// Runs on the writer's connection, between batches: reads of a memory database, and the
+    /// rare writes outside the group commit (the integrity key, the one-time row MAC backfill).
+    Run(Box<dyn FnOnce(&Connection) + Send>),
+    /// From now on, rows of this key's environment carry MACs and move its authenticated head.
+    BindKey(Arc<IntegrityKey>),
     Close(oneshot::Sender<()>),
 }
 
@@ -70,6 +77,7 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut shred_pending = false;
     let mut last_try = Instant::now();
+    let mut key: Option<Arc<IntegrityKey>> = None;
     loop {
         // While a shred is pending, wake at least every SHRED_RETRY even with nothing queued.
         let first = if shred_pending {
@@ -95,7 +103,8 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
         let mut writes = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             match job {
-                Job::Read(f) => f(&conn),
+                Job::Run(f) => f(&conn),
+                Job::BindKey(k) => key = Some(k),
                 Job::Close(tx) => close = Some(tx),
                 w => writes.push(w),
             }
@@ -105,7 +114,7 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             shred_pending = !shred(&conn);
             last_try = Instant::now();
         }
-        if !writes.is_empty() && commit_batch(&conn, writes) {
+        if !writes.is_empty() && commit_batch(&conn, writes, key.as_deref()) {
             shred_pending = true;
             last_try = Instant::now();
         }
@@ -124,7 +133,7 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
 }
 
 /// Commits a batch and answers its callers; returns whether a shred is still pending.
-fn commit_batch(conn: &Connection, writes: Vec<Job>) -> bool {
+fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>) -> bool {
     let now = crate::audit::now_ms();
     let mut replies = Vec::with_capacity(writes.len());
     let mut shredded = false;
@@ -140,6 +149,11 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) -> bool {
         return false;
     }
     let mut head = chain_head(conn);
+    let start_seq = head.as_ref().map(|h| h.seq).ok();
+    let enabling = writes.iter().any(|j| match j {
+        Job::Apply(_, e, _) | Job::Audit(e, _) => e.action == INTEGRITY_ENABLED,
+        _ => false,
+    });
     let mut aborted = false;
     let mut remaining = writes.into_iter();
     for job in remaining.by_ref() {
@@ -157,7 +171,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) -> bool {
                 let r = head.as_ref().map_err(Clone::clone).and_then(|h| {
                     let applied = apply_change(conn, &change, now)?;
                     if applied == Applied::Done {
-                        let nh = insert_audit(conn, h, &audit)?;
+                        let nh = insert_audit(conn, h, &audit, key)?;
                         Ok((applied, Some(nh)))
                     } else {
                         Ok((applied, None))
@@ -174,7 +188,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) -> bool {
                 }
             }
             Job::Audit(audit, tx) => {
-                match head.as_ref().map_err(Clone::clone).and_then(|h| insert_audit(conn, h, &audit)) {
+                match head.as_ref().map_err(Clone::clone).and_then(|h| insert_audit(conn, h, &audit, key)) {
                     Ok(nh) => (Reply::Audit(tx, Ok(())), Some(nh)),
                     Err(e) => (Reply::Audit(tx, Err(e)), None),
                 }
@@ -197,6 +211,18 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>) -> bool {
         if conn.is_autocommit() {
             aborted = true;
             break;
+        }
+    }
+    // The environment's authenticated head moves with the rows, in the same transaction.
+    if let (false, Some(k), Ok(h)) = (aborted, key, &head) {
+        if Some(h.seq) != start_seq {
+            if let Err(err) = put_head(conn, k, h, enabling) {
+                let _ = conn.execute_batch("ROLLBACK");
+                for r in replies {
+                    r.fail_if_ok(&err).send();
+                }
+                return false;
+            }
         }
     }
     if aborted {
