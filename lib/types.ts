@@ -114,6 +114,28 @@ export interface ListOptions {
   after?: string
 }
 
+/** What `verifyAuditChain` found: `brokenAt` (and `reason`) only when something is wrong. */
+export interface ChainCheck {
+  rows: number
+  /** The first row that is wrong or missing. */
+  brokenAt?: number
+  /** What is wrong there, in words. */
+  reason?: string
+}
+
+/**
+ * An environment's authenticated audit head, from `vault.checkpoint()`: plain JSON, safe to log
+ * (no secret: the MAC proves it came from a vault holding the environment's key).
+ */
+export interface AuditCheckpoint {
+  environment: string
+  seq: number
+  /** Hex SHA-256 of the row at `seq`. */
+  hash: string
+  /** Hex HMAC-SHA-256 of the position, under the environment's integrity key. */
+  mac: string
+}
+
 export interface AuditRecord {
   seq: number
   at: Date

@@ -2,7 +2,9 @@ import { openVault, migrate as nativeMigrate, nativePermissions, NativeVault } f
 import { fromNative, invalid, VaultError } from './errors'
 import { redactShare } from './redact'
 import type {
+  AuditCheckpoint,
   AuditRecord,
+  ChainCheck,
   CreatedWallet,
   DatabaseOptions,
   HydratedWallet,
@@ -261,10 +263,38 @@ export class Vault {
     }))
   }
 
-  /** Recomputes the audit log's hash chain; `brokenAt` names the first row that does not chain. */
-  async verifyAuditChain(): Promise<{ rows: number; brokenAt?: number }> {
-    const c = await call(() => this.native.verifyAuditChain())
-    return c.brokenAt != null ? { rows: c.rows, brokenAt: c.brokenAt } : { rows: c.rows }
+  /**
+   * Verifies the audit log from its first row, in constant memory: every row's hash link, this
+   * environment's row MACs, and its authenticated head (so a cut tail, deleted rows or hashes
+   * recomputed after an edit are found). With `since` (a {@link Vault.checkpoint} kept outside
+   * the database), also that the log still extends it: the only way a rollback of the whole
+   * database to an earlier copy shows. `brokenAt` is the first row that is wrong or missing, and
+   * `reason` says what.
+   */
+  async verifyAuditChain(options: { since?: AuditCheckpoint } = {}): Promise<ChainCheck> {
+    const since = own(options, 'since')
+    let cp: AuditCheckpoint | undefined
+    if (since !== undefined && since !== null) {
+      if (!isObject(since)) throw invalid('since', 'must be a checkpoint from vault.checkpoint()')
+      cp = {
+        environment: str(since.environment, 'since.environment'),
+        seq: optNum(since.seq, 'since.seq') ?? NaN,
+        hash: str(since.hash, 'since.hash'),
+        mac: str(since.mac, 'since.mac'),
+      }
+    }
+    const c = await call(() => this.native.verifyAuditChain(cp?.environment, cp?.seq, cp?.hash, cp?.mac))
+    return c.brokenAt != null ? { rows: c.rows, brokenAt: c.brokenAt, reason: c.reason ?? '' } : { rows: c.rows }
+  }
+
+  /**
+   * This environment's authenticated audit head (sequence number, hash and MAC of its last row).
+   * Store it outside the database (a log line, an object store) and pass it to
+   * `verifyAuditChain({ since })` later. Needs `audit:read`.
+   */
+  async checkpoint(): Promise<AuditCheckpoint> {
+    const c = await call(() => this.native.checkpoint())
+    return { environment: c.environment, seq: c.seq, hash: c.hash, mac: c.mac }
   }
 
   /** Counters since open: KMS calls by operation, data-key cache, errors by code, hydrate latency. */

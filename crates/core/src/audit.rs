@@ -192,16 +192,24 @@ pub struct ChainVerifier<'a> {
 
 impl<'a> ChainVerifier<'a> {
     pub fn new(expect: Expectations<'a>) -> ChainVerifier<'a> {
-        ChainVerifier {
-            expect,
+        // A head or checkpoint at seq 0 (an environment before its first row) is the genesis.
+        let at_start = |p: Option<&SignedHead>| p.is_some_and(|p| p.seq == 0);
+        let mut v = ChainVerifier {
             prev: GENESIS.to_vec(),
             last_seq: 0,
             rows: 0,
             macs_started: false,
-            head_seen: false,
-            since_seen: false,
+            head_seen: at_start(expect.head),
+            since_seen: at_start(expect.since),
             broken: None,
+            expect,
+        };
+        for p in [v.expect.head, v.expect.since].into_iter().flatten() {
+            if p.seq <= 0 && (p.seq < 0 || p.hash != GENESIS) {
+                v.broken = Some((1, "a head at seq 0 must name the genesis hash".to_string()));
+            }
         }
+        v
     }
 
     /// The last sequence number fed (where the next page starts).

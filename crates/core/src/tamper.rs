@@ -12,8 +12,8 @@
 //! - the whole database rolled back to an earlier consistent copy: only against a checkpoint
 //!   kept outside it (`verifyAuditChain({ since })`).
 
-use crate::audit::{now_ms, AuditEntry};
-use crate::error::{Error, Result};
+use crate::audit::{now_ms, AuditEntry, SignedHead, GENESIS};
+use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::{sealed_digest, IntegrityKey, RowFacts};
 use crate::kms::{KeyContext, KeyWrapping};
 use crate::store::{MetadataRow, RowAuth, WalletRow, WalletStore, WrappedKey, INTEGRITY_ENABLED};
@@ -37,8 +37,7 @@ pub async fn integrity_key(store: &Arc<dyn WalletStore>, kms: &KeyWrapping, envi
     let stored = match store.integrity_key(environment).await? {
         Some(k) => k,
         None => {
-            let fresh = kms.generate_data_key(&ctx).await?;
-            kms.forget(&fresh.kek, &fresh.wrapped, &ctx);
+            let fresh = kms.generate_uncached(&ctx).await?;
             store.put_integrity_key(environment, &WrappedKey { kek: fresh.kek, wrapped: fresh.wrapped }).await?;
             // Another process may have stored its key first: every process uses the stored one.
             store
@@ -47,14 +46,24 @@ pub async fn integrity_key(store: &Arc<dyn WalletStore>, kms: &KeyWrapping, envi
                 .ok_or_else(|| Error::internal("the integrity key was not stored"))?
         }
     };
-    let root = kms.unwrap_data_key(&stored.kek, &stored.wrapped, &ctx).await?;
-    kms.forget(&stored.kek, &stored.wrapped, &ctx);
+    if !kms.trusts(&stored.kek) {
+        return Err(Error::new(
+            ErrorCode::KmsDenied,
+            format!(
+                "environment {environment}'s integrity key is wrapped under {} key {}, not the key this vault is \
+                 configured with: open it with that key (moving an environment to another key is not supported yet)",
+                stored.kek.provider, stored.kek.key_id
+            ),
+        ));
+    }
+    let root = kms.unwrap_uncached(&stored.kek, &stored.wrapped, &ctx).await?;
     Ok(IntegrityKey::derive(&root, environment))
 }
 
 /// Turns authentication on for the environment the first time a vault of this version opens it:
 /// MACs the rows written before (trusting them as they are, once) and records that in the log,
-/// which also makes the environment's authenticated head. Never again afterwards: once the log
+/// which also makes the environment's authenticated head; a fresh environment (no rows of any
+/// kind) just gets its head, at seq 0. Never again afterwards: once the log
 /// says so (or any row or audit row carries a MAC), a row without a MAC is tampered, not old.
 pub async fn enable(store: &Arc<dyn WalletStore>, key: &IntegrityKey, actor: &str) -> Result<()> {
     let environment = key.environment();
@@ -81,6 +90,12 @@ pub async fn enable(store: &Arc<dyn WalletStore>, key: &IntegrityKey, actor: &st
             })
             .collect();
         authenticated += store.authenticate(updates).await?;
+    }
+    if authenticated == 0 && !state.audit_rows {
+        // A fresh environment: its head starts before the first row, with no row to say so.
+        let hash = GENESIS.to_vec();
+        let mac = key.head_tag(0, &hash);
+        return store.create_head(&SignedHead { environment: environment.to_string(), seq: 0, hash, mac }).await;
     }
     store
         .append_audit(AuditEntry {
@@ -121,7 +136,8 @@ fn check(key: &IntegrityKey, facts: &RowFacts<'_>, mac: Option<&[u8]>, audited: 
     };
     if !key.row_ok(facts, mac) {
         return Err(Error::tampered(format!(
-            "the row of wallet {address} was changed outside sharevault (its MAC does not verify)"
+            "the row of wallet {address} does not verify: it was changed outside sharevault, or was written by a \
+             vault with another key"
         )));
     }
     match audited {

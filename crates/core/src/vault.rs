@@ -353,6 +353,14 @@ impl Vault {
         let key = model::check_address_arg(address)?;
         let row = self.store.get(&key).await?.ok_or_else(|| Error::not_found(address))?;
         self.same_environment(&row.environment, address)?;
+        // A record of another key is a configuration matter, said as such before any MAC check.
+        if !self.kms.trusts(&row.sealed.kek) {
+            let k = &row.sealed.kek;
+            return Err(Error::new(
+                ErrorCode::KmsDenied,
+                format!("the record names {} key {}, which this vault does not trust", k.provider, k.key_id),
+            ));
+        }
         tamper::check_wallet(&self.integrity, &row)?;
         model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
         Ok(row)

@@ -214,8 +214,7 @@ async fn an_older_copy_of_one_wallets_row_is_refused_at_its_next_hydrate() {
     }
 }
 
-/// A vault with one wallet and `hydrates` hydrates after the row that turned authentication
-/// on (seq 1) and the store (seq 2).
+/// A vault with one wallet (stored at seq 1) and `hydrates` hydrates after it.
 async fn with_log(db: &Db, hydrates: usize) -> Vault {
     let v = db.open().await;
     v.store_wallet(&metadata(1), None, &shares("s"), None).await.unwrap();
@@ -234,7 +233,7 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
         std::fs::create_dir_all(&dir).unwrap();
         futures_block(Db::every(&dir, c)).into_iter().map(move |db| (*c, db))
     }) {
-        let v = with_log(&db, 8).await; // rows 1..=10
+        let v = with_log(&db, 8).await; // rows 1..=9
         assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, None);
         let check = match case {
             "tail" => {
@@ -300,7 +299,7 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
             "tail" => 7,
             "all" => 1,
             // Where the log may have been cut: after its last row.
-            "head" => 11,
+            "head" => 10,
             "middle" => 4,
             _ => 5,
         };
@@ -325,23 +324,23 @@ async fn a_rollback_of_the_whole_log_is_seen_only_against_a_checkpoint() {
     for db in Db::every(dir.path(), "checkpoint").await {
         let v = with_log(&db, 2).await;
         let early = v.checkpoint().await.unwrap();
-        assert_eq!(early.seq, 4, "{}", db.name);
+        assert_eq!(early.seq, 3, "{}", db.name);
         // What a restore of an earlier copy does to the log: its rows and head as they were.
         db.sql("CREATE TABLE saved_head AS SELECT * FROM audit_heads").await;
         for n in 0..3 {
             v.hydrate(&address(1), Some(&format!("later-{n}")), None).await.unwrap();
         }
         let late = v.checkpoint().await.unwrap();
-        assert_eq!(late.seq, 7, "{}", db.name);
+        assert_eq!(late.seq, 6, "{}", db.name);
         assert_eq!(v.verify_audit_chain(Some(&early)).await.unwrap().broken_at, None, "{}", db.name);
         assert_eq!(v.verify_audit_chain(Some(&late)).await.unwrap().broken_at, None, "{}", db.name);
         let global_head = if db.is_pg() {
-            format!("UPDATE audit_head SET seq = 4, hash = {};", db.blob(&early.hash))
+            format!("UPDATE audit_head SET seq = 3, hash = {};", db.blob(&early.hash))
         } else {
             String::new()
         };
         db.sql(&format!(
-            "{} DELETE FROM audit WHERE seq > 4; DELETE FROM audit_heads; \
+            "{} DELETE FROM audit WHERE seq > 3; DELETE FROM audit_heads; \
              INSERT INTO audit_heads SELECT * FROM saved_head; DROP TABLE saved_head; {global_head}",
             db.drop_audit_triggers()
         ))
@@ -350,7 +349,7 @@ async fn a_rollback_of_the_whole_log_is_seen_only_against_a_checkpoint() {
         assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, None, "{}", db.name);
         // ...but the checkpoint kept outside it can.
         let check = v.verify_audit_chain(Some(&late)).await.unwrap();
-        assert_eq!(check.broken_at, Some(5), "{}: {check:?}", db.name);
+        assert_eq!(check.broken_at, Some(4), "{}: {check:?}", db.name);
         assert!(check.reason.unwrap().contains("rolled back"));
         // A forged checkpoint, or another environment's, is refused.
         let mut forged = late.clone();

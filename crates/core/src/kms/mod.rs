@@ -168,6 +168,19 @@ impl KeyWrapping {
         }
     }
 
+    /// A fresh data key that bypasses the cache (keys that are not a wallet's: the integrity key).
+    pub async fn generate_uncached(&self, ctx: &KeyContext) -> Result<GeneratedKey> {
+        bump(&self.stats.kms_generate);
+        Ok(self.provider.generate(ctx).await?)
+    }
+
+    /// [`KeyWrapping::unwrap_data_key`] without the cache: trust first, then one provider call.
+    pub async fn unwrap_uncached(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
+        self.ensure_trusted(kek)?;
+        bump(&self.stats.kms_decrypt);
+        Ok(self.provider.unwrap(kek, wrapped, ctx).await?)
+    }
+
     /// Re-wraps a data key under the current key (rotation), without touching the sealed shares.
     pub async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {
         self.ensure_trusted(kek)?;

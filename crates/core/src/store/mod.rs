@@ -173,6 +173,8 @@ pub struct IntegrityState {
     pub authenticated_rows: bool,
     /// The environment's audit rows record that authentication was turned on.
     pub enabled_before: bool,
+    /// The environment has audit rows at all.
+    pub audit_rows: bool,
 }
 
 /// A key stored wrapped under the key provider's key.
@@ -247,6 +249,9 @@ pub trait WalletStore: Send + Sync {
     async fn bind_audit_key(&self, key: Arc<IntegrityKey>) -> Result<()>;
     /// The environment's authenticated audit head, if it has one.
     async fn audit_head(&self, environment: &str) -> Result<Option<SignedHead>>;
+    /// Stores an environment's first authenticated head unless it has one (a fresh environment's
+    /// head is at seq 0, before any row).
+    async fn create_head(&self, head: &SignedHead) -> Result<()>;
     /// The environment's wrapped integrity key, if one was made.
     async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>>;
     /// Stores the environment's wrapped integrity key unless one is stored already (the first

@@ -332,6 +332,22 @@ impl WalletStore for PgStore {
         .map_err(pg_err("reading the audit head"))
     }
 
+    async fn create_head(&self, head: &SignedHead) -> Result<()> {
+        self.live()?;
+        sqlx::query(
+            "INSERT INTO audit_heads (environment, seq, hash, mac) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (environment) DO NOTHING",
+        )
+        .bind(&head.environment)
+        .bind(head.seq)
+        .bind(&head.hash)
+        .bind(&head.mac)
+        .execute(&self.pool)
+        .await
+        .map_err(pg_err("creating the audit head"))?;
+        Ok(())
+    }
+
     async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>> {
         self.live()?;
         let row = sqlx::query(
@@ -373,7 +389,8 @@ impl WalletStore for PgStore {
         self.live()?;
         let row = sqlx::query(
             "SELECT EXISTS (SELECT 1 FROM wallets WHERE environment = $1 AND mac IS NOT NULL), \
-             EXISTS (SELECT 1 FROM audit WHERE environment = $1 AND (mac IS NOT NULL OR action = $2))",
+             EXISTS (SELECT 1 FROM audit WHERE environment = $1 AND (mac IS NOT NULL OR action = $2)), \
+             EXISTS (SELECT 1 FROM audit WHERE environment = $1)",
         )
         .bind(environment)
         .bind(INTEGRITY_ENABLED)
@@ -383,6 +400,7 @@ impl WalletStore for PgStore {
         Ok(IntegrityState {
             authenticated_rows: row.try_get(0).map_err(pg_err("reading the integrity state"))?,
             enabled_before: row.try_get(1).map_err(pg_err("reading the integrity state"))?,
+            audit_rows: row.try_get(2).map_err(pg_err("reading the integrity state"))?,
         })
     }
 

@@ -307,6 +307,20 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Inline, move |c| get_head(c, &env)).await
     }
 
+    async fn create_head(&self, head: &SignedHead) -> Result<()> {
+        let head = head.clone();
+        self.on_writer(move |c| {
+            c.execute(
+                "INSERT INTO audit_heads (environment, seq, hash, mac) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (environment) DO NOTHING",
+                params![head.environment, head.seq, head.hash, head.mac],
+            )
+            .map(|_| ())
+            .map_err(db_err("creating the audit head"))
+        })
+        .await
+    }
+
     async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>> {
         let env = environment.to_string();
         self.read(ReadKind::Inline, move |c| {
@@ -346,9 +360,16 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Blocking, move |c| {
             c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM wallets WHERE environment = ?1 AND mac IS NOT NULL), \
-                 EXISTS (SELECT 1 FROM audit WHERE environment = ?1 AND (mac IS NOT NULL OR action = ?2))",
+                 EXISTS (SELECT 1 FROM audit WHERE environment = ?1 AND (mac IS NOT NULL OR action = ?2)), \
+                 EXISTS (SELECT 1 FROM audit WHERE environment = ?1)",
                 params![env, INTEGRITY_ENABLED],
-                |r| Ok(IntegrityState { authenticated_rows: r.get(0)?, enabled_before: r.get(1)? }),
+                |r| {
+                    Ok(IntegrityState {
+                        authenticated_rows: r.get(0)?,
+                        enabled_before: r.get(1)?,
+                        audit_rows: r.get(2)?,
+                    })
+                },
             )
             .map_err(db_err("reading the integrity state"))
         })
