@@ -1,12 +1,16 @@
 //! Properties, not examples: the share encoding round-trips any tree of the shapes it accepts; a
 //! sealed record opens only with exactly its key, nonce, ciphertext and binding (any single
 //! changed byte or bound fact is ERR_TAMPERED); and the decoders of bytes read from the database
-//! (share encoding, unpersisted-state blob) never panic on arbitrary input.
+//! (share encoding, unpersisted-state blob) never panic on arbitrary input; and a MAC'd wallet
+//! row verifies unchanged, and not after any one of its columns changes.
 
 use proptest::prelude::*;
-use sharevault_core::envelope::{self, Binding};
+use sharevault_core::envelope::{self, Binding, KekRef, SealedRecord};
 use sharevault_core::error::ErrorCode;
+use sharevault_core::integrity::{sealed_digest, IntegrityKey};
 use sharevault_core::shares::{self, Encoder, Value};
+use sharevault_core::store::{MetadataRow, WalletRow};
+use sharevault_core::tamper;
 use sharevault_core::unpersisted::Unpersisted;
 use sharevault_core::DataKey;
 use std::collections::BTreeMap;
@@ -94,8 +98,106 @@ fn facts() -> impl Strategy<Value = (String, String, String, String, i64)> {
     (".{0,16}", ".{0,16}", ".{0,16}", ".{0,8}", any::<i64>())
 }
 
+/// A wallet row with arbitrary columns, MAC'd as the vault writes it.
+fn wallet_row() -> impl Strategy<Value = WalletRow> {
+    (
+        (".{1,16}", ".{1,16}", ".{1,24}", ".{1,24}", ".{1,8}", ".{0,128}"),
+        (any::<i64>(), any::<i64>(), any::<i64>(), any::<i64>()),
+        (".{0,8}", ".{0,16}", ".{0,4}"),
+        (
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec(any::<u8>(), 0..16),
+            proptest::collection::vec(any::<u8>(), 0..128),
+        ),
+    )
+        .prop_map(|((env, id, address, key, chain, meta), (generation, version, format, alg), kek, bytes)| {
+            WalletRow {
+                environment: env,
+                wallet_id: id,
+                address,
+                address_key: key,
+                chain_name: chain,
+                metadata_json: meta,
+                version,
+                generation,
+                sealed: SealedRecord {
+                    format,
+                    alg,
+                    kek: KekRef { provider: kek.0, key_id: kek.1, key_version: kek.2 },
+                    wrapped_dek: bytes.0,
+                    nonce: bytes.1,
+                    ciphertext: bytes.2,
+                },
+                mac: None,
+                sealed_digest: None,
+                audited_mac: None,
+            }
+        })
+}
+
+/// Changes column `which` of the row (every column the row has) so that it differs.
+fn change(r: &mut WalletRow, which: usize) {
+    let s = &mut r.sealed;
+    match which {
+        0 => r.environment.push('x'),
+        1 => r.wallet_id.push('x'),
+        2 => r.address.push('x'),
+        3 => r.address_key.push('x'),
+        4 => r.chain_name.push('x'),
+        5 => r.metadata_json.push(' '),
+        6 => r.version = r.version.wrapping_add(1),
+        7 => r.generation = r.generation.wrapping_add(1),
+        8 => s.format = s.format.wrapping_add(1),
+        9 => s.alg = s.alg.wrapping_add(1),
+        10 => s.kek.provider.push('x'),
+        11 => s.kek.key_id.push('x'),
+        12 => s.kek.key_version.push('x'),
+        13 => s.wrapped_dek.push(0),
+        14 => s.nonce.push(0),
+        15 => s.ciphertext.push(0),
+        16 => r.mac.as_mut().unwrap()[0] ^= 1,
+        _ => r.sealed_digest.as_mut().unwrap()[31] ^= 0x80,
+    }
+}
+const COLUMNS: usize = 18;
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_macd_wallet_row_verifies_only_unchanged(mut row in wallet_row(), which in 0..COLUMNS) {
+        let key = IntegrityKey::derive(&DataKey::from_bytes([3u8; 32]), &row.environment);
+        let digest = sealed_digest(&row.sealed);
+        row.mac = Some(key.row_tag(&tamper::wallet_facts(&row, &digest)));
+        row.sealed_digest = Some(digest);
+        prop_assert!(tamper::check_wallet(&key, &row).is_ok());
+        // The metadata-only read of the same row checks the same MAC.
+        let meta = |r: &WalletRow| MetadataRow {
+            address: r.address.clone(),
+            address_key: r.address_key.clone(),
+            wallet_id: r.wallet_id.clone(),
+            chain_name: r.chain_name.clone(),
+            environment: r.environment.clone(),
+            metadata_json: r.metadata_json.clone(),
+            version: r.version,
+            generation: r.generation,
+            sealed_digest: r.sealed_digest.clone(),
+            mac: r.mac.clone(),
+            audited_mac: None,
+        };
+        prop_assert!(tamper::check_metadata(&key, &meta(&row)).is_ok());
+        let mut changed = row.clone();
+        change(&mut changed, which);
+        prop_assert_eq!(tamper::check_wallet(&key, &changed).unwrap_err().code, ErrorCode::Tampered);
+        // Columns a metadata read returns or checks (all but the sealed record's own).
+        if !(8..=15).contains(&which) {
+            prop_assert_eq!(tamper::check_metadata(&key, &meta(&changed)).unwrap_err().code, ErrorCode::Tampered);
+        }
+        // The row as it was, put back over a later write of the wallet, is refused too.
+        let mut older = row.clone();
+        older.audited_mac = Some(vec![0u8; 32]);
+        prop_assert_eq!(tamper::check_wallet(&key, &older).unwrap_err().code, ErrorCode::Tampered);
+    }
 
     #[test]
     fn the_share_encoding_round_trips_any_tree(t in tree()) {

@@ -1,5 +1,7 @@
-//! Fixed test vectors for every byte format that outlives a process: the audit row hash, the
-//! AAD a sealed record is bound to, the share encoding, and the whole envelope. The expected
+//! Fixed test vectors for every byte format that outlives a process: the audit row hash (with
+//! and without the wallet MAC a write records), the AAD a sealed record is bound to, the share
+//! encoding, the whole envelope, and the integrity formats (the per-environment key derivation,
+//! the sealed-record digest, the wallet row MAC, the audit head MAC). The expected
 //! bytes were computed independently (Python `hashlib`/`struct` and the `cryptography` package's
 //! AESGCM, from the formats in DESIGN.md and the module docs), not by this code. A change to any
 //! of them would make every stored record or audit log unreadable: these tests make it loud.
@@ -79,4 +81,58 @@ fn the_sealed_record_opens_and_binds() {
     assert_eq!(hex::encode(plain.as_slice()), SHARES);
     let moved = Binding { generation: 3, ..BINDING };
     assert!(envelope::open(&key, &moved, &nonce, &ct).is_err());
+}
+
+fn sealed_fixture() -> envelope::SealedRecord {
+    envelope::SealedRecord {
+        format: 1,
+        alg: 1,
+        kek: envelope::KekRef { provider: "local".into(), key_id: "k".into(), key_version: "1".into() },
+        wrapped_dek: vec![0x11; 60],
+        nonce: vec![0x22; 12],
+        ciphertext: vec![0x33; 48],
+    }
+}
+
+#[test]
+fn the_audit_row_hash_of_a_write_covers_the_wallet_mac() {
+    let mut e = entry("store", Some("w-1"), None);
+    e.wallet_mac = Some(vec![0x5a; 32]);
+    let link = audit::ChainHead::genesis().link(&e);
+    assert_eq!(hex::encode(&link.hash), "7c9ee4872e6d2baf17ae73e4b122bc4fed36bc844a706463b09a9c09238afb5c");
+}
+
+#[test]
+fn the_sealed_digest_and_the_wallet_row_mac() {
+    use sharevault_core::integrity::{sealed_digest, IntegrityKey, RowFacts};
+    let digest = sealed_digest(&sealed_fixture());
+    assert_eq!(hex::encode(&digest), "208765dff1d7a68f6730c5d1d5a56e5309caf10e8f2a2cdc8fb03d4f79f6e60f");
+    // HKDF-SHA-256(salt "sharevault/integrity-key/v1", the root key, info = environment).
+    let key = IntegrityKey::derive(&DataKey::from_bytes([7u8; 32]), "test");
+    let facts = RowFacts {
+        environment: "test",
+        wallet_id: "w-1",
+        address: "0xAbC",
+        address_key: "0xabc",
+        chain_name: "EVM",
+        metadata_json: r#"{"walletId":"w-1"}"#,
+        generation: 2,
+        version: 3,
+        sealed_digest: &digest,
+    };
+    assert_eq!(hex::encode(key.row_tag(&facts)), "90d33b496e07c922b2c6ad0c8d12cc48175e6e4f47f300d1731b5b4f06f93c9e");
+}
+
+#[test]
+fn the_audit_head_mac() {
+    use sharevault_core::integrity::IntegrityKey;
+    let key = IntegrityKey::derive(&DataKey::from_bytes([7u8; 32]), "test");
+    assert_eq!(
+        hex::encode(key.head_tag(0, &[0u8; 32])),
+        "24d4f747615979c8b5c74180c7f6f3e287f83f85730478133e3625509a063c18"
+    );
+    assert_eq!(
+        hex::encode(key.head_tag(5, &[0xab; 32])),
+        "5dc77af7beac4d805e9b339585506219410243fe53320b8ee25eaf19636ae80b"
+    );
 }
