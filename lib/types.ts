@@ -38,6 +38,19 @@ export interface VaultStats {
   hydrateP50Ms: number
   hydrateP95Ms: number
   hydrateP99Ms: number
+  /** Which memory protections are in force (process-wide; see the README's "Memory"). */
+  memory: {
+    /** Pages holding plaintext shares and data keys are locked in RAM (never swapped). */
+    mlock: boolean
+    /** Those pages are excluded from core dumps. */
+    dontDump: boolean
+    /** The process is not dumpable (`hardenProcess: true`). */
+    nonDumpable: boolean
+    /** Locks the OS refused (RLIMIT_MEMLOCK); those secrets were in swappable memory. */
+    mlockFailures: number
+    /** Pages locked now. */
+    lockedPages: number
+  }
 }
 
 /** PostgreSQL connection pool (ranges are checked by the core; see the README). */
@@ -87,6 +100,11 @@ export interface OpenOptions extends DatabaseOptions {
    * `reshare` → `replace`, anything else → `hydrate:sign`.
    */
   allow?: readonly Permission[]
+  /**
+   * Make the whole process non-dumpable when the vault opens (`PR_SET_DUMPABLE 0`: no core dump,
+   * no ptrace or `/proc/<pid>/mem` for other users). Off by default because it is process-wide.
+   */
+  hardenProcess?: boolean
 }
 
 /** One thing a vault handle may do (see `OpenOptions.allow`). */

@@ -166,6 +166,25 @@ js_object! {
         hydrate_p50_ms: f64 => "hydrateP50Ms",
         hydrate_p95_ms: f64 => "hydrateP95Ms",
         hydrate_p99_ms: f64 => "hydrateP99Ms",
+        /// Which memory protections are in force (process-wide).
+        memory: NativeMemoryProtection => "memory",
+    }
+}
+
+js_object! {
+    /// The memory protections in force, process-wide.
+    #[napi(object)]
+    pub struct NativeMemoryProtection {
+        /// Pages holding plaintext shares and data keys are locked in RAM (never swapped).
+        mlock: bool => "mlock",
+        /// Those pages are excluded from core dumps (MADV_DONTDUMP).
+        dont_dump: bool => "dontDump",
+        /// The process is not dumpable (`hardenProcess: true`).
+        non_dumpable: bool => "nonDumpable",
+        /// Locks the OS refused (RLIMIT_MEMLOCK): those secrets were in swappable memory.
+        mlock_failures: i64 => "mlockFailures",
+        /// Pages locked now.
+        locked_pages: i64 => "lockedPages",
     }
 }
 
@@ -467,6 +486,13 @@ impl NativeVault {
             hydrate_p50_ms: s.hydrate_p50_ms,
             hydrate_p95_ms: s.hydrate_p95_ms,
             hydrate_p99_ms: s.hydrate_p99_ms,
+            memory: NativeMemoryProtection {
+                mlock: s.memory.mlock,
+                dont_dump: s.memory.dont_dump,
+                non_dumpable: s.memory.non_dumpable,
+                mlock_failures: s.memory.mlock_failures as i64,
+                locked_pages: s.memory.locked_pages as i64,
+            },
         };
         // SAFETY: on the JS thread, in this call's handle scope.
         unsafe { stats.to_js(env.raw()) }.map(Built).map_err(to_napi)

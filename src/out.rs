@@ -96,6 +96,14 @@ impl ToJs for f64 {
     }
 }
 
+impl ToJs for bool {
+    unsafe fn to_js(self, env: sys::napi_env) -> Result<sys::napi_value, Error> {
+        let mut out = ptr::null_mut();
+        check(sys::napi_get_boolean(env, self, &mut out), "creating a boolean")?;
+        Ok(out)
+    }
+}
+
 impl ToJs for i64 {
     unsafe fn to_js(self, env: sys::napi_env) -> Result<sys::napi_value, Error> {
         (self as f64).to_js(env)

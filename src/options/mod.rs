@@ -247,7 +247,8 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<OpenC
         None => Permissions::default(),
         Some(list) => Permissions::parse(&list)?,
     };
-    Ok(OpenConfig { database, environment, actor, kms, cache, store, allow })
+    let harden_process = o.boolean("hardenProcess")?.unwrap_or(false);
+    Ok(OpenConfig { database, environment, actor, kms, cache, store, allow, harden_process })
 }
 
 /// The storage options shared by `Vault.open` and `migrate`: `pool`, `allowInsecureTransport`,

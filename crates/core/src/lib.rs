@@ -5,6 +5,7 @@ pub mod envelope;
 pub mod error;
 pub mod integrity;
 pub mod kms;
+pub mod memlock;
 pub mod model;
 pub mod permissions;
 pub mod secret;
@@ -41,12 +42,18 @@ pub struct OpenConfig {
     pub store: store::StoreOptions,
     /// What this vault may do beyond the ordinary (`hydrate:export`).
     pub allow: permissions::Permissions,
+    /// Make the process non-dumpable (`PR_SET_DUMPABLE 0`) when the vault opens.
+    pub harden_process: bool,
 }
 
 /// Opens a vault: storage (created and migrated if needed) and key wrapping.
 pub async fn open(config: OpenConfig) -> Result<Vault> {
     vault::check_environment(&config.environment)?;
     vault::check_actor(config.actor.as_deref())?;
+    if config.harden_process {
+        // Reported by `stats()` (memory.nonDumpable); an OS that refuses is not an error.
+        memlock::harden_process();
+    }
     // Refuse a bad database option before any KMS call.
     store::Target::parse(&config.database, &config.store)?;
     let stats = Arc::new(stats::Stats::default());

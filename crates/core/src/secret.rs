@@ -1,5 +1,7 @@
 //! Secret byte types: zeroized on drop (and on every reallocation), `Debug` that prints only a
-//! length, and no `Clone`, so a copy of plaintext can only be made on purpose.
+//! length, and no `Clone`, so a copy of plaintext can only be made on purpose. While one lives,
+//! the pages it occupies are locked in RAM and kept out of core dumps where the OS allows it
+//! (see `memlock`).
 
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -9,16 +11,20 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 #[derive(Default)]
 pub struct SecretBuf {
     bytes: Vec<u8>,
+    /// The allocation `memlock` protects for this buffer: (address, capacity).
+    guarded: (usize, usize),
 }
 
 impl SecretBuf {
     pub fn with_capacity(capacity: usize) -> Self {
-        SecretBuf { bytes: Vec::with_capacity(capacity) }
+        SecretBuf::from_vec(Vec::with_capacity(capacity))
     }
 
     /// Takes ownership of `bytes` (no copy is made).
     pub fn from_vec(bytes: Vec<u8>) -> Self {
-        SecretBuf { bytes }
+        let guarded = (bytes.as_ptr() as usize, bytes.capacity());
+        crate::memlock::protect(guarded.0 as *const u8, guarded.1);
+        SecretBuf { bytes, guarded }
     }
 
     pub fn len(&self) -> usize {
@@ -41,9 +47,12 @@ impl SecretBuf {
             return;
         }
         let new_cap = needed.max(self.bytes.capacity().saturating_mul(2)).max(64);
-        let mut grown = Vec::with_capacity(new_cap);
+        let mut grown: Vec<u8> = Vec::with_capacity(new_cap);
+        crate::memlock::protect(grown.as_ptr(), grown.capacity());
         grown.extend_from_slice(&self.bytes);
         self.bytes.zeroize();
+        crate::memlock::release(self.guarded.0 as *const u8, self.guarded.1);
+        self.guarded = (grown.as_ptr() as usize, grown.capacity());
         self.bytes = grown;
     }
 
@@ -83,6 +92,7 @@ impl SecretBuf {
 impl Drop for SecretBuf {
     fn drop(&mut self) {
         self.bytes.zeroize();
+        crate::memlock::release(self.guarded.0 as *const u8, self.guarded.1);
     }
 }
 
@@ -99,9 +109,16 @@ pub struct DataKey {
     bytes: Box<[u8; 32]>,
 }
 
+/// A zeroed key allocation, protected (`memlock`) before any key byte is written into it.
+fn key_box() -> Box<[u8; 32]> {
+    let boxed = Box::new([0u8; 32]);
+    crate::memlock::protect(boxed.as_ptr(), 32);
+    boxed
+}
+
 impl DataKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        let mut boxed = Box::new([0u8; 32]);
+        let mut boxed = key_box();
         let mut src = bytes;
         boxed.copy_from_slice(&src);
         src.zeroize();
@@ -113,7 +130,7 @@ impl DataKey {
         if bytes.len() != 32 {
             return None;
         }
-        let mut boxed = Box::new([0u8; 32]);
+        let mut boxed = key_box();
         boxed.copy_from_slice(bytes);
         Some(DataKey { bytes: boxed })
     }
@@ -121,7 +138,7 @@ impl DataKey {
     /// A fresh key from the operating system's CSPRNG.
     pub fn generate() -> Self {
         use aes_gcm::aead::rand_core::RngCore;
-        let mut boxed = Box::new([0u8; 32]);
+        let mut boxed = key_box();
         aes_gcm::aead::OsRng.fill_bytes(&mut boxed[..]);
         DataKey { bytes: boxed }
     }
@@ -132,7 +149,7 @@ impl DataKey {
 
     /// A deliberate copy (for the data-key cache). Named, not `Clone`, so it is never implicit.
     pub fn duplicate(&self) -> Self {
-        let mut boxed = Box::new([0u8; 32]);
+        let mut boxed = key_box();
         boxed.copy_from_slice(&self.bytes[..]);
         DataKey { bytes: boxed }
     }
@@ -141,6 +158,7 @@ impl DataKey {
 impl Drop for DataKey {
     fn drop(&mut self) {
         self.bytes.zeroize();
+        crate::memlock::release(self.bytes.as_ptr(), 32);
     }
 }
 

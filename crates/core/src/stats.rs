@@ -42,6 +42,8 @@ pub struct StatsSnapshot {
     pub hydrate_p50_ms: f64,
     pub hydrate_p95_ms: f64,
     pub hydrate_p99_ms: f64,
+    /// The memory protections in force (process-wide).
+    pub memory: crate::memlock::Protections,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -97,6 +99,7 @@ impl Stats {
             hydrate_p50_ms: pct(50.0),
             hydrate_p95_ms: pct(95.0),
             hydrate_p99_ms: pct(99.0),
+            memory: crate::memlock::status(),
         }
     }
 }

@@ -250,6 +250,7 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
     use sharevault_core::{DataKey, KmsConfig, OpenConfig};
     let Some(db) = support::pg::TestDb::create().await else { return };
     let config = |url: &str| OpenConfig {
+        harden_process: false,
         allow: sharevault_core::permissions::Permissions::all(),
         database: url.into(),
         environment: "test".into(),

@@ -76,6 +76,7 @@ impl Db {
 
 async fn open_env(url: &str, environment: &str) -> sharevault_core::Result<Vault> {
     sharevault_core::open(OpenConfig {
+        harden_process: false,
         allow: sharevault_core::permissions::Permissions::all(),
         database: url.into(),
         environment: environment.into(),

@@ -61,6 +61,7 @@ mod support;
 /// Store once and hydrate three times with the scan on; the vault's own allocations only.
 async fn store_and_hydrate(database: &str) {
     let vault = sharevault_core::open(OpenConfig {
+        harden_process: false,
         allow: Default::default(),
         database: database.into(),
         environment: "test".into(),
