@@ -38,6 +38,8 @@ export interface VaultStats {
   hydrateP50Ms: number
   hydrateP95Ms: number
   hydrateP99Ms: number
+  /** What became of the entries offered to `onAudit`. */
+  onAudit: { queued: number; dropped: number; delivered: number; failed: number }
   /** Which memory protections are in force (process-wide; see the README's "Memory"). */
   memory: {
     /** Pages holding plaintext shares and data keys are locked in RAM (never swapped). */
@@ -105,6 +107,26 @@ export interface OpenOptions extends DatabaseOptions {
    * no ptrace or `/proc/<pid>/mem` for other users). Off by default because it is process-wide.
    */
   hardenProcess?: boolean
+  /**
+   * Called with every committed audit entry (a copy for your log pipeline or SIEM; the audit log
+   * in the database stays the record). Entries wait in a bounded queue (4,096) for the JS thread
+   * and are dropped, never waited for, when it is full, so a slow handler never slows a call:
+   * `stats().onAudit` counts what was queued, dropped, delivered and what threw (a throw is
+   * swallowed). Never holds share material.
+   */
+  onAudit?: (entry: AuditEvent) => void
+}
+
+/** One committed audit entry, as `onAudit` receives it (an `AuditRecord` without chain fields). */
+export interface AuditEvent {
+  at: Date
+  environment: string
+  actor: string
+  action: string
+  address: string
+  walletId?: string
+  purpose?: string
+  outcome: string
 }
 
 /** One thing a vault handle may do (see `OpenOptions.allow`). */

@@ -1,8 +1,10 @@
 import { openVault, migrate as nativeMigrate, nativePermissions, NativeVault } from '../index'
+import type { NativeAuditEvent } from '../index'
 import { fromNative, invalid, VaultError } from './errors'
 import { redactShare } from './redact'
 import type {
   AuditCheckpoint,
+  AuditEvent,
   AuditRecord,
   ChainCheck,
   CreatedWallet,
@@ -58,6 +60,20 @@ function str(v: unknown, path: string): string {
   // A lone surrogate would reach the core as U+FFFD: another address, actor or purpose.
   if (!v.isWellFormed()) throw invalid(path, 'is not well-formed UTF-16 (it holds a lone surrogate)')
   return v
+}
+
+/** An `onAudit` entry as the facade hands it on. */
+function auditEvent(e: NativeAuditEvent): AuditEvent {
+  return {
+    at: new Date(e.atMs),
+    environment: e.environment,
+    actor: e.actor,
+    action: e.action,
+    address: e.address,
+    ...(e.walletId != null ? { walletId: e.walletId } : {}),
+    ...(e.purpose != null ? { purpose: e.purpose } : {}),
+    outcome: e.outcome,
+  }
 }
 
 function optStr(v: unknown, path: string): string | undefined {
@@ -138,7 +154,14 @@ export class Vault {
    * checked by the native core (`ERR_INVALID_INPUT` with the option's path).
    */
   static async open(options: OpenOptions): Promise<Vault> {
-    const handle = await call(() => openVault(options))
+    // onAudit gets the same shape as auditLog's rows (a Date, no chain fields); a copy of the
+    // options carries the wrapper, so the caller's object is not changed.
+    const onAudit = own(options, 'onAudit')
+    const native =
+      typeof onAudit === 'function'
+        ? { ...options, onAudit: (e: NativeAuditEvent) => (onAudit as (e: AuditEvent) => void)(auditEvent(e)) }
+        : options
+    const handle = await call(() => openVault(native))
     return new Vault(handle, callSync(() => handle.environment))
   }
 
@@ -300,7 +323,7 @@ export class Vault {
   /** Counters since open: KMS calls by operation, data-key cache, errors by code, hydrate latency. */
   stats(): VaultStats {
     const s = callSync(() => this.native.stats())
-    return { ...s, kmsCalls: { ...s.kmsCalls }, errors: { ...s.errors }, memory: { ...s.memory } }
+    return { ...s, kmsCalls: { ...s.kmsCalls }, errors: { ...s.errors }, memory: { ...s.memory }, onAudit: { ...s.onAudit } }
   }
 
   /**

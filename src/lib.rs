@@ -4,6 +4,7 @@
 
 #![deny(clippy::all)]
 
+mod audit_sink;
 mod convert;
 mod error;
 mod options;
@@ -32,10 +33,23 @@ pub use panic::panic_for_tests;
 /// as own properties only; every rule and range is checked by the core.
 #[napi(catch_unwind, ts_args_type = "options: object", ts_return_type = "Promise<NativeVault>")]
 pub fn open_vault(env: Env, options: RawValue) -> napi::Result<PromiseValue> {
-    let config = options::open_config(env.raw(), options.0);
-    spawn_settled(env.raw(), async move { sharevault_core::open(config?).await }, |env, vault| unsafe {
-        NativeVault::to_napi_value(env, NativeVault { inner: Arc::new(vault) })
-    })
+    let parsed = options::open_config(env.raw(), options.0);
+    spawn_settled(
+        env.raw(),
+        async move {
+            let (config, sink) = parsed?;
+            match sharevault_core::open(config).await {
+                Ok(vault) => Ok((vault, sink)),
+                Err(e) => {
+                    if let Some(s) = sink {
+                        s.release();
+                    }
+                    Err(e)
+                }
+            }
+        },
+        |env, (vault, sink)| unsafe { NativeVault::to_napi_value(env, NativeVault { inner: Arc::new(vault), sink }) },
+    )
 }
 
 js_object! {
@@ -168,6 +182,19 @@ js_object! {
         hydrate_p99_ms: f64 => "hydrateP99Ms",
         /// Which memory protections are in force (process-wide).
         memory: NativeMemoryProtection => "memory",
+        /// `onAudit`: entries queued, dropped (queue full), delivered, and failed (handler threw).
+        on_audit: NativeOnAuditStats => "onAudit",
+    }
+}
+
+js_object! {
+    /// What became of the committed audit entries offered to `onAudit`.
+    #[napi(object)]
+    pub struct NativeOnAuditStats {
+        queued: i64 => "queued",
+        dropped: i64 => "dropped",
+        delivered: i64 => "delivered",
+        failed: i64 => "failed",
     }
 }
 
@@ -192,6 +219,8 @@ js_object! {
 #[napi]
 pub struct NativeVault {
     inner: Arc<Vault>,
+    /// `onAudit`'s queue, if the vault has one: released at close.
+    sink: Option<Arc<audit_sink::Sink>>,
 }
 
 #[napi]
@@ -486,6 +515,15 @@ impl NativeVault {
             hydrate_p50_ms: s.hydrate_p50_ms,
             hydrate_p95_ms: s.hydrate_p95_ms,
             hydrate_p99_ms: s.hydrate_p99_ms,
+            on_audit: NativeOnAuditStats {
+                queued: s.audit_queued as i64,
+                dropped: s.audit_dropped as i64,
+                delivered: self
+                    .sink
+                    .as_ref()
+                    .map_or(0, |k| k.delivered.load(std::sync::atomic::Ordering::Relaxed) as i64),
+                failed: self.sink.as_ref().map_or(0, |k| k.failed.load(std::sync::atomic::Ordering::Relaxed) as i64),
+            },
             memory: NativeMemoryProtection {
                 mlock: s.memory.mlock,
                 dont_dump: s.memory.dont_dump,
@@ -502,7 +540,18 @@ impl NativeVault {
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn close(&self, env: Env) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
-        spawn_settled(env.raw(), async move { v.close().await }, |env, ()| unsafe { <()>::to_napi_value(env, ()) })
+        let sink = self.sink.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let r = v.close().await;
+                if let Some(s) = sink {
+                    s.release();
+                }
+                r
+            },
+            |env, ()| unsafe { <()>::to_napi_value(env, ()) },
+        )
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod kms;
 
+use crate::audit_sink::Sink;
 use crate::raw::check;
 use napi::sys;
 use sharevault_core::kms::cache::CacheConfig;
@@ -15,6 +16,7 @@ use sharevault_core::store::{Migrations, StoreOptions};
 use sharevault_core::{Error, OpenConfig, Result};
 use std::os::raw::c_char;
 use std::ptr;
+use std::sync::Arc;
 
 /// A JS object and its path in the options (`kms`, `cache`).
 pub struct Obj {
@@ -96,6 +98,15 @@ impl Obj {
             Some(v) if type_of(self.env, v)? == sys::ValueType::napi_string => string_of(self.env, v).map(Some),
             Some(_) => Err(Error::invalid(self.path_of(key), "must be a string")),
         }
+    }
+
+    /// A function (`None` when absent).
+    pub fn function(&self, key: &str) -> Result<Option<sys::napi_value>> {
+        let Some(v) = self.get(key)? else { return Ok(None) };
+        if type_of(self.env, v)? != sys::ValueType::napi_function {
+            return Err(Error::invalid(self.path_of(key), "must be a function"));
+        }
+        Ok(Some(v))
     }
 
     pub fn boolean(&self, key: &str) -> Result<Option<bool>> {
@@ -225,8 +236,9 @@ pub fn whole(n: f64) -> Option<u64> {
     (n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0).then_some(n as u64)
 }
 
-/// Reads `Vault.open`'s options.
-pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<OpenConfig> {
+/// Reads `Vault.open`'s options; with `onAudit`, also the sink made for it (created last, once
+/// every other option is valid).
+pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<(OpenConfig, Option<Arc<Sink>>)> {
     let o = Obj::new(env, options, "options", "an object such as { database, environment, kms }")?;
     // The root's fields are named on their own: `database`, `kms.keyId`.
     let o = Obj { path: String::new(), ..o };
@@ -248,7 +260,13 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<OpenC
         Some(list) => Permissions::parse(&list)?,
     };
     let harden_process = o.boolean("hardenProcess")?.unwrap_or(false);
-    Ok(OpenConfig { database, environment, actor, kms, cache, store, allow, harden_process })
+    let sink = match o.function("onAudit")? {
+        // SAFETY: `env` and the function are this call's, on the JS thread.
+        Some(f) => Some(unsafe { crate::audit_sink::create(env, f) }?),
+        None => None,
+    };
+    let audit_sink = sink.clone().map(|s| s as Arc<dyn sharevault_core::audit::AuditSink>);
+    Ok((OpenConfig { database, environment, actor, kms, cache, store, allow, harden_process, audit_sink }, sink))
 }
 
 /// The storage options shared by `Vault.open` and `migrate`: `pool`, `allowInsecureTransport`,

@@ -19,6 +19,13 @@ pub struct AuditEntry {
     pub wallet_mac: Option<Vec<u8>>,
 }
 
+/// Where committed audit entries go besides the database (`onAudit`: a SIEM, a log pipeline).
+/// `offer` must never block: it queues the entry or refuses it (a full queue), and a refusal is
+/// counted as dropped. The vault's calls never wait for it.
+pub trait AuditSink: Send + Sync {
+    fn offer(&self, entry: &AuditEntry) -> bool;
+}
+
 /// A stored audit row, as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {

@@ -44,6 +44,8 @@ pub struct OpenConfig {
     pub allow: permissions::Permissions,
     /// Make the process non-dumpable (`PR_SET_DUMPABLE 0`) when the vault opens.
     pub harden_process: bool,
+    /// `onAudit`: where committed audit entries are also offered.
+    pub audit_sink: Option<Arc<dyn audit::AuditSink>>,
 }
 
 /// Opens a vault: storage (created and migrated if needed) and key wrapping.
@@ -71,7 +73,7 @@ pub async fn open(config: OpenConfig) -> Result<Vault> {
     }
     .await;
     match opened {
-        Ok(v) => Ok(v.with_permissions(config.allow)),
+        Ok(v) => Ok(v.with_permissions(config.allow).with_audit_sink(config.audit_sink)),
         Err(e) => {
             // Nothing half-open is left behind: the writer stops, the key material goes.
             let _ = store.close().await;

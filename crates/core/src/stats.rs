@@ -21,6 +21,9 @@ pub struct Stats {
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub cache_evictions: AtomicU64,
+    /// Committed audit entries handed to the `onAudit` queue, and those dropped because it was full.
+    pub audit_queued: AtomicU64,
+    pub audit_dropped: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
     hydrate_micros: Mutex<VecDeque<u32>>,
 }
@@ -36,6 +39,8 @@ pub struct StatsSnapshot {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_evictions: u64,
+    pub audit_queued: u64,
+    pub audit_dropped: u64,
     /// `(code, count)` for every code seen at least once.
     pub errors: Vec<(&'static str, u64)>,
     pub hydrations: u64,
@@ -87,6 +92,8 @@ impl Stats {
             cache_hits: get(&self.cache_hits),
             cache_misses: get(&self.cache_misses),
             cache_evictions: get(&self.cache_evictions),
+            audit_queued: get(&self.audit_queued),
+            audit_dropped: get(&self.audit_dropped),
             errors: ErrorCode::ALL
                 .iter()
                 .zip(self.errors.iter())

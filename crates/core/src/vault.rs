@@ -2,7 +2,7 @@
 //! and key-wrapping seams. No SQL and no cipher code here: those live in `store`, `envelope` and
 //! `kms`.
 
-use crate::audit::{now_ms, AuditEntry, AuditRecord, ChainCheck, ChainVerifier, Expectations, SignedHead};
+use crate::audit::{now_ms, AuditEntry, AuditRecord, AuditSink, ChainCheck, ChainVerifier, Expectations, SignedHead};
 use crate::envelope::{self, Binding, SealedRecord, ALG_AES_256_GCM, FORMAT_V1};
 use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::{sealed_digest, IntegrityKey, RowFacts};
@@ -68,6 +68,8 @@ pub struct Vault {
     allow: Permissions,
     /// This environment's MAC key: wallet rows and the audit head are checked with it.
     integrity: Arc<IntegrityKey>,
+    /// `onAudit`: where committed entries are also offered.
+    sink: Option<Arc<dyn AuditSink>>,
 }
 
 /// How many audit rows chain verification reads at a time.
@@ -161,7 +163,42 @@ impl Vault {
             closing: OnceCell::new(),
             allow: Permissions::default(),
             integrity,
+            sink: None,
         })
+    }
+
+    /// The vault that also offers every committed audit entry to `sink` (never waiting for it).
+    pub fn with_audit_sink(self, sink: Option<Arc<dyn AuditSink>>) -> Vault {
+        Vault { sink, ..self }
+    }
+
+    /// Hands a committed entry to the sink; a full queue is counted, never waited for.
+    fn forward(&self, entry: Option<AuditEntry>) {
+        if let (Some(sink), Some(e)) = (&self.sink, entry) {
+            if sink.offer(&e) {
+                crate::stats::bump(&self.stats.audit_queued);
+            } else {
+                crate::stats::bump(&self.stats.audit_dropped);
+            }
+        }
+    }
+
+    /// `store.apply`, and the audit entry to the sink once it is committed.
+    async fn apply(&self, change: Change, audit: AuditEntry) -> Result<Applied> {
+        let copy = self.sink.as_ref().map(|_| audit.clone());
+        let applied = self.store.apply(change, audit).await;
+        if let Ok(Applied::Done) = applied {
+            self.forward(copy);
+        }
+        applied
+    }
+
+    /// `store.append_audit`, and the entry to the sink once it is committed.
+    async fn append_audit(&self, audit: AuditEntry) -> Result<()> {
+        let copy = self.sink.as_ref().map(|_| audit.clone());
+        self.store.append_audit(audit).await?;
+        self.forward(copy);
+        Ok(())
     }
 
     /// The vault with these grants (see `permissions`).
@@ -182,7 +219,7 @@ impl Vault {
         if let Err(e) = self.allow.require(p) {
             let audit = self.audit(actor, action, address, None, purpose, "denied");
             // The caller gets the refusal; a failure to audit it is secondary.
-            let _ = self.store.append_audit(audit).await;
+            let _ = self.append_audit(audit).await;
             return Err(e);
         }
         Ok(())
@@ -329,7 +366,7 @@ impl Vault {
             let mut audit = self.audit(actor, "store", &id.account_address, Some(&id.wallet_id), None, "ok");
             audit.wallet_mac = Some(auth.mac.clone());
             let (kek, wrapped) = (row.sealed.kek.clone(), row.sealed.wrapped_dek.clone());
-            if let Err(e) = self.store.apply(Change::Insert { row, auth }, audit).await {
+            if let Err(e) = self.apply(Change::Insert { row, auth }, audit).await {
                 // Not stored: no cached copy of its data key may outlive it.
                 self.kms.forget(&kek, &wrapped, &self.key_context(&id.wallet_id));
                 return Err(e);
@@ -416,14 +453,14 @@ impl Vault {
         match self.hydrate_inner(address).await {
             Ok((row, shares)) => {
                 let audit = self.audit(actor, "hydrate", &row.address, Some(&row.wallet_id), purpose, "ok");
-                self.store.append_audit(audit).await?;
+                self.append_audit(audit).await?;
                 Ok(Hydrated { metadata_json: row.metadata_json, shares, generation: row.generation })
             }
             Err(e) => {
                 if e.code != ErrorCode::InvalidInput && e.code != ErrorCode::Closed {
                     let audit = self.audit(actor, "hydrate", address, None, purpose, e.code.as_str());
                     // The caller gets the hydrate error; a failure to audit it is secondary.
-                    let _ = self.store.append_audit(audit).await;
+                    let _ = self.append_audit(audit).await;
                 }
                 Err(e)
             }
@@ -466,7 +503,7 @@ impl Vault {
                     metadata_json: json.clone(),
                     auth,
                 };
-                match self.store.apply(change, audit).await? {
+                match self.apply(change, audit).await? {
                     Applied::Done => return Ok(json),
                     Applied::Stale => cas_backoff(attempt).await,
                     Applied::NotFound => return Err(Error::not_found(address)),
@@ -593,7 +630,7 @@ impl Vault {
                     sealed,
                     auth,
                 };
-                let applied = self.store.apply(change, audit).await;
+                let applied = self.apply(change, audit).await;
                 if !matches!(applied, Ok(Applied::Done)) {
                     self.kms.forget(&new_kek, &new_wrapped, &ctx);
                 }
@@ -734,7 +771,7 @@ impl Vault {
             let mut audit = self.audit(actor, "delete", address, Some(&row.wallet_id), None, "ok");
             // No row after this write: a row put back later is not the wallet's latest state.
             audit.wallet_mac = Some(Vec::new());
-            match self.store.apply(Change::Delete { address_key: row.address_key.clone() }, audit).await? {
+            match self.apply(Change::Delete { address_key: row.address_key.clone() }, audit).await? {
                 Applied::Done => {
                     // Crypto-shredding includes the process: drop any cached copy of the data key.
                     self.kms.forget(&row.sealed.kek, &row.sealed.wrapped_dek, &self.key_context(&row.wallet_id));

@@ -18,6 +18,7 @@ const ACQUIRE: Duration = Duration::from_millis(1500);
 async fn open(url: &str) -> Vault {
     sharevault_core::open(OpenConfig {
         harden_process: false,
+        audit_sink: None,
         allow: Default::default(),
         database: url.into(),
         environment: "test".into(),

@@ -85,6 +85,7 @@ fn server_cert(dir: &Path, ca_name: &str) {
 async fn open(url: &str) -> sharevault_core::Result<sharevault_core::Vault> {
     sharevault_core::open(OpenConfig {
         harden_process: false,
+        audit_sink: None,
         allow: Default::default(),
         database: url.into(),
         environment: "test".into(),

@@ -14,6 +14,7 @@ use support::{databases, metadata, shares};
 async fn open_with(url: &str, store: StoreOptions) -> Result<Vault> {
     sharevault_core::open(OpenConfig {
         harden_process: false,
+        audit_sink: None,
         allow: Default::default(),
         database: url.into(),
         environment: "test".into(),

@@ -251,6 +251,7 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
     let Some(db) = support::pg::TestDb::create().await else { return };
     let config = |url: &str| OpenConfig {
         harden_process: false,
+        audit_sink: None,
         allow: sharevault_core::permissions::Permissions::all(),
         database: url.into(),
         environment: "test".into(),

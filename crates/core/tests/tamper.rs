@@ -77,6 +77,7 @@ impl Db {
 async fn open_env(url: &str, environment: &str) -> sharevault_core::Result<Vault> {
     sharevault_core::open(OpenConfig {
         harden_process: false,
+        audit_sink: None,
         allow: sharevault_core::permissions::Permissions::all(),
         database: url.into(),
         environment: environment.into(),

@@ -62,6 +62,7 @@ mod support;
 async fn store_and_hydrate(database: &str) {
     let vault = sharevault_core::open(OpenConfig {
         harden_process: false,
+        audit_sink: None,
         allow: Default::default(),
         database: database.into(),
         environment: "test".into(),

@@ -1,0 +1,73 @@
+// onAudit: each committed audit entry is forwarded to the caller's log pipeline without ever
+// slowing a call: a bounded queue, drops counted in stats(), a throwing handler swallowed.
+import { Vault, ALL_PERMISSIONS } from '../lib'
+import type { AuditEvent } from '../lib'
+import { fakeCreatedWallet } from '../demo/fixtures'
+import { newKey, vaultError } from './support/helpers'
+
+function open(onAudit: unknown): Promise<Vault> {
+  return Vault.open({ database: ':memory:', environment: 'test', kms: { provider: 'local', key: newKey() }, allow: ALL_PERMISSIONS, onAudit: onAudit as (e: AuditEvent) => void })
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 50))
+
+describe('onAudit', () => {
+  it('receives every committed entry, shaped like auditLog rows, with no share material', async () => {
+    const seen: AuditEvent[] = []
+    const vault = await open((e: AuditEvent) => seen.push(e))
+    const w = fakeCreatedWallet('EVM')
+    const address = w.walletMetadata.accountAddress
+    await vault.storeWallet(w, { actor: 'onboarding' })
+    await vault.withWallet(address, () => 1, { purpose: 'sign', actor: 'payments' })
+    await vaultError(vault.withWallet('0x' + '9'.repeat(40), () => 1, { purpose: 'sign' }))
+    await settle()
+    const log = await vault.auditLog()
+    expect(seen.map((e) => [e.action, e.actor, e.purpose ?? null, e.outcome])).toEqual(log.map((r) => [r.action, r.actor, r.purpose ?? null, r.outcome]))
+    expect(seen[0].at).toBeInstanceOf(Date)
+    expect(seen[1]).toMatchObject({ environment: 'test', action: 'hydrate', address: address.toLowerCase(), walletId: w.walletMetadata.walletId })
+    const text = JSON.stringify(seen)
+    for (const s of w.externalServerKeyShares) expect(text.includes(s.secretShare)).toBe(false)
+    expect(vault.stats().onAudit).toEqual({ queued: 3, dropped: 0, delivered: 3, failed: 0 })
+    await vault.close()
+  })
+
+  it('drops entries (counted) rather than wait when the handler holds up the JS thread', async () => {
+    let first = true
+    const vault = await open(() => {
+      if (first) {
+        first = false
+        const until = Date.now() + 1500
+        while (Date.now() < until) {
+          // A handler stuck on the JS thread: the queue fills behind it.
+        }
+      }
+    })
+    const w = fakeCreatedWallet('EVM')
+    await vault.storeWallet(w)
+    const n = 6000
+    const results = await Promise.all(Array.from({ length: n }, () => vault.withWallet(w.walletMetadata.accountAddress, () => 1, { purpose: 'sign' })))
+    expect(results).toHaveLength(n)
+    await settle()
+    const s = vault.stats().onAudit
+    expect(s.queued + s.dropped).toBe(n + 1)
+    expect(s.dropped).toBeGreaterThan(0)
+    expect(s.delivered).toBe(s.queued)
+    expect(await vault.auditLog({ afterSeq: n, limit: 10 })).toHaveLength(1) // the log itself has every row
+    await vault.close()
+  })
+
+  it('swallows a handler that throws, and counts it', async () => {
+    const vault = await open(() => {
+      throw new Error('SIEM down')
+    })
+    await vault.storeWallet(fakeCreatedWallet('EVM'))
+    await settle()
+    expect(vault.stats().onAudit).toMatchObject({ queued: 1, delivered: 0, failed: 1 })
+    await vault.close()
+  })
+
+  it('refuses an onAudit that is not a function', async () => {
+    const e = await vaultError(open('console.log'))
+    expect([e.code, e.path]).toEqual(['ERR_INVALID_INPUT', 'onAudit'])
+  })
+})
