@@ -1,7 +1,6 @@
 //! Secret byte types: zeroized on drop (and on every reallocation), `Debug` that prints only a
-//! length, and no `Clone`, so a copy of plaintext can only be made on purpose. While one lives,
-//! the pages it occupies are locked in RAM and kept out of core dumps where the OS allows it
-//! (see `memlock`).
+//! length, and no `Clone`, so a copy of plaintext can only be made on purpose. The pages one
+//! occupies are locked in RAM and kept out of core dumps where the OS allows it (see `memlock`).
 
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -11,8 +10,6 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 #[derive(Default)]
 pub struct SecretBuf {
     bytes: Vec<u8>,
-    /// The allocation `memlock` protects for this buffer: (address, capacity).
-    guarded: (usize, usize),
 }
 
 impl SecretBuf {
@@ -22,9 +19,8 @@ impl SecretBuf {
 
     /// Takes ownership of `bytes` (no copy is made).
     pub fn from_vec(bytes: Vec<u8>) -> Self {
-        let guarded = (bytes.as_ptr() as usize, bytes.capacity());
-        crate::memlock::protect(guarded.0 as *const u8, guarded.1);
-        SecretBuf { bytes, guarded }
+        crate::memlock::protect(bytes.as_ptr(), bytes.capacity());
+        SecretBuf { bytes }
     }
 
     pub fn len(&self) -> usize {
@@ -51,8 +47,6 @@ impl SecretBuf {
         crate::memlock::protect(grown.as_ptr(), grown.capacity());
         grown.extend_from_slice(&self.bytes);
         self.bytes.zeroize();
-        crate::memlock::release(self.guarded.0 as *const u8, self.guarded.1);
-        self.guarded = (grown.as_ptr() as usize, grown.capacity());
         self.bytes = grown;
     }
 
@@ -92,7 +86,6 @@ impl SecretBuf {
 impl Drop for SecretBuf {
     fn drop(&mut self) {
         self.bytes.zeroize();
-        crate::memlock::release(self.guarded.0 as *const u8, self.guarded.1);
     }
 }
 
@@ -158,7 +151,6 @@ impl DataKey {
 impl Drop for DataKey {
     fn drop(&mut self) {
         self.bytes.zeroize();
-        crate::memlock::release(self.bytes.as_ptr(), 32);
     }
 }
 
