@@ -15,6 +15,7 @@ use crate::envelope::SealedRecord;
 use crate::secret::DataKey;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -126,8 +127,12 @@ impl IntegrityKey {
     }
 
     fn mac(&self, bytes: &[u8]) -> HmacSha256 {
-        // HMAC takes a key of any length: this cannot fail.
-        let mut m = <HmacSha256 as Mac>::new_from_slice(self.key.expose()).unwrap_or_else(|_| unreachable!());
+        // HMAC pads a key shorter than its block with zeros: the 32-byte key in a zeroed 64-byte
+        // block is the same key, and this constructor cannot fail.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(self.key.expose());
+        let mut m = <HmacSha256 as hmac::digest::KeyInit>::new(&block.into());
+        block.zeroize();
         m.update(bytes);
         m
     }

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 macro_rules! audited_mac {
     () => {
         "(SELECT a.wallet_mac FROM audit a INDEXED BY audit_wallet_states WHERE a.address = wallets.address_key \
-         AND a.environment = wallets.environment AND a.wallet_mac IS NOT NULL ORDER BY a.seq DESC LIMIT 1)"
+         AND a.wallet_mac IS NOT NULL ORDER BY a.seq DESC LIMIT 1)"
     };
 }
 pub(super) const WALLET_COLUMNS: &str = concat!(
