@@ -8,7 +8,10 @@ import {
   migrate,
   DEFAULT_PERMISSIONS,
   ALL_PERMISSIONS,
+  type AuditCheckpoint,
+  type AuditEvent,
   type AuditRecord,
+  type ChainCheck,
   type AwsKmsOptions,
   type CacheOptions,
   type CreatedWallet,
@@ -59,7 +62,8 @@ const pool: PoolOptions = { maxConnections: 4 }
 const db: DatabaseOptions = { database: ':memory:', pool }
 const grants: readonly Permission[] = [...DEFAULT_PERMISSIONS, 'hydrate:export']
 export const everything: readonly Permission[] = ALL_PERMISSIONS
-const open: OpenOptions = { ...db, environment: 'e', kms, cache, migrate: true, allow: grants }
+const onAudit = (e: AuditEvent): void => console.log(e.action, e.at.toISOString())
+const open: OpenOptions = { ...db, environment: 'e', kms, cache, migrate: true, allow: grants, onAudit, hardenProcess: false }
 const list: ListOptions = { limit: 10 }
 const withOpts: WithWalletOptions = { purpose: 'sign' }
 const replace: ReplaceSharesInput = { externalServerKeyShares: [share], backupInfo: backup, thresholdSignatureScheme: 'TWO_OF_THREE' }
@@ -73,6 +77,9 @@ export async function use(): Promise<void> {
   await vault.replaceShares(metadata.accountAddress, replace)
   const audit: AuditRecord[] = await vault.auditLog({ limit: 1 })
   const stats: VaultStats = vault.stats()
+  const checkpoint: AuditCheckpoint = await vault.checkpoint()
+  const check: ChainCheck = await vault.verifyAuditChain({ since: checkpoint })
+  console.log(check.brokenAt ?? check.rows, stats.memory.mlock, stats.onAudit.dropped)
   const listed: WalletMetadata[] = await vault.listWallets(list)
   const client: VaultedClient<MiniClient> = vaulted(new MiniClient(), vault)
   const signed: string = await client.signMessage({ accountAddress: metadata.accountAddress, message: 'm' })
