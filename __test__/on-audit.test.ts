@@ -9,7 +9,15 @@ function open(onAudit: unknown): Promise<Vault> {
   return Vault.open({ database: ':memory:', environment: 'test', kms: { provider: 'local', key: newKey() }, allow: ALL_PERMISSIONS, onAudit: onAudit as (e: AuditEvent) => void })
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 50))
+/** Waits (up to 20 s) until every queued entry has reached the handler: N-API delivers them from
+ * the event loop in chunks, so how long that takes depends on how busy the machine is. */
+async function settle(vault: Vault): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    const s = vault.stats().onAudit
+    if (s.delivered + s.failed === s.queued) return
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
 
 describe('onAudit', () => {
   it('receives every committed entry, shaped like auditLog rows, with no share material', async () => {
@@ -20,7 +28,7 @@ describe('onAudit', () => {
     await vault.storeWallet(w, { actor: 'onboarding' })
     await vault.withWallet(address, () => 1, { purpose: 'sign', actor: 'payments' })
     await vaultError(vault.withWallet('0x' + '9'.repeat(40), () => 1, { purpose: 'sign' }))
-    await settle()
+    await settle(vault)
     const log = await vault.auditLog()
     expect(seen.map((e) => [e.action, e.actor, e.purpose ?? null, e.outcome])).toEqual(log.map((r) => [r.action, r.actor, r.purpose ?? null, r.outcome]))
     expect(seen[0].at).toBeInstanceOf(Date)
@@ -47,7 +55,7 @@ describe('onAudit', () => {
     const n = 6000
     const results = await Promise.all(Array.from({ length: n }, () => vault.withWallet(w.walletMetadata.accountAddress, () => 1, { purpose: 'sign' })))
     expect(results).toHaveLength(n)
-    await settle()
+    await settle(vault)
     const s = vault.stats().onAudit
     expect(s.queued + s.dropped).toBe(n + 1)
     expect(s.dropped).toBeGreaterThan(0)
@@ -61,7 +69,7 @@ describe('onAudit', () => {
       throw new Error('SIEM down')
     })
     await vault.storeWallet(fakeCreatedWallet('EVM'))
-    await settle()
+    await settle(vault)
     expect(vault.stats().onAudit).toMatchObject({ queued: 1, delivered: 0, failed: 1 })
     await vault.close()
   })
