@@ -176,15 +176,8 @@ export interface AuditCheckpoint {
   mac: string
 }
 
-export interface AuditRecord {
+/** One row of the audit log: the entry and its place in the hash chain. */
+export interface AuditRecord extends AuditEvent {
   seq: number
-  at: Date
-  environment: string
-  actor: string
-  action: string
-  address: string
-  walletId?: string
-  purpose?: string
-  outcome: string
   hash: string
 }
