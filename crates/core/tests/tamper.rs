@@ -408,7 +408,7 @@ async fn a_database_written_before_rows_were_authenticated_is_authenticated_once
         }
         let v1 = if db.is_pg() {
             format!(
-                "{} DROP TABLE audit_heads; DROP TABLE integrity_keys; DROP INDEX audit_by_environment; DELETE FROM audit; \
+                "{} DROP TABLE audit_heads; DROP TABLE integrity_keys; DELETE FROM audit; \
                  ALTER TABLE wallets DROP COLUMN mac, DROP COLUMN sealed_digest; \
                  ALTER TABLE audit DROP COLUMN wallet_mac, DROP COLUMN mac; {inserts} \
                  UPDATE audit_head SET seq = 2, hash = {}; DELETE FROM sharevault_schema WHERE version = 2; \
@@ -421,7 +421,7 @@ async fn a_database_written_before_rows_were_authenticated_is_authenticated_once
             )
         } else {
             format!(
-                "{} DROP INDEX audit_wallet_states; DROP INDEX audit_by_environment; DROP TABLE audit_heads; \
+                "{} DROP INDEX audit_wallet_states; DROP TABLE audit_heads; \
                  DROP TABLE integrity_keys; DELETE FROM audit; ALTER TABLE wallets DROP COLUMN mac; \
                  ALTER TABLE wallets DROP COLUMN sealed_digest; ALTER TABLE audit DROP COLUMN wallet_mac; \
                  ALTER TABLE audit DROP COLUMN mac; {inserts} PRAGMA user_version = 1;",

@@ -44,8 +44,8 @@ use writer::{Job, Write};
 /// The MAC the latest write of a wallet recorded in the audit log (see `WalletRow::audited_mac`),
 /// found through the partial index `audit_wallet_states`. By address alone: an address holds one
 /// wallet at a time, and with an environment condition as well the planner, its statistics
-/// behind after a bulk load, combined the index with `audit_by_environment` and read every row
-/// of the environment (4.5 s for 50 lookups with 1,000,000 wallets, measured).
+/// behind after a bulk load, combined the index with an index on the environment and read every
+/// row of the environment (4.5 s for 50 lookups with 1,000,000 wallets, measured).
 macro_rules! audited_mac {
     () => {
         "(SELECT a.wallet_mac FROM audit a WHERE a.address = wallets.address_key \

@@ -74,7 +74,6 @@ ALTER TABLE wallets ADD COLUMN sealed_digest bytea;
 ALTER TABLE audit ADD COLUMN wallet_mac bytea;
 ALTER TABLE audit ADD COLUMN mac bytea;
 CREATE INDEX audit_wallet_states ON audit (address, seq) WHERE wallet_mac IS NOT NULL;
-CREATE INDEX audit_by_environment ON audit (environment, seq);
 CREATE TABLE audit_heads (
   environment text   PRIMARY KEY,
   seq         bigint NOT NULL,

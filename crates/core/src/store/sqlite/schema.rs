@@ -60,7 +60,6 @@ ALTER TABLE wallets ADD COLUMN sealed_digest BLOB;
 ALTER TABLE audit ADD COLUMN wallet_mac BLOB;
 ALTER TABLE audit ADD COLUMN mac BLOB;
 CREATE INDEX audit_wallet_states ON audit (address, seq) WHERE wallet_mac IS NOT NULL;
-CREATE INDEX audit_by_environment ON audit (environment, seq);
 CREATE TABLE audit_heads (
   environment TEXT    PRIMARY KEY,
   seq         INTEGER NOT NULL,
