@@ -52,12 +52,19 @@ impl Binding<'_> {
             self.address_key.as_bytes(),
             self.chain_name.as_bytes(),
         ] {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part);
+            put_field(&mut out, part);
         }
         out.extend_from_slice(&self.generation.to_be_bytes());
         out
     }
+}
+
+/// Appends `part` with its length (u32, big-endian) in front: the framing of every byte string a
+/// key or MAC is bound to (record AAD, key context, integrity MACs), so no two different lists of
+/// fields encode to the same bytes.
+pub(crate) fn put_field(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    out.extend_from_slice(part);
 }
 
 /// A fresh 96-bit nonce from the OS CSPRNG.

@@ -11,7 +11,7 @@
 //! Every encoding is length-prefixed and starts with its own tag, so no two different inputs,
 //! and no two kinds of input, share bytes. The formats are pinned by `tests/vectors.rs`.
 
-use crate::envelope::SealedRecord;
+use crate::envelope::{put_field as put, SealedRecord};
 use crate::secret::DataKey;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -35,11 +35,6 @@ impl std::fmt::Debug for IntegrityKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "IntegrityKey {{ environment: {:?} }}", self.environment)
     }
-}
-
-fn put(out: &mut Vec<u8>, part: &[u8]) {
-    out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-    out.extend_from_slice(part);
 }
 
 /// Everything a wallet row's MAC covers.

@@ -161,9 +161,10 @@ pub fn check_wallet(key: &IntegrityKey, r: &WalletRow) -> Result<()> {
     check(key, &wallet_facts(r, &digest), r.mac.as_deref(), r.audited_mac.as_deref())
 }
 
-pub fn check_metadata(key: &IntegrityKey, r: &MetadataRow) -> Result<()> {
-    let digest = r.sealed_digest.as_deref().unwrap_or_default();
-    let facts = RowFacts {
+/// The facts of a metadata row, with the sealed-record digest it stores (empty if it has none,
+/// which no MAC verifies).
+pub fn metadata_facts(r: &MetadataRow) -> RowFacts<'_> {
+    RowFacts {
         environment: &r.environment,
         wallet_id: &r.wallet_id,
         address: &r.address,
@@ -172,7 +173,10 @@ pub fn check_metadata(key: &IntegrityKey, r: &MetadataRow) -> Result<()> {
         metadata_json: &r.metadata_json,
         generation: r.generation,
         version: r.version,
-        sealed_digest: digest,
-    };
-    check(key, &facts, r.mac.as_deref(), r.audited_mac.as_deref())
+        sealed_digest: r.sealed_digest.as_deref().unwrap_or_default(),
+    }
+}
+
+pub fn check_metadata(key: &IntegrityKey, r: &MetadataRow) -> Result<()> {
+    check(key, &metadata_facts(r), r.mac.as_deref(), r.audited_mac.as_deref())
 }

@@ -391,13 +391,7 @@ impl Vault {
         let row = self.store.get(&key).await?.ok_or_else(|| Error::not_found(address))?;
         self.same_environment(&row.environment, address)?;
         // A record of another key is a configuration matter, said as such before any MAC check.
-        if !self.kms.trusts(&row.sealed.kek) {
-            let k = &row.sealed.kek;
-            return Err(Error::new(
-                ErrorCode::KmsDenied,
-                format!("the record names {} key {}, which this vault does not trust", k.provider, k.key_id),
-            ));
-        }
+        self.kms.ensure_trusted(&row.sealed.kek)?;
         tamper::check_wallet(&self.integrity, &row)?;
         model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
         Ok(row)
@@ -485,15 +479,9 @@ impl Vault {
                 model::apply_update(&mut obj, backup.clone(), None);
                 let json = changed_metadata(&obj)?;
                 let auth = self.row_auth(RowFacts {
-                    environment: &row.environment,
-                    wallet_id: &row.wallet_id,
-                    address: &row.address,
-                    address_key: &row.address_key,
-                    chain_name: &row.chain_name,
                     metadata_json: &json,
-                    generation: row.generation,
                     version: row.version + 1,
-                    sealed_digest: row.sealed_digest.as_deref().unwrap_or_default(),
+                    ..tamper::metadata_facts(&row)
                 });
                 let mut audit = self.audit(actor, "merge_backup_info", address, Some(&row.wallet_id), None, "ok");
                 audit.wallet_mac = Some(auth.mac.clone());

@@ -35,8 +35,7 @@ impl KeyContext {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         for part in [b"sharevault/dek-context/v1".as_slice(), self.environment.as_bytes(), self.wallet_id.as_bytes()] {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part);
+            crate::envelope::put_field(&mut out, part);
         }
         out
     }
@@ -134,7 +133,8 @@ impl KeyWrapping {
         kek.provider == current.provider && kek.key_id == current.key_id
     }
 
-    fn ensure_trusted(&self, kek: &KekRef) -> Result<()> {
+    /// `ERR_KMS_DENIED` for a record naming a key this vault does not trust.
+    pub fn ensure_trusted(&self, kek: &KekRef) -> Result<()> {
         if self.trusts(kek) {
             return Ok(());
         }
