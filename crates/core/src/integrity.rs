@@ -12,7 +12,7 @@
 //! and no two kinds of input, share bytes. The formats are pinned by `tests/vectors.rs`.
 
 use crate::envelope::{put_field as put, SealedRecord};
-use crate::secret::DataKey;
+use crate::secret::{scrubbing_stack, DataKey};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
@@ -110,11 +110,17 @@ impl IntegrityKey {
     /// HKDF-SHA-256 of `root` (key material only the key provider can produce) for
     /// `environment`: every environment has its own key.
     pub fn derive(root: &DataKey, environment: &str) -> IntegrityKey {
-        let hk = hkdf::Hkdf::<Sha256>::new(Some(KEY_SALT), root.expose());
-        let mut okm = [0u8; 32];
-        // 32 bytes is always a valid HKDF-SHA-256 output length.
-        let _ = hk.expand(environment.as_bytes(), &mut okm);
-        IntegrityKey { environment: environment.to_string(), key: DataKey::from_bytes(okm) }
+        // HKDF's state holds key material on the stack: scrubbed after, like a cipher's.
+        let key = scrubbing_stack(|| {
+            let hk = hkdf::Hkdf::<Sha256>::new(Some(KEY_SALT), root.expose());
+            let mut okm = [0u8; 32];
+            // 32 bytes is always a valid HKDF-SHA-256 output length.
+            let _ = hk.expand(environment.as_bytes(), &mut okm);
+            let key = DataKey::from_bytes(okm);
+            okm.zeroize();
+            key
+        });
+        IntegrityKey { environment: environment.to_string(), key }
     }
 
     pub fn environment(&self) -> &str {
