@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         },
         mac: Some(data.iter().rev().take(32).copied().collect()),
         sealed_digest: Some(data.iter().take(32).copied().collect()),
-        audited_mac: None,
+        state: None,
     };
     let k = IntegrityKey::derive(&DataKey::from_bytes([2u8; 32]), "fuzz");
     assert!(tamper::check_wallet(&k, &row).is_err(), "a row with a made-up MAC was accepted");

@@ -58,6 +58,19 @@ pub struct SignedHead {
 
 pub const GENESIS: [u8; 32] = [0u8; 32];
 
+/// The audit actions the vault's integrity bookkeeping writes (beside the wallet operations).
+/// An environment's first row: its authenticated head starts there.
+pub const ENVIRONMENT_CREATED: &str = "environment_created";
+/// An operator turned authentication on for rows written before it (schema 1), explicitly.
+pub const INTEGRITY_ENABLED: &str = "integrity_enabled";
+/// One existing wallet row authenticated by that step; its `wallet_mac` is the row's MAC.
+pub const AUTHENTICATED: &str = "authenticate";
+/// An operator acknowledged a break of the log (a cut tail, a deleted or rolled-back head) so
+/// the environment may write again; the row says what was found, and stays.
+pub const BREAK_ACKNOWLEDGED: &str = "audit_break_acknowledged";
+
+const HEAD_MISSING: &str = "the environment's authenticated head is missing (deleted)";
+
 /// The end of the chain: the last row's sequence number and hash (`0` and [`GENESIS`] when the
 /// log is empty). Every backend appends through [`ChainHead::link`], so all write the same bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +154,26 @@ pub fn row_hash(
     h.finalize().into()
 }
 
+impl AuditRecord {
+    /// The hash this row's fields and previous hash give: a row is what it says only if it
+    /// equals `hash` (and, for an environment's own rows, its MAC verifies over that hash).
+    pub fn computed_hash(&self) -> [u8; 32] {
+        row_hash(
+            &self.prev_hash,
+            self.seq,
+            self.at_ms,
+            &self.environment,
+            &self.actor,
+            &self.action,
+            &self.address,
+            self.wallet_id.as_deref(),
+            self.purpose.as_deref(),
+            &self.outcome,
+            self.wallet_mac.as_deref(),
+        )
+    }
+}
+
 pub fn entry_hash(prev: &[u8], seq: i64, e: &AuditEntry) -> [u8; 32] {
     row_hash(
         prev,
@@ -165,6 +198,9 @@ pub struct ChainCheck {
     pub broken_at: Option<i64>,
     /// What is wrong there, in words (no row content).
     pub reason: Option<String>,
+    /// The sequence numbers of this environment's authenticated rows that record an operator's
+    /// acknowledgement of an earlier break (a cut log or a lost head): the evidence that stays.
+    pub acknowledged: Vec<i64>,
 }
 
 /// Checks an audit row's MAC: `(seq, hash, mac)`.
@@ -177,10 +213,9 @@ pub type RowMacCheck<'a> = dyn Fn(i64, &[u8], &[u8]) -> bool + Sync + 'a;
 pub struct Expectations<'a> {
     pub environment: &'a str,
     pub row_ok: &'a RowMacCheck<'a>,
+    /// The environment's authenticated head; `None` (deleted) is itself a break.
     pub head: Option<&'a SignedHead>,
     pub since: Option<&'a SignedHead>,
-    /// Whether the environment must have a head (its rows are authenticated).
-    pub head_required: bool,
 }
 
 /// Verifies the log fed to it in sequence order, a page at a time, from the genesis hash: it
@@ -195,6 +230,7 @@ pub struct ChainVerifier<'a> {
     head_seen: bool,
     since_seen: bool,
     broken: Option<(i64, String)>,
+    acknowledged: Vec<i64>,
 }
 
 impl<'a> ChainVerifier<'a> {
@@ -209,6 +245,7 @@ impl<'a> ChainVerifier<'a> {
             head_seen: at_start(expect.head),
             since_seen: at_start(expect.since),
             broken: None,
+            acknowledged: Vec::new(),
             expect,
         };
         for p in [v.expect.head, v.expect.since].into_iter().flatten() {
@@ -239,30 +276,22 @@ impl<'a> ChainVerifier<'a> {
             return;
         }
         self.rows += 1;
-        let expect = row_hash(
-            &self.prev,
-            r.seq,
-            r.at_ms,
-            &r.environment,
-            &r.actor,
-            &r.action,
-            &r.address,
-            r.wallet_id.as_deref(),
-            r.purpose.as_deref(),
-            &r.outcome,
-            r.wallet_mac.as_deref(),
-        );
         if r.seq != self.last_seq + 1 {
             return self.fail(self.last_seq + 1, format!("row {} is missing", self.last_seq + 1));
         }
-        if r.prev_hash != self.prev || r.hash != expect {
+        if r.prev_hash != self.prev || r.hash != r.computed_hash() {
             return self.fail(r.seq, format!("row {} does not chain (changed, or a row before it was)", r.seq));
         }
         self.last_seq = r.seq;
         self.prev = r.hash.clone();
         if r.environment == self.expect.environment {
             match &r.mac {
-                Some(m) if (self.expect.row_ok)(r.seq, &r.hash, m) => self.macs_started = true,
+                Some(m) if (self.expect.row_ok)(r.seq, &r.hash, m) => {
+                    self.macs_started = true;
+                    if r.action == BREAK_ACKNOWLEDGED {
+                        self.acknowledged.push(r.seq);
+                    }
+                }
                 Some(_) => {
                     return self.fail(r.seq, format!("row {} fails its MAC (changed, hashes recomputed)", r.seq))
                 }
@@ -301,8 +330,8 @@ impl<'a> ChainVerifier<'a> {
                 format!("the log ends at row {end} but the authenticated head is row {}: rows were deleted", h.seq),
             );
         }
-        if self.expect.head.is_none() && self.expect.head_required {
-            self.fail(end + 1, "the environment's authenticated head is missing (deleted)".to_string());
+        if self.expect.head.is_none() {
+            self.fail(end + 1, HEAD_MISSING.to_string());
         }
         if let Some(c) = self.expect.since.filter(|_| !self.since_seen) {
             self.fail(
@@ -314,22 +343,23 @@ impl<'a> ChainVerifier<'a> {
             Some((seq, why)) => (Some(seq), Some(why)),
             None => (None, None),
         };
-        ChainCheck { rows: self.rows, broken_at, reason }
+        ChainCheck { rows: self.rows, broken_at, reason, acknowledged: self.acknowledged }
     }
 }
 
-/// Verifies rows in sequence order by their hash links only (no key): what anyone can check.
+/// Verifies rows in sequence order by their hash links only (no key, no head): what anyone can
+/// check.
 pub fn verify<'a>(rows: impl IntoIterator<Item = &'a AuditRecord>) -> ChainCheck {
     let no_mac = |_: i64, _: &[u8], _: &[u8]| false;
-    let mut v = ChainVerifier::new(Expectations {
-        environment: "",
-        row_ok: &no_mac,
-        head: None,
-        since: None,
-        head_required: false,
-    });
+    let mut v = ChainVerifier::new(Expectations { environment: "", row_ok: &no_mac, head: None, since: None });
     for r in rows {
         v.feed(r);
     }
-    v.finish()
+    let mut check = v.finish();
+    // Without a key there is no head to expect.
+    if check.reason.as_deref() == Some(HEAD_MISSING) {
+        check.broken_at = None;
+        check.reason = None;
+    }
+    check
 }

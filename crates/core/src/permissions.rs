@@ -1,7 +1,8 @@
 //! What a vault handle may do: fixed when it is opened (`allow: [...]`), refused otherwise with
 //! `ERR_FORBIDDEN` before anything is read or any key is touched, and the refusal is audited
-//! (outcome `denied`). Without `allow`, a handle may do everything but the two most dangerous
-//! things: hand out shares for a full-key export, and delete a wallet.
+//! (outcome `denied`). Without `allow`, a handle may do everything but the most dangerous
+//! things: hand out shares for a full-key export, delete a wallet, and the operator's integrity
+//! steps (acknowledging a broken audit log, authenticating rows from before schema 2).
 //!
 //! A hydrate needs the permission of its purpose: `export` → `hydrate:export`, `backup` →
 //! `backup`, `refresh` / `reshare` → `replace`, anything else → `hydrate:sign`. (The purpose is
@@ -26,10 +27,12 @@ pub enum Permission {
     Delete,
     /// `auditLog`, `verifyAuditChain`.
     AuditRead,
+    /// The operator's integrity steps: `acknowledgeAuditBreak`, `authenticateExistingRows`.
+    IntegrityAdmin,
 }
 
 /// Every permission, as written in `allow`.
-pub const ALL: [(&str, Permission); 7] = [
+pub const ALL: [(&str, Permission); 8] = [
     ("store", Permission::Store),
     ("hydrate:sign", Permission::HydrateSign),
     ("hydrate:export", Permission::HydrateExport),
@@ -37,6 +40,7 @@ pub const ALL: [(&str, Permission); 7] = [
     ("replace", Permission::Replace),
     ("delete", Permission::Delete),
     ("audit:read", Permission::AuditRead),
+    ("integrity:admin", Permission::IntegrityAdmin),
 ];
 
 impl Permission {
@@ -64,7 +68,7 @@ impl Permission {
 pub struct Permissions(u8);
 
 impl Default for Permissions {
-    /// Everything but `hydrate:export` and `delete`.
+    /// Everything but `hydrate:export`, `delete` and `integrity:admin`.
     fn default() -> Self {
         Permissions::of(&[
             Permission::Store,
@@ -135,10 +139,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_grants_everything_but_export_and_delete() {
+    fn the_default_grants_everything_but_export_delete_and_integrity_admin() {
         let d = Permissions::default();
         for (name, p) in ALL {
-            assert_eq!(d.allows(p), !matches!(p, Permission::HydrateExport | Permission::Delete), "{name}");
+            let withheld = matches!(p, Permission::HydrateExport | Permission::Delete | Permission::IntegrityAdmin);
+            assert_eq!(d.allows(p), !withheld, "{name}");
         }
         assert_eq!(d.require(Permission::Delete).unwrap_err().code, ErrorCode::Forbidden);
     }

@@ -3,28 +3,34 @@
 //! themselves are `integrity`'s; what the store keeps is the store's.
 //!
 //! What is detected (see the README's "What tampering is detected"):
-//! - any change to a wallet row's columns, or a row copied to another address: its MAC;
+//! - any change to a wallet row's columns, or a row copied to another address or environment:
+//!   its MAC, checked before anything else is concluded from the row;
 //! - an older copy of one wallet's row put back while the log moved on: the latest write of the
-//!   wallet in the audit log records the row MAC it wrote, and the row must carry that MAC;
-//! - a deleted wallet's row put back: its latest write is the delete;
+//!   wallet in its environment's audit log records the row MAC it wrote, that audit row must
+//!   verify under the environment's key, and the row must carry that MAC;
+//! - a deleted wallet's row put back: its latest write is the delete; a row deleted (or moved
+//!   away) that the log says exists: `ERR_TAMPERED`, not `ERR_NOT_FOUND`;
 //! - audit rows changed, deleted in the middle or at the end, or rehashed: the hash links, each
-//!   row's MAC, and the environment's authenticated head (`verifyAuditChain`);
+//!   row's MAC, and the environment's authenticated head (`verifyAuditChain`); a write extends
+//!   the log only from that head, found intact (`head_intact`), so a cut is never healed by the
+//!   next write: it stays until an operator acknowledges it, in an audited row;
 //! - the whole database rolled back to an earlier consistent copy: only against a checkpoint
 //!   kept outside it (`verifyAuditChain({ since })`).
+//!
+//! Nothing is ever authenticated implicitly: rows without a MAC (a database from before rows were
+//! authenticated, or rows stripped of theirs) are refused until an operator authenticates them
+//! explicitly (`Vault::authenticate_existing_rows`, audited).
 
-use crate::audit::{now_ms, AuditEntry, SignedHead, GENESIS};
+use crate::audit::{now_ms, AuditEntry, AuditRecord, ChainHead, SignedHead, ENVIRONMENT_CREATED, GENESIS};
 use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::{sealed_digest, IntegrityKey, RowFacts};
 use crate::kms::{KeyContext, KeyWrapping};
-use crate::store::{MetadataRow, RowAuth, WalletRow, WalletStore, WrappedKey, INTEGRITY_ENABLED};
+use crate::store::{HeadRepair, MetadataRow, WalletRow, WalletStore, WrappedKey};
 use std::sync::Arc;
 
 /// The key context of an environment's stored integrity key. Not a wallet id the SDK makes
 /// (those are UUIDs), and bound by the provider like any data key's context.
 const INTEGRITY_CONTEXT: &str = "sharevault:integrity-key";
-
-/// How many rows the first-open backfill authenticates per statement.
-const BACKFILL_PAGE: u32 = 500;
 
 /// The environment's integrity key: derived from the provider's own key where it has one in
 /// the process, otherwise from a data key made once, stored wrapped, and unwrapped at each open
@@ -60,56 +66,75 @@ pub async fn integrity_key(store: &Arc<dyn WalletStore>, kms: &KeyWrapping, envi
     Ok(IntegrityKey::derive(&root, environment))
 }
 
-/// Turns authentication on for the environment the first time a vault of this version opens it:
-/// MACs the rows written before (trusting them as they are, once) and records that in the log,
-/// which also makes the environment's authenticated head; a fresh environment (no rows of any
-/// kind) just gets its head, at seq 0. Never again afterwards: once the log
-/// says so (or any row or audit row carries a MAC), a row without a MAC is tampered, not old.
+/// Gives a new environment (no wallet or audit row of it anywhere) its authenticated head: an
+/// `environment_created` row at the end of the log. An environment with rows but no head is left
+/// without one: its head was deleted, or its rows are from before rows were authenticated; every
+/// write is refused until an operator acknowledges the break or authenticates the rows.
 pub async fn enable(store: &Arc<dyn WalletStore>, key: &IntegrityKey, actor: &str) -> Result<()> {
     let environment = key.environment();
-    if store.audit_head(environment).await?.is_some() {
+    if store.audit_head(environment).await?.is_some() || store.environment_has_rows(environment).await? {
         return Ok(());
     }
-    let state = store.integrity_state(environment).await?;
-    if state.authenticated_rows || state.enabled_before {
-        // The head was deleted: left missing, for `verifyAuditChain` to report.
-        return Ok(());
+    let entry = AuditEntry {
+        at_ms: now_ms(),
+        environment: environment.to_string(),
+        actor: actor.to_string(),
+        action: ENVIRONMENT_CREATED,
+        address: String::new(),
+        wallet_id: None,
+        purpose: None,
+        outcome: "ok".to_string(),
+        wallet_mac: None,
+    };
+    match store.repair_head(entry, HeadRepair::Create).await {
+        // Another process made it first.
+        Err(e) if e.code == ErrorCode::Conflict => Ok(()),
+        other => other.map(|_| ()),
     }
-    let mut after: Option<String> = None;
-    let mut authenticated = 0u64;
-    loop {
-        let rows = store.unauthenticated(environment, after.as_deref(), BACKFILL_PAGE).await?;
-        let Some(last) = rows.last() else { break };
-        after = Some(last.address_key.clone());
-        let updates = rows
-            .iter()
-            .map(|r| {
-                let digest = sealed_digest(&r.sealed);
-                let mac = key.row_tag(&wallet_facts(r, &digest));
-                (r.address_key.clone(), r.version, RowAuth { mac, sealed_digest: digest })
-            })
-            .collect();
-        authenticated += store.authenticate(updates).await?;
+}
+
+/// Whether the log, whose last row is `tip`, still holds the environment's authenticated head:
+/// `at_head` is the hash of the log's row at the head's seq, as read from the log (`None`: no
+/// such row). A write extends the log only from there; anything else is a break, refused with
+/// `ERR_TAMPERED` until an operator acknowledges it.
+pub fn head_intact(
+    key: &IntegrityKey,
+    head: Option<&SignedHead>,
+    tip: &ChainHead,
+    at_head: Option<&[u8]>,
+) -> Result<()> {
+    let broken = |why: String| {
+        Error::tampered(format!(
+            "the audit log of environment {} is broken: {why}. Nothing is written (no hydrate, no change) until an \
+             operator has checked it (verifyAuditChain) and acknowledged it (acknowledgeAuditBreak)",
+            key.environment()
+        ))
+    };
+    let Some(h) = head else {
+        return Err(broken(
+            "its authenticated head is missing (deleted, or the rows are from before rows were authenticated: then \
+             run authenticateExistingRows)"
+                .into(),
+        ));
+    };
+    if !key.head_ok(&h.environment, h.seq, &h.hash, &h.mac) {
+        return Err(broken("its authenticated head fails its MAC (changed or forged)".into()));
     }
-    if authenticated == 0 && !state.audit_rows {
-        // A fresh environment: its head starts before the first row, with no row to say so.
-        let hash = GENESIS.to_vec();
-        let mac = key.head_tag(0, &hash);
-        return store.create_head(&SignedHead { environment: environment.to_string(), seq: 0, hash, mac }).await;
+    if tip.seq < h.seq {
+        return Err(broken(format!(
+            "the log ends at row {} but the authenticated head is row {}: rows were deleted",
+            tip.seq, h.seq
+        )));
     }
-    store
-        .append_audit(AuditEntry {
-            at_ms: now_ms(),
-            environment: environment.to_string(),
-            actor: actor.to_string(),
-            action: INTEGRITY_ENABLED,
-            address: String::new(),
-            wallet_id: None,
-            purpose: Some(format!("{authenticated} existing wallet rows authenticated")),
-            outcome: "ok".to_string(),
-            wallet_mac: None,
-        })
-        .await
+    // A head at seq 0 (before any row) is only where an empty log is.
+    let found = if h.seq == 0 && tip.seq == 0 { Some(&GENESIS[..]) } else { at_head };
+    if found != Some(h.hash.as_slice()) {
+        return Err(broken(format!(
+            "row {} is not the row the authenticated head names: the log was rewritten",
+            h.seq
+        )));
+    }
+    Ok(())
 }
 
 pub fn wallet_facts<'a>(r: &'a WalletRow, digest: &'a [u8]) -> RowFacts<'a> {
@@ -126,12 +151,29 @@ pub fn wallet_facts<'a>(r: &'a WalletRow, digest: &'a [u8]) -> RowFacts<'a> {
     }
 }
 
-/// Checks a row's MAC and that it is the latest one the vault wrote for its wallet.
-fn check(key: &IntegrityKey, facts: &RowFacts<'_>, mac: Option<&[u8]>, audited: Option<&[u8]>) -> Result<()> {
+/// The wallet MAC an environment's own, authenticated audit row records as a wallet's latest
+/// state (empty: deleted). A row that does not verify is a forgery.
+pub fn audited_state<'a>(key: &IntegrityKey, address: &str, state: &'a AuditRecord) -> Result<&'a [u8]> {
+    let authentic = state.environment == key.environment()
+        && state.computed_hash() == state.hash.as_slice()
+        && state.mac.as_deref().is_some_and(|m| key.head_ok(&state.environment, state.seq, &state.hash, m));
+    match state.wallet_mac.as_deref() {
+        Some(mac) if authentic => Ok(mac),
+        _ => Err(Error::tampered(format!(
+            "the audit row (seq {}) that records wallet {address}'s latest state does not verify: it was forged or changed",
+            state.seq
+        ))),
+    }
+}
+
+/// Checks a row's MAC and that it is the latest one the vault wrote for its wallet, by the
+/// environment's own authenticated history.
+fn check(key: &IntegrityKey, facts: &RowFacts<'_>, mac: Option<&[u8]>, state: Option<&AuditRecord>) -> Result<()> {
     let address = facts.address;
     let Some(mac) = mac else {
         return Err(Error::tampered(format!(
-            "the row of wallet {address} carries no MAC: it was written or changed outside sharevault"
+            "the row of wallet {address} carries no MAC: it was written or changed outside sharevault (if this \
+             database was upgraded from schema 1, an operator authenticates its rows once: authenticateExistingRows)"
         )));
     };
     if !key.row_ok(facts, mac) {
@@ -140,9 +182,15 @@ fn check(key: &IntegrityKey, facts: &RowFacts<'_>, mac: Option<&[u8]>, audited: 
              vault with another key"
         )));
     }
-    match audited {
-        Some([]) => Err(Error::tampered(format!("wallet {address} was deleted, and its row was put back"))),
-        Some(latest) if latest != mac => Err(Error::tampered(format!(
+    let Some(state) = state else {
+        return Err(Error::tampered(format!(
+            "wallet {address} has no write in this environment's audit log: its history was deleted, or the row was \
+             put there from elsewhere"
+        )));
+    };
+    match audited_state(key, address, state)? {
+        [] => Err(Error::tampered(format!("wallet {address} was deleted, and its row was put back"))),
+        latest if latest != mac => Err(Error::tampered(format!(
             "the row of wallet {address} is an older copy than the one sharevault last wrote (it was rolled back)"
         ))),
         _ => Ok(()),
@@ -158,7 +206,7 @@ pub fn check_wallet(key: &IntegrityKey, r: &WalletRow) -> Result<()> {
             r.address
         )));
     }
-    check(key, &wallet_facts(r, &digest), r.mac.as_deref(), r.audited_mac.as_deref())
+    check(key, &wallet_facts(r, &digest), r.mac.as_deref(), r.state.as_ref())
 }
 
 /// The facts of a metadata row, with the sealed-record digest it stores (empty if it has none,
@@ -178,5 +226,19 @@ pub fn metadata_facts(r: &MetadataRow) -> RowFacts<'_> {
 }
 
 pub fn check_metadata(key: &IntegrityKey, r: &MetadataRow) -> Result<()> {
-    check(key, &metadata_facts(r), r.mac.as_deref(), r.audited_mac.as_deref())
+    check(key, &metadata_facts(r), r.mac.as_deref(), r.state.as_ref())
+}
+
+/// No row at `address`: `ERR_NOT_FOUND` if the environment's authenticated history agrees (never
+/// stored, or deleted), `ERR_TAMPERED` if it says the wallet exists (its row was deleted or moved
+/// away outside sharevault) or the row recording its state does not verify.
+pub fn check_absent(key: &IntegrityKey, address: &str, state: Option<&AuditRecord>) -> Result<Error> {
+    match state.map(|s| audited_state(key, address, s)).transpose()? {
+        Some(mac) if !mac.is_empty() => Err(Error::tampered(format!(
+            "wallet {address} has no row, but this environment's audit log records it as stored (seq {}): its row \
+             was deleted or moved outside sharevault",
+            state.map(|s| s.seq).unwrap_or_default()
+        ))),
+        _ => Ok(Error::not_found(address)),
+    }
 }

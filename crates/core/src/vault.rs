@@ -2,7 +2,10 @@
 //! and key-wrapping seams. No SQL and no cipher code here: those live in `store`, `envelope` and
 //! `kms`.
 
-use crate::audit::{now_ms, AuditEntry, AuditRecord, AuditSink, ChainCheck, ChainVerifier, Expectations, SignedHead};
+use crate::audit::{
+    now_ms, AuditEntry, AuditRecord, AuditSink, ChainCheck, ChainVerifier, Expectations, SignedHead, AUTHENTICATED,
+    BREAK_ACKNOWLEDGED, INTEGRITY_ENABLED,
+};
 use crate::envelope::{self, Binding, SealedRecord, ALG_AES_256_GCM, FORMAT_V1};
 use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::{sealed_digest, IntegrityKey, RowFacts};
@@ -12,7 +15,7 @@ use crate::permissions::{Permission, Permissions};
 use crate::secret::SecretBuf;
 use crate::shares;
 use crate::stats::{Stats, StatsSnapshot};
-use crate::store::{Applied, AuditQuery, Change, ListQuery, MetadataRow, RowAuth, WalletRow, WalletStore};
+use crate::store::{Applied, AuditQuery, Change, HeadRepair, ListQuery, MetadataRow, RowAuth, WalletRow, WalletStore};
 use crate::tamper;
 use crate::unpersisted::Unpersisted;
 use std::future::Future;
@@ -359,14 +362,14 @@ impl Vault {
                 sealed,
                 mac: None,
                 sealed_digest: None,
-                audited_mac: None,
+                state: None,
             };
             let digest = sealed_digest(&row.sealed);
             let auth = self.row_auth(tamper::wallet_facts(&row, &digest));
             let mut audit = self.audit(actor, "store", &id.account_address, Some(&id.wallet_id), None, "ok");
             audit.wallet_mac = Some(auth.mac.clone());
             let (kek, wrapped) = (row.sealed.kek.clone(), row.sealed.wrapped_dek.clone());
-            if let Err(e) = self.apply(Change::Insert { row, auth }, audit).await {
+            if let Err(e) = self.apply(Change::Insert { row: Box::new(row), auth }, audit).await {
                 // Not stored: no cached copy of its data key may outlive it.
                 self.kms.forget(&kek, &wrapped, &self.key_context(&id.wallet_id));
                 return Err(e);
@@ -376,10 +379,15 @@ impl Vault {
         .await
     }
 
+    /// The one read path: a row is trusted only once its MAC verifies and it is the state this
+    /// environment's own authenticated history says is current; every other outcome (a missing
+    /// row the history says exists included) is `ERR_TAMPERED`. Only this environment's rows are
+    /// ever read: another environment's wallet at the same address is simply not there.
     async fn metadata_row(&self, address: &str) -> Result<MetadataRow> {
         let key = model::check_address_arg(address)?;
-        let row = self.store.get_metadata(&key).await?.ok_or_else(|| Error::not_found(address))?;
-        self.same_environment(&row.environment, address)?;
+        let Some(row) = self.store.get_metadata(&self.environment, &key).await? else {
+            return Err(self.absent(address, &key).await?);
+        };
         tamper::check_metadata(&self.integrity, &row)?;
         model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
         Ok(row)
@@ -388,13 +396,20 @@ impl Vault {
     /// The whole row (with its sealed record), checked like `metadata_row`.
     async fn wallet_row(&self, address: &str) -> Result<WalletRow> {
         let key = model::check_address_arg(address)?;
-        let row = self.store.get(&key).await?.ok_or_else(|| Error::not_found(address))?;
-        self.same_environment(&row.environment, address)?;
-        // A record of another key is a configuration matter, said as such before any MAC check.
-        self.kms.ensure_trusted(&row.sealed.kek)?;
+        let Some(row) = self.store.get(&self.environment, &key).await? else {
+            return Err(self.absent(address, &key).await?);
+        };
         tamper::check_wallet(&self.integrity, &row)?;
+        // An authentic record of another key is a configuration matter, said as such.
+        self.kms.ensure_trusted(&row.sealed.kek)?;
         model::check_stored_identity(&row.metadata_json, &row.wallet_id, &row.address_key, &row.chain_name)?;
         Ok(row)
+    }
+
+    /// The error for an address without a row: `ERR_NOT_FOUND`, unless the history says it exists.
+    async fn absent(&self, address: &str, key: &str) -> Result<Error> {
+        let state = self.store.latest_state(&self.environment, key).await?;
+        tamper::check_absent(&self.integrity, address, state.as_ref())
     }
 
     /// The stored metadata, whole. No decryption and no KMS call.
@@ -709,6 +724,9 @@ impl Vault {
         self.run(async {
             let state = Unpersisted::decode(blob)?;
             self.same_environment(&state.environment, &state.address)?;
+            // Refused before any key is touched.
+            let needed = if state.base_generation == 0 { Permission::Store } else { Permission::Replace };
+            self.permit(needed, "recover_sealed", &state.address, None, actor).await?;
             let ctx = self.key_context(&state.wallet_id);
             let dek = self.kms.unwrap_data_key(&state.kek, &state.wrapped_dek, &ctx).await?;
             self.kms.forget(&state.kek, &state.wrapped_dek, &ctx);
@@ -732,6 +750,19 @@ impl Vault {
     }
 
     async fn recover_new_wallet(&self, state: &Unpersisted, shares: &SecretBuf, actor: Option<&str>) -> Result<String> {
+        // Deletion is final: a recovery never brings back a wallet this environment deleted.
+        let key = model::check_address_arg(&state.address)?;
+        if let Some(latest) = self.store.latest_state(&self.environment, &key).await? {
+            if tamper::audited_state(&self.integrity, &state.address, &latest)?.is_empty() {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "wallet {} was deleted (audit seq {}): a recovery never re-creates a deleted wallet",
+                        state.address, latest.seq
+                    ),
+                ));
+            }
+        }
         match self.store_wallet(&state.payload_json, Some(&state.address), shares, actor).await {
             Err(e) if e.code == ErrorCode::Conflict => {
                 // Stored already? Then only if it is this wallet, at its first generation, with
@@ -854,13 +885,10 @@ impl Vault {
                         rows: 0,
                         broken_at: Some(h.seq),
                         reason: Some("the authenticated head fails its MAC (changed or forged)".into()),
+                        acknowledged: Vec::new(),
                     });
                 }
             }
-            let head_required = head.is_none() && {
-                let s = self.store.integrity_state(&self.environment).await?;
-                s.authenticated_rows || s.enabled_before
-            };
             let key = &self.integrity;
             let row_ok = |seq: i64, hash: &[u8], mac: &[u8]| key.head_ok(key.environment(), seq, hash, mac);
             let mut verifier = ChainVerifier::new(Expectations {
@@ -868,7 +896,6 @@ impl Vault {
                 row_ok: &row_ok,
                 head: head.as_ref(),
                 since,
-                head_required,
             });
             loop {
                 let page = self.store.audit_page(verifier.last_seq(), VERIFY_PAGE).await?;
@@ -880,6 +907,93 @@ impl Vault {
                 }
             }
             Ok(verifier.finish())
+        })
+        .await
+    }
+
+    /// The operator's acknowledgement of a broken log (a cut tail, a deleted, forged or
+    /// rolled-back head), after checking it (`verify_audit_chain`): appends an audited row that
+    /// says what was found and why it is accepted, and makes it the environment's head, so writes
+    /// resume from there. Refused (`ERR_CONFLICT`) when the log is not broken. The row stays in
+    /// the log (`ChainCheck::acknowledged` lists it); cutting it away is a new break.
+    pub async fn acknowledge_audit_break(&self, reason: &str, actor: Option<&str>) -> Result<i64> {
+        self.run(async {
+            check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            check_label(Some(reason), "reason", MAX_PURPOSE_LEN)?;
+            self.permit(Permission::IntegrityAdmin, BREAK_ACKNOWLEDGED, "", None, actor).await?;
+            let head = self.store.audit_head(&self.environment).await?;
+            let found = match &head {
+                None => "the authenticated head was missing".to_string(),
+                Some(h) if !self.integrity.head_ok(&h.environment, h.seq, &h.hash, &h.mac) => {
+                    format!("the authenticated head (seq {}) failed its MAC", h.seq)
+                }
+                Some(h) => format!("the authenticated head named row {}, which the log no longer holds", h.seq),
+            };
+            let entry = self.audit(actor, BREAK_ACKNOWLEDGED, "", None, Some(&format!("{found}; {reason}")), "ok");
+            let copy = entry.clone();
+            let seq = self.store.repair_head(entry, HeadRepair::Acknowledge).await?;
+            self.forward(Some(copy));
+            Ok(seq)
+        })
+        .await
+    }
+
+    /// The explicit operator step for a database upgraded from schema 1 (rows written before rows
+    /// were authenticated): authenticates every row of this environment that carries no MAC, or
+    /// no write in the log, trusting it as it is, one audited `authenticate` row each (so its
+    /// state is on record like any write's); a row whose MAC fails is never authenticated (it is
+    /// counted as refused). The environment gets its head first if it has none (an audited
+    /// `integrity_enabled` row). With a head already, only with `force` (rows losing their MAC in
+    /// an authenticated environment is tampering: authenticate them only after checking them).
+    /// Returns how many rows were authenticated and refused.
+    pub async fn authenticate_existing_rows(&self, force: bool, actor: Option<&str>) -> Result<(u64, u64)> {
+        self.run(async {
+            check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            self.permit(Permission::IntegrityAdmin, INTEGRITY_ENABLED, "", None, actor).await?;
+            if self.store.audit_head(&self.environment).await?.is_some() {
+                if !force {
+                    return Err(Error::new(
+                        ErrorCode::Conflict,
+                        "this environment's rows are authenticated already (it has an authenticated head): rows \
+                         without a MAC here were stripped of it outside sharevault; authenticate them only after \
+                         checking them, with force",
+                    ));
+                }
+            } else {
+                let entry =
+                    self.audit(actor, INTEGRITY_ENABLED, "", None, Some("rows authenticated by an operator"), "ok");
+                let copy = entry.clone();
+                self.store.repair_head(entry, HeadRepair::Create).await?;
+                self.forward(Some(copy));
+            }
+            let (mut authenticated, mut refused) = (0u64, 0u64);
+            let mut after: Option<String> = None;
+            loop {
+                let rows = self.store.wallet_page(&self.environment, after.as_deref(), MAX_LIST_LIMIT).await?;
+                let Some(last) = rows.last() else { break };
+                after = Some(last.address_key.clone());
+                for r in &rows {
+                    let digest = sealed_digest(&r.sealed);
+                    let facts = tamper::wallet_facts(r, &digest);
+                    match &r.mac {
+                        Some(m) if !self.integrity.row_ok(&facts, m) => {
+                            refused += 1;
+                            continue;
+                        }
+                        Some(_) if r.state.is_some() => continue,
+                        _ => {}
+                    }
+                    let auth = self.row_auth(facts);
+                    let mut audit = self.audit(actor, AUTHENTICATED, &r.address, Some(&r.wallet_id), None, "ok");
+                    audit.wallet_mac = Some(auth.mac.clone());
+                    let change =
+                        Change::Authenticate { address_key: r.address_key.clone(), expected_version: r.version, auth };
+                    if self.apply(change, audit).await? == Applied::Done {
+                        authenticated += 1;
+                    }
+                }
+            }
+            Ok((authenticated, refused))
         })
         .await
     }

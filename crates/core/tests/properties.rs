@@ -5,6 +5,7 @@
 //! row verifies unchanged, and not after any one of its columns changes.
 
 use proptest::prelude::*;
+use sharevault_core::audit::{AuditEntry, AuditRecord, ChainHead};
 use sharevault_core::envelope::{self, Binding, KekRef, SealedRecord};
 use sharevault_core::error::ErrorCode;
 use sharevault_core::integrity::{sealed_digest, IntegrityKey};
@@ -130,9 +131,40 @@ fn wallet_row() -> impl Strategy<Value = WalletRow> {
                 },
                 mac: None,
                 sealed_digest: None,
-                audited_mac: None,
+                state: None,
             }
         })
+}
+
+/// The environment's authenticated audit row recording `wallet_mac` as a wallet's latest state.
+fn state(key: &IntegrityKey, wallet_mac: Vec<u8>) -> AuditRecord {
+    let e = AuditEntry {
+        at_ms: 1,
+        environment: key.environment().to_string(),
+        actor: "a".into(),
+        action: "store",
+        address: "x".into(),
+        wallet_id: None,
+        purpose: None,
+        outcome: "ok".into(),
+        wallet_mac: Some(wallet_mac),
+    };
+    let link = ChainHead::genesis().link(&e);
+    AuditRecord {
+        seq: link.seq,
+        at_ms: e.at_ms,
+        environment: e.environment.clone(),
+        actor: e.actor.clone(),
+        action: e.action.into(),
+        address: e.address.clone(),
+        wallet_id: None,
+        purpose: None,
+        outcome: e.outcome.clone(),
+        wallet_mac: e.wallet_mac.clone(),
+        mac: Some(key.head_tag(link.seq, &link.hash)),
+        prev_hash: link.prev_hash,
+        hash: link.hash,
+    }
 }
 
 /// Changes column `which` of the row (every column the row has) so that it differs.
@@ -170,6 +202,7 @@ proptest! {
         let digest = sealed_digest(&row.sealed);
         row.mac = Some(key.row_tag(&tamper::wallet_facts(&row, &digest)));
         row.sealed_digest = Some(digest);
+        row.state = Some(state(&key, row.mac.clone().unwrap()));
         prop_assert!(tamper::check_wallet(&key, &row).is_ok());
         // The metadata-only read of the same row checks the same MAC.
         let meta = |r: &WalletRow| MetadataRow {
@@ -183,7 +216,7 @@ proptest! {
             generation: r.generation,
             sealed_digest: r.sealed_digest.clone(),
             mac: r.mac.clone(),
-            audited_mac: None,
+            state: r.state.clone(),
         };
         prop_assert!(tamper::check_metadata(&key, &meta(&row)).is_ok());
         let mut changed = row.clone();
@@ -195,8 +228,22 @@ proptest! {
         }
         // The row as it was, put back over a later write of the wallet, is refused too.
         let mut older = row.clone();
-        older.audited_mac = Some(vec![0u8; 32]);
+        older.state = Some(state(&key, vec![0u8; 32]));
         prop_assert_eq!(tamper::check_wallet(&key, &older).unwrap_err().code, ErrorCode::Tampered);
+        // Its history is believed only from the environment's own authenticated rows: one of
+        // another environment, or with its hash recomputed (no key needed), or none, is refused.
+        let other = IntegrityKey::derive(&DataKey::from_bytes([3u8; 32]), &format!("{}-other", row.environment));
+        let mut forged = row.clone();
+        forged.state = Some(state(&other, row.mac.clone().unwrap()));
+        prop_assert_eq!(tamper::check_wallet(&key, &forged).unwrap_err().code, ErrorCode::Tampered);
+        let mut rehashed = row.clone();
+        let s = rehashed.state.as_mut().unwrap();
+        s.actor.push('x');
+        s.hash = s.computed_hash().to_vec();
+        prop_assert_eq!(tamper::check_wallet(&key, &rehashed).unwrap_err().code, ErrorCode::Tampered);
+        let mut none = row.clone();
+        none.state = None;
+        prop_assert_eq!(tamper::check_wallet(&key, &none).unwrap_err().code, ErrorCode::Tampered);
     }
 
     #[test]

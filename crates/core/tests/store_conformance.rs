@@ -54,7 +54,7 @@ fn row(i: u32, env: &str, chain: &str) -> WalletRow {
         sealed: sealed(i as u8),
         mac: None,
         sealed_digest: None,
-        audited_mac: None,
+        state: None,
     }
 }
 
@@ -64,9 +64,13 @@ fn auth() -> RowAuth {
 }
 
 fn entry(action: &'static str, address: &str) -> AuditEntry {
+    entry_in("test", action, address)
+}
+
+fn entry_in(environment: &str, action: &'static str, address: &str) -> AuditEntry {
     AuditEntry {
         at_ms: 1_700_000_000_000,
-        environment: "test".into(),
+        environment: environment.into(),
         actor: "cargo".into(),
         action,
         address: address.into(),
@@ -99,21 +103,21 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
 
     // Insert, read back whole.
     assert_eq!(
-        s.apply(Change::Insert { row: w.clone(), auth: auth() }, entry("store", &key)).await.unwrap(),
+        s.apply(Change::Insert { row: Box::new(w.clone()), auth: auth() }, entry("store", &key)).await.unwrap(),
         Applied::Done,
         "{name}"
     );
-    let got = s.get(&key).await.unwrap().expect(name);
+    let got = s.get("test", &key).await.unwrap().expect(name);
     assert_eq!(
         (got.version, got.generation, &got.metadata_json, &got.sealed),
         (1, 1, &w.metadata_json, &w.sealed),
         "{name}"
     );
-    assert_eq!(s.get_metadata(&key).await.unwrap().expect(name).wallet_id, "w-1", "{name}");
-    assert!(s.get("0xnone").await.unwrap().is_none(), "{name}");
+    assert_eq!(s.get_metadata("test", &key).await.unwrap().expect(name).wallet_id, "w-1", "{name}");
+    assert!(s.get("test", "0xnone").await.unwrap().is_none(), "{name}");
 
     // A second insert of the address conflicts, and its audit row is not written.
-    let e = s.apply(Change::Insert { row: w.clone(), auth: auth() }, entry("store", &key)).await.unwrap_err();
+    let e = s.apply(Change::Insert { row: Box::new(w.clone()), auth: auth() }, entry("store", &key)).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::Conflict, "{name}");
     assert_eq!(audit_rows(&s).await, 1, "{name}: a refused change left an audit row");
 
@@ -142,16 +146,20 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
     };
     assert_eq!(s.apply(replace(1), entry("replace_shares", &key)).await.unwrap(), Applied::Stale, "{name}");
     assert_eq!(s.apply(replace(2), entry("replace_shares", &key)).await.unwrap(), Applied::Done, "{name}");
-    let got = s.get(&key).await.unwrap().unwrap();
+    let got = s.get("test", &key).await.unwrap().unwrap();
     assert_eq!((got.version, got.generation, got.sealed), (3, 2, sealed(0xEE)), "{name}");
     assert_eq!(got.metadata_json, r#"{"replaced":true}"#, "{name}");
 
     // Listing: this environment only, by chain, in address order, paged.
-    for (i, env, chain) in [(2, "test", "SVM"), (3, "test", "EVM"), (4, "prod", "EVM")] {
+    for (i, env, chain) in [(2, "test", "SVM"), (3, "test", "EVM"), (4, "prod", "EVM"), (1, "prod", "EVM")] {
         let r = row(i, env, chain);
         let k = r.address_key.clone();
-        s.apply(Change::Insert { row: r, auth: auth() }, entry("store", &k)).await.unwrap();
+        // Addresses are unique per environment: another environment's wallet at the first one's
+        // address is another wallet, and each environment reads only its own.
+        s.apply(Change::Insert { row: Box::new(r), auth: auth() }, entry_in(env, "store", &k)).await.unwrap();
     }
+    assert_eq!(s.get("prod", &key).await.unwrap().expect(name).environment, "prod", "{name}");
+    assert_eq!(s.get("test", &key).await.unwrap().expect(name).environment, "test", "{name}");
     let list = |chain: Option<&str>, after: Option<String>, limit| ListQuery {
         environment: "test".into(),
         chain_name: chain.map(str::to_string),
@@ -176,7 +184,8 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
         Applied::NotFound,
         "{name}"
     );
-    assert!(s.get(&key).await.unwrap().is_none(), "{name}");
+    assert!(s.get("test", &key).await.unwrap().is_none(), "{name}");
+    assert!(s.get("prod", &key).await.unwrap().is_some(), "{name}: another environment's wallet went too");
 
     // Audit rows on their own, concurrently: the chain never forks and has no gaps.
     let mut tasks = Vec::new();
@@ -188,12 +197,12 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
         t.await.unwrap().unwrap();
     }
     let rows = audit_all(&s).await;
-    // store, merge, replace of the first wallet; three more stores; one delete; 200 on their own.
-    assert_eq!(rows.len(), 3 + 3 + 1 + 200, "{name}");
+    // store, merge, replace of the first wallet; four more stores; one delete; 200 on their own.
+    assert_eq!(rows.len(), 3 + 4 + 1 + 200, "{name}");
     assert!(rows.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "{name}: sequence has gaps");
     assert_eq!(
         audit::verify(&rows),
-        audit::ChainCheck { rows: rows.len() as u64, broken_at: None, reason: None },
+        audit::ChainCheck { rows: rows.len() as u64, broken_at: None, reason: None, acknowledged: Vec::new() },
         "{name}"
     );
     let by_wallet = s
@@ -220,11 +229,12 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
         .await
         .unwrap();
     assert!(other.is_empty(), "{name}: another environment's audit rows were readable");
-    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [6, 7, 8], "{name}");
+    // (Rows 6 and 7 are the other environment's.)
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [8, 9, 10], "{name}");
 
     // After close every call is refused as closed, and a second close is fine.
     s.close().await.unwrap();
-    assert_eq!(s.get(&all[1]).await.unwrap_err().code, ErrorCode::Closed, "{name}");
+    assert_eq!(s.get("test", &all[1]).await.unwrap_err().code, ErrorCode::Closed, "{name}");
     assert_eq!(s.append_audit(entry("hydrate", "x")).await.unwrap_err().code, ErrorCode::Closed, "{name}");
     s.close().await.unwrap();
 }
@@ -341,7 +351,9 @@ async fn instances_sharing_one_database_append_one_chain() {
                         let w = row(i as u32 * 1000 + n, "test", "EVM");
                         let address = w.address.clone();
                         assert!(matches!(
-                            s.apply(Change::Insert { row: w, auth: auth() }, entry("store", &address)).await.unwrap(),
+                            s.apply(Change::Insert { row: Box::new(w), auth: auth() }, entry("store", &address))
+                                .await
+                                .unwrap(),
                             Applied::Done
                         ));
                     } else {
@@ -358,7 +370,7 @@ async fn instances_sharing_one_database_append_one_chain() {
         assert!(rows.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1), "{name}: sequence has gaps");
         assert_eq!(
             audit::verify(&rows),
-            audit::ChainCheck { rows: rows.len() as u64, broken_at: None, reason: None },
+            audit::ChainCheck { rows: rows.len() as u64, broken_at: None, reason: None, acknowledged: Vec::new() },
             "{name}"
         );
         // Each instance goes on appending after the others moved the head.

@@ -6,6 +6,7 @@ mod support;
 
 use sharevault_core::audit::{row_hash, AuditRecord};
 use sharevault_core::error::ErrorCode;
+use sharevault_core::permissions::{Permission, Permissions};
 use sharevault_core::{DataKey, KmsConfig, OpenConfig, Vault};
 use support::{metadata, shares};
 
@@ -61,9 +62,9 @@ impl Db {
 
     fn drop_audit_triggers(&self) -> &'static str {
         if self.is_pg() {
-            "DROP TRIGGER audit_append_only ON audit; DROP TRIGGER audit_no_truncate ON audit;"
+            "DROP TRIGGER IF EXISTS audit_append_only ON audit; DROP TRIGGER IF EXISTS audit_no_truncate ON audit;"
         } else {
-            "DROP TRIGGER audit_append_only_update; DROP TRIGGER audit_append_only_delete;"
+            "DROP TRIGGER IF EXISTS audit_append_only_update; DROP TRIGGER IF EXISTS audit_append_only_delete;"
         }
     }
 
@@ -75,10 +76,14 @@ impl Db {
 }
 
 async fn open_env(url: &str, environment: &str) -> sharevault_core::Result<Vault> {
+    open_with(url, environment, Permissions::all()).await
+}
+
+async fn open_with(url: &str, environment: &str, allow: Permissions) -> sharevault_core::Result<Vault> {
     sharevault_core::open(OpenConfig {
         harden_process: false,
         audit_sink: None,
-        allow: sharevault_core::permissions::Permissions::all(),
+        allow,
         database: url.into(),
         environment: environment.into(),
         actor: Some("cargo".into()),
@@ -216,7 +221,8 @@ async fn an_older_copy_of_one_wallets_row_is_refused_at_its_next_hydrate() {
     }
 }
 
-/// A vault with one wallet (stored at seq 1) and `hydrates` hydrates after it.
+/// A vault with one wallet (the environment's first row at seq 1, the store at 2) and
+/// `hydrates` hydrates after it.
 async fn with_log(db: &Db, hydrates: usize) -> Vault {
     let v = db.open().await;
     v.store_wallet(&metadata(1), None, &shares("s"), None).await.unwrap();
@@ -235,11 +241,11 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
         std::fs::create_dir_all(&dir).unwrap();
         futures_block(Db::every(&dir, c)).into_iter().map(move |db| (*c, db))
     }) {
-        let v = with_log(&db, 8).await; // rows 1..=9
+        let v = with_log(&db, 8).await; // rows 1..=10
         assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, None);
         let check = match case {
             "tail" => {
-                db.sql(&format!("{} DELETE FROM audit WHERE seq > 6;", db.drop_audit_triggers())).await;
+                db.sql(&format!("{} DELETE FROM audit WHERE seq > 7;", db.drop_audit_triggers())).await;
                 v.verify_audit_chain(None).await.unwrap()
             }
             "all" => {
@@ -247,30 +253,33 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
                 v.verify_audit_chain(None).await.unwrap()
             }
             "middle" => {
-                db.sql(&format!("{} DELETE FROM audit WHERE seq IN (4, 5);", db.drop_audit_triggers())).await;
+                db.sql(&format!("{} DELETE FROM audit WHERE seq IN (5, 6);", db.drop_audit_triggers())).await;
                 v.verify_audit_chain(None).await.unwrap()
             }
             "head" => {
                 db.sql("DELETE FROM audit_heads;").await;
                 let check = v.verify_audit_chain(None).await.unwrap();
-                // Appending does not make a new head that would adopt whatever the log is now.
-                v.hydrate(&address(1), Some("sign"), None).await.unwrap();
+                // Nothing is appended without the head, and no new head adopts the log as it is
+                // now: not by a write, not by reopening.
+                let why = tampered(v.hydrate(&address(1), Some("sign"), None).await, "a write without the head");
+                assert!(why.contains("head is missing"), "{why}");
                 v.close().await.unwrap();
                 let v = db.open().await;
+                tampered(v.hydrate(&address(1), Some("sign"), None).await, "a write without the head, reopened");
                 let again = v.verify_audit_chain(None).await.unwrap();
                 assert!(again.broken_at.is_some(), "{}: a deleted head came back: {again:?}", db.name);
                 v.close().await.unwrap();
                 check
             }
             _ => {
-                // Row 5 (a hydrate by batch-job) rewritten as mallory's export, and every hash
+                // Row 6 (a hydrate by batch-job) rewritten as mallory's export, and every hash
                 // from there recomputed (plain SHA-256: anyone can).
                 let rows = all_rows(&v).await;
-                let mut prev = rows[3].hash.clone();
+                let mut prev = rows[4].hash.clone();
                 let mut sql = db.drop_audit_triggers().to_string();
-                for r in &rows[4..] {
+                for r in &rows[5..] {
                     let (actor, purpose) =
-                        if r.seq == 5 { ("mallory", Some("export")) } else { (r.actor.as_str(), r.purpose.as_deref()) };
+                        if r.seq == 6 { ("mallory", Some("export")) } else { (r.actor.as_str(), r.purpose.as_deref()) };
                     let hash = row_hash(
                         &prev,
                         r.seq,
@@ -298,12 +307,12 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
             }
         };
         let expected = match case {
-            "tail" => 7,
+            "tail" => 8,
             "all" => 1,
             // Where the log may have been cut: after its last row.
-            "head" => 10,
-            "middle" => 4,
-            _ => 5,
+            "head" => 11,
+            "middle" => 5,
+            _ => 6,
         };
         let name = format!("{} {case}", db.name);
         assert_eq!(check.broken_at, Some(expected), "{name}: {check:?}");
@@ -326,23 +335,23 @@ async fn a_rollback_of_the_whole_log_is_seen_only_against_a_checkpoint() {
     for db in Db::every(dir.path(), "checkpoint").await {
         let v = with_log(&db, 2).await;
         let early = v.checkpoint().await.unwrap();
-        assert_eq!(early.seq, 3, "{}", db.name);
+        assert_eq!(early.seq, 4, "{}", db.name);
         // What a restore of an earlier copy does to the log: its rows and head as they were.
         db.sql("CREATE TABLE saved_head AS SELECT * FROM audit_heads").await;
         for n in 0..3 {
             v.hydrate(&address(1), Some(&format!("later-{n}")), None).await.unwrap();
         }
         let late = v.checkpoint().await.unwrap();
-        assert_eq!(late.seq, 6, "{}", db.name);
+        assert_eq!(late.seq, 7, "{}", db.name);
         assert_eq!(v.verify_audit_chain(Some(&early)).await.unwrap().broken_at, None, "{}", db.name);
         assert_eq!(v.verify_audit_chain(Some(&late)).await.unwrap().broken_at, None, "{}", db.name);
         let global_head = if db.is_pg() {
-            format!("UPDATE audit_head SET seq = 3, hash = {};", db.blob(&early.hash))
+            format!("UPDATE audit_head SET seq = 4, hash = {};", db.blob(&early.hash))
         } else {
             String::new()
         };
         db.sql(&format!(
-            "{} DELETE FROM audit WHERE seq > 3; DELETE FROM audit_heads; \
+            "{} DELETE FROM audit WHERE seq > 4; DELETE FROM audit_heads; \
              INSERT INTO audit_heads SELECT * FROM saved_head; DROP TABLE saved_head; {global_head}",
             db.drop_audit_triggers()
         ))
@@ -351,11 +360,11 @@ async fn a_rollback_of_the_whole_log_is_seen_only_against_a_checkpoint() {
         assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, None, "{}", db.name);
         // ...but the checkpoint kept outside it can.
         let check = v.verify_audit_chain(Some(&late)).await.unwrap();
-        assert_eq!(check.broken_at, Some(4), "{}: {check:?}", db.name);
+        assert_eq!(check.broken_at, Some(5), "{}: {check:?}", db.name);
         assert!(check.reason.unwrap().contains("rolled back"));
         // A forged checkpoint, or another environment's, is refused.
         let mut forged = late.clone();
-        forged.seq = 3;
+        forged.seq = 4;
         let e = v.verify_audit_chain(Some(&forged)).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::Tampered);
         let other = open_env(&db.url, "other").await.unwrap();
@@ -369,81 +378,396 @@ async fn a_rollback_of_the_whole_log_is_seen_only_against_a_checkpoint() {
     }
 }
 
+/// The database put back into schema 1's shape: no MAC columns or tables, audit rows hashed as
+/// that version did, `user_version` 1 (what an upgrade from it finds, and what an attacker who
+/// wants the one-time authentication run again would make).
+async fn as_schema_1(db: &Db, wallets: &[usize]) {
+    let mut head = sharevault_core::audit::ChainHead::genesis();
+    let mut inserts = String::new();
+    for &i in wallets {
+        let e = sharevault_core::audit::AuditEntry {
+            at_ms: 1_700_000_000_000,
+            environment: "test".into(),
+            actor: "cargo".into(),
+            action: "store",
+            address: address(i),
+            wallet_id: Some(format!("w-{i}")),
+            purpose: None,
+            outcome: "ok".into(),
+            wallet_mac: None,
+        };
+        let link = head.link(&e);
+        inserts += &format!(
+            "INSERT INTO audit (seq, at, environment, actor, action, address, wallet_id, purpose, outcome, \
+             prev_hash, hash) VALUES ({}, {}, 'test', 'cargo', 'store', '{}', 'w-{i}', NULL, 'ok', {}, {});",
+            link.seq,
+            e.at_ms,
+            e.address,
+            db.blob(&link.prev_hash),
+            db.blob(&link.hash)
+        );
+        head = link.head();
+    }
+    let v1 = if db.is_pg() {
+        format!(
+            "{} DROP TABLE audit_heads; DROP TABLE integrity_keys; DELETE FROM audit; \
+             ALTER TABLE wallets DROP COLUMN mac, DROP COLUMN sealed_digest; \
+             ALTER TABLE audit DROP COLUMN wallet_mac, DROP COLUMN mac; {inserts} \
+             UPDATE audit_head SET seq = {}, hash = {}; DELETE FROM sharevault_schema WHERE version >= 2; \
+             CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit \
+             FOR EACH ROW EXECUTE FUNCTION sharevault_audit_append_only(); \
+             CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit \
+             FOR EACH STATEMENT EXECUTE FUNCTION sharevault_audit_append_only();",
+            db.drop_audit_triggers(),
+            head.seq,
+            db.blob(&head.hash)
+        )
+    } else {
+        format!(
+            "{} DROP INDEX audit_wallet_states; DROP TABLE audit_heads; \
+             DROP TABLE integrity_keys; DELETE FROM audit; ALTER TABLE wallets DROP COLUMN mac; \
+             ALTER TABLE wallets DROP COLUMN sealed_digest; ALTER TABLE audit DROP COLUMN wallet_mac; \
+             ALTER TABLE audit DROP COLUMN mac; {inserts} PRAGMA user_version = 1;",
+            db.drop_audit_triggers()
+        )
+    };
+    db.sql(&v1).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_written_before_rows_were_authenticated_is_authenticated_once_on_open() {
+async fn rows_from_before_authentication_are_served_only_after_an_operator_authenticates_them() {
     let dir = tempfile::tempdir().unwrap();
     for db in Db::every(dir.path(), "upgrade").await {
-        // Two wallets stored, then the database put back into the previous schema's shape:
-        // no MAC columns or tables, audit rows hashed as the previous version did.
         let v = db.open().await;
         for i in [1, 2] {
             v.store_wallet(&metadata(i), None, &shares("s"), None).await.unwrap();
         }
         v.close().await.unwrap();
-        let mut head = sharevault_core::audit::ChainHead::genesis();
-        let mut inserts = String::new();
-        for i in [1, 2] {
-            let e = sharevault_core::audit::AuditEntry {
-                at_ms: 1_700_000_000_000,
-                environment: "test".into(),
-                actor: "cargo".into(),
-                action: "store",
-                address: address(i),
-                wallet_id: Some(format!("w-{i}")),
-                purpose: None,
-                outcome: "ok".into(),
-                wallet_mac: None,
-            };
-            let link = head.link(&e);
-            inserts += &format!(
-                "INSERT INTO audit (seq, at, environment, actor, action, address, wallet_id, purpose, outcome, \
-                 prev_hash, hash) VALUES ({}, {}, 'test', 'cargo', 'store', '{}', 'w-{i}', NULL, 'ok', {}, {});",
-                link.seq,
-                e.at_ms,
-                e.address,
-                db.blob(&link.prev_hash),
-                db.blob(&link.hash)
-            );
-            head = link.head();
-        }
-        let v1 = if db.is_pg() {
-            format!(
-                "{} DROP TABLE audit_heads; DROP TABLE integrity_keys; DELETE FROM audit; \
-                 ALTER TABLE wallets DROP COLUMN mac, DROP COLUMN sealed_digest; \
-                 ALTER TABLE audit DROP COLUMN wallet_mac, DROP COLUMN mac; {inserts} \
-                 UPDATE audit_head SET seq = 2, hash = {}; DELETE FROM sharevault_schema WHERE version = 2; \
-                 CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit \
-                 FOR EACH ROW EXECUTE FUNCTION sharevault_audit_append_only(); \
-                 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit \
-                 FOR EACH STATEMENT EXECUTE FUNCTION sharevault_audit_append_only();",
-                db.drop_audit_triggers(),
-                db.blob(&head.hash)
-            )
-        } else {
-            format!(
-                "{} DROP INDEX audit_wallet_states; DROP TABLE audit_heads; \
-                 DROP TABLE integrity_keys; DELETE FROM audit; ALTER TABLE wallets DROP COLUMN mac; \
-                 ALTER TABLE wallets DROP COLUMN sealed_digest; ALTER TABLE audit DROP COLUMN wallet_mac; \
-                 ALTER TABLE audit DROP COLUMN mac; {inserts} PRAGMA user_version = 1;",
-                db.drop_audit_triggers()
-            )
-        };
-        db.sql(&v1).await;
-        // Opened by this version: migrated, every existing row authenticated, and the log says so.
+        as_schema_1(&db, &[1, 2]).await;
+        // Opened by this version: migrated, and nothing authenticated by itself. Reads are
+        // refused with a message that says what to do; so are writes (no head to extend from).
         let v = db.open().await;
+        let why = tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
+        assert!(why.contains("authenticateExistingRows"), "{why}");
+        tampered(v.get_metadata(&address(2)).await, db.name);
+        tampered(v.list_wallets(None, None, None).await, db.name);
+        tampered(v.store_wallet(&metadata(3), None, &shares("s"), None).await, db.name);
+        // Only the operator's permission may authenticate them.
+        let service = open_with(&db.url, "test", Permissions::default()).await.unwrap();
+        assert_eq!(service.authenticate_existing_rows(false, None).await.unwrap_err().code, ErrorCode::Forbidden);
+        service.close().await.unwrap();
+        assert_eq!(v.authenticate_existing_rows(false, Some("ops")).await.unwrap(), (2, 0), "{}", db.name);
         for i in [1, 2] {
             v.hydrate(&address(i), Some("sign"), None).await.unwrap();
         }
         let rows = all_rows(&v).await;
-        assert_eq!(rows[2].action, "integrity_enabled", "{}", db.name);
-        assert_eq!(rows[2].purpose.as_deref(), Some("2 existing wallet rows authenticated"), "{}", db.name);
+        let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["store", "store", "integrity_enabled", "authenticate", "authenticate", "hydrate", "hydrate"],
+            "{}",
+            db.name
+        );
+        assert!(rows[2..].iter().all(|r| r.actor == "ops" || r.action == "hydrate"), "{}", db.name);
         let check = v.verify_audit_chain(None).await.unwrap();
-        assert_eq!((check.rows, check.broken_at), (5, None), "{}: {check:?}", db.name);
+        assert_eq!((check.rows, check.broken_at), (7, None), "{}: {check:?}", db.name);
+        // Once: in an authenticated environment it is refused, unless forced after checking.
+        assert_eq!(v.authenticate_existing_rows(false, None).await.unwrap_err().code, ErrorCode::Conflict);
         v.close().await.unwrap();
-        // Once: a MAC removed afterwards is not put back by the next open.
+        // A MAC removed afterwards is not put back by the next open.
         db.sql(&format!("UPDATE wallets SET mac = NULL WHERE address_key = '{}'", address(1))).await;
         let v = db.open().await;
         tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
+        assert_eq!(v.authenticate_existing_rows(true, None).await.unwrap(), (1, 0), "{}", db.name);
+        v.hydrate(&address(1), Some("sign"), None).await.unwrap();
+        v.close().await.unwrap();
+        db.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasing_the_evidence_of_authentication_never_gets_rows_authenticated_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let strip = "UPDATE wallets SET mac = NULL, sealed_digest = NULL, \
+                 metadata = replace(metadata, 'TWO_OF_TWO', 'TWO_OF_TWO ');";
+    for (case, db) in ["deleted", "renamed", "schema-1"].iter().flat_map(|c| {
+        let dir = dir.path().join(c);
+        std::fs::create_dir_all(&dir).unwrap();
+        futures_block(Db::every(&dir, c)).into_iter().map(move |db| (*c, db))
+    }) {
+        let v = db.open().await;
+        for i in [1, 2] {
+            v.store_wallet(&metadata(i), None, &shares("s"), None).await.unwrap();
+        }
+        v.close().await.unwrap();
+        let name = format!("{} {case}", db.name);
+        match case {
+            // The environment's audit rows, its head and the wallet MACs deleted; or its audit
+            // rows renamed to another environment; or the file turned back into schema 1. Each
+            // time with the metadata edited.
+            "deleted" => {
+                db.sql(&format!("{} DELETE FROM audit; DELETE FROM audit_heads; {strip}", db.drop_audit_triggers()))
+                    .await
+            }
+            "renamed" => {
+                db.sql(&format!(
+                    "{} UPDATE audit SET environment = 'elsewhere'; DELETE FROM audit_heads; {strip}",
+                    db.drop_audit_triggers()
+                ))
+                .await
+            }
+            _ => {
+                as_schema_1(&db, &[1, 2]).await;
+                db.sql("UPDATE wallets SET metadata = replace(metadata, 'TWO_OF_TWO', 'TWO_OF_TWO ');").await;
+            }
+        }
+        let v = db.open().await;
+        for i in [1, 2] {
+            tampered(v.hydrate(&address(i), Some("sign"), None).await, &name);
+            tampered(v.get_metadata(&address(i)).await, &name);
+        }
+        v.close().await.unwrap();
+        db.done().await;
+    }
+}
+
+/// Appends an audit row as someone without the key can: hashed in plain SHA-256 after `tip` (the
+/// log's last row), no MAC, and on PostgreSQL the chain head moved to it. Returns the new tip.
+async fn forge_row(
+    db: &Db,
+    tip: (i64, Vec<u8>),
+    environment: &str,
+    address: &str,
+    wallet_mac: &[u8],
+) -> (i64, Vec<u8>) {
+    let seq = tip.0 + 1;
+    let hash =
+        row_hash(&tip.1, seq, 1, environment, "mallory", "replace_shares", address, None, None, "ok", Some(wallet_mac));
+    let mut sql = format!(
+        "INSERT INTO audit (seq, at, environment, actor, action, address, wallet_id, purpose, outcome, wallet_mac, \
+         prev_hash, hash) VALUES ({seq}, 1, '{environment}', 'mallory', 'replace_shares', '{address}', NULL, NULL, \
+         'ok', {}, {}, {});",
+        db.blob(wallet_mac),
+        db.blob(&tip.1),
+        db.blob(&hash)
+    );
+    if db.is_pg() {
+        sql += &format!("UPDATE audit_head SET seq = {seq}, hash = {};", db.blob(&hash));
+    }
+    db.sql(&sql).await;
+    (seq, hash.to_vec())
+}
+
+fn tip(rows: &[AuditRecord]) -> (i64, Vec<u8>) {
+    let last = rows.last().unwrap();
+    (last.seq, last.hash.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_audit_rows_never_vouch_for_a_restored_row() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in Db::every(dir.path(), "forged").await {
+        let v = db.open().await;
+        for i in [1, 2, 3] {
+            v.store_wallet(&metadata(i), None, &shares("first"), None).await.unwrap();
+        }
+        let (a, c) = (address(1), address(3));
+        db.sql(&format!("CREATE TABLE saved AS SELECT * FROM wallets WHERE address_key IN ('{a}', '{c}')")).await;
+        v.replace_shares(&a, &shares("second"), BACKUP, None, None).await.unwrap();
+        v.delete_wallet(&c, None).await.unwrap();
+        db.sql(&format!(
+            "DELETE FROM wallets WHERE address_key = '{a}'; INSERT INTO wallets SELECT * FROM saved; DROP TABLE saved;"
+        ))
+        .await;
+        tampered(v.hydrate(&a, Some("sign"), None).await, db.name);
+        // The old rows' MACs, as their stores recorded them.
+        let rows = all_rows(&v).await;
+        let mac_of = |addr: &str| {
+            rows.iter().find(|r| r.action == "store" && r.address == addr).unwrap().wallet_mac.clone().unwrap()
+        };
+        let (old_a, old_c) = (mac_of(&a), mac_of(&c));
+        // One row of an environment nobody uses, naming each old MAC as the latest state.
+        let t = forge_row(&db, tip(&rows), "zz-unused", &a, &old_a).await;
+        let t = forge_row(&db, t, "zz-unused", &c, &old_c).await;
+        for (what, r) in [
+            ("the older shares", v.hydrate(&a, Some("sign"), None).await.map(|_| ())),
+            ("the deleted wallet", v.hydrate(&c, Some("sign"), None).await.map(|_| ())),
+            ("the deleted wallet's metadata", v.get_metadata(&c).await.map(|_| ())),
+            ("the list", v.list_wallets(None, None, None).await.map(|_| ())),
+            ("a write on the older row", v.merge_backup_info(&a, BACKUP, None).await.map(|_| ())),
+        ] {
+            tampered(r, &format!("{}: {what}", db.name));
+        }
+        // The same forgery in the wallet's own environment, without the key, is a forgery. (The
+        // refused reads above were audited: the log's last rows are this environment's again.)
+        let t = tip(&all_rows(&v).await).max(t);
+        let forged_seq = forge_row(&db, t, "test", &a, &old_a).await.0;
+        let why = tampered(v.hydrate(&a, Some("sign"), None).await, db.name);
+        assert!(why.contains("does not verify"), "{why}");
+        let check = v.verify_audit_chain(None).await.unwrap();
+        assert_eq!(check.broken_at, Some(forged_seq), "{}: {check:?}", db.name);
+        v.close().await.unwrap();
+        db.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_log_is_never_healed_by_the_next_write_only_by_an_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in Db::every(dir.path(), "healed").await {
+        let v = with_log(&db, 4).await; // rows 1..=6
+        let rows = all_rows(&v).await;
+        // The tail cut (on PostgreSQL with the chain head moved back, as the cut's author would).
+        let cut = |keep: i64, hash: Vec<u8>| {
+            let global = if db.is_pg() {
+                format!("UPDATE audit_head SET seq = {keep}, hash = {};", db.blob(&hash))
+            } else {
+                String::new()
+            };
+            format!("{} DELETE FROM audit WHERE seq > {keep}; {global}", db.drop_audit_triggers())
+        };
+        db.sql(&cut(4, rows[3].hash.clone())).await;
+        for _ in 0..2 {
+            let why = tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
+            assert!(why.contains("rows were deleted"), "{why}");
+            tampered(v.store_wallet(&metadata(2), None, &shares("s"), None).await, db.name);
+            assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, Some(5), "{}", db.name);
+        }
+        // Only an operator, explicitly: a default handle may not; a log that is whole has nothing
+        // to acknowledge.
+        let service = open_with(&db.url, "test", Permissions::default()).await.unwrap();
+        let e = service.acknowledge_audit_break("no", None).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden, "{}", db.name);
+        service.close().await.unwrap();
+        let seq = v.acknowledge_audit_break("INC-7: rows 5-6 lost in a restore", Some("ops")).await.unwrap();
+        assert_eq!(seq, 5, "{}", db.name);
+        v.hydrate(&address(1), Some("sign"), None).await.unwrap();
+        let check = v.verify_audit_chain(None).await.unwrap();
+        assert_eq!((check.broken_at, check.acknowledged.clone()), (None, vec![5]), "{}: {check:?}", db.name);
+        let ack = &all_rows(&v).await[4];
+        assert_eq!((ack.action.as_str(), ack.actor.as_str()), ("audit_break_acknowledged", "ops"));
+        assert!(ack.purpose.as_deref().unwrap().contains("row 6, which the log no longer holds"), "{ack:?}");
+        assert_eq!(v.acknowledge_audit_break("again", None).await.unwrap_err().code, ErrorCode::Conflict);
+        // Cutting the acknowledgement away is a new break, refused and reported again.
+        let rows = all_rows(&v).await;
+        db.sql(&cut(4, rows[3].hash.clone())).await;
+        tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
+        assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, Some(5), "{}", db.name);
+        v.close().await.unwrap();
+        db.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_row_with_the_log_cut_behind_it_is_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in Db::every(dir.path(), "combined").await {
+        let v = db.open().await;
+        v.store_wallet(&metadata(1), None, &shares("first"), None).await.unwrap();
+        let a = address(1);
+        let before = all_rows(&v).await;
+        db.sql(&format!("CREATE TABLE saved AS SELECT * FROM wallets WHERE address_key = '{a}'")).await;
+        v.replace_shares(&a, &shares("second"), BACKUP, None, None).await.unwrap();
+        v.hydrate(&a, Some("sign"), Some("insider")).await.unwrap();
+        // The older row back, and the replace and the insider's read deleted from the log.
+        let last = before.last().unwrap();
+        let global = if db.is_pg() {
+            format!("UPDATE audit_head SET seq = {}, hash = {};", last.seq, db.blob(&last.hash))
+        } else {
+            String::new()
+        };
+        db.sql(&format!(
+            "{} DELETE FROM audit WHERE seq > {}; {global} DELETE FROM wallets WHERE address_key = '{a}'; \
+             INSERT INTO wallets SELECT * FROM saved; DROP TABLE saved;",
+            db.drop_audit_triggers(),
+            last.seq
+        ))
+        .await;
+        // The row itself verifies against what is left of the log, but nothing is handed out:
+        // the hydrate's audit row cannot be written after a cut.
+        tampered(v.hydrate(&a, Some("sign"), None).await, db.name);
+        assert!(v.verify_audit_chain(None).await.unwrap().broken_at.is_some(), "{}", db.name);
+        v.close().await.unwrap();
+        db.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_edit_a_row_cannot_survive_is_reported_as_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in Db::every(dir.path(), "codes").await {
+        let v = db.open().await;
+        for i in 1..=5 {
+            v.store_wallet(&metadata(i), None, &shares("s"), None).await.unwrap();
+        }
+        let edits = [
+            (1, "the environment column", "environment = 'other'".to_string()),
+            (2, "the key id", "kek_key_id = 'someone-elses-key'".to_string()),
+            (3, "the key provider", "kek_provider = 'aws'".to_string()),
+            (4, "the address key", "address_key = 'moved'".to_string()),
+        ];
+        for (i, what, set) in edits {
+            db.sql(&format!("UPDATE wallets SET {set} WHERE address_key = '{}'", address(i))).await;
+            let name = format!("{}: {what}", db.name);
+            tampered(v.hydrate(&address(i), Some("sign"), None).await, &name);
+            tampered(v.replace_shares(&address(i), &shares("t"), BACKUP, None, None).await, &name);
+        }
+        // A row deleted outside sharevault: the log says the wallet exists.
+        db.sql(&format!("DELETE FROM wallets WHERE address_key = '{}'", address(5))).await;
+        let why = tampered(v.hydrate(&address(5), Some("sign"), None).await, db.name);
+        assert!(why.contains("records it as stored"), "{why}");
+        tampered(v.get_metadata(&address(5)).await, db.name);
+        // Never stored, or deleted through the vault: not found, as before.
+        assert_eq!(v.get_metadata(&address(9)).await.unwrap_err().code, ErrorCode::NotFound);
+        v.close().await.unwrap();
+        db.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_environment_sees_nothing_of_anothers_wallets() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in Db::every(dir.path(), "isolation").await {
+        let a = db.open().await;
+        let b = open_env(&db.url, "staging").await.unwrap();
+        a.store_wallet(&metadata(1), None, &shares("a"), None).await.unwrap();
+        // Not even that the address is taken: not found, and B may store its own wallet there.
+        assert_eq!(b.get_metadata(&address(1)).await.unwrap_err().code, ErrorCode::NotFound);
+        assert_eq!(b.hydrate(&address(1), Some("sign"), None).await.unwrap_err().code, ErrorCode::NotFound);
+        assert!(b.list_wallets(None, None, None).await.unwrap().is_empty());
+        b.store_wallet(&metadata(1), None, &shares("b"), None).await.unwrap();
+        assert_eq!(a.hydrate(&address(1), Some("sign"), None).await.unwrap().shares.as_slice(), shares("a").as_slice());
+        assert_eq!(b.hydrate(&address(1), Some("sign"), None).await.unwrap().shares.as_slice(), shares("b").as_slice());
+        b.delete_wallet(&address(1), None).await.unwrap();
+        a.hydrate(&address(1), Some("sign"), None).await.unwrap();
+        for v in [a, b] {
+            assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, None, "{}", db.name);
+            v.close().await.unwrap();
+        }
+        db.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_never_brings_back_a_deleted_wallet_and_is_refused_before_any_key_use() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in Db::every(dir.path(), "recovery").await {
+        let v = db.open().await;
+        let sealed = v.seal_unpersisted(&metadata(1), 0, &shares("s"), None, None).await.unwrap();
+        v.recover_sealed(&sealed, None).await.unwrap();
+        v.recover_sealed(&sealed, None).await.unwrap(); // twice is harmless
+        v.delete_wallet(&address(1), None).await.unwrap();
+        let e = v.recover_sealed(&sealed, None).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict, "{}: {e:?}", db.name);
+        assert!(e.message.contains("deleted"), "{}", e.message);
+        assert_eq!(v.get_metadata(&address(1)).await.unwrap_err().code, ErrorCode::NotFound);
+        // A handle that may not store refuses before the key is touched.
+        let signer = open_with(&db.url, "test", Permissions::of(&[Permission::HydrateSign])).await.unwrap();
+        let sealed2 = v.seal_unpersisted(&metadata(2), 0, &shares("s"), None, None).await.unwrap();
+        let before = signer.stats().kms_decrypt;
+        assert_eq!(signer.recover_sealed(&sealed2, None).await.unwrap_err().code, ErrorCode::Forbidden);
+        assert_eq!(signer.stats().kms_decrypt, before, "{}: a refused recovery unwrapped a key", db.name);
+        signer.close().await.unwrap();
         v.close().await.unwrap();
         db.done().await;
     }

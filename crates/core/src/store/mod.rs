@@ -20,10 +20,6 @@ pub(crate) async fn ask<T>(send: impl FnOnce(oneshot::Sender<Result<T>>) -> Resu
     rx.await.map_err(|_| Error::closed())?
 }
 
-/// The audit action recorded when an environment's rows are first authenticated: once it is
-/// in the log, rows without a MAC are never authenticated again (they are tampered).
-pub const INTEGRITY_ENABLED: &str = "integrity_enabled";
-
 /// Where a vault's data lives, parsed strictly from the `database` option.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -135,10 +131,10 @@ pub struct WalletRow {
     /// Read only: the stored digest of the sealed record (see `MetadataRow`); written from
     /// `RowAuth`.
     pub sealed_digest: Option<Vec<u8>>,
-    /// Read only: the row MAC the latest write of this wallet recorded in the audit log (empty
-    /// when that write was its deletion); `None` if it has not been written since rows were
-    /// authenticated. A row whose MAC differs is an older copy put back.
-    pub audited_mac: Option<Vec<u8>>,
+    /// Read only: the audit row of this environment that records the wallet's latest write
+    /// (its `wallet_mac` is the row MAC written, empty for a deletion); `None` if the log holds
+    /// none. Trusted only once its own MAC verifies (see `tamper`).
+    pub state: Option<AuditRecord>,
 }
 
 /// Metadata only: what `getMetadata` and `listWallets` read (no sealed bytes).
@@ -156,7 +152,8 @@ pub struct MetadataRow {
     /// check the MAC without reading the sealed bytes.
     pub sealed_digest: Option<Vec<u8>>,
     pub mac: Option<Vec<u8>>,
-    pub audited_mac: Option<Vec<u8>>,
+    /// As `WalletRow::state`.
+    pub state: Option<AuditRecord>,
 }
 
 /// What authenticates a row as written: its MAC and the digest of its sealed record.
@@ -166,15 +163,13 @@ pub struct RowAuth {
     pub sealed_digest: Vec<u8>,
 }
 
-/// Whether an environment's rows are authenticated yet (see `tamper::open`).
+/// What [`WalletStore::repair_head`] may do to an environment's authenticated head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IntegrityState {
-    /// Some wallet row of the environment carries a MAC.
-    pub authenticated_rows: bool,
-    /// The environment's audit rows record that authentication was turned on.
-    pub enabled_before: bool,
-    /// The environment has audit rows at all.
-    pub audit_rows: bool,
+pub enum HeadRepair {
+    /// Make the environment's first head (only if it has none).
+    Create,
+    /// Replace a head that is missing, fails its MAC, or is no longer in the log (only then).
+    Acknowledge,
 }
 
 /// A key stored wrapped under the key provider's key.
@@ -188,7 +183,7 @@ pub struct WrappedKey {
 #[derive(Debug)]
 pub enum Change {
     /// A new wallet; `ERR_CONFLICT` if the address is already stored.
-    Insert { row: WalletRow, auth: RowAuth },
+    Insert { row: Box<WalletRow>, auth: RowAuth },
     /// New metadata, same shares; only if the row is still at `expected_version`.
     UpdateMetadata { address_key: String, expected_version: i64, metadata_json: String, auth: RowAuth },
     /// New metadata and a new sealed generation; only if the row is still at `expected_version`.
@@ -202,6 +197,9 @@ pub enum Change {
     },
     /// Removes the row: metadata, sealed shares and wrapped data key.
     Delete { address_key: String },
+    /// Sets the MAC of an existing row as it is (the explicit operator step for rows written
+    /// before rows were authenticated); only if the row is still at `expected_version`.
+    Authenticate { address_key: String, expected_version: i64, auth: RowAuth },
 }
 
 /// The outcome of a compare-and-swap write.
@@ -232,37 +230,43 @@ pub struct AuditQuery {
 
 #[async_trait]
 pub trait WalletStore: Send + Sync {
-    /// Applies `change` and appends `audit` in one transaction; both or neither are durable
-    /// when this returns.
+    /// Applies `change` to the wallets of `audit.environment` and appends `audit` in one
+    /// transaction; both or neither are durable when this returns. Once a key is bound, a write
+    /// extends the log only from the environment's authenticated head, found intact in the log:
+    /// otherwise it is refused (`ERR_TAMPERED`) and nothing is written.
     async fn apply(&self, change: Change, audit: AuditEntry) -> Result<Applied>;
-    /// Appends an audit row on its own (hydrate, failures).
+    /// Appends an audit row on its own (hydrate, failures), under the same rule as `apply`.
     async fn append_audit(&self, audit: AuditEntry) -> Result<()>;
-    async fn get(&self, address_key: &str) -> Result<Option<WalletRow>>;
-    async fn get_metadata(&self, address_key: &str) -> Result<Option<MetadataRow>>;
+    /// The environment's wallet at `address_key`, with the audit row of its latest write.
+    async fn get(&self, environment: &str, address_key: &str) -> Result<Option<WalletRow>>;
+    async fn get_metadata(&self, environment: &str, address_key: &str) -> Result<Option<MetadataRow>>;
+    /// The audit row of the environment that records the latest write of `address_key` (a row
+    /// with a `wallet_mac`), whether or not the wallet's row is there.
+    async fn latest_state(&self, environment: &str, address_key: &str) -> Result<Option<AuditRecord>>;
     async fn list(&self, q: ListQuery) -> Result<Vec<MetadataRow>>;
+    /// Up to `limit` whole rows of the environment after the address key `after`, in order.
+    async fn wallet_page(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>>;
     async fn audit_log(&self, q: AuditQuery) -> Result<Vec<AuditRecord>>;
     /// Up to `limit` audit rows of every environment after `after_seq`, in order: chain
     /// verification reads the log a page at a time, in constant memory.
     async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>>;
-    /// Gives the writer the key of this store's environment: from then on every append also
-    /// moves that environment's authenticated head, in the same transaction.
+    /// Gives the writer the key of this store's environment: from then on every append checks
+    /// that environment's authenticated head and moves it, in the same transaction.
     async fn bind_audit_key(&self, key: Arc<IntegrityKey>) -> Result<()>;
     /// The environment's authenticated audit head, if it has one.
     async fn audit_head(&self, environment: &str) -> Result<Option<SignedHead>>;
-    /// Stores an environment's first authenticated head unless it has one (a fresh environment's
-    /// head is at seq 0, before any row).
-    async fn create_head(&self, head: &SignedHead) -> Result<()>;
+    /// Appends `entry` at the end of the log and makes it the bound environment's head, in one
+    /// transaction, as `how` allows (`ERR_CONFLICT` otherwise). The only way a head is made or
+    /// replaced: an environment's first open, and an operator's explicit acknowledgement.
+    /// Returns the seq of the row written.
+    async fn repair_head(&self, entry: AuditEntry, how: HeadRepair) -> Result<i64>;
+    /// Whether the environment has any wallet or audit row.
+    async fn environment_has_rows(&self, environment: &str) -> Result<bool>;
     /// The environment's wrapped integrity key, if one was made.
     async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>>;
     /// Stores the environment's wrapped integrity key unless one is stored already (the first
     /// of several processes wins; the others read it back).
     async fn put_integrity_key(&self, environment: &str, key: &WrappedKey) -> Result<()>;
-    async fn integrity_state(&self, environment: &str) -> Result<IntegrityState>;
-    /// Up to `limit` rows of the environment without a MAC, after the address key `after`.
-    async fn unauthenticated(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>>;
-    /// Sets the MAC of rows that have none, each only if it is still at the version it was
-    /// read at; returns how many were set.
-    async fn authenticate(&self, rows: Vec<(String, i64, RowAuth)>) -> Result<u64>;
     /// Finishes queued writes and closes connections.
     async fn close(&self) -> Result<()>;
 }

@@ -24,8 +24,8 @@ mod writer;
 pub use config::{PgTarget, PoolConfig};
 
 use super::{
-    ask, Applied, AuditQuery, Change, IntegrityState, ListQuery, MetadataRow, Migrated, Migrations, RowAuth, WalletRow,
-    WalletStore, WrappedKey, INTEGRITY_ENABLED,
+    ask, Applied, AuditQuery, Change, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations, WalletRow, WalletStore,
+    WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::{KekRef, SealedRecord};
@@ -41,32 +41,43 @@ use writer::{Job, Write};
 
 // Column lists as macros: sqlx takes only `&'static str` SQL (no formatted strings), and
 // `concat!` builds those at compile time.
-/// The MAC the latest write of a wallet recorded in the audit log (see `WalletRow::audited_mac`),
-/// found through the partial index `audit_wallet_states`. By address alone: an address holds one
-/// wallet at a time, and with an environment condition as well the planner, its statistics
-/// behind after a bulk load, combined the index with an index on the environment and read every
-/// row of the environment (4.5 s for 50 lookups with 1,000,000 wallets, measured).
-macro_rules! audited_mac {
+/// The audit row that records a wallet's latest write in its own environment (see
+/// `WalletRow::state`), joined to every wallet read through the partial index
+/// `audit_wallet_states` on (environment, address, seq).
+macro_rules! state_join {
     () => {
-        "(SELECT a.wallet_mac FROM audit a WHERE a.address = wallets.address_key \
-         AND a.wallet_mac IS NOT NULL ORDER BY a.seq DESC LIMIT 1)"
+        "LEFT JOIN LATERAL (SELECT a.seq, a.at, a.environment, a.actor, a.action, a.address, a.wallet_id, a.purpose, \
+         a.outcome, a.wallet_mac, a.prev_hash, a.hash, a.mac FROM audit a WHERE a.environment = w.environment \
+         AND a.address = w.address_key AND a.wallet_mac IS NOT NULL ORDER BY a.seq DESC LIMIT 1) s ON true"
     };
 }
-macro_rules! wallet_columns {
+macro_rules! state_columns {
+    () => {
+        "s.seq, s.at, s.environment, s.actor, s.action, s.address, s.wallet_id, s.purpose, s.outcome, s.wallet_mac, \
+         s.prev_hash, s.hash, s.mac"
+    };
+}
+/// `SELECT … FROM wallets w` with the state join: add the `WHERE`.
+macro_rules! select_wallets {
     () => {
         concat!(
-            "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, \
-             format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, mac, sealed_digest, ",
-            audited_mac!()
+            "SELECT w.address, w.address_key, w.wallet_id, w.chain_name, w.environment, w.metadata, w.version, \
+             w.generation, w.format, w.alg, w.kek_provider, w.kek_key_id, w.kek_key_version, w.wrapped_dek, w.nonce, \
+             w.ciphertext, w.mac, w.sealed_digest, ",
+            state_columns!(),
+            " FROM wallets w ",
+            state_join!()
         )
     };
 }
-macro_rules! meta_columns {
+macro_rules! select_metadata {
     () => {
         concat!(
-            "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, \
-             sealed_digest, mac, ",
-            audited_mac!()
+            "SELECT w.address, w.address_key, w.wallet_id, w.chain_name, w.environment, w.metadata, w.version, \
+             w.generation, w.sealed_digest, w.mac, ",
+            state_columns!(),
+            " FROM wallets w ",
+            state_join!()
         )
     };
 }
@@ -197,7 +208,7 @@ pub(super) fn wallet_from_row(r: &PgRow) -> sqlx::Result<WalletRow> {
         },
         mac: r.try_get(16)?,
         sealed_digest: r.try_get(17)?,
-        audited_mac: r.try_get(18)?,
+        state: state_from_row(r, 18)?,
     })
 }
 
@@ -213,26 +224,38 @@ fn meta_from_row(r: &PgRow) -> sqlx::Result<MetadataRow> {
         generation: r.try_get(7)?,
         sealed_digest: r.try_get(8)?,
         mac: r.try_get(9)?,
-        audited_mac: r.try_get(10)?,
+        state: state_from_row(r, 10)?,
     })
 }
 
 fn audit_from_row(r: &PgRow) -> sqlx::Result<AuditRecord> {
+    audit_at(r, 0)
+}
+
+fn audit_at(r: &PgRow, b: usize) -> sqlx::Result<AuditRecord> {
     Ok(AuditRecord {
-        seq: r.try_get(0)?,
-        at_ms: r.try_get(1)?,
-        environment: r.try_get(2)?,
-        actor: r.try_get(3)?,
-        action: r.try_get(4)?,
-        address: r.try_get(5)?,
-        wallet_id: r.try_get(6)?,
-        purpose: r.try_get(7)?,
-        outcome: r.try_get(8)?,
-        wallet_mac: r.try_get(9)?,
-        prev_hash: r.try_get(10)?,
-        hash: r.try_get(11)?,
-        mac: r.try_get(12)?,
+        seq: r.try_get(b)?,
+        at_ms: r.try_get(b + 1)?,
+        environment: r.try_get(b + 2)?,
+        actor: r.try_get(b + 3)?,
+        action: r.try_get(b + 4)?,
+        address: r.try_get(b + 5)?,
+        wallet_id: r.try_get(b + 6)?,
+        purpose: r.try_get(b + 7)?,
+        outcome: r.try_get(b + 8)?,
+        wallet_mac: r.try_get(b + 9)?,
+        prev_hash: r.try_get(b + 10)?,
+        hash: r.try_get(b + 11)?,
+        mac: r.try_get(b + 12)?,
     })
+}
+
+/// The joined state row, if the join found one.
+fn state_from_row(r: &PgRow, base: usize) -> sqlx::Result<Option<AuditRecord>> {
+    match r.try_get::<Option<i64>, _>(base)? {
+        Some(_) => audit_at(r, base).map(Some),
+        None => Ok(None),
+    }
 }
 
 fn map_rows<T>(rows: Vec<PgRow>, f: fn(&PgRow) -> sqlx::Result<T>, context: &'static str) -> Result<Vec<T>> {
@@ -249,19 +272,20 @@ impl WalletStore for PgStore {
         ask(|tx| self.send(Job::Write(Write::Audit(audit, tx)))).await
     }
 
-    async fn get(&self, address_key: &str) -> Result<Option<WalletRow>> {
-        let address_key = address_key.to_string();
+    async fn get(&self, environment: &str, address_key: &str) -> Result<Option<WalletRow>> {
+        let (environment, address_key) = (environment.to_string(), address_key.to_string());
         ask(|reply| {
             let guard = self.lookups.lock().map_err(|_| Error::internal("reader queue poisoned"))?;
             let tx = guard.as_ref().ok_or_else(Error::closed)?;
-            tx.send(reader::Lookup { address_key, reply }).map_err(|_| Error::closed())
+            tx.send(reader::Lookup { environment, address_key, reply }).map_err(|_| Error::closed())
         })
         .await
     }
 
-    async fn get_metadata(&self, address_key: &str) -> Result<Option<MetadataRow>> {
+    async fn get_metadata(&self, environment: &str, address_key: &str) -> Result<Option<MetadataRow>> {
         self.live()?;
-        let row = sqlx::query(concat!("SELECT ", meta_columns!(), " FROM wallets WHERE address_key = $1"))
+        let row = sqlx::query(concat!(select_metadata!(), " WHERE w.environment = $1 AND w.address_key = $2"))
+            .bind(environment)
             .bind(address_key)
             .fetch_optional(&self.pool)
             .await
@@ -269,13 +293,42 @@ impl WalletStore for PgStore {
         row.as_ref().map(meta_from_row).transpose().map_err(pg_err("reading metadata"))
     }
 
+    async fn latest_state(&self, environment: &str, address_key: &str) -> Result<Option<AuditRecord>> {
+        self.live()?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit WHERE environment = $1 AND address = $2 AND wallet_mac IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ))
+        .bind(environment)
+        .bind(address_key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(pg_err("reading a wallet's history"))?;
+        row.as_ref().map(audit_from_row).transpose().map_err(pg_err("reading a wallet's history"))
+    }
+
+    async fn wallet_page(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>> {
+        self.live()?;
+        let rows = sqlx::query(concat!(
+            select_wallets!(),
+            " WHERE w.environment = $1 AND ($2::text IS NULL OR w.address_key > $2) ORDER BY w.address_key LIMIT $3"
+        ))
+        .bind(environment)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err("reading wallets"))?;
+        map_rows(rows, wallet_from_row, "reading wallets")
+    }
+
     async fn list(&self, q: ListQuery) -> Result<Vec<MetadataRow>> {
         self.live()?;
         let rows = sqlx::query(concat!(
-            "SELECT ",
-            meta_columns!(),
-            " FROM wallets WHERE environment = $1 AND ($2::text IS NULL OR chain_name = $2) \
-             AND ($3::text IS NULL OR address_key > $3) ORDER BY address_key LIMIT $4"
+            select_metadata!(),
+            " WHERE w.environment = $1 AND ($2::text IS NULL OR w.chain_name = $2) \
+             AND ($3::text IS NULL OR w.address_key > $3) ORDER BY w.address_key LIMIT $4"
         ))
         .bind(&q.environment)
         .bind(&q.chain_name)
@@ -335,20 +388,20 @@ impl WalletStore for PgStore {
         .map_err(pg_err("reading the audit head"))
     }
 
-    async fn create_head(&self, head: &SignedHead) -> Result<()> {
+    async fn repair_head(&self, entry: AuditEntry, how: HeadRepair) -> Result<i64> {
+        ask(|tx| self.send(Job::Repair(entry, how, tx))).await
+    }
+
+    async fn environment_has_rows(&self, environment: &str) -> Result<bool> {
         self.live()?;
-        sqlx::query(
-            "INSERT INTO audit_heads (environment, seq, hash, mac) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (environment) DO NOTHING",
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM wallets WHERE environment = $1) \
+             OR EXISTS (SELECT 1 FROM audit WHERE environment = $1)",
         )
-        .bind(&head.environment)
-        .bind(head.seq)
-        .bind(&head.hash)
-        .bind(&head.mac)
-        .execute(&self.pool)
+        .bind(environment)
+        .fetch_one(&self.pool)
         .await
-        .map_err(pg_err("creating the audit head"))?;
-        Ok(())
+        .map_err(pg_err("reading the environment's rows"))
     }
 
     async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>> {
@@ -386,70 +439,6 @@ impl WalletStore for PgStore {
         .await
         .map_err(pg_err("storing the integrity key"))?;
         Ok(())
-    }
-
-    async fn integrity_state(&self, environment: &str) -> Result<IntegrityState> {
-        self.live()?;
-        let row = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM wallets WHERE environment = $1 AND mac IS NOT NULL), \
-             EXISTS (SELECT 1 FROM audit WHERE environment = $1 AND (mac IS NOT NULL OR action = $2)), \
-             EXISTS (SELECT 1 FROM audit WHERE environment = $1)",
-        )
-        .bind(environment)
-        .bind(INTEGRITY_ENABLED)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(pg_err("reading the integrity state"))?;
-        Ok(IntegrityState {
-            authenticated_rows: row.try_get(0).map_err(pg_err("reading the integrity state"))?,
-            enabled_before: row.try_get(1).map_err(pg_err("reading the integrity state"))?,
-            audit_rows: row.try_get(2).map_err(pg_err("reading the integrity state"))?,
-        })
-    }
-
-    async fn unauthenticated(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>> {
-        self.live()?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            wallet_columns!(),
-            " FROM wallets WHERE environment = $1 AND mac IS NULL AND ($2::text IS NULL OR address_key > $2) \
-             ORDER BY address_key LIMIT $3"
-        ))
-        .bind(environment)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(pg_err("reading unauthenticated rows"))?;
-        map_rows(rows, wallet_from_row, "reading unauthenticated rows")
-    }
-
-    async fn authenticate(&self, rows: Vec<(String, i64, RowAuth)>) -> Result<u64> {
-        self.live()?;
-        let mut keys = Vec::with_capacity(rows.len());
-        let mut versions = Vec::with_capacity(rows.len());
-        let mut macs = Vec::with_capacity(rows.len());
-        let mut digests = Vec::with_capacity(rows.len());
-        for (k, v, a) in rows {
-            keys.push(k);
-            versions.push(v);
-            macs.push(a.mac);
-            digests.push(a.sealed_digest);
-        }
-        let n = sqlx::query(
-            "UPDATE wallets w SET mac = u.mac, sealed_digest = u.digest \
-             FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bytea[]) AS u(address_key, version, mac, digest) \
-             WHERE w.address_key = u.address_key AND w.version = u.version AND w.mac IS NULL",
-        )
-        .bind(&keys)
-        .bind(&versions)
-        .bind(&macs)
-        .bind(&digests)
-        .execute(&self.pool)
-        .await
-        .map_err(pg_err("authenticating rows"))?
-        .rows_affected();
-        Ok(n)
     }
 
     async fn close(&self) -> Result<()> {

@@ -1,5 +1,6 @@
 //! Batched point reads: the wallet lookups of concurrent calls (each hydrate, and each write's
-//! compare-and-swap read) go to the server as one `WHERE address_key = ANY($1)` per batch, as
+//! compare-and-swap read) go to the server as one lookup of `unnest`ed (environment, address)
+//! pairs per batch, as
 //! writes are group-committed. Under load that is one statement and one round trip for many
 //! lookups instead of one each; a lone lookup is a batch of one.
 //!
@@ -20,6 +21,7 @@ const MAX_BATCH: usize = 256;
 
 /// One wallet lookup and where its row goes.
 pub(super) struct Lookup {
+    pub environment: String,
     pub address_key: String,
     pub reply: oneshot::Sender<Result<Option<WalletRow>>>,
 }
@@ -45,22 +47,27 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Lookup>, p
 }
 
 async fn lookup(pool: &PgPool, batch: Vec<Lookup>) {
+    let envs: Vec<&str> = batch.iter().map(|l| l.environment.as_str()).collect();
     let keys: Vec<&str> = batch.iter().map(|l| l.address_key.as_str()).collect();
-    let found = sqlx::query(concat!("SELECT ", wallet_columns!(), " FROM wallets WHERE address_key = ANY($1::text[])"))
-        .bind(&keys)
-        .fetch_all(pool)
-        .await
-        .and_then(|rows| {
-            rows.iter()
-                .map(|r| wallet_from_row(r).map(|w| (w.address_key.clone(), w)))
-                .collect::<sqlx::Result<HashMap<_, _>>>()
-        })
-        .map_err(pg_err("reading a wallet"));
+    let found = sqlx::query(concat!(
+        select_wallets!(),
+        " WHERE (w.environment, w.address_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+    ))
+    .bind(&envs)
+    .bind(&keys)
+    .fetch_all(pool)
+    .await
+    .and_then(|rows| {
+        rows.iter()
+            .map(|r| wallet_from_row(r).map(|w| ((w.environment.clone(), w.address_key.clone()), w)))
+            .collect::<sqlx::Result<HashMap<_, _>>>()
+    })
+    .map_err(pg_err("reading a wallet"));
     match found {
         Ok(rows) => {
             // A key asked for twice in one batch (two calls on one wallet) gets a copy each.
             for l in batch {
-                let _ = l.reply.send(Ok(rows.get(&l.address_key).cloned()));
+                let _ = l.reply.send(Ok(rows.get(&(l.environment, l.address_key)).cloned()));
             }
         }
         Err(e) => {

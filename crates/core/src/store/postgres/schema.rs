@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorCode, Result};
 use sqlx::PgPool;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// `pg_advisory_xact_lock` key: "sharevlt" as a big-endian i64.
 const MIGRATION_LOCK: i64 = 0x7368_6172_6576_6c74;
@@ -88,6 +88,16 @@ CREATE TABLE integrity_keys (
   wrapped         bytea  NOT NULL,
   created_at      bigint NOT NULL
 );
+"#,
+    r#"
+-- Addresses are unique per environment (a vault sees nothing of another environment's wallets,
+-- not even that an address is taken), and a wallet's latest audited state is looked up within
+-- its own environment.
+ALTER TABLE wallets DROP CONSTRAINT wallets_pkey;
+ALTER TABLE wallets ADD PRIMARY KEY (environment, address_key);
+DROP INDEX IF EXISTS wallets_by_env;
+DROP INDEX IF EXISTS audit_wallet_states;
+CREATE INDEX audit_wallet_states ON audit (environment, address, seq) WHERE wallet_mac IS NOT NULL;
 "#,
 ];
 

@@ -1,10 +1,10 @@
 //! The group-commit writer task (see the module doc of `postgres`).
 
 use super::pg_err;
-use crate::audit::{now_ms, AuditEntry, ChainHead};
+use crate::audit::{now_ms, AuditEntry, ChainHead, SignedHead};
 use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::IntegrityKey;
-use crate::store::{Applied, Change, INTEGRITY_ENABLED};
+use crate::store::{Applied, Change, HeadRepair};
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 use std::sync::Arc;
@@ -19,8 +19,11 @@ const MAX_RETRIES: u32 = 5;
 /// What the writer task is asked to do.
 pub(super) enum Job {
     Write(Write),
-    /// From now on, rows of this key's environment carry MACs and move its authenticated head.
+    /// From now on, rows of this key's environment carry MACs, and every write checks and moves
+    /// its authenticated head.
     BindKey(Arc<IntegrityKey>),
+    /// `WalletStore::repair_head`, in a transaction of its own between batches.
+    Repair(AuditEntry, HeadRepair, oneshot::Sender<Result<i64>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -70,6 +73,15 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
                 Job::Close(tx) => close = Some(tx),
                 Job::BindKey(k) => key = Some(k),
                 Job::Write(w) => writes.push(w),
+                Job::Repair(entry, how, tx) => {
+                    let r = match key.as_deref() {
+                        Some(k) => repair(&pool, k, &entry, how).await,
+                        None => Err(Error::internal("no integrity key is bound")),
+                    };
+                    // The chain moved: the next audit-only batch takes the locking path.
+                    known = None;
+                    let _ = tx.send(r);
+                }
             }
         }
         if !writes.is_empty() {
@@ -190,17 +202,12 @@ macro_rules! insert_audit_rows {
 }
 
 // The environment's authenticated head moved to the batch's last row ($14 seq, $15 hash) in the
-// same statement: made only by the batch that turns authentication on ($18), otherwise only
-// moved where it exists, so a deleted head stays missing (and is reported) rather than a new
-// one adopting a cut log. $16 is the environment (NULL without a key), $17 the head's MAC.
+// same statement, where it is (the batch checked it first; a missing head is never made here).
+// $16 is the environment (NULL without a key), $17 the head's MAC.
 macro_rules! move_head {
-    ($cond:literal) => {
-        concat!(
-            "heads AS (INSERT INTO audit_heads (environment, seq, hash, mac) SELECT $16, $14, $15, $17 \
-             WHERE $16::text IS NOT NULL AND ($18 OR EXISTS (SELECT 1 FROM audit_heads WHERE environment = $16)) ",
-            $cond,
-            " ON CONFLICT (environment) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac)"
-        )
+    () => {
+        "heads AS (UPDATE audit_heads SET seq = $14, hash = $15, mac = $17 WHERE environment = $16 \
+         AND $16::text IS NOT NULL"
     };
 }
 
@@ -214,18 +221,16 @@ fn audit_rows(head: &ChainHead, jobs: &[&AuditEntry], key: Option<&IntegrityKey>
     (audit, head)
 }
 
-/// Binds $1..$18: the rows, the head they leave, and the environment's authenticated head.
+/// Binds $1..$17: the rows, the head they leave, and the environment's authenticated head.
 fn bind_audit<'q>(
     q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     a: &'q AuditColumns,
     next: &'q ChainHead,
     key: Option<&IntegrityKey>,
-    entries: &[&AuditEntry],
 ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
     let env = key.map(|k| k.environment().to_string());
     let mac = key.map(|k| k.head_tag(next.seq, &next.hash));
-    let enabling = entries.iter().any(|e| e.action == INTEGRITY_ENABLED);
-    bind_rows(q, a).bind(next.seq).bind(&next.hash).bind(env).bind(mac).bind(enabling)
+    bind_rows(q, a).bind(next.seq).bind(&next.hash).bind(env).bind(mac)
 }
 
 fn bind_rows<'q>(
@@ -247,7 +252,9 @@ fn bind_rows<'q>(
         .bind(&a.mac)
 }
 
-/// An audit-only batch in one autocommitted statement, if the chain's head is still `head`:
+/// An audit-only batch in one autocommitted statement, if the chain's head is still `head`,
+/// where this process's last batch left it, and so is the environment's authenticated head
+/// (so nothing was appended, cut or changed since; otherwise the locking path checks why):
 /// the head row is moved on only where it still holds `head` (a concurrent appender's lock is
 /// waited for and the condition checked again on its result), and the rows go in only if it
 /// was. One round trip instead of four. `None`: the head had moved, nothing was written.
@@ -260,19 +267,16 @@ async fn append_at(
     let entries: Vec<&AuditEntry> = jobs.iter().map(Write::entry).collect();
     let (audit, next) = audit_rows(head, &entries, key);
     let q = sqlx::query(concat!(
-        "WITH head AS (UPDATE audit_head SET seq = $14, hash = $15 WHERE id = 1 AND seq = $19 AND hash = $20 \
-         RETURNING 1), rows AS (",
+        "WITH head AS (UPDATE audit_head SET seq = $14, hash = $15 WHERE id = 1 AND seq = $18 AND hash = $19 \
+         AND ($16::text IS NULL OR EXISTS (SELECT 1 FROM audit_heads WHERE environment = $16 AND seq = $18 \
+         AND hash = $19)) RETURNING 1), rows AS (",
         insert_audit_rows!(),
         " WHERE EXISTS (SELECT 1 FROM head)), ",
-        move_head!("AND EXISTS (SELECT 1 FROM head)"),
-        " SELECT count(*) FROM head"
+        move_head!(),
+        " AND EXISTS (SELECT 1 FROM head)) SELECT count(*) FROM head"
     ));
-    let moved: i64 = bind_audit(q, &audit, &next, key, &entries)
-        .bind(head.seq)
-        .bind(&head.hash)
-        .fetch_one(pool)
-        .await?
-        .try_get(0)?;
+    let moved: i64 =
+        bind_audit(q, &audit, &next, key).bind(head.seq).bind(&head.hash).fetch_one(pool).await?.try_get(0)?;
     Ok((moved == 1).then_some(next))
 }
 
@@ -286,14 +290,17 @@ async fn commit(
 ) -> sqlx::Result<(Vec<Result<Applied>>, ChainHead)> {
     let now = now_ms();
     let mut tx = pool.begin().await?;
-    let head_row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await?;
-    let head = ChainHead { seq: head_row.try_get(0)?, hash: head_row.try_get(1)? };
+    let (head, intact) = lock_head(&mut tx, key).await?;
+    if let Err(e) = intact {
+        // Nothing is written: every job hears why (the transaction rolls back when dropped).
+        return Ok((jobs.iter().map(|_| Err(e.clone())).collect(), head));
+    }
     let mut entries = Vec::with_capacity(jobs.len());
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in jobs {
         match job {
             Write::Apply(change, entry, _) => {
-                let applied = apply_change(&mut tx, change, now).await?;
+                let applied = apply_change(&mut tx, change, &entry.environment, now).await?;
                 if let Ok(Applied::Done) = applied {
                     entries.push(entry);
                 }
@@ -312,13 +319,74 @@ async fn commit(
             "WITH rows AS (",
             insert_audit_rows!(),
             "), ",
-            move_head!(""),
-            " UPDATE audit_head SET seq = $14, hash = $15 WHERE id = 1"
+            move_head!(),
+            ") UPDATE audit_head SET seq = $14, hash = $15 WHERE id = 1"
         ));
-        bind_audit(q, &audit, &next, key, &entries).execute(&mut *tx).await?;
+        bind_audit(q, &audit, &next, key).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok((outcomes, next))
+}
+
+/// Locks the chain's head row (every writer takes this lock first) and reads, in the same round
+/// trip, the environment's authenticated head and the hash of the log row it names: the chain's
+/// head, and whether the log still holds the environment's head (see `tamper::head_intact`).
+async fn lock_head(
+    tx: &mut Transaction<'_, Postgres>,
+    key: Option<&IntegrityKey>,
+) -> sqlx::Result<(ChainHead, Result<()>)> {
+    let row = sqlx::query(
+        "SELECT g.seq, g.hash, h.environment, h.seq, h.hash, h.mac, (SELECT a.hash FROM audit a WHERE a.seq = h.seq) \
+         FROM audit_head g LEFT JOIN audit_heads h ON h.environment = $1 WHERE g.id = 1 FOR UPDATE OF g",
+    )
+    .bind(key.map(|k| k.environment().to_string()))
+    .fetch_one(&mut **tx)
+    .await?;
+    let tip = ChainHead { seq: row.try_get(0)?, hash: row.try_get(1)? };
+    let Some(key) = key else { return Ok((tip, Ok(()))) };
+    let head = match row.try_get::<Option<String>, _>(2)? {
+        Some(environment) => {
+            Some(SignedHead { environment, seq: row.try_get(3)?, hash: row.try_get(4)?, mac: row.try_get(5)? })
+        }
+        None => None,
+    };
+    let at_head: Option<Vec<u8>> = row.try_get(6)?;
+    let intact = crate::tamper::head_intact(key, head.as_ref(), &tip, at_head.as_deref());
+    Ok((tip, intact))
+}
+
+/// Appends `entry` at the end of the log and makes it the environment's head, if `how` allows.
+async fn repair(pool: &PgPool, key: &IntegrityKey, entry: &AuditEntry, how: HeadRepair) -> Result<i64> {
+    let run = async {
+        let mut tx = pool.begin().await?;
+        let (tip, intact) = lock_head(&mut tx, Some(key)).await?;
+        let has_head: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit_heads WHERE environment = $1)")
+            .bind(key.environment())
+            .fetch_one(&mut *tx)
+            .await?;
+        let refusal = match how {
+            HeadRepair::Create if has_head => Some("the environment has an authenticated head already"),
+            HeadRepair::Acknowledge if intact.is_ok() => {
+                Some("nothing to acknowledge: the log holds this environment's authenticated head")
+            }
+            _ => None,
+        };
+        if let Some(why) = refusal {
+            return Ok(Err(Error::new(ErrorCode::Conflict, why)));
+        }
+        let (audit, next) = audit_rows(&tip, &[entry], Some(key));
+        let q = sqlx::query(concat!(
+            "WITH rows AS (",
+            insert_audit_rows!(),
+            "), heads AS (INSERT INTO audit_heads (environment, seq, hash, mac) VALUES ($16, $14, $15, $17) \
+             ON CONFLICT (environment) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac) \
+             UPDATE audit_head SET seq = $14, hash = $15 WHERE id = 1"
+        ));
+        bind_audit(q, &audit, &next, Some(key)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Ok(next.seq))
+    };
+    run.await.map_err(pg_err("repairing the audit head"))?
 }
 
 /// `UPDATE … WHERE version = $expected` and, in the same statement, whether the row exists:
@@ -338,15 +406,25 @@ async fn cas(
     })
 }
 
-async fn apply_change(tx: &mut Transaction<'_, Postgres>, change: &Change, now: i64) -> sqlx::Result<Result<Applied>> {
+/// Applies `change` to the wallets of `env` (the audit entry's: a vault never writes another
+/// environment's rows).
+async fn apply_change(
+    tx: &mut Transaction<'_, Postgres>,
+    change: &Change,
+    env: &str,
+    now: i64,
+) -> sqlx::Result<Result<Applied>> {
     Ok(Ok(match change {
         Change::Insert { row: w, auth } => {
+            if w.environment != env {
+                return Ok(Err(Error::internal("a wallet row of another environment")));
+            }
             let s = &w.sealed;
             let inserted = sqlx::query(
                 "INSERT INTO wallets (address, address_key, wallet_id, chain_name, environment, metadata, version, \
                  generation, format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, \
                  created_at, updated_at, mac, sealed_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-                 $13, $14, $15, $16, $17, $17, $18, $19) ON CONFLICT (address_key) DO NOTHING",
+                 $13, $14, $15, $16, $17, $17, $18, $19) ON CONFLICT (environment, address_key) DO NOTHING",
             )
             .bind(&w.address)
             .bind(&w.address_key)
@@ -381,14 +459,16 @@ async fn apply_change(tx: &mut Transaction<'_, Postgres>, change: &Change, now: 
         Change::UpdateMetadata { address_key, expected_version, metadata_json, auth } => {
             let q = sqlx::query(
                 "WITH u AS (UPDATE wallets SET metadata = $1, version = version + 1, updated_at = $2, mac = $5 \
-                 WHERE address_key = $3 AND version = $4 RETURNING 1) \
-                 SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM wallets WHERE address_key = $3)",
+                 WHERE environment = $6 AND address_key = $3 AND version = $4 RETURNING 1) \
+                 SELECT (SELECT count(*) FROM u), \
+                 EXISTS (SELECT 1 FROM wallets WHERE environment = $6 AND address_key = $3)",
             )
             .bind(metadata_json)
             .bind(now)
             .bind(address_key)
             .bind(expected_version)
-            .bind(&auth.mac);
+            .bind(&auth.mac)
+            .bind(env);
             cas(q, tx).await?
         }
         Change::ReplaceShares { address_key, expected_version, metadata_json, generation, sealed: s, auth } => {
@@ -396,8 +476,9 @@ async fn apply_change(tx: &mut Transaction<'_, Postgres>, change: &Change, now: 
                 "WITH u AS (UPDATE wallets SET metadata = $1, version = version + 1, generation = $2, format = $3, \
                  alg = $4, kek_provider = $5, kek_key_id = $6, kek_key_version = $7, wrapped_dek = $8, nonce = $9, \
                  ciphertext = $10, updated_at = $11, mac = $14, sealed_digest = $15 \
-                 WHERE address_key = $12 AND version = $13 RETURNING 1) \
-                 SELECT (SELECT count(*) FROM u), EXISTS (SELECT 1 FROM wallets WHERE address_key = $12)",
+                 WHERE environment = $16 AND address_key = $12 AND version = $13 RETURNING 1) \
+                 SELECT (SELECT count(*) FROM u), \
+                 EXISTS (SELECT 1 FROM wallets WHERE environment = $16 AND address_key = $12)",
             )
             .bind(metadata_json)
             .bind(generation)
@@ -413,11 +494,27 @@ async fn apply_change(tx: &mut Transaction<'_, Postgres>, change: &Change, now: 
             .bind(address_key)
             .bind(expected_version)
             .bind(&auth.mac)
-            .bind(&auth.sealed_digest);
+            .bind(&auth.sealed_digest)
+            .bind(env);
+            cas(q, tx).await?
+        }
+        Change::Authenticate { address_key, expected_version, auth } => {
+            let q = sqlx::query(
+                "WITH u AS (UPDATE wallets SET mac = $1, sealed_digest = $2 \
+                 WHERE environment = $3 AND address_key = $4 AND version = $5 RETURNING 1) \
+                 SELECT (SELECT count(*) FROM u), \
+                 EXISTS (SELECT 1 FROM wallets WHERE environment = $3 AND address_key = $4)",
+            )
+            .bind(&auth.mac)
+            .bind(&auth.sealed_digest)
+            .bind(env)
+            .bind(address_key)
+            .bind(expected_version);
             cas(q, tx).await?
         }
         Change::Delete { address_key } => {
-            let n = sqlx::query("DELETE FROM wallets WHERE address_key = $1")
+            let n = sqlx::query("DELETE FROM wallets WHERE environment = $1 AND address_key = $2")
+                .bind(env)
                 .bind(address_key)
                 .execute(&mut **tx)
                 .await?

@@ -15,8 +15,8 @@ pub use location::Location;
 pub use writer::SHRED_RETRY;
 
 use super::{
-    ask, Applied, AuditQuery, Change, IntegrityState, ListQuery, MetadataRow, Migrated, Migrations, RowAuth, WalletRow,
-    WalletStore, WrappedKey, INTEGRITY_ENABLED,
+    ask, Applied, AuditQuery, Change, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations, WalletRow, WalletStore,
+    WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::KekRef;
@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::integrity::IntegrityKey;
 use async_trait::async_trait;
 use location::{configure, create_private_file};
-use rows::{audit_from_row, get_head, meta_from_row, wallet_from_row, AUDIT_COLUMNS, META_COLUMNS, WALLET_COLUMNS};
+use rows::{audit_from_row, get_head, meta_from_row, wallet_from_row, AUDIT_COLUMNS, SELECT_METADATA, SELECT_WALLETS};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -237,22 +237,42 @@ impl WalletStore for SqliteStore {
         ask(|tx| self.send(Job::Audit(audit, tx))).await
     }
 
-    async fn get(&self, address_key: &str) -> Result<Option<WalletRow>> {
-        let key = address_key.to_string();
+    async fn get(&self, environment: &str, address_key: &str) -> Result<Option<WalletRow>> {
+        let (env, key) = (environment.to_string(), address_key.to_string());
         self.read(ReadKind::Inline, move |c| {
-            c.prepare_cached(&format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE address_key = ?1"))
-                .and_then(|mut s| s.query_row([key], wallet_from_row).optional())
+            c.prepare_cached(&format!("{SELECT_WALLETS} WHERE w.environment = ?1 AND w.address_key = ?2"))
+                .and_then(|mut s| s.query_row([env, key], wallet_from_row).optional())
                 .map_err(db_err("reading a wallet"))
         })
         .await
     }
 
-    async fn get_metadata(&self, address_key: &str) -> Result<Option<MetadataRow>> {
-        let key = address_key.to_string();
+    async fn get_metadata(&self, environment: &str, address_key: &str) -> Result<Option<MetadataRow>> {
+        let (env, key) = (environment.to_string(), address_key.to_string());
         self.read(ReadKind::Inline, move |c| {
-            c.prepare_cached(&format!("SELECT {META_COLUMNS} FROM wallets WHERE address_key = ?1"))
-                .and_then(|mut s| s.query_row([key], meta_from_row).optional())
+            c.prepare_cached(&format!("{SELECT_METADATA} WHERE w.environment = ?1 AND w.address_key = ?2"))
+                .and_then(|mut s| s.query_row([env, key], meta_from_row).optional())
                 .map_err(db_err("reading metadata"))
+        })
+        .await
+    }
+
+    async fn latest_state(&self, environment: &str, address_key: &str) -> Result<Option<AuditRecord>> {
+        let (env, key) = (environment.to_string(), address_key.to_string());
+        self.read(ReadKind::Inline, move |c| rows::latest_state(c, &env, &key)).await
+    }
+
+    async fn wallet_page(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>> {
+        let (env, after) = (environment.to_string(), after.map(str::to_string));
+        self.read(ReadKind::Blocking, move |c| {
+            c.prepare_cached(&format!(
+                "{SELECT_WALLETS} WHERE w.environment = ?1 AND (?2 IS NULL OR w.address_key > ?2) \
+                 ORDER BY w.address_key LIMIT ?3"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![env, after, limit], wallet_from_row)?.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(db_err("reading wallets"))
         })
         .await
     }
@@ -260,8 +280,8 @@ impl WalletStore for SqliteStore {
     async fn list(&self, q: ListQuery) -> Result<Vec<MetadataRow>> {
         self.read(ReadKind::Blocking, move |c| {
             c.prepare_cached(&format!(
-                "SELECT {META_COLUMNS} FROM wallets WHERE environment = ?1 AND (?2 IS NULL OR chain_name = ?2) \
-                 AND (?3 IS NULL OR address_key > ?3) ORDER BY address_key LIMIT ?4"
+                "{SELECT_METADATA} WHERE w.environment = ?1 AND (?2 IS NULL OR w.chain_name = ?2) \
+                 AND (?3 IS NULL OR w.address_key > ?3) ORDER BY w.address_key LIMIT ?4"
             ))
             .and_then(|mut s| {
                 s.query_map(params![q.environment, q.chain_name, q.after, q.limit], meta_from_row)?
@@ -307,16 +327,20 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Inline, move |c| get_head(c, &env)).await
     }
 
-    async fn create_head(&self, head: &SignedHead) -> Result<()> {
-        let head = head.clone();
-        self.on_writer(move |c| {
-            c.execute(
-                "INSERT INTO audit_heads (environment, seq, hash, mac) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (environment) DO NOTHING",
-                params![head.environment, head.seq, head.hash, head.mac],
+    async fn repair_head(&self, entry: AuditEntry, how: HeadRepair) -> Result<i64> {
+        ask(|tx| self.send(Job::Repair(entry, how, tx))).await
+    }
+
+    async fn environment_has_rows(&self, environment: &str) -> Result<bool> {
+        let env = environment.to_string();
+        self.read(ReadKind::Blocking, move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM wallets WHERE environment = ?1) \
+                 OR EXISTS (SELECT 1 FROM audit WHERE environment = ?1)",
+                [env],
+                |r| r.get(0),
             )
-            .map(|_| ())
-            .map_err(db_err("creating the audit head"))
+            .map_err(db_err("reading the environment's rows"))
         })
         .await
     }
@@ -351,61 +375,6 @@ impl WalletStore for SqliteStore {
             )
             .map(|_| ())
             .map_err(db_err("storing the integrity key"))
-        })
-        .await
-    }
-
-    async fn integrity_state(&self, environment: &str) -> Result<IntegrityState> {
-        let env = environment.to_string();
-        self.read(ReadKind::Blocking, move |c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM wallets WHERE environment = ?1 AND mac IS NOT NULL), \
-                 EXISTS (SELECT 1 FROM audit WHERE environment = ?1 AND (mac IS NOT NULL OR action = ?2)), \
-                 EXISTS (SELECT 1 FROM audit WHERE environment = ?1)",
-                params![env, INTEGRITY_ENABLED],
-                |r| {
-                    Ok(IntegrityState {
-                        authenticated_rows: r.get(0)?,
-                        enabled_before: r.get(1)?,
-                        audit_rows: r.get(2)?,
-                    })
-                },
-            )
-            .map_err(db_err("reading the integrity state"))
-        })
-        .await
-    }
-
-    async fn unauthenticated(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>> {
-        let (env, after) = (environment.to_string(), after.map(str::to_string));
-        self.read(ReadKind::Blocking, move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {WALLET_COLUMNS} FROM wallets WHERE environment = ?1 AND mac IS NULL \
-                 AND (?2 IS NULL OR address_key > ?2) ORDER BY address_key LIMIT ?3"
-            ))
-            .and_then(|mut s| {
-                s.query_map(params![env, after, limit], wallet_from_row)?.collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(db_err("reading unauthenticated rows"))
-        })
-        .await
-    }
-
-    async fn authenticate(&self, rows: Vec<(String, i64, RowAuth)>) -> Result<u64> {
-        self.on_writer(move |c| {
-            in_transaction(c, |c| {
-                let mut n = 0;
-                for (key, version, auth) in &rows {
-                    n += c
-                        .prepare_cached(
-                            "UPDATE wallets SET mac = ?1, sealed_digest = ?2 \
-                             WHERE address_key = ?3 AND version = ?4 AND mac IS NULL",
-                        )
-                        .and_then(|mut s| s.execute(params![auth.mac, auth.sealed_digest, key, version]))
-                        .map_err(db_err("authenticating rows"))? as u64;
-                }
-                Ok(n)
-            })
         })
         .await
     }

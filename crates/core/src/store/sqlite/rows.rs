@@ -9,26 +9,39 @@ use crate::integrity::IntegrityKey;
 use crate::store::{Applied, Change, MetadataRow, WalletRow};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-/// The MAC the latest write of a wallet recorded in the audit log (see `WalletRow::audited_mac`),
-/// through the partial index `audit_wallet_states`, named so no other index is ever used. The
-/// first version of this query (with an environment condition, and an index on the environment
-/// in the schema) read far more than the wallet's writes: filling 10,000 hydrates of one wallet
-/// took 15.8 s, 0.6 s after. With the current query and schema SQLite picks this index unaided
-/// (checked with EXPLAIN QUERY PLAN on 2,000 analysed hydrate rows); the name keeps it so.
-macro_rules! audited_mac {
+/// The audit row that records a wallet's latest write in its own environment (see
+/// `WalletRow::state`): joined to every wallet read through the partial index
+/// `audit_wallet_states` on (environment, address, seq), named so no other index is ever used
+/// (an earlier query that SQLite planned over another index read far more than the wallet's
+/// writes: filling 10,000 hydrates of one wallet took 15.8 s, 0.6 s after).
+macro_rules! state_join {
     () => {
-        "(SELECT a.wallet_mac FROM audit a INDEXED BY audit_wallet_states WHERE a.address = wallets.address_key \
-         AND a.wallet_mac IS NOT NULL ORDER BY a.seq DESC LIMIT 1)"
+        "LEFT JOIN audit s ON s.seq = (SELECT a.seq FROM audit a INDEXED BY audit_wallet_states \
+         WHERE a.environment = w.environment AND a.address = w.address_key AND a.wallet_mac IS NOT NULL \
+         ORDER BY a.seq DESC LIMIT 1)"
     };
 }
-pub(super) const WALLET_COLUMNS: &str = concat!(
-    "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, \
-     format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, mac, sealed_digest, ",
-    audited_mac!()
+macro_rules! state_columns {
+    () => {
+        "s.seq, s.at, s.environment, s.actor, s.action, s.address, s.wallet_id, s.purpose, s.outcome, s.wallet_mac, \
+         s.prev_hash, s.hash, s.mac"
+    };
+}
+/// `SELECT … FROM wallets w` with the state join: add the `WHERE`.
+pub(super) const SELECT_WALLETS: &str = concat!(
+    "SELECT w.address, w.address_key, w.wallet_id, w.chain_name, w.environment, w.metadata, w.version, w.generation, \
+     w.format, w.alg, w.kek_provider, w.kek_key_id, w.kek_key_version, w.wrapped_dek, w.nonce, w.ciphertext, w.mac, \
+     w.sealed_digest, ",
+    state_columns!(),
+    " FROM wallets w ",
+    state_join!()
 );
-pub(super) const META_COLUMNS: &str = concat!(
-    "address, address_key, wallet_id, chain_name, environment, metadata, version, generation, sealed_digest, mac, ",
-    audited_mac!()
+pub(super) const SELECT_METADATA: &str = concat!(
+    "SELECT w.address, w.address_key, w.wallet_id, w.chain_name, w.environment, w.metadata, w.version, w.generation, \
+     w.sealed_digest, w.mac, ",
+    state_columns!(),
+    " FROM wallets w ",
+    state_join!()
 );
 pub(super) const AUDIT_COLUMNS: &str =
     "seq, at, environment, actor, action, address, wallet_id, purpose, outcome, wallet_mac, prev_hash, hash, mac";
@@ -57,7 +70,7 @@ pub(super) fn wallet_from_row(r: &Row<'_>) -> rusqlite::Result<WalletRow> {
         },
         mac: r.get(16)?,
         sealed_digest: r.get(17)?,
-        audited_mac: r.get(18)?,
+        state: state_from_row(r, 18)?,
     })
 }
 
@@ -73,39 +86,66 @@ pub(super) fn meta_from_row(r: &Row<'_>) -> rusqlite::Result<MetadataRow> {
         generation: r.get(7)?,
         sealed_digest: r.get(8)?,
         mac: r.get(9)?,
-        audited_mac: r.get(10)?,
+        state: state_from_row(r, 10)?,
     })
 }
 
 pub(super) fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    audit_at(r, 0)
+}
+
+fn audit_at(r: &Row<'_>, b: usize) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
-        seq: r.get(0)?,
-        at_ms: r.get(1)?,
-        environment: r.get(2)?,
-        actor: r.get(3)?,
-        action: r.get(4)?,
-        address: r.get(5)?,
-        wallet_id: r.get(6)?,
-        purpose: r.get(7)?,
-        outcome: r.get(8)?,
-        wallet_mac: r.get(9)?,
-        prev_hash: r.get(10)?,
-        hash: r.get(11)?,
-        mac: r.get(12)?,
+        seq: r.get(b)?,
+        at_ms: r.get(b + 1)?,
+        environment: r.get(b + 2)?,
+        actor: r.get(b + 3)?,
+        action: r.get(b + 4)?,
+        address: r.get(b + 5)?,
+        wallet_id: r.get(b + 6)?,
+        purpose: r.get(b + 7)?,
+        outcome: r.get(b + 8)?,
+        wallet_mac: r.get(b + 9)?,
+        prev_hash: r.get(b + 10)?,
+        hash: r.get(b + 11)?,
+        mac: r.get(b + 12)?,
     })
 }
 
-fn row_state(conn: &Connection, address_key: &str) -> Result<Applied> {
+/// The joined state row, if the join found one.
+fn state_from_row(r: &Row<'_>, base: usize) -> rusqlite::Result<Option<AuditRecord>> {
+    match r.get::<_, Option<i64>>(base)? {
+        Some(_) => audit_at(r, base).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The audit row recording the latest write of `address_key` in `environment`.
+pub(super) fn latest_state(conn: &Connection, environment: &str, address_key: &str) -> Result<Option<AuditRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit INDEXED BY audit_wallet_states WHERE environment = ?1 AND address = ?2 \
+         AND wallet_mac IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    ))
+    .and_then(|mut s| s.query_row([environment, address_key], audit_from_row).optional())
+    .map_err(db_err("reading a wallet's history"))
+}
+
+fn row_state(conn: &Connection, environment: &str, address_key: &str) -> Result<Applied> {
     let exists: Option<i64> = conn
-        .prepare_cached("SELECT 1 FROM wallets WHERE address_key = ?1")
-        .and_then(|mut s| s.query_row([address_key], |r| r.get(0)).optional())
+        .prepare_cached("SELECT 1 FROM wallets WHERE environment = ?1 AND address_key = ?2")
+        .and_then(|mut s| s.query_row([environment, address_key], |r| r.get(0)).optional())
         .map_err(db_err("checking a wallet"))?;
     Ok(if exists.is_some() { Applied::Stale } else { Applied::NotFound })
 }
 
-pub(super) fn apply_change(conn: &Connection, change: &Change, now: i64) -> Result<Applied> {
+/// Applies `change` to the wallets of `environment` (the audit entry's: a vault never writes
+/// another environment's rows).
+pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str, now: i64) -> Result<Applied> {
     match change {
         Change::Insert { row: w, auth } => {
+            if w.environment != environment {
+                return Err(Error::internal("a wallet row of another environment"));
+            }
             let mut stmt = conn
                 .prepare_cached(
                     "INSERT INTO wallets (address, address_key, wallet_id, chain_name, environment, metadata, version, \
@@ -147,14 +187,16 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, now: i64) -> Resu
             let n = conn
                 .prepare_cached(
                     "UPDATE wallets SET metadata = ?1, version = version + 1, updated_at = ?2, mac = ?5 \
-                     WHERE address_key = ?3 AND version = ?4",
+                     WHERE address_key = ?3 AND version = ?4 AND environment = ?6",
                 )
-                .and_then(|mut s| s.execute(params![metadata_json, now, address_key, expected_version, auth.mac]))
+                .and_then(|mut s| {
+                    s.execute(params![metadata_json, now, address_key, expected_version, auth.mac, environment])
+                })
                 .map_err(db_err("updating metadata"))?;
             if n == 1 {
                 Ok(Applied::Done)
             } else {
-                row_state(conn, address_key)
+                row_state(conn, environment, address_key)
             }
         }
         Change::ReplaceShares { address_key, expected_version, metadata_json, generation, sealed: s, auth } => {
@@ -163,7 +205,7 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, now: i64) -> Resu
                     "UPDATE wallets SET metadata = ?1, version = version + 1, generation = ?2, format = ?3, alg = ?4, \
                      kek_provider = ?5, kek_key_id = ?6, kek_key_version = ?7, wrapped_dek = ?8, nonce = ?9, \
                      ciphertext = ?10, updated_at = ?11, mac = ?14, sealed_digest = ?15 \
-                     WHERE address_key = ?12 AND version = ?13",
+                     WHERE address_key = ?12 AND version = ?13 AND environment = ?16",
                 )
                 .and_then(|mut st| {
                     st.execute(params![
@@ -181,22 +223,39 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, now: i64) -> Resu
                         address_key,
                         expected_version,
                         auth.mac,
-                        auth.sealed_digest
+                        auth.sealed_digest,
+                        environment
                     ])
                 })
                 .map_err(db_err("replacing shares"))?;
             if n == 1 {
                 Ok(Applied::Done)
             } else {
-                row_state(conn, address_key)
+                row_state(conn, environment, address_key)
             }
         }
         Change::Delete { address_key } => {
             let n = conn
-                .prepare_cached("DELETE FROM wallets WHERE address_key = ?1")
-                .and_then(|mut s| s.execute([address_key]))
+                .prepare_cached("DELETE FROM wallets WHERE environment = ?1 AND address_key = ?2")
+                .and_then(|mut s| s.execute([environment, address_key]))
                 .map_err(db_err("deleting a wallet"))?;
             Ok(if n == 1 { Applied::Done } else { Applied::NotFound })
+        }
+        Change::Authenticate { address_key, expected_version, auth } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE wallets SET mac = ?1, sealed_digest = ?2 \
+                     WHERE environment = ?3 AND address_key = ?4 AND version = ?5",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![auth.mac, auth.sealed_digest, environment, address_key, expected_version])
+                })
+                .map_err(db_err("authenticating a row"))?;
+            if n == 1 {
+                Ok(Applied::Done)
+            } else {
+                row_state(conn, environment, address_key)
+            }
         }
     }
 }
@@ -242,9 +301,9 @@ pub(super) fn insert_audit(
     Ok(link.head())
 }
 
-/// Moves `key`'s environment's authenticated head to `head` (in the batch's transaction). Only
-/// the batch that turns authentication on (`create`) makes the head: a head deleted later stays
-/// missing, so `verifyAuditChain` reports it rather than a new head adopting a cut log.
+/// Moves `key`'s environment's authenticated head to `head` (in the batch's transaction, after
+/// `check_head` found the old one intact). `create`: make it if missing or replace it
+/// whatever it was (`repair_head` only).
 pub(super) fn put_head(conn: &Connection, key: &IntegrityKey, head: &ChainHead, create: bool) -> Result<()> {
     conn.prepare_cached(if create {
         "INSERT INTO audit_heads (environment, seq, hash, mac) VALUES (?1, ?2, ?3, ?4) \
@@ -255,6 +314,21 @@ pub(super) fn put_head(conn: &Connection, key: &IntegrityKey, head: &ChainHead, 
     .and_then(|mut s| s.execute(params![key.environment(), head.seq, head.hash, key.head_tag(head.seq, &head.hash)]))
     .map_err(db_err("moving the audit head"))?;
     Ok(())
+}
+
+/// Whether the log, whose last row is `tip`, still holds `key`'s environment's authenticated
+/// head (see `tamper::head_intact`): a write extends the log only from there.
+pub(super) fn check_head(conn: &Connection, key: &IntegrityKey, tip: &ChainHead) -> Result<()> {
+    let head = get_head(conn, key.environment())?;
+    let at_head = match &head {
+        Some(h) if h.seq == tip.seq => Some(tip.hash.clone()),
+        Some(h) if h.seq > 0 && h.seq < tip.seq => conn
+            .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")
+            .and_then(|mut s| s.query_row([h.seq], |r| r.get::<_, Vec<u8>>(0)).optional())
+            .map_err(db_err("reading the audit chain"))?,
+        _ => None,
+    };
+    crate::tamper::head_intact(key, head.as_ref(), tip, at_head.as_deref())
 }
 
 pub(super) fn get_head(conn: &Connection, environment: &str) -> Result<Option<SignedHead>> {

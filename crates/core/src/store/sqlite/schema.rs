@@ -6,7 +6,7 @@ use crate::error::{Error, ErrorCode, Result};
 use rusqlite::Connection;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE wallets (
@@ -74,6 +74,44 @@ CREATE TABLE integrity_keys (
   wrapped         BLOB    NOT NULL,
   created_at      INTEGER NOT NULL
 );
+"#,
+    r#"
+-- Addresses are unique per environment (a vault sees nothing of another environment's wallets,
+-- not even that an address is taken), and a wallet's latest audited state is looked up within
+-- its own environment. SQLite cannot change a table's constraints in place: the table is rebuilt,
+-- its columns in the same order.
+CREATE TABLE wallets_v3 (
+  id              INTEGER PRIMARY KEY,
+  address_key     TEXT    NOT NULL,
+  address         TEXT    NOT NULL,
+  wallet_id       TEXT    NOT NULL,
+  chain_name      TEXT    NOT NULL,
+  environment     TEXT    NOT NULL,
+  metadata        TEXT    NOT NULL,
+  version         INTEGER NOT NULL,
+  generation      INTEGER NOT NULL,
+  format          INTEGER NOT NULL,
+  alg             INTEGER NOT NULL,
+  kek_provider    TEXT    NOT NULL,
+  kek_key_id      TEXT    NOT NULL,
+  kek_key_version TEXT    NOT NULL,
+  wrapped_dek     BLOB    NOT NULL,
+  nonce           BLOB    NOT NULL,
+  ciphertext      BLOB    NOT NULL,
+  created_at      INTEGER NOT NULL,
+  updated_at      INTEGER NOT NULL,
+  mac             BLOB,
+  sealed_digest   BLOB,
+  UNIQUE (environment, address_key)
+);
+INSERT INTO wallets_v3 SELECT id, address_key, address, wallet_id, chain_name, environment, metadata, version,
+  generation, format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, created_at,
+  updated_at, mac, sealed_digest FROM wallets;
+DROP TABLE wallets;
+ALTER TABLE wallets_v3 RENAME TO wallets;
+CREATE INDEX wallets_by_env_chain ON wallets (environment, chain_name, address_key);
+DROP INDEX IF EXISTS audit_wallet_states;
+CREATE INDEX audit_wallet_states ON audit (environment, address, seq) WHERE wallet_mac IS NOT NULL;
 "#,
 ];
 

@@ -3,12 +3,12 @@
 //! after `COMMIT`. Deletes and replaces are shredded from the WAL before they are acknowledged.
 
 use super::db_err;
-use super::rows::{apply_change, chain_head, insert_audit, put_head};
+use super::in_transaction;
+use super::rows::{apply_change, chain_head, check_head, get_head, insert_audit, put_head};
 use crate::audit::AuditEntry;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::IntegrityKey;
-use crate::store::INTEGRITY_ENABLED;
-use crate::store::{Applied, Change};
+use crate::store::{Applied, Change, HeadRepair};
 use rusqlite::Connection;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -24,8 +24,11 @@ pub(super) enum Job {
     /// Runs on the writer's connection, between batches: reads of a memory database, and the
     /// rare writes outside the group commit (the integrity key, the one-time row MAC backfill).
     Run(Box<dyn FnOnce(&Connection) + Send>),
-    /// From now on, rows of this key's environment carry MACs and move its authenticated head.
+    /// From now on, rows of this key's environment carry MACs, and every write checks and moves
+    /// its authenticated head.
     BindKey(Arc<IntegrityKey>),
+    /// `WalletStore::repair_head`, in a transaction of its own between batches.
+    Repair(AuditEntry, HeadRepair, oneshot::Sender<Result<i64>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -106,6 +109,9 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Job::Run(f) => f(&conn),
                 Job::BindKey(k) => key = Some(k),
                 Job::Close(tx) => close = Some(tx),
+                Job::Repair(entry, how, tx) => {
+                    let _ = tx.send(repair(&conn, key.as_deref(), &entry, how));
+                }
                 w => writes.push(w),
             }
         }
@@ -148,12 +154,13 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>)
         }
         return false;
     }
-    let mut head = chain_head(conn);
-    let start_seq = head.as_ref().map(|h| h.seq).ok();
-    let enabling = writes.iter().any(|j| match j {
-        Job::Apply(_, e, _) | Job::Audit(e, _) => e.action == INTEGRITY_ENABLED,
-        _ => false,
+    // The log is extended only from the environment's authenticated head, found intact: a cut
+    // tail or a lost head is never healed by the next write (every job of the batch hears why).
+    let mut head = chain_head(conn).and_then(|tip| match key {
+        Some(k) => check_head(conn, k, &tip).map(|()| tip),
+        None => Ok(tip),
     });
+    let start_seq = head.as_ref().map(|h| h.seq).ok();
     let mut aborted = false;
     let mut remaining = writes.into_iter();
     for job in remaining.by_ref() {
@@ -169,7 +176,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>)
         let (reply, next_head) = match job {
             Job::Apply(change, audit, tx) => {
                 let r = head.as_ref().map_err(Clone::clone).and_then(|h| {
-                    let applied = apply_change(conn, &change, now)?;
+                    let applied = apply_change(conn, &change, &audit.environment, now)?;
                     if applied == Applied::Done {
                         let nh = insert_audit(conn, h, &audit, key)?;
                         Ok((applied, Some(nh)))
@@ -216,7 +223,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>)
     // The environment's authenticated head moves with the rows, in the same transaction.
     if let (false, Some(k), Ok(h)) = (aborted, key, &head) {
         if Some(h.seq) != start_seq {
-            if let Err(err) = put_head(conn, k, h, enabling) {
+            if let Err(err) = put_head(conn, k, h, false) {
                 let _ = conn.execute_batch("ROLLBACK");
                 for r in replies {
                     r.fail_if_ok(&err).send();
@@ -257,4 +264,27 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>)
         r.send();
     }
     pending
+}
+
+/// Appends `entry` at the end of the log and makes it the environment's head, if `how` allows.
+fn repair(conn: &Connection, key: Option<&IntegrityKey>, entry: &AuditEntry, how: HeadRepair) -> Result<i64> {
+    let key = key.ok_or_else(|| Error::internal("no integrity key is bound"))?;
+    in_transaction(conn, |c| {
+        let tip = chain_head(c)?;
+        match how {
+            HeadRepair::Create if get_head(c, key.environment())?.is_some() => {
+                return Err(Error::new(ErrorCode::Conflict, "the environment has an authenticated head already"));
+            }
+            HeadRepair::Acknowledge if check_head(c, key, &tip).is_ok() => {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    "nothing to acknowledge: the log holds this environment's authenticated head",
+                ));
+            }
+            _ => {}
+        }
+        let head = insert_audit(c, &tip, entry, Some(key))?;
+        put_head(c, key, &head, true)?;
+        Ok(head.seq)
+    })
 }
