@@ -96,7 +96,8 @@ export interface OpenOptions extends DatabaseOptions {
   migrate?: boolean
   /**
    * What this handle may do (least privilege): exactly the permissions listed. Without it:
-   * `DEFAULT_PERMISSIONS`, everything but `hydrate:export` and `delete`. A refused call is
+   * `DEFAULT_PERMISSIONS`, everything but `hydrate:export`, `delete` and `integrity:admin` (the
+   * operator's `acknowledgeAuditBreak` and `authenticateExistingRows`). A refused call is
    * `ERR_FORBIDDEN`, audited with outcome `denied`, and touches no key. A hydrate needs the
    * permission of its purpose: `export` → `hydrate:export`, `backup` → `backup`, `refresh` /
    * `reshare` → `replace`, anything else → `hydrate:sign`.
@@ -130,7 +131,15 @@ export interface AuditEvent {
 }
 
 /** One thing a vault handle may do (see `OpenOptions.allow`). */
-export type Permission = 'store' | 'hydrate:sign' | 'hydrate:export' | 'backup' | 'replace' | 'delete' | 'audit:read'
+export type Permission =
+  | 'store'
+  | 'hydrate:sign'
+  | 'hydrate:export'
+  | 'backup'
+  | 'replace'
+  | 'delete'
+  | 'audit:read'
+  | 'integrity:admin'
 
 export interface WithWalletOptions {
   /** Why the shares are needed: `sign`, `export`, `backup`, `refresh`, … (audited). */
@@ -161,6 +170,20 @@ export interface ChainCheck {
   brokenAt?: number
   /** What is wrong there, in words. */
   reason?: string
+  /**
+   * The seqs of this environment's rows that record an operator's acknowledgement of an earlier
+   * break (`acknowledgeAuditBreak`): the evidence of that break, which stays in the log. Present
+   * only when there is one.
+   */
+  acknowledged?: number[]
+}
+
+/** What `authenticateExistingRows` did. */
+export interface AuthenticatedRows {
+  /** Rows authenticated as they were (one audited `authenticate` row each). */
+  authenticated: number
+  /** Rows whose MAC fails: never authenticated (they were changed outside sharevault). */
+  refused: number
 }
 
 /**

@@ -6,6 +6,7 @@ import type {
   AuditCheckpoint,
   AuditEvent,
   AuditRecord,
+  AuthenticatedRows,
   ChainCheck,
   CreatedWallet,
   DatabaseOptions,
@@ -111,7 +112,10 @@ function actorOf(options: unknown): string | undefined {
 
 const permissionLists = nativePermissions()
 
-/** What a vault handle may do when `allow` is not given: everything but `hydrate:export` and `delete`. */
+/**
+ * What a vault handle may do when `allow` is not given: everything but `hydrate:export`, `delete`
+ * and `integrity:admin`.
+ */
 export const DEFAULT_PERMISSIONS: readonly Permission[] = Object.freeze(permissionLists.defaults as Permission[])
 
 /** Every permission there is (`allow: ALL_PERMISSIONS` for an unrestricted handle). */
@@ -307,7 +311,44 @@ export class Vault {
       }
     }
     const c = await call(() => this.native.verifyAuditChain(cp?.environment, cp?.seq, cp?.hash, cp?.mac))
-    return c.brokenAt != null ? { rows: c.rows, brokenAt: c.brokenAt, reason: c.reason ?? '' } : { rows: c.rows }
+    return {
+      rows: c.rows,
+      ...(c.brokenAt != null ? { brokenAt: c.brokenAt, reason: c.reason ?? '' } : {}),
+      ...(c.acknowledged.length > 0 ? { acknowledged: c.acknowledged } : {}),
+    }
+  }
+
+  /**
+   * An operator's step after `verifyAuditChain` found the log cut at its end, or this
+   * environment's authenticated head deleted, forged or rolled back. Until then every write
+   * (hydrates included: each is audited before its shares are released) is refused with
+   * `ERR_TAMPERED`: the next write never heals a break by itself. This appends one audited row
+   * that records what was found and `reason` (your incident reference), makes it the head, and
+   * writes resume. The row stays in the log (`verifyAuditChain().acknowledged`); cutting it away
+   * is a new break. Needs `integrity:admin`; `ERR_CONFLICT` when there is nothing to acknowledge.
+   * Resolves to the row's seq.
+   */
+  async acknowledgeAuditBreak(reason: string, options: { actor?: string } = {}): Promise<number> {
+    const r = str(reason, 'reason')
+    const actor = actorOf(options)
+    return call(() => this.native.acknowledgeAuditBreak(r, actor))
+  }
+
+  /**
+   * The explicit operator step after upgrading a database from schema 1 (rows written before rows
+   * were authenticated): authenticates every row of this environment that has no MAC (or no
+   * recorded write) as it is, each with an audited `authenticate` row. Never done implicitly:
+   * until then such rows are refused (`ERR_TAMPERED`). A row whose MAC fails is never
+   * authenticated (`refused`). In an environment that is authenticated already, rows without a
+   * MAC were stripped of it outside sharevault: refused (`ERR_CONFLICT`) unless `force: true`,
+   * after checking them. Needs `integrity:admin`.
+   */
+  async authenticateExistingRows(options: { force?: boolean; actor?: string } = {}): Promise<AuthenticatedRows> {
+    const force = own(options, 'force')
+    if (force !== undefined && typeof force !== 'boolean') throw invalid('force', 'must be a boolean')
+    const actor = actorOf(options)
+    const r = await call(() => this.native.authenticateExistingRows(force === true, actor))
+    return { authenticated: r.authenticated, refused: r.refused }
   }
 
   /**

@@ -113,6 +113,20 @@ js_object! {
         broken_at: Option<i64> => "brokenAt",
         /// What is wrong there, in words.
         reason: Option<String> => "reason",
+        /// Sequence numbers of this environment's rows recording an operator's acknowledgement
+        /// of an earlier break (`acknowledgeAuditBreak`).
+        acknowledged: Vec<i64> => "acknowledged",
+    }
+}
+
+js_object! {
+    /// What `authenticateExistingRows` did.
+    #[napi(object)]
+    pub struct NativeAuthenticated {
+        /// Rows authenticated (one audited `authenticate` row each).
+        authenticated: i64 => "authenticated",
+        /// Rows whose MAC fails: never authenticated (they are tampered).
+        refused: i64 => "refused",
     }
 }
 
@@ -470,7 +484,49 @@ impl NativeVault {
             env.raw(),
             async move {
                 let c = v.verify_audit_chain(since?.as_ref()).await?;
-                Ok(NativeChainCheck { rows: c.rows as i64, broken_at: c.broken_at, reason: c.reason })
+                Ok(NativeChainCheck {
+                    rows: c.rows as i64,
+                    broken_at: c.broken_at,
+                    reason: c.reason,
+                    acknowledged: c.acknowledged,
+                })
+            },
+            |env, c| unsafe { c.to_js(env).map_err(to_napi) },
+        )
+    }
+
+    /// Records an operator's acknowledgement of a broken audit log (a cut tail, a deleted or
+    /// forged head) in an audited row, and resumes writing from it; resolves to its seq.
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn acknowledge_audit_break(
+        &self,
+        env: Env,
+        reason: String,
+        actor: Option<String>,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move { v.acknowledge_audit_break(&reason, actor.as_deref()).await },
+            |env, n| unsafe { i64::to_napi_value(env, n) },
+        )
+    }
+
+    /// The explicit, audited step that authenticates rows written before rows were
+    /// authenticated (a database upgraded from schema 1).
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeAuthenticated>")]
+    pub fn authenticate_existing_rows(
+        &self,
+        env: Env,
+        force: bool,
+        actor: Option<String>,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let (authenticated, refused) = v.authenticate_existing_rows(force, actor.as_deref()).await?;
+                Ok(NativeAuthenticated { authenticated: authenticated as i64, refused: refused as i64 })
             },
             |env, c| unsafe { c.to_js(env).map_err(to_napi) },
         )

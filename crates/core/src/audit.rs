@@ -59,8 +59,6 @@ pub struct SignedHead {
 pub const GENESIS: [u8; 32] = [0u8; 32];
 
 /// The audit actions the vault's integrity bookkeeping writes (beside the wallet operations).
-/// An environment's first row: its authenticated head starts there.
-pub const ENVIRONMENT_CREATED: &str = "environment_created";
 /// An operator turned authentication on for rows written before it (schema 1), explicitly.
 pub const INTEGRITY_ENABLED: &str = "integrity_enabled";
 /// One existing wallet row authenticated by that step; its `wallet_mac` is the row's MAC.

@@ -68,7 +68,7 @@ pub async fn open(config: OpenConfig) -> Result<Vault> {
     let opened = async {
         let key = Arc::new(tamper::integrity_key(&store, &kms, &config.environment).await?);
         store.bind_audit_key(key.clone()).await?;
-        tamper::enable(&store, &key, config.actor.as_deref().unwrap_or(vault::DEFAULT_ACTOR)).await?;
+        tamper::enable(&store, &key).await?;
         Vault::new(store.clone(), kms.clone(), stats, &config.environment, config.actor.as_deref(), key)
     }
     .await;

@@ -21,7 +21,7 @@
 //! authenticated, or rows stripped of theirs) are refused until an operator authenticates them
 //! explicitly (`Vault::authenticate_existing_rows`, audited).
 
-use crate::audit::{now_ms, AuditEntry, AuditRecord, ChainHead, SignedHead, ENVIRONMENT_CREATED, GENESIS};
+use crate::audit::{now_ms, AuditRecord, ChainHead, SignedHead, GENESIS};
 use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::{sealed_digest, IntegrityKey, RowFacts};
 use crate::kms::{KeyContext, KeyWrapping};
@@ -66,27 +66,18 @@ pub async fn integrity_key(store: &Arc<dyn WalletStore>, kms: &KeyWrapping, envi
     Ok(IntegrityKey::derive(&root, environment))
 }
 
-/// Gives a new environment (no wallet or audit row of it anywhere) its authenticated head: an
-/// `environment_created` row at the end of the log. An environment with rows but no head is left
-/// without one: its head was deleted, or its rows are from before rows were authenticated; every
-/// write is refused until an operator acknowledges the break or authenticates the rows.
-pub async fn enable(store: &Arc<dyn WalletStore>, key: &IntegrityKey, actor: &str) -> Result<()> {
+/// Gives a new environment (no wallet or audit row of it anywhere) its authenticated head: the
+/// log's last row as it is now (no row of its own: every row the environment writes comes
+/// after it, so a head put back later can never vouch for a log cut into the environment's
+/// rows). An environment with rows but no head is left without one: its head was deleted, or
+/// its rows are from before rows were authenticated; every write is refused until an operator
+/// acknowledges the break or authenticates the rows.
+pub async fn enable(store: &Arc<dyn WalletStore>, key: &IntegrityKey) -> Result<()> {
     let environment = key.environment();
     if store.audit_head(environment).await?.is_some() || store.environment_has_rows(environment).await? {
         return Ok(());
     }
-    let entry = AuditEntry {
-        at_ms: now_ms(),
-        environment: environment.to_string(),
-        actor: actor.to_string(),
-        action: ENVIRONMENT_CREATED,
-        address: String::new(),
-        wallet_id: None,
-        purpose: None,
-        outcome: "ok".to_string(),
-        wallet_mac: None,
-    };
-    match store.repair_head(entry, HeadRepair::Create).await {
+    match store.repair_head(None, HeadRepair::Create).await {
         // Another process made it first.
         Err(e) if e.code == ErrorCode::Conflict => Ok(()),
         other => other.map(|_| ()),
@@ -95,13 +86,16 @@ pub async fn enable(store: &Arc<dyn WalletStore>, key: &IntegrityKey, actor: &st
 
 /// Whether the log, whose last row is `tip`, still holds the environment's authenticated head:
 /// `at_head` is the hash of the log's row at the head's seq, as read from the log (`None`: no
-/// such row). A write extends the log only from there; anything else is a break, refused with
-/// `ERR_TAMPERED` until an operator acknowledges it.
+/// such row); `has_writes`, whether the log holds any wallet write of the environment (asked
+/// only of a head at seq 0: a new environment's head before its first write, which must not be
+/// put back once it has written). A write extends the log only from there; anything else is a
+/// break, refused with `ERR_TAMPERED` until an operator acknowledges it.
 pub fn head_intact(
     key: &IntegrityKey,
     head: Option<&SignedHead>,
     tip: &ChainHead,
     at_head: Option<&[u8]>,
+    has_writes: bool,
 ) -> Result<()> {
     let broken = |why: String| {
         Error::tampered(format!(
@@ -126,8 +120,14 @@ pub fn head_intact(
             tip.seq, h.seq
         )));
     }
-    // A head at seq 0 (before any row) is only where an empty log is.
-    let found = if h.seq == 0 && tip.seq == 0 { Some(&GENESIS[..]) } else { at_head };
+    if h.seq == 0 && has_writes {
+        return Err(broken(
+            "its authenticated head names the start of the log, but the environment has written since: the head was \
+             put back"
+                .into(),
+        ));
+    }
+    let found = if h.seq == 0 { Some(&GENESIS[..]) } else { at_head };
     if found != Some(h.hash.as_slice()) {
         return Err(broken(format!(
             "row {} is not the row the authenticated head names: the log was rewritten",

@@ -931,7 +931,7 @@ impl Vault {
             };
             let entry = self.audit(actor, BREAK_ACKNOWLEDGED, "", None, Some(&format!("{found}; {reason}")), "ok");
             let copy = entry.clone();
-            let seq = self.store.repair_head(entry, HeadRepair::Acknowledge).await?;
+            let seq = self.store.repair_head(Some(entry), HeadRepair::Acknowledge).await?;
             self.forward(Some(copy));
             Ok(seq)
         })
@@ -963,7 +963,7 @@ impl Vault {
                 let entry =
                     self.audit(actor, INTEGRITY_ENABLED, "", None, Some("rows authenticated by an operator"), "ok");
                 let copy = entry.clone();
-                self.store.repair_head(entry, HeadRepair::Create).await?;
+                self.store.repair_head(Some(entry), HeadRepair::Create).await?;
                 self.forward(Some(copy));
             }
             let (mut authenticated, mut refused) = (0u64, 0u64);

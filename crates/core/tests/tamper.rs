@@ -221,8 +221,7 @@ async fn an_older_copy_of_one_wallets_row_is_refused_at_its_next_hydrate() {
     }
 }
 
-/// A vault with one wallet (the environment's first row at seq 1, the store at 2) and
-/// `hydrates` hydrates after it.
+/// A vault with one wallet (stored at seq 1) and `hydrates` hydrates after it.
 async fn with_log(db: &Db, hydrates: usize) -> Vault {
     let v = db.open().await;
     v.store_wallet(&metadata(1), None, &shares("s"), None).await.unwrap();
@@ -241,11 +240,11 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
         std::fs::create_dir_all(&dir).unwrap();
         futures_block(Db::every(&dir, c)).into_iter().map(move |db| (*c, db))
     }) {
-        let v = with_log(&db, 8).await; // rows 1..=10
+        let v = with_log(&db, 8).await; // rows 1..=9
         assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, None);
         let check = match case {
             "tail" => {
-                db.sql(&format!("{} DELETE FROM audit WHERE seq > 7;", db.drop_audit_triggers())).await;
+                db.sql(&format!("{} DELETE FROM audit WHERE seq > 6;", db.drop_audit_triggers())).await;
                 v.verify_audit_chain(None).await.unwrap()
             }
             "all" => {
@@ -253,7 +252,7 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
                 v.verify_audit_chain(None).await.unwrap()
             }
             "middle" => {
-                db.sql(&format!("{} DELETE FROM audit WHERE seq IN (5, 6);", db.drop_audit_triggers())).await;
+                db.sql(&format!("{} DELETE FROM audit WHERE seq IN (4, 5);", db.drop_audit_triggers())).await;
                 v.verify_audit_chain(None).await.unwrap()
             }
             "head" => {
@@ -272,14 +271,14 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
                 check
             }
             _ => {
-                // Row 6 (a hydrate by batch-job) rewritten as mallory's export, and every hash
+                // Row 5 (a hydrate by batch-job) rewritten as mallory's export, and every hash
                 // from there recomputed (plain SHA-256: anyone can).
                 let rows = all_rows(&v).await;
-                let mut prev = rows[4].hash.clone();
+                let mut prev = rows[3].hash.clone();
                 let mut sql = db.drop_audit_triggers().to_string();
-                for r in &rows[5..] {
+                for r in &rows[4..] {
                     let (actor, purpose) =
-                        if r.seq == 6 { ("mallory", Some("export")) } else { (r.actor.as_str(), r.purpose.as_deref()) };
+                        if r.seq == 5 { ("mallory", Some("export")) } else { (r.actor.as_str(), r.purpose.as_deref()) };
                     let hash = row_hash(
                         &prev,
                         r.seq,
@@ -307,12 +306,12 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
             }
         };
         let expected = match case {
-            "tail" => 8,
+            "tail" => 7,
             "all" => 1,
             // Where the log may have been cut: after its last row.
-            "head" => 11,
-            "middle" => 5,
-            _ => 6,
+            "head" => 10,
+            "middle" => 4,
+            _ => 5,
         };
         let name = format!("{} {case}", db.name);
         assert_eq!(check.broken_at, Some(expected), "{name}: {check:?}");
@@ -335,23 +334,23 @@ async fn a_rollback_of_the_whole_log_is_seen_only_against_a_checkpoint() {
     for db in Db::every(dir.path(), "checkpoint").await {
         let v = with_log(&db, 2).await;
         let early = v.checkpoint().await.unwrap();
-        assert_eq!(early.seq, 4, "{}", db.name);
+        assert_eq!(early.seq, 3, "{}", db.name);
         // What a restore of an earlier copy does to the log: its rows and head as they were.
         db.sql("CREATE TABLE saved_head AS SELECT * FROM audit_heads").await;
         for n in 0..3 {
             v.hydrate(&address(1), Some(&format!("later-{n}")), None).await.unwrap();
         }
         let late = v.checkpoint().await.unwrap();
-        assert_eq!(late.seq, 7, "{}", db.name);
+        assert_eq!(late.seq, 6, "{}", db.name);
         assert_eq!(v.verify_audit_chain(Some(&early)).await.unwrap().broken_at, None, "{}", db.name);
         assert_eq!(v.verify_audit_chain(Some(&late)).await.unwrap().broken_at, None, "{}", db.name);
         let global_head = if db.is_pg() {
-            format!("UPDATE audit_head SET seq = 4, hash = {};", db.blob(&early.hash))
+            format!("UPDATE audit_head SET seq = 3, hash = {};", db.blob(&early.hash))
         } else {
             String::new()
         };
         db.sql(&format!(
-            "{} DELETE FROM audit WHERE seq > 4; DELETE FROM audit_heads; \
+            "{} DELETE FROM audit WHERE seq > 3; DELETE FROM audit_heads; \
              INSERT INTO audit_heads SELECT * FROM saved_head; DROP TABLE saved_head; {global_head}",
             db.drop_audit_triggers()
         ))
@@ -360,11 +359,11 @@ async fn a_rollback_of_the_whole_log_is_seen_only_against_a_checkpoint() {
         assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, None, "{}", db.name);
         // ...but the checkpoint kept outside it can.
         let check = v.verify_audit_chain(Some(&late)).await.unwrap();
-        assert_eq!(check.broken_at, Some(5), "{}: {check:?}", db.name);
+        assert_eq!(check.broken_at, Some(4), "{}: {check:?}", db.name);
         assert!(check.reason.unwrap().contains("rolled back"));
         // A forged checkpoint, or another environment's, is refused.
         let mut forged = late.clone();
-        forged.seq = 4;
+        forged.seq = 3;
         let e = v.verify_audit_chain(Some(&forged)).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::Tampered);
         let other = open_env(&db.url, "other").await.unwrap();
@@ -615,7 +614,7 @@ async fn forged_audit_rows_never_vouch_for_a_restored_row() {
 async fn a_cut_log_is_never_healed_by_the_next_write_only_by_an_acknowledgement() {
     let dir = tempfile::tempdir().unwrap();
     for db in Db::every(dir.path(), "healed").await {
-        let v = with_log(&db, 4).await; // rows 1..=6
+        let v = with_log(&db, 4).await; // rows 1..=5
         let rows = all_rows(&v).await;
         // The tail cut (on PostgreSQL with the chain head moved back, as the cut's author would).
         let cut = |keep: i64, hash: Vec<u8>| {
@@ -626,12 +625,12 @@ async fn a_cut_log_is_never_healed_by_the_next_write_only_by_an_acknowledgement(
             };
             format!("{} DELETE FROM audit WHERE seq > {keep}; {global}", db.drop_audit_triggers())
         };
-        db.sql(&cut(4, rows[3].hash.clone())).await;
+        db.sql(&cut(3, rows[2].hash.clone())).await;
         for _ in 0..2 {
             let why = tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
             assert!(why.contains("rows were deleted"), "{why}");
             tampered(v.store_wallet(&metadata(2), None, &shares("s"), None).await, db.name);
-            assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, Some(5), "{}", db.name);
+            assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, Some(4), "{}", db.name);
         }
         // Only an operator, explicitly: a default handle may not; a log that is whole has nothing
         // to acknowledge.
@@ -639,20 +638,20 @@ async fn a_cut_log_is_never_healed_by_the_next_write_only_by_an_acknowledgement(
         let e = service.acknowledge_audit_break("no", None).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::Forbidden, "{}", db.name);
         service.close().await.unwrap();
-        let seq = v.acknowledge_audit_break("INC-7: rows 5-6 lost in a restore", Some("ops")).await.unwrap();
-        assert_eq!(seq, 5, "{}", db.name);
+        let seq = v.acknowledge_audit_break("INC-7: rows 4-5 lost in a restore", Some("ops")).await.unwrap();
+        assert_eq!(seq, 4, "{}", db.name);
         v.hydrate(&address(1), Some("sign"), None).await.unwrap();
         let check = v.verify_audit_chain(None).await.unwrap();
-        assert_eq!((check.broken_at, check.acknowledged.clone()), (None, vec![5]), "{}: {check:?}", db.name);
-        let ack = &all_rows(&v).await[4];
+        assert_eq!((check.broken_at, check.acknowledged.clone()), (None, vec![4]), "{}: {check:?}", db.name);
+        let ack = &all_rows(&v).await[3];
         assert_eq!((ack.action.as_str(), ack.actor.as_str()), ("audit_break_acknowledged", "ops"));
-        assert!(ack.purpose.as_deref().unwrap().contains("row 6, which the log no longer holds"), "{ack:?}");
+        assert!(ack.purpose.as_deref().unwrap().contains("row 5, which the log no longer holds"), "{ack:?}");
         assert_eq!(v.acknowledge_audit_break("again", None).await.unwrap_err().code, ErrorCode::Conflict);
         // Cutting the acknowledgement away is a new break, refused and reported again.
         let rows = all_rows(&v).await;
-        db.sql(&cut(4, rows[3].hash.clone())).await;
+        db.sql(&cut(3, rows[2].hash.clone())).await;
         tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
-        assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, Some(5), "{}", db.name);
+        assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, Some(4), "{}", db.name);
         v.close().await.unwrap();
         db.done().await;
     }
@@ -768,6 +767,36 @@ async fn a_recovery_never_brings_back_a_deleted_wallet_and_is_refused_before_any
         assert_eq!(signer.recover_sealed(&sealed2, None).await.unwrap_err().code, ErrorCode::Forbidden);
         assert_eq!(signer.stats().kms_decrypt, before, "{}: a refused recovery unwrapped a key", db.name);
         signer.close().await.unwrap();
+        v.close().await.unwrap();
+        db.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_environments_first_head_put_back_later_vouches_for_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in Db::every(dir.path(), "first-head").await {
+        // Opened on an empty log: the head names its start. Kept by the attacker.
+        let v = db.open().await;
+        db.sql("CREATE TABLE first_head AS SELECT * FROM audit_heads").await;
+        v.store_wallet(&metadata(1), None, &shares("first"), None).await.unwrap();
+        let stored = all_rows(&v).await;
+        db.sql("CREATE TABLE saved AS SELECT * FROM wallets").await;
+        v.replace_shares(&address(1), &shares("second"), BACKUP, None, None).await.unwrap();
+        // The older row back, the replace cut from the log, and the first head put back.
+        let global = if db.is_pg() {
+            format!("UPDATE audit_head SET seq = 1, hash = {};", db.blob(&stored[0].hash))
+        } else {
+            String::new()
+        };
+        db.sql(&format!(
+            "{} DELETE FROM audit WHERE seq > 1; {global} DELETE FROM audit_heads; \
+             INSERT INTO audit_heads SELECT * FROM first_head; DELETE FROM wallets; INSERT INTO wallets SELECT * FROM saved;",
+            db.drop_audit_triggers()
+        ))
+        .await;
+        let why = tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
+        assert!(why.contains("head was put back"), "{why}");
         v.close().await.unwrap();
         db.done().await;
     }

@@ -255,11 +255,11 @@ pub trait WalletStore: Send + Sync {
     async fn bind_audit_key(&self, key: Arc<IntegrityKey>) -> Result<()>;
     /// The environment's authenticated audit head, if it has one.
     async fn audit_head(&self, environment: &str) -> Result<Option<SignedHead>>;
-    /// Appends `entry` at the end of the log and makes it the bound environment's head, in one
-    /// transaction, as `how` allows (`ERR_CONFLICT` otherwise). The only way a head is made or
-    /// replaced: an environment's first open, and an operator's explicit acknowledgement.
-    /// Returns the seq of the row written.
-    async fn repair_head(&self, entry: AuditEntry, how: HeadRepair) -> Result<i64>;
+    /// Appends `entry` at the end of the log (with none, takes the log's last row as it is) and
+    /// makes it the bound environment's head, in one transaction, as `how` allows
+    /// (`ERR_CONFLICT` otherwise). The only way a head is made or replaced: an environment's
+    /// first open, and an operator's explicit step. Returns the head's seq.
+    async fn repair_head(&self, entry: Option<AuditEntry>, how: HeadRepair) -> Result<i64>;
     /// Whether the environment has any wallet or audit row.
     async fn environment_has_rows(&self, environment: &str) -> Result<bool>;
     /// The environment's wrapped integrity key, if one was made.

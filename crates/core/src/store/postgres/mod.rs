@@ -388,7 +388,7 @@ impl WalletStore for PgStore {
         .map_err(pg_err("reading the audit head"))
     }
 
-    async fn repair_head(&self, entry: AuditEntry, how: HeadRepair) -> Result<i64> {
+    async fn repair_head(&self, entry: Option<AuditEntry>, how: HeadRepair) -> Result<i64> {
         ask(|tx| self.send(Job::Repair(entry, how, tx))).await
     }
 

@@ -23,7 +23,7 @@ pub(super) enum Job {
     /// its authenticated head.
     BindKey(Arc<IntegrityKey>),
     /// `WalletStore::repair_head`, in a transaction of its own between batches.
-    Repair(AuditEntry, HeadRepair, oneshot::Sender<Result<i64>>),
+    Repair(Option<AuditEntry>, HeadRepair, oneshot::Sender<Result<i64>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -75,7 +75,7 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Job>) {
                 Job::Write(w) => writes.push(w),
                 Job::Repair(entry, how, tx) => {
                     let r = match key.as_deref() {
-                        Some(k) => repair(&pool, k, &entry, how).await,
+                        Some(k) => repair(&pool, k, entry.as_ref(), how).await,
                         None => Err(Error::internal("no integrity key is bound")),
                     };
                     // The chain moved: the next audit-only batch takes the locking path.
@@ -336,8 +336,9 @@ async fn lock_head(
     key: Option<&IntegrityKey>,
 ) -> sqlx::Result<(ChainHead, Result<()>)> {
     let row = sqlx::query(
-        "SELECT g.seq, g.hash, h.environment, h.seq, h.hash, h.mac, (SELECT a.hash FROM audit a WHERE a.seq = h.seq) \
-         FROM audit_head g LEFT JOIN audit_heads h ON h.environment = $1 WHERE g.id = 1 FOR UPDATE OF g",
+        "SELECT g.seq, g.hash, h.environment, h.seq, h.hash, h.mac, (SELECT a.hash FROM audit a WHERE a.seq = h.seq), \
+         CASE WHEN h.seq = 0 THEN EXISTS (SELECT 1 FROM audit a WHERE a.environment = $1 AND a.wallet_mac IS NOT NULL) \
+         ELSE false END FROM audit_head g LEFT JOIN audit_heads h ON h.environment = $1 WHERE g.id = 1 FOR UPDATE OF g",
     )
     .bind(key.map(|k| k.environment().to_string()))
     .fetch_one(&mut **tx)
@@ -351,12 +352,14 @@ async fn lock_head(
         None => None,
     };
     let at_head: Option<Vec<u8>> = row.try_get(6)?;
-    let intact = crate::tamper::head_intact(key, head.as_ref(), &tip, at_head.as_deref());
+    let has_writes: Option<bool> = row.try_get(7)?;
+    let intact = crate::tamper::head_intact(key, head.as_ref(), &tip, at_head.as_deref(), has_writes == Some(true));
     Ok((tip, intact))
 }
 
-/// Appends `entry` at the end of the log and makes it the environment's head, if `how` allows.
-async fn repair(pool: &PgPool, key: &IntegrityKey, entry: &AuditEntry, how: HeadRepair) -> Result<i64> {
+/// Appends `entry` at the end of the log (or takes the last row as it is) and makes it the
+/// environment's head, if `how` allows.
+async fn repair(pool: &PgPool, key: &IntegrityKey, entry: Option<&AuditEntry>, how: HeadRepair) -> Result<i64> {
     let run = async {
         let mut tx = pool.begin().await?;
         let (tip, intact) = lock_head(&mut tx, Some(key)).await?;
@@ -374,7 +377,8 @@ async fn repair(pool: &PgPool, key: &IntegrityKey, entry: &AuditEntry, how: Head
         if let Some(why) = refusal {
             return Ok(Err(Error::new(ErrorCode::Conflict, why)));
         }
-        let (audit, next) = audit_rows(&tip, &[entry], Some(key));
+        let entries: Vec<&AuditEntry> = entry.into_iter().collect();
+        let (audit, next) = audit_rows(&tip, &entries, Some(key));
         let q = sqlx::query(concat!(
             "WITH rows AS (",
             insert_audit_rows!(),

@@ -327,7 +327,7 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Inline, move |c| get_head(c, &env)).await
     }
 
-    async fn repair_head(&self, entry: AuditEntry, how: HeadRepair) -> Result<i64> {
+    async fn repair_head(&self, entry: Option<AuditEntry>, how: HeadRepair) -> Result<i64> {
         ask(|tx| self.send(Job::Repair(entry, how, tx))).await
     }
 

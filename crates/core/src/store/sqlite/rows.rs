@@ -328,7 +328,17 @@ pub(super) fn check_head(conn: &Connection, key: &IntegrityKey, tip: &ChainHead)
             .map_err(db_err("reading the audit chain"))?,
         _ => None,
     };
-    crate::tamper::head_intact(key, head.as_ref(), tip, at_head.as_deref())
+    let has_writes = match &head {
+        Some(h) if h.seq == 0 => conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM audit INDEXED BY audit_wallet_states WHERE environment = ?1 \
+                 AND wallet_mac IS NOT NULL)",
+            )
+            .and_then(|mut s| s.query_row([key.environment()], |r| r.get(0)))
+            .map_err(db_err("reading the audit chain"))?,
+        _ => false,
+    };
+    crate::tamper::head_intact(key, head.as_ref(), tip, at_head.as_deref(), has_writes)
 }
 
 pub(super) fn get_head(conn: &Connection, environment: &str) -> Result<Option<SignedHead>> {

@@ -28,7 +28,7 @@ pub(super) enum Job {
     /// its authenticated head.
     BindKey(Arc<IntegrityKey>),
     /// `WalletStore::repair_head`, in a transaction of its own between batches.
-    Repair(AuditEntry, HeadRepair, oneshot::Sender<Result<i64>>),
+    Repair(Option<AuditEntry>, HeadRepair, oneshot::Sender<Result<i64>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -110,7 +110,7 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Job::BindKey(k) => key = Some(k),
                 Job::Close(tx) => close = Some(tx),
                 Job::Repair(entry, how, tx) => {
-                    let _ = tx.send(repair(&conn, key.as_deref(), &entry, how));
+                    let _ = tx.send(repair(&conn, key.as_deref(), entry.as_ref(), how));
                 }
                 w => writes.push(w),
             }
@@ -266,8 +266,9 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>)
     pending
 }
 
-/// Appends `entry` at the end of the log and makes it the environment's head, if `how` allows.
-fn repair(conn: &Connection, key: Option<&IntegrityKey>, entry: &AuditEntry, how: HeadRepair) -> Result<i64> {
+/// Appends `entry` at the end of the log (or takes the last row as it is) and makes it the
+/// environment's head, if `how` allows.
+fn repair(conn: &Connection, key: Option<&IntegrityKey>, entry: Option<&AuditEntry>, how: HeadRepair) -> Result<i64> {
     let key = key.ok_or_else(|| Error::internal("no integrity key is bound"))?;
     in_transaction(conn, |c| {
         let tip = chain_head(c)?;
@@ -283,7 +284,10 @@ fn repair(conn: &Connection, key: Option<&IntegrityKey>, entry: &AuditEntry, how
             }
             _ => {}
         }
-        let head = insert_audit(c, &tip, entry, Some(key))?;
+        let head = match entry {
+            Some(e) => insert_audit(c, &tip, e, Some(key))?,
+            None => tip,
+        };
         put_head(c, key, &head, true)?;
         Ok(head.seq)
     })
