@@ -74,14 +74,15 @@ describe('a changed record never yields plaintext', () => {
 })
 
 describe('another environment or another key never yields plaintext', () => {
-  it('refuses a wallet of another environment with ERR_ENVIRONMENT_MISMATCH and does not list it', async () => {
+  it('shows another environment nothing of a wallet: not found, not listed, and its own wallet may use the address', async () => {
     const { vault, path, key, a } = await storedPair()
     await vault.close()
     const other = await Vault.open({ database: path, environment: 'staging', kms: { provider: 'local', key } })
     const addr = a.walletMetadata.accountAddress
-    expect((await vaultError(other.withWallet(addr, () => 'should not run'))).code).toBe('ERR_ENVIRONMENT_MISMATCH')
-    expect((await vaultError(other.getMetadata(addr))).code).toBe('ERR_ENVIRONMENT_MISMATCH')
+    expect((await vaultError(other.withWallet(addr, () => 'should not run'))).code).toBe('ERR_NOT_FOUND')
+    expect((await vaultError(other.getMetadata(addr))).code).toBe('ERR_NOT_FOUND')
     expect(await other.listWallets()).toEqual([])
+    await other.storeWallet(a)
     await other.close()
   })
 
@@ -95,26 +96,20 @@ describe('another environment or another key never yields plaintext', () => {
     await other.close()
   })
 
-  it('refuses records wrapped by another key with ERR_KMS_DENIED', async () => {
-    const { vault, path, a } = await storedPair()
+  it('refuses to open an environment with another key than the one its rows are authenticated under (ERR_KMS_DENIED)', async () => {
+    const { vault, path } = await storedPair()
     await vault.close()
-    const other = await Vault.open({ database: path, environment: 'test', kms: { provider: 'local', key: newKey() } })
-    const e = await vaultError(other.withWallet(a.walletMetadata.accountAddress, () => 'should not run'))
+    const e = await vaultError(Vault.open({ database: path, environment: 'test', kms: { provider: 'local', key: newKey() } }))
     expect(e.code).toBe('ERR_KMS_DENIED')
-    await other.close()
+    expect(e.message).toMatch(/open it with that key/)
   })
 
-  it('fails when a record claims the other key id but was wrapped by the first key', async () => {
+  it('fails with ERR_TAMPERED when a record claims another key id (its MAC is checked first)', async () => {
     const { vault, path, a } = await storedPair()
-    await vault.close()
-    const otherKey = newKey()
-    const probe = await Vault.open({ database: path, environment: 'test', kms: { provider: 'local', key: otherKey } })
-    const c = fakeCreatedWallet('SVM')
-    await probe.storeWallet(c)
-    tamper(path, 'UPDATE wallets SET kek_key_id = (SELECT kek_key_id FROM wallets WHERE address_key = ?)', c.walletMetadata.accountAddress)
-    const e = await vaultError(probe.withWallet(a.walletMetadata.accountAddress, () => 'should not run'))
+    tamper(path, "UPDATE wallets SET kek_key_id = 'local:0000000000000000' WHERE address_key = ?", a.walletMetadata.accountAddress.toLowerCase())
+    const e = await vaultError(vault.withWallet(a.walletMetadata.accountAddress, () => 'should not run'))
     expect(e.code).toBe('ERR_TAMPERED')
-    await probe.close()
+    await vault.close()
   })
 })
 

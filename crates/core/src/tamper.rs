@@ -21,7 +21,7 @@
 //! authenticated, or rows stripped of theirs) are refused until an operator authenticates them
 //! explicitly (`Vault::authenticate_existing_rows`, audited).
 
-use crate::audit::{now_ms, AuditRecord, ChainHead, SignedHead, GENESIS};
+use crate::audit::{AuditRecord, ChainHead, SignedHead, GENESIS};
 use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::{sealed_digest, IntegrityKey, RowFacts};
 use crate::kms::{KeyContext, KeyWrapping};
@@ -36,15 +36,22 @@ const INTEGRITY_CONTEXT: &str = "sharevault:integrity-key";
 /// the process, otherwise from a data key made once, stored wrapped, and unwrapped at each open
 /// (one KMS call), so the database alone can never produce it.
 pub async fn integrity_key(store: &Arc<dyn WalletStore>, kms: &KeyWrapping, environment: &str) -> Result<IntegrityKey> {
-    if let Some(root) = kms.integrity_root() {
-        return Ok(IntegrityKey::derive(&root, environment));
-    }
+    let derived = kms.integrity_root();
     let ctx = KeyContext { environment: environment.to_string(), wallet_id: INTEGRITY_CONTEXT.to_string() };
     let stored = match store.integrity_key(environment).await? {
         Some(k) => k,
         None => {
-            let fresh = kms.generate_uncached(&ctx).await?;
-            store.put_integrity_key(environment, &WrappedKey { kek: fresh.kek, wrapped: fresh.wrapped }).await?;
+            // A provider whose key is in the process derives the integrity key from it: what is
+            // stored then names that key only (nothing wrapped), so a vault opened with another
+            // key is told so at open rather than finding every row's MAC failing.
+            let record = match &derived {
+                Some(_) => WrappedKey { kek: kms.current_kek().clone(), wrapped: Vec::new() },
+                None => {
+                    let fresh = kms.generate_uncached(&ctx).await?;
+                    WrappedKey { kek: fresh.kek, wrapped: fresh.wrapped }
+                }
+            };
+            store.put_integrity_key(environment, &record).await?;
             // Another process may have stored its key first: every process uses the stored one.
             store
                 .integrity_key(environment)
@@ -61,6 +68,9 @@ pub async fn integrity_key(store: &Arc<dyn WalletStore>, kms: &KeyWrapping, envi
                 stored.kek.provider, stored.kek.key_id
             ),
         ));
+    }
+    if let Some(root) = derived {
+        return Ok(IntegrityKey::derive(&root, environment));
     }
     let root = kms.unwrap_uncached(&stored.kek, &stored.wrapped, &ctx).await?;
     Ok(IntegrityKey::derive(&root, environment))
