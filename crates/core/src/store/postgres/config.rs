@@ -96,11 +96,30 @@ fn is_local(host: &str) -> bool {
         || host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Refuses a URL whose user name or password holds a character that ends the authority
+/// (`/`, `?`, `#`) or a second `@` unencoded: the URL parser would take part of the password for
+/// the host, port or database, which messages name. Says so without echoing any part of it.
+fn check_userinfo(database: &str) -> Result<()> {
+    let rest = database.split_once("://").map_or(database, |(_, r)| r);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(end);
+    if authority.matches('@').count() > 1 || after.contains('@') {
+        return Err(Error::invalid(
+            "database",
+            "is not a valid postgres:// URL: its user name or password holds a reserved character (/ ? # @ :) that is \
+             not percent-encoded (write it as %2F %3F %23 %40 %3A); the URL is not repeated here because it holds the \
+             password",
+        ));
+    }
+    Ok(())
+}
+
 impl PgTarget {
     /// Parses a `postgres://` or `postgresql://` URL. Without TLS that is required (`sslmode`
     /// `require`, `verify-ca` or `verify-full`), a host that is not loopback is refused unless
     /// `allow_insecure_transport`: `prefer` (the default) silently falls back to plain text.
     pub fn parse(database: &str, allow_insecure_transport: bool) -> Result<PgTarget> {
+        check_userinfo(database)?;
         // sqlx's parse errors can quote the URL: never pass one on.
         let options = PgConnectOptions::from_str(database)
             .map_err(|_| Error::invalid("database", "is not a valid postgres:// URL"))?;
@@ -161,6 +180,29 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"));
         let e = PgTarget::parse("postgres://alice:hunter2-secret@127.0.0.1:notaport/vault", false).unwrap_err();
         assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn no_reserved_character_in_the_user_or_password_lets_it_into_a_message() {
+        for c in ['/', '@', ':', '?', '#', '[', ']', '%', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ' '] {
+            for url in [
+                format!("postgres://app{c}u:S3cr{c}etPw@db.internal:5432/wallets?sslmode=require"),
+                format!("postgres://app:2024{c}Spring@db.internal/wallets"),
+                format!("postgres://app:2024{c}Spring@127.0.0.1/wallets"),
+            ] {
+                let shown = match PgTarget::parse(&url, false) {
+                    Ok(t) => format!("{t:?} {}", t.describe()),
+                    Err(e) => e.to_string(),
+                };
+                for secret in ["S3cr", "etPw", "2024", "Spring"] {
+                    assert!(!shown.contains(secret), "{c:?}: {shown}");
+                }
+            }
+            // Percent-encoded, the same password is accepted.
+            let encoded: String = format!("2024{c}Spring").bytes().map(|b| format!("%{b:02X}")).collect();
+            let t = PgTarget::parse(&format!("postgres://app:{encoded}@127.0.0.1/wallets"), false).unwrap();
+            assert_eq!(t.describe(), "127.0.0.1:5432/wallets");
+        }
     }
 
     #[test]
