@@ -2,7 +2,7 @@
 // rows and the audit head were authenticated: the assurance issue's attacks, replayed with
 // better-sqlite3 in a child process while the vault runs, and the checkpoint API. The same
 // attacks on both backends, down to each column, are in crates/core/tests/tamper.rs.
-import { Vault, DEFAULT_PERMISSIONS } from '../lib'
+import { Vault, ALL_PERMISSIONS, DEFAULT_PERMISSIONS } from '../lib'
 import type { AuditCheckpoint } from '../lib'
 import { fakeCreatedWallet } from '../demo/fixtures'
 import { cleanup, openFile, vaultError } from './support/helpers'
@@ -10,10 +10,19 @@ import { sqlInChild } from './support/sql'
 
 afterEach(cleanup)
 
+/** The same file opened again with the same key, by an operator's handle. */
+async function reopen(path: string): Promise<{ vault: Vault }> {
+  const key = keys.get(path)
+  if (!key) throw new Error('no key for that file')
+  return { vault: await Vault.open({ database: `sqlite://${path}`, environment: 'test', kms: { provider: 'local', key }, allow: ALL_PERMISSIONS }) }
+}
+const keys = new Map<string, Buffer>()
+
 const DROP_TRIGGERS = 'DROP TRIGGER audit_append_only_update; DROP TRIGGER audit_append_only_delete;'
 
 async function withHydrates(n: number) {
   const opened = await openFile()
+  keys.set(opened.path, opened.key)
   const a = fakeCreatedWallet('EVM')
   const b = fakeCreatedWallet('EVM')
   await opened.vault.storeWallet(a)
@@ -79,6 +88,46 @@ describe('the audit log cannot be cut or rewritten unnoticed', () => {
     expect(check).toMatchObject({ brokenAt: 5 })
     expect(check.reason).toMatch(/MAC/)
     await vault.close()
+  })
+})
+
+describe('a cut log is never healed by the next write', () => {
+  it('refuses every write until an operator acknowledges the break, which stays on record', async () => {
+    const { vault, path, key, a } = await withHydrates(3) // rows 1..5
+    sqlInChild(path, `db.exec(${JSON.stringify(`${DROP_TRIGGERS} DELETE FROM audit WHERE seq > 3`)})`)
+    for (let i = 0; i < 2; i++) {
+      const e = await vaultError(vault.withWallet(a, () => 'must not run', { purpose: 'sign' }))
+      expect(e.code).toBe('ERR_TAMPERED')
+      expect(e.message).toMatch(/acknowledgeAuditBreak/)
+      expect(await vault.verifyAuditChain()).toMatchObject({ brokenAt: 4 })
+    }
+    // A default handle may not acknowledge it.
+    const service = await Vault.open({ database: `sqlite://${path}`, environment: 'test', kms: { provider: 'local', key } })
+    expect((await vaultError(service.acknowledgeAuditBreak('no'))).code).toBe('ERR_FORBIDDEN')
+    await service.close()
+    expect(await vault.acknowledgeAuditBreak('INC-1: restored from the 02:00 backup', { actor: 'ops' })).toBe(4)
+    expect(await vault.withWallet(a, () => 'signed', { purpose: 'sign' })).toBe('signed')
+    expect(await vault.verifyAuditChain()).toEqual({ rows: 5, acknowledged: [4] })
+    expect((await vault.auditLog())[3]).toMatchObject({ seq: 4, action: 'audit_break_acknowledged', actor: 'ops' })
+    expect((await vaultError(vault.acknowledgeAuditBreak('again'))).code).toBe('ERR_CONFLICT')
+    await vault.close()
+  })
+
+  it('authenticates rows without a MAC only on an explicit, audited operator step', async () => {
+    const { vault, path, a } = await withHydrates(0)
+    await vault.close()
+    // The rows stripped of their MACs and the environment's head and history deleted: nothing
+    // authenticates them again by itself.
+    sqlInChild(path, `db.exec(${JSON.stringify(`${DROP_TRIGGERS} DELETE FROM audit; DELETE FROM audit_heads; UPDATE wallets SET mac = NULL`)})`)
+    const { vault: again } = await reopen(path)
+    const e = await vaultError(again.getMetadata(a))
+    expect(e.code).toBe('ERR_TAMPERED')
+    expect(e.message).toMatch(/authenticateExistingRows/)
+    expect(await again.authenticateExistingRows({ actor: 'ops' })).toEqual({ authenticated: 2, refused: 0 })
+    expect((await again.getMetadata(a)).accountAddress.toLowerCase()).toBe(a)
+    expect((await again.auditLog()).map((r) => r.action)).toEqual(['integrity_enabled', 'authenticate', 'authenticate'])
+    expect((await vaultError(again.authenticateExistingRows())).code).toBe('ERR_CONFLICT')
+    await again.close()
   })
 })
 
