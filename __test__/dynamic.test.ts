@@ -1,10 +1,10 @@
 import { Client } from 'pg'
 import { Vault } from '../lib'
 import { DEFAULT_PERMISSIONS } from '../lib'
-import type { OpenOptions, ServerKeyShare, WalletMetadata } from '../lib'
+import type { OpenOptions, Permission, ServerKeyShare, WalletMetadata } from '../lib'
 import { UnpersistedSharesError, vaulted } from '../lib/dynamic'
 import type { Chain } from '../demo/fixtures'
-import { backends, newKey, vaultError } from './support/helpers'
+import { backends, newKey, openFile, vaultError } from './support/helpers'
 import { FakeEvmWalletClient, FakeWalletClient, fakeClients, SdkError } from '../demo/sdk-fakes'
 
 const CHAINS: Chain[] = ['EVM', 'SVM', 'BTC', 'TON']
@@ -115,6 +115,31 @@ describe.each(CHAINS)('vaulted(%s client)', (chain) => {
     } finally {
       await exporting.close()
     }
+  })
+
+  it('never makes an SDK call it cannot undo on a handle that may not keep its result', async () => {
+    const { vault: admin, path, key } = await openFile()
+    const { walletMetadata: { accountAddress } } = await vaulted(raw, admin).createWalletAccount(createArgs(chain))
+    const handle = (allow: Permission[]) => Vault.open({ database: `sqlite://${path}`, environment: 'test', kms: { provider: 'local', key }, allow })
+    const cases: [Permission[], (c: ReturnType<typeof vaulted<FakeWalletClient>>) => Promise<unknown>, string][] = [
+      [['hydrate:sign', 'replace', 'backup'], (c) => c.createWalletAccount(createArgs(chain)), 'createWalletAccount'],
+      // A password change hydrates for signing but writes backup info: both are needed.
+      [['hydrate:sign', 'store', 'replace'], (c) => c.updatePassword({ accountAddress, existingPassword: '', newPassword: 'n' }), 'updatePassword'],
+      [['store', 'backup'], (c) => c.updatePassword({ accountAddress, existingPassword: '', newPassword: 'n' }), 'updatePassword'],
+      [['hydrate:sign', 'store', 'backup'], (c) => c.refreshWalletAccountShares({ accountAddress }), 'refreshWalletAccountShares'],
+      [['hydrate:sign', 'store', 'backup'], (c) => c.reshare({ accountAddress, oldThresholdSignatureScheme: 'TWO_OF_TWO', newThresholdSignatureScheme: 'TWO_OF_THREE' }), 'reshare'],
+    ]
+    for (const [allow, run, method] of cases) {
+      const v = await handle(allow)
+      raw.calls.length = 0
+      const e = await vaultError(run(vaulted(raw, v)))
+      expect([method, e.code]).toEqual([method, 'ERR_FORBIDDEN'])
+      expect(raw.calls).toEqual([])
+      await v.close()
+    }
+    const denied = (await admin.auditLog()).filter((r) => r.outcome === 'denied')
+    expect(denied.map((r) => r.purpose)).toEqual(cases.map((c) => c[2]))
+    await admin.close()
   })
 
   it('storeEncryptedBackupByWallet and updatePassword merge the returned backup info', async () => {

@@ -387,6 +387,35 @@ impl NativeVault {
         )
     }
 
+    /// The SDK wrapper's check, before an SDK call it cannot undo, that this handle may do the
+    /// whole operation: the hydrate for `purpose` and the write (`writes`: a permission name).
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn permit_operation(
+        &self,
+        env: Env,
+        method: String,
+        purpose: Option<String>,
+        writes: Option<String>,
+        address: Option<String>,
+        actor: Option<String>,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                v.permit_operation(
+                    &method,
+                    purpose.as_deref(),
+                    writes.as_deref(),
+                    address.as_deref().unwrap_or(""),
+                    actor.as_deref(),
+                )
+                .await
+            },
+            |env, ()| unsafe { <()>::to_napi_value(env, ()) },
+        )
+    }
+
     /// Writes a sealed state (from `sealUnpersisted`) as the wallet's shares, if the wallet is
     /// still at the generation it replaces. Resolves to the new metadata JSON.
     #[napi(catch_unwind, ts_return_type = "Promise<string>")]

@@ -166,6 +166,13 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
     )
   }
 
+  /**
+   * Before an SDK call that cannot be undone: the handle must be allowed the whole operation (its
+   * hydrate and the write of what the SDK returns), or the SDK is never called.
+   */
+  const permit = (method: string, purpose: string | undefined, writes: 'store' | 'backup' | 'replace', address?: string) =>
+    callNative(() => native.permitOperation(method, purpose, writes, address, actor))
+
   const managed = new Map<string, AnyFn>()
   for (const [method, op] of Object.entries(OPERATIONS) as [ManagedMethod, Operation][]) {
     if (typeof sdk[method] !== 'function' && op.kind !== 'refused') continue
@@ -180,6 +187,7 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
         break
       case 'create':
         fn = async (args: Record<string, unknown> = {}, ...rest: unknown[]) => {
+          await permit(method, undefined, 'store')
           const result = await call({ ...args, backUpToDynamic: args.backUpToDynamic ?? false }, rest)
           if (!isObject(result) || !isObject(result.walletMetadata) || typeof result.walletMetadata.accountAddress !== 'string') {
             throw new VaultError('ERR_INVALID_INPUT', `${method} did not return walletMetadata`, 'result')
@@ -214,6 +222,7 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
       case 'merge':
         fn = async (args: Record<string, unknown>, ...rest: unknown[]) => {
           const address = accountAddressOf(args, method)
+          await permit(method, purpose, 'backup', address)
           const result = await hydrated(address, purpose, (walletMetadata, externalServerKeyShares) =>
             call({ ...args, backUpToDynamic: args.backUpToDynamic ?? false, walletMetadata, externalServerKeyShares }, rest),
           )
@@ -239,6 +248,7 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
             // Checked before the SDK call, which cannot be undone.
             throw new VaultError('ERR_INVALID_INPUT', 'must be TWO_OF_TWO, TWO_OF_THREE or THREE_OF_FIVE', 'newThresholdSignatureScheme')
           }
+          await permit(method, purpose, 'replace', address)
           return hydrated(address, purpose, async (walletMetadata, externalServerKeyShares, generation) => {
             const result = await call({ ...args, backUpToDynamic: args.backUpToDynamic ?? false, walletMetadata, externalServerKeyShares }, rest)
             // From here the old shares no longer sign: the new ones are written, or sealed.

@@ -44,6 +44,11 @@ pub const ALL: [(&str, Permission); 8] = [
 ];
 
 impl Permission {
+    /// The permission named `name` (as written in `allow`), if there is one.
+    pub fn named(name: &str) -> Option<Permission> {
+        ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    }
+
     pub fn name(self) -> &'static str {
         ALL.iter().find(|(_, p)| *p == self).map(|(n, _)| *n).unwrap_or("?")
     }
