@@ -2,6 +2,8 @@ import { Vault } from '../lib'
 import type { CreatedWallet } from '../lib'
 import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../demo/fixtures'
 import { backends, cleanup, newKey, openOn, vaultError } from './support/helpers'
+import { vaulted } from '../lib/dynamic'
+import { fakeClients } from '../demo/sdk-fakes'
 
 describe.each(backends())('on $name', (backend) => {
   let vault: Vault
@@ -165,6 +167,54 @@ describe.each(backends())('on $name', (backend) => {
       expect(e.path).toBe(path)
       await unchanged()
     })
+  })
+})
+
+describe('getters and Proxy traps that throw, and revoked Proxies', () => {
+  const boom = (): never => {
+    throw new Error('boom')
+  }
+  const revoked = (): object => {
+    const r = Proxy.revocable({}, {})
+    r.revoke()
+    return r.proxy
+  }
+  const trap = (): object => new Proxy({}, { get: boom, ownKeys: boom, getOwnPropertyDescriptor: boom, has: boom })
+
+  it('are ERR_INVALID_INPUT with the path of what could not be read, in options and inputs alike, and nothing is written', async () => {
+    const key = newKey()
+    const opts = (extra: Record<string, unknown>) => ({ database: ':memory:', environment: 'test', kms: { provider: 'local', key }, ...extra })
+    const vault = await Vault.open(opts({}) as never)
+    const w = fakeCreatedWallet('EVM')
+    const a = w.walletMetadata.accountAddress
+    const cases: [string, () => Promise<unknown>, string][] = [
+      ['a getter on an option', () => Vault.open({ ...opts({}), get database(): string { return boom() } } as never), 'database'],
+      ['revoked options', () => Vault.open(revoked() as never), 'options'],
+      ['a trapping kms', () => Vault.open(opts({ kms: trap() }) as never), 'kms.provider'],
+      ['a getter in cache', () => Vault.open(opts({ cache: { get maxEntries(): number { return boom() } } }) as never), 'cache.maxEntries'],
+      ['a revoked wallet', () => vault.storeWallet(revoked() as never), 'created'],
+      ['a getter on walletMetadata', () => vault.storeWallet({ ...w, get walletMetadata(): never { return boom() } } as never), 'walletMetadata'],
+      ['revoked shares', () => vault.storeWallet({ ...w, externalServerKeyShares: revoked() } as never), 'externalServerKeyShares'],
+      ['a revoked share', () => vault.storeWallet({ ...w, externalServerKeyShares: [revoked()] } as never), 'externalServerKeyShares[0]'],
+      ['a trapping share', () => vault.storeWallet({ ...w, externalServerKeyShares: [trap()] } as never), 'externalServerKeyShares[0]'],
+      ['a getter on secretShare', () => vault.storeWallet({ ...w, externalServerKeyShares: [{ get secretShare(): string { return boom() } }] } as never), 'externalServerKeyShares[0].secretShare'],
+      ['a getter in the metadata', () => vault.storeWallet({ ...w, walletMetadata: { ...w.walletMetadata, get extra(): never { return boom() } } }), 'walletMetadata'],
+      ['a getter on withWallet options', () => vault.withWallet(a, () => 1, { get purpose(): string { return boom() } }), 'purpose'],
+      ['revoked backup info', () => vault.mergeBackupInfo(a, revoked() as never), 'backupInfo'],
+      ['revoked replace input', () => vault.replaceShares(a, revoked() as never), 'input'],
+      ['a getter on list options', () => vault.listWallets({ get limit(): number { return boom() } }), 'limit'],
+      ['a revoked checkpoint', () => vault.verifyAuditChain({ since: revoked() as never }), 'since'],
+      ['revoked delete options', () => vault.deleteWallet(a, revoked() as never), 'actor'],
+      ['revoked SDK arguments', () => vaulted(fakeClients().EVM, vault).signMessage(revoked() as never), 'args'],
+      ['a getter in SDK arguments', () => vaulted(fakeClients().EVM, vault).createWalletAccount({ get thresholdSignatureScheme(): never { return boom() } } as never), 'args'],
+    ]
+    for (const [what, run, path] of cases) {
+      const e = await vaultError(run())
+      expect([what, e.code, e.path]).toEqual([what, 'ERR_INVALID_INPUT', path])
+      expect(e.message).not.toMatch(/boom/)
+    }
+    expect(await vault.listWallets()).toEqual([])
+    await vault.close()
   })
 })
 

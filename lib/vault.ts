@@ -43,14 +43,31 @@ function callSync<T>(f: () => T): T {
  * An own property of `o`, or `undefined`. Never an inherited one: a polluted `Object.prototype`
  * (a careless deep merge) must not be able to supply an actor, a purpose, or shares.
  */
-function own(o: unknown, key: string): unknown {
-  return o !== null && typeof o === 'object' && Object.prototype.hasOwnProperty.call(o, key)
-    ? (o as Record<string, unknown>)[key]
-    : undefined
+function own(o: unknown, key: string, path: string = key): unknown {
+  if (o === null || typeof o !== 'object') return undefined
+  try {
+    return Object.prototype.hasOwnProperty.call(o, key) ? (o as Record<string, unknown>)[key] : undefined
+  } catch {
+    // A getter or Proxy trap that throws, or a revoked Proxy: the caller's bad input, at its path.
+    throw unreadable(path)
+  }
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v)
+function unreadable(path: string): VaultError {
+  return invalid(path, 'could not be read: a getter or Proxy trap threw (pass plain data)')
+}
+
+/** `Array.isArray`, which throws for a revoked Proxy: that is bad input at `path`. */
+function isArray(v: unknown, path: string): boolean {
+  try {
+    return Array.isArray(v)
+  } catch {
+    throw unreadable(path)
+  }
+}
+
+function isObject(v: unknown, path = 'input'): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !isArray(v, path)
 }
 
 // The facade checks JavaScript types only, so a wrong type gets a path instead of a binding
@@ -89,20 +106,20 @@ function optNum(v: unknown, path: string): number | undefined {
 
 function sharesArg(v: unknown): unknown[] {
   if (v === undefined || v === null) throw invalid('externalServerKeyShares', 'is required')
-  if (!Array.isArray(v)) throw invalid('externalServerKeyShares', 'must be an array of key shares')
-  return v
+  if (!isArray(v, 'externalServerKeyShares')) throw invalid('externalServerKeyShares', 'must be an array of key shares')
+  return v as unknown[]
 }
 
 function json(v: unknown, path: string): string {
   try {
     return JSON.stringify(v)
   } catch {
-    throw invalid(path, 'must be JSON data (no BigInt, no cycles)')
+    throw invalid(path, 'must be JSON data (no BigInt, no cycles, no getter or Proxy trap that throws)')
   }
 }
 
 function backupJson(v: unknown): string {
-  if (!isObject(v)) throw invalid('backupInfo', v === undefined || v === null ? 'is required' : 'must be an object')
+  if (!isObject(v, 'backupInfo')) throw invalid('backupInfo', v === undefined || v === null ? 'is required' : 'must be an object')
   return json(v, 'backupInfo')
 }
 
@@ -160,12 +177,16 @@ export class Vault {
   static async open(options: OpenOptions): Promise<Vault> {
     // onAudit gets the same shape as auditLog's rows (a Date, no chain fields); a copy of the
     // options carries the wrapper, so the caller's object is not changed.
-    const onAudit = own(options, 'onAudit')
-    const native =
-      typeof onAudit === 'function'
-        ? { ...options, onAudit: (e: NativeAuditEvent) => (onAudit as (e: AuditEvent) => void)(auditEvent(e)) }
-        : options
-    const handle = await call(() => openVault(native))
+    const onAudit = own(options, 'onAudit', 'options')
+    let native: unknown = options
+    if (typeof onAudit === 'function') {
+      try {
+        native = { ...options, onAudit: (e: NativeAuditEvent) => (onAudit as (e: AuditEvent) => void)(auditEvent(e)) }
+      } catch {
+        throw unreadable('options')
+      }
+    }
+    const handle = await call(() => openVault(native as object))
     return new Vault(handle, callSync(() => handle.environment))
   }
 
@@ -175,9 +196,9 @@ export class Vault {
    * the stored metadata. An address that is already stored is `ERR_CONFLICT`.
    */
   async storeWallet(created: CreatedWallet, options: { actor?: string } = {}): Promise<WalletMetadata> {
-    if (!isObject(created)) throw invalid('created', 'must be the object createWalletAccount() returned')
+    if (!isObject(created, 'created')) throw invalid('created', 'must be the object createWalletAccount() returned')
     const meta = own(created, 'walletMetadata')
-    if (!isObject(meta)) throw invalid('walletMetadata', meta === undefined || meta === null ? 'is required' : 'must be an object')
+    if (!isObject(meta, 'walletMetadata')) throw invalid('walletMetadata', meta === undefined || meta === null ? 'is required' : 'must be an object')
     const shares = sharesArg(own(created, 'externalServerKeyShares'))
     const address = own(created, 'accountAddress')
     const createdAddress = typeof address === 'string' ? address : undefined
@@ -233,7 +254,7 @@ export class Vault {
    */
   async replaceShares(address: string, input: ReplaceSharesInput, options: { actor?: string } = {}): Promise<WalletMetadata> {
     const a = str(address, 'address')
-    if (!isObject(input)) throw invalid('input', 'must be { externalServerKeyShares, backupInfo, thresholdSignatureScheme? }')
+    if (!isObject(input, 'input')) throw invalid('input', 'must be { externalServerKeyShares, backupInfo, thresholdSignatureScheme? }')
     const shares = sharesArg(own(input, 'externalServerKeyShares'))
     const info = backupJson(own(input, 'backupInfo'))
     const scheme = optStr(own(input, 'thresholdSignatureScheme'), 'thresholdSignatureScheme')
@@ -302,12 +323,12 @@ export class Vault {
     const since = own(options, 'since')
     let cp: AuditCheckpoint | undefined
     if (since !== undefined && since !== null) {
-      if (!isObject(since)) throw invalid('since', 'must be a checkpoint from vault.checkpoint()')
+      if (!isObject(since, 'since')) throw invalid('since', 'must be a checkpoint from vault.checkpoint()')
       cp = {
-        environment: str(since.environment, 'since.environment'),
-        seq: optNum(since.seq, 'since.seq') ?? NaN,
-        hash: str(since.hash, 'since.hash'),
-        mac: str(since.mac, 'since.mac'),
+        environment: str(own(since, 'environment', 'since.environment'), 'since.environment'),
+        seq: optNum(own(since, 'seq', 'since.seq'), 'since.seq') ?? NaN,
+        hash: str(own(since, 'hash', 'since.hash'), 'since.hash'),
+        mac: str(own(since, 'mac', 'since.mac'), 'since.mac'),
       }
     }
     const c = await call(() => this.native.verifyAuditChain(cp?.environment, cp?.seq, cp?.hash, cp?.mac))

@@ -11,7 +11,7 @@
 
 use crate::error::to_napi;
 use crate::out::{define_array, define_object};
-use crate::raw::check;
+use crate::raw::{check, thrown_at};
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue, ValueType};
 use napi::sys;
 use sharevault_core::shares::{self, Encoder, Value, MAX_DEPTH};
@@ -59,12 +59,14 @@ impl FromNapiValue for SharesInput {
         let mut enc = Encoder::new();
         let mut path = String::from("externalServerKeyShares");
         let mut is_array = false;
-        check(sys::napi_is_array(env, value, &mut is_array), "checking the shares").map_err(to_napi)?;
+        check(sys::napi_is_array(env, value, &mut is_array), "checking the shares")
+            .map_err(|e| to_napi(thrown_at(env, &path, e)))?;
         if !is_array {
             return Err(to_napi(Error::invalid(path, "must be an array of key shares")));
         }
         let tag_fn = object_to_string(env).map_err(to_napi)?;
-        encode(env, tag_fn, value, &mut enc, &mut path, 0).map_err(to_napi)?;
+        // A getter or Proxy trap that throws fails the walk where it was: `path` names that place.
+        encode(env, tag_fn, value, &mut enc, &mut path, 0).map_err(|e| to_napi(thrown_at(env, &path, e)))?;
         Ok(SharesInput(enc.finish()))
     }
 }

@@ -98,6 +98,21 @@ async function persist<T>(write: () => Promise<T>, deadlineMs: number, transient
   }
 }
 
+/**
+ * The call's arguments, copied once (own enumerable fields) before anything else is done: a
+ * getter or Proxy trap that throws is `ERR_INVALID_INPUT` here, before any SDK call or hydrate,
+ * and nothing reads the caller's object again.
+ */
+function argsOf(args: unknown, method: string): Record<string, unknown> {
+  if (args === undefined) return {}
+  try {
+    if (args === null || typeof args !== 'object' || Array.isArray(args)) throw new TypeError()
+    return { ...(args as Record<string, unknown>) }
+  } catch {
+    throw new VaultError('ERR_INVALID_INPUT', `${method} takes one plain object of arguments (a getter or Proxy trap that throws cannot be read)`, 'args')
+  }
+}
+
 function accountAddressOf(args: unknown, method: string): string {
   const a = isObject(args) ? args.accountAddress : undefined
   if (typeof a !== 'string' || a.length === 0) {
@@ -268,7 +283,9 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
         }
         break
     }
-    managed.set(method, (...args: unknown[]) => holdOpen(vault, () => Promise.resolve().then(() => fn(...args))))
+    managed.set(method, (args?: unknown, ...rest: unknown[]) =>
+      holdOpen(vault, () => Promise.resolve().then(() => fn(argsOf(args, method), ...rest))),
+    )
   }
 
   const bound = new Map<PropertyKey, [AnyFn, AnyFn]>()

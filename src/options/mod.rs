@@ -7,7 +7,7 @@
 pub mod kms;
 
 use crate::audit_sink::Sink;
-use crate::raw::check;
+use crate::raw::{check, thrown_at};
 use napi::sys;
 use sharevault_core::kms::cache::CacheConfig;
 use sharevault_core::permissions::Permissions;
@@ -80,11 +80,14 @@ impl Obj {
                 sys::napi_create_string_utf8(env, key.as_ptr() as *const c_char, key.len() as isize, &mut name),
                 "naming an option",
             )?;
-            check(sys::napi_has_own_property(env, self.value, name, &mut own), "checking an option")?;
+            // A getter or Proxy trap that throws (or a revoked Proxy) is bad input at this option.
+            check(sys::napi_has_own_property(env, self.value, name, &mut own), "checking an option")
+                .map_err(|e| thrown_at(env, &self.path_of(key), e))?;
             if !own {
                 return Ok(None);
             }
-            check(sys::napi_get_property(env, self.value, name, &mut v), "reading an option")?;
+            check(sys::napi_get_property(env, self.value, name, &mut v), "reading an option")
+                .map_err(|e| thrown_at(env, &self.path_of(key), e))?;
         }
         match type_of(env, v)? {
             sys::ValueType::napi_undefined | sys::ValueType::napi_null => Ok(None),
@@ -127,12 +130,14 @@ impl Obj {
         let env = self.env;
         let mut is_array = false;
         // SAFETY: live handles on the JS thread.
-        check(unsafe { sys::napi_is_array(env, v, &mut is_array) }, "checking an array")?;
+        check(unsafe { sys::napi_is_array(env, v, &mut is_array) }, "checking an array")
+            .map_err(|e| unsafe { thrown_at(env, &self.path_of(key), e) })?;
         if !is_array {
             return Err(Error::invalid(self.path_of(key), "must be an array of strings"));
         }
         let mut len = 0u32;
-        check(unsafe { sys::napi_get_array_length(env, v, &mut len) }, "reading an array's length")?;
+        check(unsafe { sys::napi_get_array_length(env, v, &mut len) }, "reading an array's length")
+            .map_err(|e| unsafe { thrown_at(env, &self.path_of(key), e) })?;
         if len > 64 {
             return Err(Error::invalid(self.path_of(key), "has more than 64 entries"));
         }
@@ -141,10 +146,13 @@ impl Obj {
             let mut has = false;
             let mut item = ptr::null_mut();
             // SAFETY: live handles on the JS thread; own elements only, as for properties.
+            let at = format!("{}[{i}]", self.path_of(key));
             unsafe {
-                check(sys::napi_has_element(env, v, i, &mut has), "checking an element")?;
+                check(sys::napi_has_element(env, v, i, &mut has), "checking an element")
+                    .map_err(|e| thrown_at(env, &at, e))?;
                 if has {
-                    check(sys::napi_get_element(env, v, i, &mut item), "reading an element")?;
+                    check(sys::napi_get_element(env, v, i, &mut item), "reading an element")
+                        .map_err(|e| thrown_at(env, &at, e))?;
                 }
             }
             if !has || type_of(env, item)? != sys::ValueType::napi_string {
