@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util'
 import { migrate } from './vault'
 
 const USAGE = `usage:
-  sharevault migrate [--database <url>] [--allow-insecure-transport]
+  sharevault migrate [--database <url>] [--allow-insecure-transport] [--allow-tls12]
       the database is $SHAREVAULT_DATABASE unless --database is given`
 
 /** Credentials in anything that looks like a URL, masked: `postgres://app:***@db/x`. */
@@ -19,7 +19,7 @@ function redact(text: string): string {
 async function migrateCommand(args: string[]): Promise<void> {
   let parsed
   try {
-    parsed = parseArgs({ args, options: { database: { type: 'string' }, 'allow-insecure-transport': { type: 'boolean' } } })
+    parsed = parseArgs({ args, options: { database: { type: 'string' }, 'allow-insecure-transport': { type: 'boolean' }, 'allow-tls12': { type: 'boolean' } } })
   } catch {
     // parseArgs quotes the offending argument, which may be a URL with a password in it.
     console.error(`unexpected argument (the database goes after --database, or in SHAREVAULT_DATABASE)\n${USAGE}`)
@@ -33,7 +33,11 @@ async function migrateCommand(args: string[]): Promise<void> {
     process.exitCode = 2
     return
   }
-  const m = await migrate({ database, allowInsecureTransport: values['allow-insecure-transport'] === true })
+  const m = await migrate({
+    database,
+    allowInsecureTransport: values['allow-insecure-transport'] === true,
+    allowTls12: values['allow-tls12'] === true,
+  })
   console.log(m.from === m.to ? `schema already at version ${m.to}; nothing to do` : `schema migrated from version ${m.from} to ${m.to}`)
 }
 

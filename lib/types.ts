@@ -53,6 +53,8 @@ export interface VaultStats {
     /** Pages locked now. */
     lockedPages: number
   }
+  /** The database connection: `tls` is the TLS version PostgreSQL negotiated (`'TLSv1.3'`), or null. */
+  database: { tls: string | null }
 }
 
 /** PostgreSQL connection pool (ranges are checked by the core; see the README). */
@@ -72,6 +74,12 @@ export interface DatabaseOptions {
   pool?: PoolOptions
   /** PostgreSQL only: allow a connection without TLS to a host that is not loopback. */
   allowInsecureTransport?: boolean
+  /**
+   * PostgreSQL over TLS refuses anything older than TLS 1.3 by default (`ERR_INVALID_INPUT`, path
+   * `database`, naming what the server offered). `true` also accepts TLS 1.2, for an old server.
+   * `stats().database.tls` says what was negotiated.
+   */
+  allowTls12?: boolean
 }
 
 /** What `migrate()` found and left: schema versions (0: there was no schema). */

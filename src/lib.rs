@@ -198,6 +198,17 @@ js_object! {
         memory: NativeMemoryProtection => "memory",
         /// `onAudit`: entries queued, dropped (queue full), delivered, and failed (handler threw).
         on_audit: NativeOnAuditStats => "onAudit",
+        /// The database connection: the TLS version it negotiated.
+        database: NativeDatabaseStats => "database",
+    }
+}
+
+js_object! {
+    /// The database connection as negotiated.
+    #[napi(object)]
+    pub struct NativeDatabaseStats {
+        /// `TLSv1.3` (PostgreSQL over TLS), or null (no TLS, or SQLite).
+        tls: Option<String> => "tls",
     }
 }
 
@@ -616,6 +627,7 @@ impl NativeVault {
                 mlock_failures: s.memory.mlock_failures as i64,
                 locked_pages: s.memory.locked_pages as i64,
             },
+            database: NativeDatabaseStats { tls: s.database_tls },
         };
         // SAFETY: on the JS thread, in this call's handle scope.
         unsafe { stats.to_js(env.raw()) }.map(Built).map_err(to_napi)

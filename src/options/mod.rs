@@ -278,7 +278,7 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<(Open
 }
 
 /// The storage options shared by `Vault.open` and `migrate`: `pool`, `allowInsecureTransport`,
-/// `migrate`.
+/// `allowTls12`, `migrate`.
 fn store_options(o: &Obj) -> Result<StoreOptions> {
     let pool = match o.object("pool", "an object such as { maxConnections, acquireTimeoutMs, statementTimeoutMs }")? {
         None => PoolConfig::default(),
@@ -289,11 +289,12 @@ fn store_options(o: &Obj) -> Result<StoreOptions> {
         )?,
     };
     let allow_insecure_transport = o.boolean("allowInsecureTransport")?.unwrap_or(false);
+    let allow_tls12 = o.boolean("allowTls12")?.unwrap_or(false);
     let migrations = match o.boolean("migrate")? {
         Some(false) => Migrations::Never,
         _ => Migrations::OnOpen,
     };
-    Ok(StoreOptions { allow_insecure_transport, pool, migrations })
+    Ok(StoreOptions { allow_insecure_transport, allow_tls12, pool, migrations })
 }
 
 /// Reads `migrate()`'s options: `database` and the storage options.

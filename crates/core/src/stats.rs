@@ -49,6 +49,8 @@ pub struct StatsSnapshot {
     pub hydrate_p99_ms: f64,
     /// The memory protections in force (process-wide).
     pub memory: crate::memlock::Protections,
+    /// The TLS version of the database connections (`TLSv1.3`); `None` without TLS or for SQLite.
+    pub database_tls: Option<String>,
 }
 
 pub fn bump(c: &AtomicU64) {
@@ -107,6 +109,7 @@ impl Stats {
             hydrate_p95_ms: pct(95.0),
             hydrate_p99_ms: pct(99.0),
             memory: crate::memlock::status(),
+            database_tls: None,
         }
     }
 }

@@ -1046,7 +1046,7 @@ impl Vault {
 
     /// Counters: KMS calls, cache hits/misses/evictions, errors by code, hydrate latency.
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
+        StatsSnapshot { database_tls: self.store.transport(), ..self.stats.snapshot() }
     }
 
     /// How many data keys the cache holds right now (0 without a cache).

@@ -83,6 +83,10 @@ fn server_cert(dir: &Path, ca_name: &str) {
 }
 
 async fn open(url: &str) -> sharevault_core::Result<sharevault_core::Vault> {
+    open_with(url, false).await
+}
+
+async fn open_with(url: &str, allow_tls12: bool) -> sharevault_core::Result<sharevault_core::Vault> {
     sharevault_core::open(OpenConfig {
         harden_process: false,
         audit_sink: None,
@@ -92,9 +96,48 @@ async fn open(url: &str) -> sharevault_core::Result<sharevault_core::Vault> {
         actor: None,
         kms: KmsConfig::Local(DataKey::from_bytes([5u8; 32])),
         cache: None,
-        store: StoreOptions::default(),
+        store: StoreOptions { allow_tls12, ..StoreOptions::default() },
     })
     .await
+}
+
+/// A cluster that speaks TLS with a certificate from `ca`, and the `verify-full` URL for it.
+fn tls_cluster(certs: &Path, extra_conf: &str) -> Option<(support::pg::TempCluster, String)> {
+    let read = |f: &str| std::fs::read(certs.join(f)).unwrap();
+    let (crt, key) = (read("server.crt"), read("server.key"));
+    let cluster = support::pg::TempCluster::start(
+        &format!("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n{extra_conf}"),
+        &[
+            ("server.crt", &crt),
+            ("server.key", &key),
+            ("pg_hba.conf", b"local all all trust\nhostssl all all 127.0.0.1/32 trust\n"),
+        ],
+    )?;
+    let url = format!(
+        "postgres://postgres:hunter2-secret@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        cluster.port,
+        certs.join("ca.pem").display()
+    );
+    Some((cluster, url))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_offers_only_tls_1_2_is_refused_unless_allowed_and_stats_say_what_was_negotiated() {
+    let certs = tempfile::tempdir().unwrap();
+    ca(certs.path(), "ca");
+    server_cert(certs.path(), "ca");
+    let Some((_cluster, url)) = tls_cluster(certs.path(), "ssl_max_protocol_version = 'TLSv1.2'\n") else { return };
+    let e = open(&url).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput, "{e}");
+    assert!(e.message.contains("TLSv1.2") && e.message.contains("allowTls12"), "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    // Allowed by name: it connects, and says so.
+    let vault = open_with(&url, true).await.unwrap();
+    assert_eq!(vault.stats().database_tls.as_deref(), Some("TLSv1.2"));
+    vault.close().await.unwrap();
+    // `sharevault migrate` holds to the same rule.
+    let e = sharevault_core::store::migrate(&url, &StoreOptions::default()).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput, "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,18 +146,7 @@ async fn verify_full_connects_only_with_the_right_ca_and_host_and_never_in_plain
     ca(certs.path(), "ca");
     ca(certs.path(), "other");
     server_cert(certs.path(), "ca");
-    let read = |f: &str| std::fs::read(certs.path().join(f)).unwrap();
-    let (crt, key) = (read("server.crt"), read("server.key"));
-    let Some(cluster) = support::pg::TempCluster::start(
-        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
-        &[
-            ("server.crt", &crt),
-            ("server.key", &key),
-            ("pg_hba.conf", b"local all all trust\nhostssl all all 127.0.0.1/32 trust\n"),
-        ],
-    ) else {
-        return;
-    };
+    let Some((cluster, _)) = tls_cluster(certs.path(), "") else { return };
     let ca_file = certs.path().join("ca.pem");
     let other_file = certs.path().join("other.pem");
     let url = |host: &str, mode: &str, root: &Path| {
@@ -128,6 +160,7 @@ async fn verify_full_connects_only_with_the_right_ca_and_host_and_never_in_plain
     // The right CA and the name on the certificate: connects, and works.
     let vault = open(&url("localhost", "verify-full", &ca_file)).await.unwrap();
     assert!(vault.list_wallets(None, Some(10), None).await.unwrap().is_empty());
+    assert_eq!(vault.stats().database_tls.as_deref(), Some("TLSv1.3"));
     assert!(!format!("{vault:?}").contains("hunter2"));
     vault.close().await.unwrap();
 

@@ -32,6 +32,8 @@ pub enum Target {
 pub struct StoreOptions {
     /// Allow a PostgreSQL connection without TLS to a host that is not loopback.
     pub allow_insecure_transport: bool,
+    /// Allow a PostgreSQL connection over TLS 1.2 (an old server); TLS 1.3 is required otherwise.
+    pub allow_tls12: bool,
     /// PostgreSQL connection pool (ignored by SQLite).
     pub pool: postgres::PoolConfig,
     /// Whether opening may create or upgrade the schema.
@@ -71,7 +73,7 @@ fn not_migrated(current: i64, wanted: i64) -> Error {
 /// writer. Concurrent runs (and opens) migrate once. The command behind `sharevault migrate`.
 pub async fn migrate(database: &str, options: &StoreOptions) -> Result<Migrated> {
     match Target::parse(database, options)? {
-        Target::Postgres(target) => postgres::migrate_only(*target, options.pool).await,
+        Target::Postgres(target) => postgres::migrate_only(*target, options.pool, options.allow_tls12).await,
         Target::Sqlite(location) => tokio::task::spawn_blocking(move || sqlite::migrate_only(location))
             .await
             .map_err(|_| Error::internal("migrating the database panicked"))?,
@@ -100,7 +102,7 @@ impl Target {
 pub async fn open(database: &str, options: &StoreOptions) -> Result<Arc<dyn WalletStore>> {
     match Target::parse(database, options)? {
         Target::Postgres(target) => {
-            Ok(Arc::new(postgres::PgStore::open(*target, options.pool, options.migrations).await?))
+            Ok(Arc::new(postgres::PgStore::open(*target, options.pool, options.migrations, options.allow_tls12).await?))
         }
         Target::Sqlite(location) => {
             let migrations = options.migrations;
@@ -267,6 +269,11 @@ pub trait WalletStore: Send + Sync {
     /// Stores the environment's wrapped integrity key unless one is stored already (the first
     /// of several processes wins; the others read it back).
     async fn put_integrity_key(&self, environment: &str, key: &WrappedKey) -> Result<()>;
+    /// The TLS version the database connections negotiated (`TLSv1.3`), `None` for a connection
+    /// without TLS or a file (SQLite).
+    fn transport(&self) -> Option<String> {
+        None
+    }
     /// Finishes queued writes and closes connections.
     async fn close(&self) -> Result<()>;
 }

@@ -120,26 +120,64 @@ pub(super) fn pg_err(context: &'static str) -> impl Fn(sqlx::Error) -> Error {
 // After the column macros, which it uses.
 mod reader;
 
-/// The connection pool, with the statement timeout set on every connection. An error names the
-/// server (never the password).
-async fn connect(target: &PgTarget, pool: PoolConfig) -> Result<PgPool> {
+/// The connection pool, with the statement timeout set on every connection. A connection over
+/// TLS older than 1.3 is refused (unless `allow_tls12`) before the pool hands it out, so no
+/// statement ever runs over it; what was negotiated is kept in `tls`. An error names the server
+/// (never the password).
+async fn connect(
+    target: &PgTarget,
+    pool: PoolConfig,
+    allow_tls12: bool,
+) -> Result<(PgPool, Arc<Mutex<Option<String>>>)> {
     let timeout_ms = pool.statement_timeout.as_millis().to_string();
     let options = target.options.clone().options([("statement_timeout", timeout_ms.as_str())]);
-    PgPoolOptions::new()
+    let tls: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let refused: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (seen, why) = (tls.clone(), refused.clone());
+    let connected = PgPoolOptions::new()
         .max_connections(pool.max_connections)
         .acquire_timeout(pool.acquire_timeout)
-        .connect_with(options)
-        .await
-        .map_err(|e| {
-            let e = pg_err("connecting to the database")(e);
-            Error { message: format!("{} ({})", e.message, target.describe()), ..e }
+        .after_connect(move |conn, _| {
+            let (seen, why) = (seen.clone(), why.clone());
+            Box::pin(async move {
+                let version: Option<String> =
+                    sqlx::query_scalar("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl")
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                if let Some(v) = version.as_deref().filter(|v| *v != "TLSv1.3" && !allow_tls12) {
+                    let message = format!(
+                        "the server negotiated {v}; sharevault requires TLS 1.3 on the database connection (set \
+                         allowTls12: true for a server that cannot do 1.3)"
+                    );
+                    if let Ok(mut w) = why.lock() {
+                        *w = Some(message.clone());
+                    }
+                    return Err(sqlx::Error::Configuration(message.into()));
+                }
+                if let Ok(mut s) = seen.lock() {
+                    *s = version;
+                }
+                Ok(())
+            })
         })
+        .connect_with(options)
+        .await;
+    match connected {
+        Ok(pg) => Ok((pg, tls)),
+        Err(e) => {
+            if let Some(message) = refused.lock().ok().and_then(|w| w.clone()) {
+                return Err(Error::invalid("database", format!("{message} ({})", target.describe())));
+            }
+            let e = pg_err("connecting to the database")(e);
+            Err(Error { message: format!("{} ({})", e.message, target.describe()), ..e })
+        }
+    }
 }
 
 /// `sharevault migrate` on PostgreSQL: brings the schema up to date (under the advisory lock,
 /// so it is safe beside running instances and other migrators) and disconnects.
-pub(super) async fn migrate_only(target: PgTarget, pool: PoolConfig) -> Result<Migrated> {
-    let pg = connect(&target, pool).await?;
+pub(super) async fn migrate_only(target: PgTarget, pool: PoolConfig, allow_tls12: bool) -> Result<Migrated> {
+    let (pg, _) = connect(&target, pool, allow_tls12).await?;
     let from = schema::migrate(&pg).await;
     pg.close().await;
     Ok(Migrated { from: from?.into(), to: schema::SCHEMA_VERSION.into() })
@@ -147,14 +185,21 @@ pub(super) async fn migrate_only(target: PgTarget, pool: PoolConfig) -> Result<M
 
 pub struct PgStore {
     pool: PgPool,
+    /// The TLS version the pool's connections negotiated (`None`: plain text).
+    tls: Arc<Mutex<Option<String>>>,
     jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     lookups: Mutex<Option<mpsc::UnboundedSender<reader::Lookup>>>,
 }
 
 impl PgStore {
     /// Connects, migrates (unless migrations are off), and starts the writer task.
-    pub async fn open(target: PgTarget, pool: PoolConfig, migrations: Migrations) -> Result<PgStore> {
-        let pg = connect(&target, pool).await?;
+    pub async fn open(
+        target: PgTarget,
+        pool: PoolConfig,
+        migrations: Migrations,
+        allow_tls12: bool,
+    ) -> Result<PgStore> {
+        let (pg, tls) = connect(&target, pool, allow_tls12).await?;
         let checked = match migrations {
             Migrations::OnOpen => schema::migrate(&pg).await.map(|_| ()),
             Migrations::Never => schema::require_current(&pg).await,
@@ -169,7 +214,7 @@ impl PgStore {
         // Leave the writer a connection, and the list and audit reads some.
         let parallel = (pool.max_connections as usize).saturating_sub(2).clamp(1, READ_BATCHES);
         tokio::spawn(reader::run(pg.clone(), rx, parallel));
-        Ok(PgStore { pool: pg, jobs: Mutex::new(Some(tx)), lookups: Mutex::new(Some(lookups)) })
+        Ok(PgStore { pool: pg, tls, jobs: Mutex::new(Some(tx)), lookups: Mutex::new(Some(lookups)) })
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -439,6 +484,10 @@ impl WalletStore for PgStore {
         .await
         .map_err(pg_err("storing the integrity key"))?;
         Ok(())
+    }
+
+    fn transport(&self) -> Option<String> {
+        self.tls.lock().ok().and_then(|t| t.clone())
     }
 
     async fn close(&self) -> Result<()> {
