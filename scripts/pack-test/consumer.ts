@@ -11,6 +11,7 @@ import {
   type AuditCheckpoint,
   type AuditEvent,
   type AuditRecord,
+  type AuthenticatedRows,
   type ChainCheck,
   type AwsKmsOptions,
   type CacheOptions,
@@ -79,7 +80,11 @@ export async function use(): Promise<void> {
   const stats: VaultStats = vault.stats()
   const checkpoint: AuditCheckpoint = await vault.checkpoint()
   const check: ChainCheck = await vault.verifyAuditChain({ since: checkpoint })
-  console.log(check.brokenAt ?? check.rows, stats.memory.mlock, stats.onAudit.dropped)
+  console.log(check.brokenAt ?? check.rows, stats.memory.mlock, stats.onAudit.dropped, stats.database.tls)
+  const acknowledged: number[] | undefined = check.acknowledged
+  const authenticate = (force: boolean): Promise<AuthenticatedRows> => vault.authenticateExistingRows({ force })
+  const acknowledge = (reason: string): Promise<number> => vault.acknowledgeAuditBreak(reason)
+  console.log(acknowledged, typeof authenticate, typeof acknowledge)
   const listed: WalletMetadata[] = await vault.listWallets(list)
   const client: VaultedClient<MiniClient> = vaulted(new MiniClient(), vault)
   const signed: string = await client.signMessage({ accountAddress: metadata.accountAddress, message: 'm' })
