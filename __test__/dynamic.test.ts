@@ -117,6 +117,42 @@ describe.each(CHAINS)('vaulted(%s client)', (chain) => {
     }
   })
 
+  it('a result the vault cannot store as it is (a Date in a share) is sealed losslessly, never lost, and read back only by an operator', async () => {
+    const { vault: admin, path, key } = await openFile()
+    const client = vaulted(raw, admin)
+    const { walletMetadata: { accountAddress } } = await client.createWalletAccount(createArgs(chain))
+    const refresh = raw.refreshWalletAccountShares.bind(raw)
+    let returned: unknown
+    raw.refreshWalletAccountShares = async (args) => {
+      const out = await refresh(args)
+      ;(out.externalServerKeyShares[0] as unknown as Record<string, unknown>).createdAt = new Date(1_700_000_000_000)
+      returned = structuredClone(out)
+      return out
+    }
+    const e = (await client.refreshWalletAccountShares({ accountAddress }).catch((x: unknown) => x)) as UnpersistedSharesError
+    expect(e).toBeInstanceOf(UnpersistedSharesError)
+    expect(typeof e.sealed).toBe('string')
+    expect(e.message).not.toMatch(/lost/)
+    // recoverSealed cannot store it, and says what to do; nothing is written.
+    const refused = await vaultError(admin.recoverSealed(e.sealed as string))
+    expect(refused.code).toBe('ERR_INVALID_INPUT')
+    expect(refused.message).toMatch(/openSealed/)
+    // A handle without hydrate:export may not read it back, and touches no key.
+    const signer = await Vault.open({ database: `sqlite://${path}`, environment: 'test', kms: { provider: 'local', key } })
+    expect((await vaultError(signer.openSealed(e.sealed as string))).code).toBe('ERR_FORBIDDEN')
+    await signer.close()
+    // The operator gets exactly what the SDK returned, Date included; the read is audited.
+    const opened = (await admin.openSealed(e.sealed as string, { actor: 'ops' })) as Record<string, unknown>
+    const sdk = returned as Record<string, unknown>
+    expect(opened.externalServerKeyShares).toEqual(sdk.externalServerKeyShares)
+    // (v8.deserialize builds the Date in Node's own realm, not jest's: compared by its tag and time.)
+    const createdAt = (opened.externalServerKeyShares as Record<string, unknown>[])[0].createdAt as Date
+    expect([Object.prototype.toString.call(createdAt), createdAt.getTime()]).toEqual(['[object Date]', 1_700_000_000_000])
+    expect(opened.backupInfo).toEqual(sdk.backupInfo)
+    expect((await admin.auditLog({ address: accountAddress })).some((r) => r.action === 'open_sealed' && r.actor === 'ops')).toBe(true)
+    await admin.close()
+  })
+
   it('never makes an SDK call it cannot undo on a handle that may not keep its result', async () => {
     const { vault: admin, path, key } = await openFile()
     const { walletMetadata: { accountAddress } } = await vaulted(raw, admin).createWalletAccount(createArgs(chain))

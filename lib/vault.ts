@@ -1,3 +1,4 @@
+import { deserialize } from 'node:v8'
 import { openVault, migrate as nativeMigrate, nativePermissions, NativeVault } from '../index'
 import type { NativeAuditEvent } from '../index'
 import { fromNative, invalid, VaultError } from './errors'
@@ -273,6 +274,21 @@ export class Vault {
     const s = str(sealed, 'sealed')
     const actor = actorOf(options)
     return JSON.parse(await call(() => this.native.recoverSealed(s, actor))) as WalletMetadata
+  }
+
+  /**
+   * An operator's read of a sealed state that `recoverSealed` refuses because the SDK returned
+   * something the vault cannot store as it is (a `Date`, a `Map`… in a share): the SDK's result
+   * exactly as it came back, sealed losslessly so it was not lost. Hands out plaintext shares:
+   * needs `hydrate:export`, checked before any key use, and is audited (`open_sealed`). Correct
+   * the value and store it (`replaceShares`, `storeWallet`); keep nothing else of it.
+   */
+  async openSealed(sealed: string, options: { actor?: string } = {}): Promise<unknown> {
+    const s = str(sealed, 'sealed')
+    const actor = actorOf(options)
+    const bytes = await call(() => this.native.openSealed(s, actor))
+    // Not wiped afterwards: the typed arrays of the result are views into these bytes.
+    return deserialize(bytes)
   }
 
   /** Deletes the wallet: metadata, sealed shares and wrapped data key (crypto-shredding). */

@@ -427,6 +427,70 @@ impl NativeVault {
         )
     }
 
+    /// `sealUnpersisted` for an SDK result the share encoding refuses: `raw` is that result as
+    /// it came (the facade's `v8.serialize`), sealed losslessly; the caller wipes its copy.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "metadataJson: string, baseGeneration: number, raw: Uint8Array, backupInfoJson?: string | undefined | null, scheme?: string | undefined | null",
+        ts_return_type = "Promise<string>"
+    )]
+    pub fn seal_unpersisted_raw(
+        &self,
+        env: Env,
+        metadata_json: String,
+        base_generation: i64,
+        raw: napi::bindgen_prelude::Uint8Array,
+        backup_info_json: Option<String>,
+        scheme: Option<String>,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        let raw = sharevault_core::SecretBuf::from_vec(raw.to_vec());
+        spawn_settled(
+            env.raw(),
+            async move {
+                let blob = v
+                    .seal_unpersisted_raw(
+                        &metadata_json,
+                        base_generation,
+                        &raw,
+                        backup_info_json.as_deref(),
+                        scheme.as_deref(),
+                    )
+                    .await?;
+                Ok(base64::engine::general_purpose::STANDARD.encode(blob))
+            },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
+    }
+
+    /// The operator's read of a raw sealed state (needs `hydrate:export`; audited): the SDK's
+    /// result as it was sealed, as bytes for the facade's `v8.deserialize`.
+    #[napi(catch_unwind, ts_return_type = "Promise<Buffer>")]
+    pub fn open_sealed(&self, env: Env, sealed: String, actor: Option<String>) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let blob = base64::engine::general_purpose::STANDARD
+                    .decode(sealed.trim())
+                    .map_err(|_| Error::invalid("sealed", "is not a sealed state (base64 expected)"))?;
+                Ok(v.open_sealed(&blob, actor.as_deref()).await?.1)
+            },
+            |env, plaintext| unsafe {
+                // Copied into the JS Buffer the caller deserializes and wipes; ours is zeroized
+                // when it drops here.
+                let bytes = plaintext.as_slice();
+                let (mut data, mut out) = (std::ptr::null_mut(), std::ptr::null_mut());
+                raw::check(
+                    napi::sys::napi_create_buffer_copy(env, bytes.len(), bytes.as_ptr().cast(), &mut data, &mut out),
+                    "creating a buffer",
+                )
+                .map_err(to_napi)?;
+                Ok(out)
+            },
+        )
+    }
+
     /// Writes a sealed state (from `sealUnpersisted`) as the wallet's shares, if the wallet is
     /// still at the generation it replaces. Resolves to the new metadata JSON.
     #[napi(catch_unwind, ts_return_type = "Promise<string>")]

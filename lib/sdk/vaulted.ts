@@ -6,6 +6,7 @@
  * purpose), writes back what the call changed (backup info; new shares, atomically), and never
  * returns a key share. See `operations.ts` for the table.
  */
+import { serialize } from 'node:v8'
 import { UnpersistedSharesError, VaultError } from '../errors'
 import type { VaultErrorCode } from '../errors'
 import { redactShare } from '../redact'
@@ -121,6 +122,14 @@ function accountAddressOf(args: unknown, method: string): string {
   return a
 }
 
+function jsonOrUndefined(v: unknown): string | undefined {
+  try {
+    return JSON.stringify(v)
+  } catch {
+    return undefined
+  }
+}
+
 function why(e: unknown): string {
   return e instanceof Error ? e.message : String(e)
 }
@@ -164,12 +173,26 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
     const address = metadata.accountAddress
     let sealed: string | undefined
     let sealFailure: unknown
+    const backupJson = backupInfo === undefined ? undefined : jsonOrUndefined(backupInfo)
     try {
-      sealed = await callNative(() =>
-        native.sealUnpersisted(JSON.stringify(metadata), generation, Array.isArray(shares) ? shares : [], backupInfo === undefined ? undefined : JSON.stringify(backupInfo), scheme),
-      )
+      sealed = await callNative(() => native.sealUnpersisted(JSON.stringify(metadata), generation, Array.isArray(shares) ? shares : [], backupJson, scheme))
     } catch (e) {
       sealFailure = e
+    }
+    if (sealed === undefined && sealFailure instanceof VaultError && sealFailure.code === 'ERR_INVALID_INPUT') {
+      // Something the share encoding refuses (a Date, a Map…): the result is sealed as it came
+      // instead (V8's serialization, lossless), for an operator's vault.openSealed(). The
+      // serialized copy is wiped once the vault has it.
+      let raw: Buffer | undefined
+      try {
+        raw = serialize({ externalServerKeyShares: shares, backupInfo, thresholdSignatureScheme: scheme })
+        const bytes = raw
+        sealed = await callNative(() => native.sealUnpersistedRaw(JSON.stringify(metadata), generation, bytes, backupJson, scheme))
+      } catch (e) {
+        sealFailure = e
+      } finally {
+        raw?.fill(0)
+      }
     }
     throw new UnpersistedSharesError(
       sealed

@@ -15,13 +15,21 @@
 //! id, key version, wrapped data key, nonce, ciphertext.
 //! Every field but the last three is in the AAD (with its own tag, so a blob can never pass for a
 //! stored record or the reverse); the shares are the ciphertext.
+//!
+//! Version 2 has the same layout, and its ciphertext is the SDK's result exactly as it came back
+//! (V8's serialization, opaque to the core) when it holds something the share encoding refuses (a
+//! `Date`, a `Map`…): sealed losslessly rather than lost, and read back only by an operator
+//! (`Vault::open_sealed`), since the vault cannot store it as it is. Its AAD tag differs, so
+//! neither kind can pass for the other.
 
 use crate::envelope::KekRef;
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"SVUS";
 const VERSION: u8 = 1;
+const RAW_VERSION: u8 = 2;
 const AAD_TAG: &[u8] = b"sharevault/unpersisted/v1";
+const RAW_AAD_TAG: &[u8] = b"sharevault/unpersisted-raw/v1";
 /// Larger than any real state (shares of several KB each, backup info): refuses garbage early.
 const MAX_BLOB: usize = 4 << 20;
 
@@ -42,6 +50,8 @@ pub struct Unpersisted {
     pub wrapped_dek: Vec<u8>,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
+    /// The ciphertext is the SDK's result as it came (version 2), not the share encoding.
+    pub raw: bool,
 }
 
 fn put(out: &mut Vec<u8>, field: &[u8]) {
@@ -55,7 +65,7 @@ impl Unpersisted {
     /// change unnoticed).
     pub fn aad(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.payload_json.len());
-        put(&mut out, AAD_TAG);
+        put(&mut out, if self.raw { RAW_AAD_TAG } else { AAD_TAG });
         self.put_facts(&mut out);
         put(&mut out, self.kek.provider.as_bytes());
         put(&mut out, self.kek.key_id.as_bytes());
@@ -76,7 +86,7 @@ impl Unpersisted {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512 + self.payload_json.len() + self.ciphertext.len());
         out.extend_from_slice(MAGIC);
-        out.push(VERSION);
+        out.push(if self.raw { RAW_VERSION } else { VERSION });
         self.put_facts(&mut out);
         put(&mut out, self.kek.provider.as_bytes());
         put(&mut out, self.kek.key_id.as_bytes());
@@ -92,9 +102,14 @@ impl Unpersisted {
     pub fn decode(bytes: &[u8]) -> Result<Unpersisted> {
         let bad =
             || Error::invalid("sealed", "is not a sealed state (the value an ERR_UNPERSISTED_SHARES error carries)");
-        if bytes.len() > MAX_BLOB || bytes.len() < 5 || &bytes[..4] != MAGIC || bytes[4] != VERSION {
+        if bytes.len() > MAX_BLOB
+            || bytes.len() < 5
+            || &bytes[..4] != MAGIC
+            || ![VERSION, RAW_VERSION].contains(&bytes[4])
+        {
             return Err(bad());
         }
+        let raw = bytes[4] == RAW_VERSION;
         let mut rest = &bytes[5..];
         let mut field = || -> Result<Vec<u8>> {
             if rest.len() < 4 {
@@ -135,6 +150,7 @@ impl Unpersisted {
             wrapped_dek,
             nonce,
             ciphertext,
+            raw,
         })
     }
 }
@@ -156,6 +172,7 @@ mod tests {
             wrapped_dek: vec![1; 60],
             nonce: vec![2; 12],
             ciphertext: vec![3; 100],
+            raw: false,
         }
     }
 
@@ -165,6 +182,8 @@ mod tests {
         assert_eq!(Unpersisted::decode(&s.encode()).unwrap(), s);
         let none = Unpersisted { scheme: None, ..sample() };
         assert_eq!(Unpersisted::decode(&none.encode()).unwrap(), none);
+        let raw = Unpersisted { raw: true, ..sample() };
+        assert_eq!(Unpersisted::decode(&raw.encode()).unwrap(), raw);
     }
 
     #[test]
@@ -178,7 +197,7 @@ mod tests {
         longer.push(0);
         assert!(Unpersisted::decode(&longer).is_err());
         let mut other_version = blob.clone();
-        other_version[4] = 2;
+        other_version[4] = 3;
         assert!(Unpersisted::decode(&other_version).is_err());
     }
 
@@ -194,6 +213,7 @@ mod tests {
             Unpersisted { payload_json: "{}".into(), ..sample() },
             Unpersisted { scheme: None, ..sample() },
             Unpersisted { kek: KekRef { key_version: "2".into(), ..sample().kek }, ..sample() },
+            Unpersisted { raw: true, ..sample() },
         ];
         for v in variants {
             assert_ne!(v.aad(), base, "{v:?}");

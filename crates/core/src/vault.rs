@@ -692,7 +692,34 @@ impl Vault {
         backup_info_json: Option<&str>,
         scheme: Option<&str>,
     ) -> Result<Vec<u8>> {
-        self.run(async {
+        self.run(self.seal_state(metadata_json, base_generation, shares, backup_info_json, scheme, false)).await
+    }
+
+    /// [`Vault::seal_unpersisted`] for an SDK result that the share encoding refuses (a `Date`,
+    /// a `Map`…): `raw` is that result exactly as it came (the binding's serialization, opaque
+    /// here), sealed losslessly the same way, so it is never lost. `recover_sealed` refuses it
+    /// (the vault cannot store it as it is); an operator reads it back with `open_sealed`.
+    pub async fn seal_unpersisted_raw(
+        &self,
+        metadata_json: &str,
+        base_generation: i64,
+        raw: &SecretBuf,
+        backup_info_json: Option<&str>,
+        scheme: Option<&str>,
+    ) -> Result<Vec<u8>> {
+        self.run(self.seal_state(metadata_json, base_generation, raw, backup_info_json, scheme, true)).await
+    }
+
+    async fn seal_state(
+        &self,
+        metadata_json: &str,
+        base_generation: i64,
+        shares: &SecretBuf,
+        backup_info_json: Option<&str>,
+        scheme: Option<&str>,
+        raw: bool,
+    ) -> Result<Vec<u8>> {
+        {
             let obj = model::parse_metadata(metadata_json)?;
             let id = model::validate_metadata(&obj)?;
             let needed = if base_generation == 0 { Permission::Store } else { Permission::Replace };
@@ -703,9 +730,13 @@ impl Vault {
                     Error::invalid("thresholdSignatureScheme", "must be TWO_OF_TWO, TWO_OF_THREE or THREE_OF_FIVE")
                 })?,
             };
-            shares::validate(shares, effective.external_share_count(), effective.as_str())?;
+            if !raw {
+                shares::validate(shares, effective.external_share_count(), effective.as_str())?;
+            }
             let payload_json = match (base_generation, backup_info_json) {
                 (0, _) => metadata_json.to_string(),
+                // The raw result holds its backup info as it came: the copy here is a label.
+                (g, b) if g > 0 && raw => b.unwrap_or("null").to_string(),
                 (g, Some(b)) if g > 0 => {
                     parse_backup_info(b)?;
                     b.to_string()
@@ -734,11 +765,36 @@ impl Vault {
                 wrapped_dek: key.wrapped,
                 nonce: Vec::new(),
                 ciphertext: Vec::new(),
+                raw,
             };
             let (nonce, ciphertext) = envelope::seal_with(&key.plaintext, &state.aad(), shares.as_slice())?;
             state.nonce = nonce;
             state.ciphertext = ciphertext;
             Ok(state.encode())
+        }
+    }
+
+    /// The operator's way to a raw sealed state (`seal_unpersisted_raw`: an SDK result the vault
+    /// could not store as it was): needs `hydrate:export` (it hands out plaintext), checked
+    /// before any key use, and is audited (`open_sealed`, purpose `export`) before the plaintext
+    /// is returned. A state of the ordinary kind is refused: `recover_sealed` writes it.
+    pub async fn open_sealed(&self, blob: &[u8], actor: Option<&str>) -> Result<(Unpersisted, SecretBuf)> {
+        self.run(async {
+            check_label(actor, "actor", MAX_ACTOR_LEN)?;
+            let state = Unpersisted::decode(blob)?;
+            self.same_environment(&state.environment, &state.address)?;
+            self.permit(Permission::HydrateExport, "open_sealed", &state.address, Some("export"), actor).await?;
+            if !state.raw {
+                return Err(Error::invalid("sealed", "holds shares the vault can store: use recoverSealed"));
+            }
+            let ctx = self.key_context(&state.wallet_id);
+            let dek = self.kms.unwrap_data_key(&state.kek, &state.wrapped_dek, &ctx).await?;
+            self.kms.forget(&state.kek, &state.wrapped_dek, &ctx);
+            let plaintext = envelope::open_with(&dek, &state.aad(), &state.nonce, &state.ciphertext)
+                .map_err(|_| Error::tampered("the sealed state failed authentication"))?;
+            let audit = self.audit(actor, "open_sealed", &state.address, Some(&state.wallet_id), Some("export"), "ok");
+            self.append_audit(audit).await?;
+            Ok((state, plaintext))
         })
         .await
     }
@@ -756,6 +812,14 @@ impl Vault {
             // Refused before any key is touched.
             let needed = if state.base_generation == 0 { Permission::Store } else { Permission::Replace };
             self.permit(needed, "recover_sealed", &state.address, None, actor).await?;
+            if state.raw {
+                return Err(Error::invalid(
+                    "sealed",
+                    "holds the SDK's result exactly as it came back, which the vault cannot store as it is (it holds a \
+                     value such as a Date or a Map): an operator reads it with vault.openSealed() (needs \
+                     hydrate:export), corrects it, and stores it with replaceShares or storeWallet",
+                ));
+            }
             let ctx = self.key_context(&state.wallet_id);
             let dek = self.kms.unwrap_data_key(&state.kek, &state.wrapped_dek, &ctx).await?;
             self.kms.forget(&state.kek, &state.wrapped_dek, &ctx);

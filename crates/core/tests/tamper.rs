@@ -766,10 +766,38 @@ async fn a_recovery_never_brings_back_a_deleted_wallet_and_is_refused_before_any
         let before = signer.stats().kms_decrypt;
         assert_eq!(signer.recover_sealed(&sealed2, None).await.unwrap_err().code, ErrorCode::Forbidden);
         assert_eq!(signer.stats().kms_decrypt, before, "{}: a refused recovery unwrapped a key", db.name);
+        // A result the vault cannot store as it is, sealed as it came: recovery refuses it (naming
+        // the way out), only a handle that may export reads it back, before any key use.
+        let raw = sharevault_core::SecretBuf::from_vec(b"v8-serialized result".to_vec());
+        let sealed3 = v.seal_unpersisted_raw(&metadata(3), 0, &raw, None, None).await.unwrap();
+        let e = v.recover_sealed(&sealed3, None).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidInput, "{e:?}");
+        assert!(e.message.contains("openSealed"), "{}", e.message);
+        let before = signer_stats(&db).await;
+        assert_eq!(before.0, ErrorCode::Forbidden, "{}", db.name);
+        assert_eq!(before.1, 0, "{}: a refused open unwrapped a key", db.name);
+        let (state, plaintext) = v.open_sealed(&sealed3, Some("ops")).await.unwrap();
+        assert_eq!((state.raw, plaintext.as_slice()), (true, &b"v8-serialized result"[..]));
+        assert_eq!(v.open_sealed(&sealed2, None).await.unwrap_err().code, ErrorCode::InvalidInput);
+        let rows = all_rows(&v).await;
+        assert!(rows.iter().any(|r| r.action == "open_sealed" && r.actor == "ops"), "{}", db.name);
         signer.close().await.unwrap();
         v.close().await.unwrap();
         db.done().await;
     }
+}
+
+/// A signing handle's attempt to open `sealed3`-like raw state: its error code and its decrypts.
+async fn signer_stats(db: &Db) -> (ErrorCode, u64) {
+    let v = db.open().await;
+    let raw = sharevault_core::SecretBuf::from_vec(b"x".to_vec());
+    let sealed = v.seal_unpersisted_raw(&metadata(4), 0, &raw, None, None).await.unwrap();
+    v.close().await.unwrap();
+    let signer = open_with(&db.url, "test", Permissions::of(&[Permission::HydrateSign])).await.unwrap();
+    let code = signer.open_sealed(&sealed, None).await.unwrap_err().code;
+    let decrypts = signer.stats().kms_decrypt;
+    signer.close().await.unwrap();
+    (code, decrypts)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
