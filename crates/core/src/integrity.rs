@@ -23,6 +23,9 @@ const KEY_SALT: &[u8] = b"sharevault/integrity-key/v1";
 const ROW_TAG: &[u8] = b"sharevault/wallet-row/v1";
 const SEALED_TAG: &[u8] = b"sharevault/sealed-digest/v1";
 const HEAD_TAG: &[u8] = b"sharevault/audit-head/v1";
+/// An audit row's own MAC: a tag of its own, so no row's MAC can ever pass for a head's (a head
+/// copied from any row would otherwise vouch for a log cut after that row).
+const AUDIT_ROW_TAG: &[u8] = b"sharevault/audit-row/v1";
 
 /// The MAC key of one environment. Zeroized on drop (it is a [`DataKey`]); `Debug` names only
 /// the environment.
@@ -98,8 +101,12 @@ pub fn sealed_digest(s: &SealedRecord) -> Vec<u8> {
 
 /// The bytes an audit head's MAC is computed over.
 pub fn head_bytes(environment: &str, seq: i64, hash: &[u8]) -> Vec<u8> {
+    position_bytes(HEAD_TAG, environment, seq, hash)
+}
+
+fn position_bytes(tag: &[u8], environment: &str, seq: i64, hash: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(96);
-    put(&mut out, HEAD_TAG);
+    put(&mut out, tag);
     put(&mut out, environment.as_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
     put(&mut out, hash);
@@ -163,6 +170,15 @@ impl IntegrityKey {
 
     pub fn head_ok(&self, environment: &str, seq: i64, hash: &[u8], tag: &[u8]) -> bool {
         environment == self.environment && self.verify(&head_bytes(environment, seq, hash), tag)
+    }
+
+    /// The MAC of one of this environment's audit rows (its sequence number and hash).
+    pub fn audit_row_tag(&self, seq: i64, hash: &[u8]) -> Vec<u8> {
+        self.tag(&position_bytes(AUDIT_ROW_TAG, &self.environment, seq, hash))
+    }
+
+    pub fn audit_row_ok(&self, environment: &str, seq: i64, hash: &[u8], tag: &[u8]) -> bool {
+        environment == self.environment && self.verify(&position_bytes(AUDIT_ROW_TAG, environment, seq, hash), tag)
     }
 }
 

@@ -96,16 +96,16 @@ pub async fn enable(store: &Arc<dyn WalletStore>, key: &IntegrityKey) -> Result<
 
 /// Whether the log, whose last row is `tip`, still holds the environment's authenticated head:
 /// `at_head` is the hash of the log's row at the head's seq, as read from the log (`None`: no
-/// such row); `has_writes`, whether the log holds any wallet write of the environment (asked
-/// only of a head at seq 0: a new environment's head before its first write, which must not be
-/// put back once it has written). A write extends the log only from there; anything else is a
+/// such row); `rows_after`, whether any row of the environment follows the head (the head always
+/// moves with the environment's own rows, so one that follows it means the head was put back to
+/// an earlier, authentic value). A write extends the log only from there; anything else is a
 /// break, refused with `ERR_TAMPERED` until an operator acknowledges it.
 pub fn head_intact(
     key: &IntegrityKey,
     head: Option<&SignedHead>,
     tip: &ChainHead,
     at_head: Option<&[u8]>,
-    has_writes: bool,
+    rows_after: bool,
 ) -> Result<()> {
     let broken = |why: String| {
         Error::tampered(format!(
@@ -116,8 +116,8 @@ pub fn head_intact(
     };
     let Some(h) = head else {
         return Err(broken(
-            "its authenticated head is missing (deleted, or the rows are from before rows were authenticated: then \
-             run authenticateExistingRows)"
+            "its authenticated head is missing (deleted; or, right after an upgrade from schema 1, not made yet: then \
+             an operator runs authenticateExistingRows, which refuses if the log says rows were authenticated before)"
                 .into(),
         ));
     };
@@ -130,12 +130,11 @@ pub fn head_intact(
             tip.seq, h.seq
         )));
     }
-    if h.seq == 0 && has_writes {
-        return Err(broken(
-            "its authenticated head names the start of the log, but the environment has written since: the head was \
-             put back"
-                .into(),
-        ));
+    if rows_after {
+        return Err(broken(format!(
+            "rows of the environment follow its authenticated head (row {}): the head was put back",
+            h.seq
+        )));
     }
     let found = if h.seq == 0 { Some(&GENESIS[..]) } else { at_head };
     if found != Some(h.hash.as_slice()) {
@@ -166,7 +165,7 @@ pub fn wallet_facts<'a>(r: &'a WalletRow, digest: &'a [u8]) -> RowFacts<'a> {
 pub fn audited_state<'a>(key: &IntegrityKey, address: &str, state: &'a AuditRecord) -> Result<&'a [u8]> {
     let authentic = state.environment == key.environment()
         && state.computed_hash() == state.hash.as_slice()
-        && state.mac.as_deref().is_some_and(|m| key.head_ok(&state.environment, state.seq, &state.hash, m));
+        && state.mac.as_deref().is_some_and(|m| key.audit_row_ok(&state.environment, state.seq, &state.hash, m));
     match state.wallet_mac.as_deref() {
         Some(mac) if authentic => Ok(mac),
         _ => Err(Error::tampered(format!(

@@ -349,6 +349,17 @@ impl Vault {
                 }
             }
             shares::validate(shares, id.scheme.external_share_count(), id.scheme.as_str())?;
+            // The log says a wallet is stored here: then it is (a conflict), or its row was
+            // deleted outside sharevault (tampered), never silently re-created.
+            if let Some(latest) = self.store.latest_state(&self.environment, &id.address_key).await? {
+                if !tamper::audited_state(&self.integrity, &id.account_address, &latest)?.is_empty() {
+                    self.metadata_row(&id.account_address).await?;
+                    return Err(Error::new(
+                        ErrorCode::Conflict,
+                        format!("a wallet is already stored for address {}", id.account_address),
+                    ));
+                }
+            }
             let sealed = self.seal_generation(&id.wallet_id, &id.address_key, &id.chain_name, 1, shares).await?;
             let row = WalletRow {
                 address: id.account_address.clone(),
@@ -983,7 +994,7 @@ impl Vault {
                 }
             }
             let key = &self.integrity;
-            let row_ok = |seq: i64, hash: &[u8], mac: &[u8]| key.head_ok(key.environment(), seq, hash, mac);
+            let row_ok = |seq: i64, hash: &[u8], mac: &[u8]| key.audit_row_ok(key.environment(), seq, hash, mac);
             let mut verifier = ChainVerifier::new(Expectations {
                 environment: &self.environment,
                 row_ok: &row_ok,
@@ -1053,6 +1064,14 @@ impl Vault {
                     ));
                 }
             } else {
+                if !force && self.store.has_wallet_writes(&self.environment).await? {
+                    return Err(Error::new(
+                        ErrorCode::Conflict,
+                        "this environment's log records writes made with rows authenticated, yet its head is gone: its \
+                         head and MACs were removed outside sharevault, not left by schema 1. Check the rows \
+                         (verifyAuditChain, your onAudit copy), then authenticate them with force",
+                    ));
+                }
                 let entry =
                     self.audit(actor, INTEGRITY_ENABLED, "", None, Some("rows authenticated by an operator"), "ok");
                 let copy = entry.clone();
@@ -1068,12 +1087,18 @@ impl Vault {
                 for r in &rows {
                     let digest = sealed_digest(&r.sealed);
                     let facts = tamper::wallet_facts(r, &digest);
-                    match &r.mac {
-                        Some(m) if !self.integrity.row_ok(&facts, m) => {
+                    match (&r.mac, &r.state) {
+                        // A MAC that fails, or a MAC stripped from a row whose write is on
+                        // record: tampered, never authenticated.
+                        (Some(m), _) if !self.integrity.row_ok(&facts, m) => {
                             refused += 1;
                             continue;
                         }
-                        Some(_) if r.state.is_some() => continue,
+                        (None, Some(_)) => {
+                            refused += 1;
+                            continue;
+                        }
+                        (Some(_), Some(_)) => continue,
                         _ => {}
                     }
                     let auth = self.row_auth(facts);

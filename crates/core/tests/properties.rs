@@ -161,7 +161,7 @@ fn state(key: &IntegrityKey, wallet_mac: Vec<u8>) -> AuditRecord {
         purpose: None,
         outcome: e.outcome.clone(),
         wallet_mac: e.wallet_mac.clone(),
-        mac: Some(key.head_tag(link.seq, &link.hash)),
+        mac: Some(key.audit_row_tag(link.seq, &link.hash)),
         prev_hash: link.prev_hash,
         hash: link.hash,
     }

@@ -473,12 +473,14 @@ async fn rows_from_before_authentication_are_served_only_after_an_operator_authe
         // Once: in an authenticated environment it is refused, unless forced after checking.
         assert_eq!(v.authenticate_existing_rows(false, None).await.unwrap_err().code, ErrorCode::Conflict);
         v.close().await.unwrap();
-        // A MAC removed afterwards is not put back by the next open.
+        // A MAC removed afterwards is not put back by the next open, nor by the operator step
+        // even when forced: the row's write is on record, so it was stripped, not old.
         db.sql(&format!("UPDATE wallets SET mac = NULL WHERE address_key = '{}'", address(1))).await;
         let v = db.open().await;
         tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
-        assert_eq!(v.authenticate_existing_rows(true, None).await.unwrap(), (1, 0), "{}", db.name);
-        v.hydrate(&address(1), Some("sign"), None).await.unwrap();
+        assert_eq!(v.authenticate_existing_rows(true, None).await.unwrap(), (0, 1), "{}", db.name);
+        tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
+        v.hydrate(&address(2), Some("sign"), None).await.unwrap();
         v.close().await.unwrap();
         db.done().await;
     }
@@ -647,6 +649,32 @@ async fn a_cut_log_is_never_healed_by_the_next_write_only_by_an_acknowledgement(
         assert_eq!((ack.action.as_str(), ack.actor.as_str()), ("audit_break_acknowledged", "ops"));
         assert!(ack.purpose.as_deref().unwrap().contains("row 5, which the log no longer holds"), "{ack:?}");
         assert_eq!(v.acknowledge_audit_break("again", None).await.unwrap_err().code, ErrorCode::Conflict);
+        // The head rewritten to the log's end with a made-up MAC, or with the MAC of the audit row
+        // there (a row's MAC is not a head's): refused every time, never healed by a later write.
+        // (A hydrate first, so on PostgreSQL the next audit-only batch may take the one-statement
+        // path from the head this process wrote: that path must see the forgery too.)
+        v.hydrate(&address(1), Some("sign"), None).await.unwrap();
+        let rows = all_rows(&v).await;
+        let last = rows.last().unwrap().clone();
+        for mac in [vec![0u8; 32], last.mac.clone().unwrap()] {
+            let global = if db.is_pg() {
+                format!("UPDATE audit_head SET seq = {}, hash = {};", last.seq, db.blob(&last.hash))
+            } else {
+                String::new()
+            };
+            db.sql(&format!(
+                "{global} UPDATE audit_heads SET seq = {}, hash = {}, mac = {};",
+                last.seq,
+                db.blob(&last.hash),
+                db.blob(&mac)
+            ))
+            .await;
+            for _ in 0..3 {
+                let why = tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
+                assert!(why.contains("fails its MAC"), "{why}");
+            }
+        }
+        v.acknowledge_audit_break("INC-8: head rewritten", Some("ops")).await.unwrap();
         // Cutting the acknowledgement away is a new break, refused and reported again.
         let rows = all_rows(&v).await;
         db.sql(&cut(3, rows[2].hash.clone())).await;
@@ -716,6 +744,8 @@ async fn every_edit_a_row_cannot_survive_is_reported_as_tampering() {
         let why = tampered(v.hydrate(&address(5), Some("sign"), None).await, db.name);
         assert!(why.contains("records it as stored"), "{why}");
         tampered(v.get_metadata(&address(5)).await, db.name);
+        // Storing it again does not paper over the deletion.
+        tampered(v.store_wallet(&metadata(5), None, &shares("s"), None).await, db.name);
         // Never stored, or deleted through the vault: not found, as before.
         assert_eq!(v.get_metadata(&address(9)).await.unwrap_err().code, ErrorCode::NotFound);
         v.close().await.unwrap();
@@ -825,6 +855,58 @@ async fn a_new_environments_first_head_put_back_later_vouches_for_nothing() {
         .await;
         let why = tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
         assert!(why.contains("head was put back"), "{why}");
+        v.close().await.unwrap();
+        db.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_put_back_while_later_rows_stay_stops_writes_and_stays_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in Db::every(dir.path(), "put-back").await {
+        let other = open_env(&db.url, "other").await.unwrap();
+        other.store_wallet(&metadata(7), None, &shares("o"), None).await.unwrap();
+        let v = db.open().await; // opened on a log that is not empty
+        v.store_wallet(&metadata(1), None, &shares("s"), None).await.unwrap();
+        db.sql("CREATE TABLE saved_head AS SELECT * FROM audit_heads WHERE environment = 'test'").await;
+        v.hydrate(&address(1), Some("sign"), None).await.unwrap();
+        other.hydrate(&address(7), Some("sign"), None).await.unwrap();
+        db.sql("DELETE FROM audit_heads WHERE environment = 'test'; INSERT INTO audit_heads SELECT * FROM saved_head;")
+            .await;
+        for _ in 0..2 {
+            let why = tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
+            assert!(why.contains("follow its authenticated head"), "{why}");
+            assert!(v.verify_audit_chain(None).await.unwrap().broken_at.is_some(), "{}", db.name);
+        }
+        // The other environment is not affected.
+        other.hydrate(&address(7), Some("sign"), None).await.unwrap();
+        other.close().await.unwrap();
+        v.close().await.unwrap();
+        db.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripped_rows_are_not_authenticated_as_if_they_were_from_schema_1() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in Db::every(dir.path(), "laundering").await {
+        let v = db.open().await;
+        for i in [1, 2] {
+            v.store_wallet(&metadata(i), None, &shares("s"), None).await.unwrap();
+        }
+        v.close().await.unwrap();
+        // Head and every MAC removed; the log's writes (their wallet MACs are in the hashes) stay.
+        db.sql(&format!(
+            "{} DELETE FROM audit_heads; UPDATE audit SET mac = NULL; UPDATE wallets SET mac = NULL;",
+            db.drop_audit_triggers()
+        ))
+        .await;
+        let v = db.open().await;
+        let e = v.authenticate_existing_rows(false, None).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict, "{}: {e:?}", db.name);
+        // Even with force, a row whose write is on record is never authenticated.
+        assert_eq!(v.authenticate_existing_rows(true, None).await.unwrap(), (0, 2), "{}", db.name);
+        tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
         v.close().await.unwrap();
         db.done().await;
     }

@@ -135,4 +135,11 @@ fn the_audit_head_mac() {
         hex::encode(key.head_tag(5, &[0xab; 32])),
         "5dc77af7beac4d805e9b339585506219410243fe53320b8ee25eaf19636ae80b"
     );
+    // An audit row's own MAC: the same position under its own tag (computed in Python's hmac),
+    // so no row's MAC is a head's.
+    assert_eq!(
+        hex::encode(key.audit_row_tag(5, &[0xab; 32])),
+        "d7cd1bf47e2f4bbbac3b7fb90342de01b8039f3ec66588f4562739944f845739"
+    );
+    assert!(!key.head_ok("test", 5, &[0xab; 32], &key.audit_row_tag(5, &[0xab; 32])));
 }

@@ -264,6 +264,9 @@ pub trait WalletStore: Send + Sync {
     async fn repair_head(&self, entry: Option<AuditEntry>, how: HeadRepair) -> Result<i64>;
     /// Whether the environment has any wallet or audit row.
     async fn environment_has_rows(&self, environment: &str) -> Result<bool>;
+    /// Whether the environment's log records any wallet write made with rows authenticated (an
+    /// audit row with a `wallet_mac`, which its hash covers): never true of a schema-1 log.
+    async fn has_wallet_writes(&self, environment: &str) -> Result<bool>;
     /// The environment's wrapped integrity key, if one was made.
     async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>>;
     /// Stores the environment's wrapped integrity key unless one is stored already (the first

@@ -449,6 +449,15 @@ impl WalletStore for PgStore {
         .map_err(pg_err("reading the environment's rows"))
     }
 
+    async fn has_wallet_writes(&self, environment: &str) -> Result<bool> {
+        self.live()?;
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit WHERE environment = $1 AND wallet_mac IS NOT NULL)")
+            .bind(environment)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(pg_err("reading the environment's writes"))
+    }
+
     async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>> {
         self.live()?;
         let row = sqlx::query(

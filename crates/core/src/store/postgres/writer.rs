@@ -136,7 +136,7 @@ async fn commit_with_retries(
             for (job, a) in jobs.into_iter().zip(applied) {
                 job.reply(a);
             }
-            Some(head)
+            head
         }
         Err(e) => fail(jobs, e),
     }
@@ -173,7 +173,7 @@ struct AuditColumns {
 impl AuditColumns {
     fn push(&mut self, head: &ChainHead, e: &AuditEntry, key: Option<&IntegrityKey>) -> ChainHead {
         let link = head.link(e);
-        self.mac.push(key.filter(|k| k.environment() == e.environment).map(|k| k.head_tag(link.seq, &link.hash)));
+        self.mac.push(key.filter(|k| k.environment() == e.environment).map(|k| k.audit_row_tag(link.seq, &link.hash)));
         self.wallet_mac.push(e.wallet_mac.clone());
         self.seq.push(link.seq);
         self.at.push(e.at_ms);
@@ -268,32 +268,43 @@ async fn append_at(
     let (audit, next) = audit_rows(head, &entries, key);
     let q = sqlx::query(concat!(
         "WITH head AS (UPDATE audit_head SET seq = $14, hash = $15 WHERE id = 1 AND seq = $18 AND hash = $19 \
+         AND EXISTS (SELECT 1 FROM audit WHERE seq = $18 AND hash = $19) \
          AND ($16::text IS NULL OR EXISTS (SELECT 1 FROM audit_heads WHERE environment = $16 AND seq = $18 \
-         AND hash = $19)) RETURNING 1), rows AS (",
+         AND hash = $19 AND mac = $20)) RETURNING 1), rows AS (",
         insert_audit_rows!(),
         " WHERE EXISTS (SELECT 1 FROM head)), ",
         move_head!(),
         " AND EXISTS (SELECT 1 FROM head)) SELECT count(*) FROM head"
     ));
-    let moved: i64 =
-        bind_audit(q, &audit, &next, key).bind(head.seq).bind(&head.hash).fetch_one(pool).await?.try_get(0)?;
+    // The head as this process wrote it, MAC included: a head row rewritten by anyone else (a
+    // forged MAC, a head put back) sends the batch to the locking path, which checks why.
+    let written = key.map(|k| k.head_tag(head.seq, &head.hash));
+    let moved: i64 = bind_audit(q, &audit, &next, key)
+        .bind(head.seq)
+        .bind(&head.hash)
+        .bind(written)
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?;
     Ok((moved == 1).then_some(next))
 }
 
 /// One transaction for the whole batch; returns each job's outcome (a conflict or a stale
-/// version is an outcome, not an error) and the chain head left. Any error aborts the whole
-/// transaction.
+/// version is an outcome, not an error) and the chain head this process left, if it wrote one
+/// (only then may the next audit-only batch take the one-statement path from it). Any error
+/// aborts the whole transaction.
 async fn commit(
     pool: &PgPool,
     jobs: &[Write],
     key: Option<&IntegrityKey>,
-) -> sqlx::Result<(Vec<Result<Applied>>, ChainHead)> {
+) -> sqlx::Result<(Vec<Result<Applied>>, Option<ChainHead>)> {
     let now = now_ms();
     let mut tx = pool.begin().await?;
     let (head, intact) = lock_head(&mut tx, key).await?;
     if let Err(e) = intact {
-        // Nothing is written: every job hears why (the transaction rolls back when dropped).
-        return Ok((jobs.iter().map(|_| Err(e.clone())).collect(), head));
+        // Nothing is written: every job hears why (the transaction rolls back when dropped),
+        // and no head is known to start from.
+        return Ok((jobs.iter().map(|_| Err(e.clone())).collect(), None));
     }
     let mut entries = Vec::with_capacity(jobs.len());
     let mut outcomes = Vec::with_capacity(jobs.len());
@@ -325,7 +336,7 @@ async fn commit(
         bind_audit(q, &audit, &next, key).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok((outcomes, next))
+    Ok((outcomes, (!entries.is_empty()).then_some(next)))
 }
 
 /// Locks the chain's head row (every writer takes this lock first) and reads, in the same round
@@ -337,7 +348,7 @@ async fn lock_head(
 ) -> sqlx::Result<(ChainHead, Result<()>)> {
     let row = sqlx::query(
         "SELECT g.seq, g.hash, h.environment, h.seq, h.hash, h.mac, (SELECT a.hash FROM audit a WHERE a.seq = h.seq), \
-         CASE WHEN h.seq = 0 THEN EXISTS (SELECT 1 FROM audit a WHERE a.environment = $1 AND a.wallet_mac IS NOT NULL) \
+         CASE WHEN h.seq < g.seq THEN EXISTS (SELECT 1 FROM audit a WHERE a.seq > h.seq AND a.environment = $1) \
          ELSE false END FROM audit_head g LEFT JOIN audit_heads h ON h.environment = $1 WHERE g.id = 1 FOR UPDATE OF g",
     )
     .bind(key.map(|k| k.environment().to_string()))
@@ -352,8 +363,8 @@ async fn lock_head(
         None => None,
     };
     let at_head: Option<Vec<u8>> = row.try_get(6)?;
-    let has_writes: Option<bool> = row.try_get(7)?;
-    let intact = crate::tamper::head_intact(key, head.as_ref(), &tip, at_head.as_deref(), has_writes == Some(true));
+    let rows_after: Option<bool> = row.try_get(7)?;
+    let intact = crate::tamper::head_intact(key, head.as_ref(), &tip, at_head.as_deref(), rows_after == Some(true));
     Ok((tip, intact))
 }
 

@@ -345,6 +345,20 @@ impl WalletStore for SqliteStore {
         .await
     }
 
+    async fn has_wallet_writes(&self, environment: &str) -> Result<bool> {
+        let env = environment.to_string();
+        self.read(ReadKind::Inline, move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM audit INDEXED BY audit_wallet_states WHERE environment = ?1 \
+                 AND wallet_mac IS NOT NULL)",
+                [env],
+                |r| r.get(0),
+            )
+            .map_err(db_err("reading the environment's writes"))
+        })
+        .await
+    }
+
     async fn integrity_key(&self, environment: &str) -> Result<Option<WrappedKey>> {
         let env = environment.to_string();
         self.read(ReadKind::Inline, move |c| {

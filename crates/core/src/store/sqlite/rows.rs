@@ -276,7 +276,7 @@ pub(super) fn insert_audit(
     key: Option<&IntegrityKey>,
 ) -> Result<ChainHead> {
     let link = head.link(e);
-    let mac = key.filter(|k| k.environment() == e.environment).map(|k| k.head_tag(link.seq, &link.hash));
+    let mac = key.filter(|k| k.environment() == e.environment).map(|k| k.audit_row_tag(link.seq, &link.hash));
     conn.prepare_cached(&format!(
         "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))
@@ -328,17 +328,16 @@ pub(super) fn check_head(conn: &Connection, key: &IntegrityKey, tip: &ChainHead)
             .map_err(db_err("reading the audit chain"))?,
         _ => None,
     };
-    let has_writes = match &head {
-        Some(h) if h.seq == 0 => conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM audit INDEXED BY audit_wallet_states WHERE environment = ?1 \
-                 AND wallet_mac IS NOT NULL)",
-            )
-            .and_then(|mut s| s.query_row([key.environment()], |r| r.get(0)))
+    // Rows after the head are other environments' (few: those written since this one's last
+    // write), unless the head was put back.
+    let rows_after = match &head {
+        Some(h) if h.seq < tip.seq => conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM audit WHERE seq > ?1 AND environment = ?2)")
+            .and_then(|mut s| s.query_row(params![h.seq, key.environment()], |r| r.get(0)))
             .map_err(db_err("reading the audit chain"))?,
         _ => false,
     };
-    crate::tamper::head_intact(key, head.as_ref(), tip, at_head.as_deref(), has_writes)
+    crate::tamper::head_intact(key, head.as_ref(), tip, at_head.as_deref(), rows_after)
 }
 
 pub(super) fn get_head(conn: &Connection, environment: &str) -> Result<Option<SignedHead>> {
