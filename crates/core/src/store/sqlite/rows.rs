@@ -9,39 +9,34 @@ use crate::integrity::IntegrityKey;
 use crate::store::{Applied, Change, MetadataRow, WalletRow};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-/// The audit row that records a wallet's latest write in its own environment (see
-/// `WalletRow::state`): joined to every wallet read through the partial index
-/// `audit_wallet_states` on (environment, address, seq), named so no other index is ever used
-/// (an earlier query that SQLite planned over another index read far more than the wallet's
-/// writes: filling 10,000 hydrates of one wallet took 15.8 s, 0.6 s after).
-macro_rules! state_join {
+/// The seq of the audit row that records a wallet's latest write in its own environment (see
+/// `WalletRow::state`), through the partial index `audit_wallet_states` on (environment,
+/// address, seq), named so no other index is ever used (an earlier query that SQLite planned
+/// over another index read far more than the wallet's writes: filling 10,000 hydrates of one
+/// wallet took 15.8 s, 0.6 s after). A scalar subquery, and the row itself is read by its seq in
+/// a second statement: as a `LEFT JOIN audit s ON s.seq = (…)` SQLite re-prepared the whole
+/// statement on every use (its bindings cleared between uses expire it; measured with
+/// `SQLITE_STMTSTATUS_REPREPARE`: 149 of 150 runs), which cost metadata reads four fifths of
+/// their throughput.
+macro_rules! state_seq {
     () => {
-        "LEFT JOIN audit s ON s.seq = (SELECT a.seq FROM audit a INDEXED BY audit_wallet_states \
-         WHERE a.environment = w.environment AND a.address = w.address_key AND a.wallet_mac IS NOT NULL \
-         ORDER BY a.seq DESC LIMIT 1)"
+        "(SELECT a.seq FROM audit a INDEXED BY audit_wallet_states WHERE a.environment = w.environment \
+         AND a.address = w.address_key AND a.wallet_mac IS NOT NULL ORDER BY a.seq DESC LIMIT 1)"
     };
 }
-macro_rules! state_columns {
-    () => {
-        "s.seq, s.at, s.environment, s.actor, s.action, s.address, s.wallet_id, s.purpose, s.outcome, s.wallet_mac, \
-         s.prev_hash, s.hash, s.mac"
-    };
-}
-/// `SELECT … FROM wallets w` with the state join: add the `WHERE`.
+/// `SELECT … FROM wallets w`, the state's seq last: add the `WHERE`.
 pub(super) const SELECT_WALLETS: &str = concat!(
     "SELECT w.address, w.address_key, w.wallet_id, w.chain_name, w.environment, w.metadata, w.version, w.generation, \
      w.format, w.alg, w.kek_provider, w.kek_key_id, w.kek_key_version, w.wrapped_dek, w.nonce, w.ciphertext, w.mac, \
      w.sealed_digest, ",
-    state_columns!(),
-    " FROM wallets w ",
-    state_join!()
+    state_seq!(),
+    " FROM wallets w"
 );
 pub(super) const SELECT_METADATA: &str = concat!(
     "SELECT w.address, w.address_key, w.wallet_id, w.chain_name, w.environment, w.metadata, w.version, w.generation, \
      w.sealed_digest, w.mac, ",
-    state_columns!(),
-    " FROM wallets w ",
-    state_join!()
+    state_seq!(),
+    " FROM wallets w"
 );
 pub(super) const AUDIT_COLUMNS: &str =
     "seq, at, environment, actor, action, address, wallet_id, purpose, outcome, wallet_mac, prev_hash, hash, mac";
@@ -50,8 +45,9 @@ fn kek_of(r: &Row<'_>, base: usize) -> rusqlite::Result<KekRef> {
     Ok(KekRef { provider: r.get(base)?, key_id: r.get(base + 1)?, key_version: r.get(base + 2)? })
 }
 
-pub(super) fn wallet_from_row(r: &Row<'_>) -> rusqlite::Result<WalletRow> {
-    Ok(WalletRow {
+/// A wallet row and the seq of its state row (read with `with_state`).
+pub(super) fn wallet_from_row(r: &Row<'_>) -> rusqlite::Result<(WalletRow, Option<i64>)> {
+    let row = WalletRow {
         address: r.get(0)?,
         address_key: r.get(1)?,
         wallet_id: r.get(2)?,
@@ -70,12 +66,14 @@ pub(super) fn wallet_from_row(r: &Row<'_>) -> rusqlite::Result<WalletRow> {
         },
         mac: r.get(16)?,
         sealed_digest: r.get(17)?,
-        state: state_from_row(r, 18)?,
-    })
+        state: None,
+    };
+    Ok((row, r.get(18)?))
 }
 
-pub(super) fn meta_from_row(r: &Row<'_>) -> rusqlite::Result<MetadataRow> {
-    Ok(MetadataRow {
+/// A metadata row and the seq of its state row (read with `with_state`).
+pub(super) fn meta_from_row(r: &Row<'_>) -> rusqlite::Result<(MetadataRow, Option<i64>)> {
+    let row = MetadataRow {
         address: r.get(0)?,
         address_key: r.get(1)?,
         wallet_id: r.get(2)?,
@@ -86,8 +84,9 @@ pub(super) fn meta_from_row(r: &Row<'_>) -> rusqlite::Result<MetadataRow> {
         generation: r.get(7)?,
         sealed_digest: r.get(8)?,
         mac: r.get(9)?,
-        state: state_from_row(r, 10)?,
-    })
+        state: None,
+    };
+    Ok((row, r.get(10)?))
 }
 
 pub(super) fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
@@ -112,11 +111,15 @@ fn audit_at(r: &Row<'_>, b: usize) -> rusqlite::Result<AuditRecord> {
     })
 }
 
-/// The joined state row, if the join found one.
-fn state_from_row(r: &Row<'_>, base: usize) -> rusqlite::Result<Option<AuditRecord>> {
-    match r.get::<_, Option<i64>>(base)? {
-        Some(_) => audit_at(r, base).map(Some),
+/// The audit row at `seq` (a wallet's state row: append-only, so reading it after the wallet's
+/// row in a statement of its own sees the same row; a changed one fails its MAC).
+pub(super) fn state_at(conn: &Connection, seq: Option<i64>) -> rusqlite::Result<Option<AuditRecord>> {
+    match seq {
         None => Ok(None),
+        Some(seq) => conn
+            .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq = ?1"))?
+            .query_row([seq], audit_from_row)
+            .optional(),
     }
 }
 
