@@ -25,7 +25,8 @@ use crate::integrity::IntegrityKey;
 use async_trait::async_trait;
 use location::{configure, create_private_file};
 use rows::{
-    audit_from_row, get_head, meta_from_row, state_at, wallet_from_row, AUDIT_COLUMNS, SELECT_METADATA, SELECT_WALLETS,
+    audit_from_row, get_head, meta_from_row, wallet_from_row, with_states, AUDIT_COLUMNS, SELECT_METADATA,
+    SELECT_WALLETS,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::PathBuf;
@@ -244,16 +245,7 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Inline, move |c| {
             c.prepare_cached(&format!("{SELECT_WALLETS} WHERE w.environment = ?1 AND w.address_key = ?2"))
                 .and_then(|mut s| s.query_row([env, key], wallet_from_row).optional())
-                .and_then(|found| {
-                    found
-                        .map(|(mut row, seq)| {
-                            state_at(c, seq).map(|st| {
-                                row.state = st;
-                                row
-                            })
-                        })
-                        .transpose()
-                })
+                .and_then(|found| with_states(c, found).map(|mut rows| rows.pop()))
                 .map_err(db_err("reading a wallet"))
         })
         .await
@@ -264,16 +256,7 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Inline, move |c| {
             c.prepare_cached(&format!("{SELECT_METADATA} WHERE w.environment = ?1 AND w.address_key = ?2"))
                 .and_then(|mut s| s.query_row([env, key], meta_from_row).optional())
-                .and_then(|found| {
-                    found
-                        .map(|(mut row, seq)| {
-                            state_at(c, seq).map(|st| {
-                                row.state = st;
-                                row
-                            })
-                        })
-                        .transpose()
-                })
+                .and_then(|found| with_states(c, found).map(|mut rows| rows.pop()))
                 .map_err(db_err("reading metadata"))
         })
         .await
@@ -294,14 +277,7 @@ impl WalletStore for SqliteStore {
             .and_then(|mut s| {
                 s.query_map(params![env, after, limit], wallet_from_row)?.collect::<rusqlite::Result<Vec<_>>>()
             })
-            .and_then(|rows| {
-                rows.into_iter()
-                    .map(|(mut row, seq)| {
-                        row.state = state_at(c, seq)?;
-                        Ok(row)
-                    })
-                    .collect()
-            })
+            .and_then(|rows| with_states(c, rows))
             .map_err(db_err("reading wallets"))
         })
         .await
@@ -317,14 +293,7 @@ impl WalletStore for SqliteStore {
                 s.query_map(params![q.environment, q.chain_name, q.after, q.limit], meta_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
-            .and_then(|rows| {
-                rows.into_iter()
-                    .map(|(mut row, seq)| {
-                        row.state = state_at(c, seq)?;
-                        Ok(row)
-                    })
-                    .collect()
-            })
+            .and_then(|rows| with_states(c, rows))
             .map_err(db_err("listing wallets"))
         })
         .await

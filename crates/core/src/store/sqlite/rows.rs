@@ -111,16 +111,40 @@ fn audit_at(r: &Row<'_>, b: usize) -> rusqlite::Result<AuditRecord> {
     })
 }
 
-/// The audit row at `seq` (a wallet's state row: append-only, so reading it after the wallet's
-/// row in a statement of its own sees the same row; a changed one fails its MAC).
-pub(super) fn state_at(conn: &Connection, seq: Option<i64>) -> rusqlite::Result<Option<AuditRecord>> {
-    match seq {
-        None => Ok(None),
-        Some(seq) => conn
-            .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq = ?1"))?
-            .query_row([seq], audit_from_row)
-            .optional(),
+/// A row read with the seq of its state row (`WalletRow`, `MetadataRow`).
+pub(super) trait WithState {
+    fn set_state(&mut self, state: Option<AuditRecord>);
+}
+
+impl WithState for WalletRow {
+    fn set_state(&mut self, state: Option<AuditRecord>) {
+        self.state = state;
     }
+}
+
+impl WithState for MetadataRow {
+    fn set_state(&mut self, state: Option<AuditRecord>) {
+        self.state = state;
+    }
+}
+
+/// Each row with its state row, read by seq (append-only, so reading it after the wallet's row
+/// in a statement of its own sees the same row; a changed one fails its MAC).
+pub(super) fn with_states<T: WithState>(
+    conn: &Connection,
+    rows: impl IntoIterator<Item = (T, Option<i64>)>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq = ?1"))?;
+    rows.into_iter()
+        .map(|(mut row, seq)| {
+            let state = match seq {
+                Some(seq) => stmt.query_row([seq], audit_from_row).optional()?,
+                None => None,
+            };
+            row.set_state(state);
+            Ok(row)
+        })
+        .collect()
 }
 
 /// The audit row recording the latest write of `address_key` in `environment`.
