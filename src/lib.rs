@@ -119,6 +119,18 @@ js_object! {
     }
 }
 
+/// A sealed state as the caller holds it (base64 text), decoded.
+fn sealed_blob(sealed: &str) -> Result<Vec<u8>, Error> {
+    base64::engine::general_purpose::STANDARD
+        .decode(sealed.trim())
+        .map_err(|_| Error::invalid("sealed", "is not a sealed state (base64 expected)"))
+}
+
+/// A sealed state as the caller keeps it: base64 text.
+fn sealed_text(blob: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(blob)
+}
+
 js_object! {
     /// What `authenticateExistingRows` did.
     #[napi(object)]
@@ -392,21 +404,22 @@ impl NativeVault {
                         scheme.as_deref(),
                     )
                     .await?;
-                Ok(base64::engine::general_purpose::STANDARD.encode(blob))
+                Ok(sealed_text(&blob))
             },
             |env, s| unsafe { String::to_napi_value(env, s) },
         )
     }
 
     /// The SDK wrapper's check, before an SDK call it cannot undo, that this handle may do the
-    /// whole operation: the hydrate for `purpose` and the write (`writes`: a permission name).
+    /// whole operation: the hydrate for `purpose` and the keeping of its `result` (`wallet`,
+    /// `backup` or `shares`).
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn permit_operation(
         &self,
         env: Env,
         method: String,
         purpose: Option<String>,
-        writes: Option<String>,
+        result: Option<String>,
         address: Option<String>,
         actor: Option<String>,
     ) -> napi::Result<PromiseValue> {
@@ -417,7 +430,7 @@ impl NativeVault {
                 v.permit_operation(
                     &method,
                     purpose.as_deref(),
-                    writes.as_deref(),
+                    result.as_deref(),
                     address.as_deref().unwrap_or(""),
                     actor.as_deref(),
                 )
@@ -457,7 +470,7 @@ impl NativeVault {
                         scheme.as_deref(),
                     )
                     .await?;
-                Ok(base64::engine::general_purpose::STANDARD.encode(blob))
+                Ok(sealed_text(&blob))
             },
             |env, s| unsafe { String::to_napi_value(env, s) },
         )
@@ -471,9 +484,7 @@ impl NativeVault {
         spawn_settled(
             env.raw(),
             async move {
-                let blob = base64::engine::general_purpose::STANDARD
-                    .decode(sealed.trim())
-                    .map_err(|_| Error::invalid("sealed", "is not a sealed state (base64 expected)"))?;
+                let blob = sealed_blob(&sealed)?;
                 Ok(v.open_sealed(&blob, actor.as_deref()).await?.1)
             },
             |env, plaintext| unsafe {
@@ -499,9 +510,7 @@ impl NativeVault {
         spawn_settled(
             env.raw(),
             async move {
-                let blob = base64::engine::general_purpose::STANDARD
-                    .decode(sealed.trim())
-                    .map_err(|_| Error::invalid("sealed", "is not a sealed state (base64 expected)"))?;
+                let blob = sealed_blob(&sealed)?;
                 v.recover_sealed(&blob, actor.as_deref()).await
             },
             |env, s| unsafe { String::to_napi_value(env, s) },

@@ -208,8 +208,8 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
    * Before an SDK call that cannot be undone: the handle must be allowed the whole operation (its
    * hydrate and the write of what the SDK returns), or the SDK is never called.
    */
-  const permit = (method: string, purpose: string | undefined, writes: 'store' | 'backup' | 'replace', address?: string) =>
-    callNative(() => native.permitOperation(method, purpose, writes, address, actor))
+  const permit = (method: string, purpose: string | undefined, result: 'wallet' | 'backup' | 'shares', address?: string) =>
+    callNative(() => native.permitOperation(method, purpose, result, address, actor))
 
   const managed = new Map<string, AnyFn>()
   for (const [method, op] of Object.entries(OPERATIONS) as [ManagedMethod, Operation][]) {
@@ -225,7 +225,7 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
         break
       case 'create':
         fn = async (args: Record<string, unknown> = {}, ...rest: unknown[]) => {
-          await permit(method, undefined, 'store')
+          await permit(method, undefined, 'wallet')
           const result = await call({ ...args, backUpToDynamic: args.backUpToDynamic ?? false }, rest)
           if (!isObject(result) || !isObject(result.walletMetadata) || typeof result.walletMetadata.accountAddress !== 'string') {
             throw new VaultError('ERR_INVALID_INPUT', `${method} did not return walletMetadata`, 'result')
@@ -286,7 +286,7 @@ export function vaulted<C extends object>(client: C, vault: Vault, options: Vaul
             // Checked before the SDK call, which cannot be undone.
             throw new VaultError('ERR_INVALID_INPUT', 'must be TWO_OF_TWO, TWO_OF_THREE or THREE_OF_FIVE', 'newThresholdSignatureScheme')
           }
-          await permit(method, purpose, 'replace', address)
+          await permit(method, purpose, 'shares', address)
           return hydrated(address, purpose, async (walletMetadata, externalServerKeyShares, generation) => {
             const result = await call({ ...args, backUpToDynamic: args.backUpToDynamic ?? false, walletMetadata, externalServerKeyShares }, rest)
             // From here the old shares no longer sign: the new ones are written, or sealed.

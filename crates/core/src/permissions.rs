@@ -44,9 +44,16 @@ pub const ALL: [(&str, Permission); 8] = [
 ];
 
 impl Permission {
-    /// The permission named `name` (as written in `allow`), if there is one.
-    pub fn named(name: &str) -> Option<Permission> {
-        ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    /// The permission that keeping an SDK call's result needs: a new `wallet` is stored
+    /// (`store`), new `backup` info merged (`backup`), new `shares` written (`replace`): the
+    /// same permissions `storeWallet`, `mergeBackupInfo` and `replaceShares` require.
+    pub fn for_result(result: &str) -> Option<Permission> {
+        match result {
+            "wallet" => Some(Permission::Store),
+            "backup" => Some(Permission::Backup),
+            "shares" => Some(Permission::Replace),
+            _ => None,
+        }
     }
 
     pub fn name(self) -> &'static str {

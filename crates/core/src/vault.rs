@@ -489,23 +489,27 @@ impl Vault {
 
     /// The SDK wrapper's check before an SDK call it cannot undo (creating a wallet, changing a
     /// password, refreshing or resharing): that this handle has every permission the whole
-    /// operation needs, the hydrate for `purpose` (if it hydrates) and the write of its result
-    /// (`writes`), so the SDK is never called for a result the vault would then refuse to keep.
-    /// A refusal is audited (outcome `denied`, the method as purpose) and touches no key.
+    /// operation needs, the hydrate for `purpose` (if it hydrates) and the keeping of its
+    /// `result` (see `Permission::for_result`), so the SDK is never called for a result the vault
+    /// would then refuse to keep. A refusal is audited (outcome `denied`, the method as purpose)
+    /// and touches no key.
     pub async fn permit_operation(
         &self,
         method: &str,
         purpose: Option<&str>,
-        writes: Option<&str>,
+        result: Option<&str>,
         address: &str,
         actor: Option<&str>,
     ) -> Result<()> {
         self.run(async {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
             check_label(Some(method), "method", MAX_PURPOSE_LEN)?;
-            let write = match writes {
+            let write = match result {
                 None => None,
-                Some(w) => Some(Permission::named(w).ok_or_else(|| Error::invalid("writes", "is not a permission"))?),
+                Some(r) => Some(
+                    Permission::for_result(r)
+                        .ok_or_else(|| Error::invalid("result", "must be wallet, backup or shares"))?,
+                ),
             };
             let hydrate = purpose.map(|p| Permission::for_hydrate(Some(p)));
             for p in [hydrate, write].into_iter().flatten() {
