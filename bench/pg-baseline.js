@@ -1,6 +1,6 @@
 // The plain-JavaScript PostgreSQL baseline: the same envelope as bench/baseline.js (per-wallet
 // AES-256-GCM data key wrapped under a 32-byte key, AAD bound to the wallet) with node:crypto and
-// the `pg` package, a pool of 10 connections like sharevault's default; a store writes wallet and
+// the `pg` package, a pool of 16 connections (what the outside check uses); a store writes wallet and
 // audit row in one transaction, a hydrate reads, decrypts, and appends its audit row. Async, so it
 // runs with the same number of calls in flight as sharevault.
 const { Pool } = require('pg')
@@ -11,7 +11,7 @@ const { seal, open, recordAad } = require('./baseline')
 class PgBaselineVault {
   constructor(url, kek) {
     this.kek = kek
-    this.pool = new Pool({ connectionString: url, max: 10 })
+    this.pool = new Pool({ connectionString: url, max: 16 })
   }
 
   async init() {
@@ -53,6 +53,11 @@ class PgBaselineVault {
     plain.fill(0)
     await this.pool.query('INSERT INTO audit (at, actor, action, address, purpose, outcome) VALUES ($1, $2, $3, $4, $5, $6)', [Date.now(), 'bench', 'hydrate', address, purpose, 'ok'])
     return fn({ walletMetadata: JSON.parse(row.metadata), externalServerKeyShares: shares })
+  }
+
+  async getMetadata(address) {
+    const { rows } = await this.pool.query('SELECT metadata FROM wallets WHERE address_key = $1', [address.toLowerCase()])
+    return JSON.parse(rows[0].metadata)
   }
 
   close() {
