@@ -33,6 +33,8 @@ export interface VaultStats {
   cacheHits: number
   cacheMisses: number
   cacheEvictions: number
+  /** `cacheHits / (cacheHits + cacheMisses)` since open, `null` before the first lookup. Every miss is a KMS `Decrypt` (AWS): size `cache.maxEntries` to the working set (README, "Sizing the data-key cache"). */
+  cacheHitRate: number | null
   errors: Record<string, number>
   hydrations: number
   hydrateP50Ms: number
@@ -55,6 +57,8 @@ export interface VaultStats {
   }
   /** The database connection: `tls` is the TLS version PostgreSQL negotiated (`'TLSv1.3'`), or null. */
   database: { tls: string | null }
+  /** The runtime the vault's work runs on, process-wide (README, "Threads"): worker threads and the nice value of the vault's threads. */
+  runtime: { workerThreads: number; nice: number }
 }
 
 /** PostgreSQL connection pool (ranges are checked by the core; see the README). */

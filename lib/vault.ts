@@ -401,7 +401,7 @@ export class Vault {
   /** Counters since open: KMS calls by operation, data-key cache, errors by code, hydrate latency. */
   stats(): VaultStats {
     const s = callSync(() => this.native.stats())
-    return { ...s, kmsCalls: { ...s.kmsCalls }, errors: { ...s.errors }, memory: { ...s.memory }, onAudit: { ...s.onAudit }, database: { tls: s.database.tls ?? null } }
+    return { ...s, kmsCalls: { ...s.kmsCalls }, errors: { ...s.errors }, memory: { ...s.memory }, onAudit: { ...s.onAudit }, database: { tls: s.database.tls ?? null }, cacheHitRate: s.cacheHitRate ?? null, runtime: { ...s.runtime } }
   }
 
   /**

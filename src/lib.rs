@@ -11,6 +11,7 @@ mod options;
 mod out;
 mod panic;
 mod raw;
+mod runtime;
 mod settle;
 
 use base64::Engine;
@@ -199,6 +200,8 @@ js_object! {
         cache_hits: i64 => "cacheHits",
         cache_misses: i64 => "cacheMisses",
         cache_evictions: i64 => "cacheEvictions",
+        /// hits / (hits + misses) since open; null before the first lookup.
+        cache_hit_rate: Option<f64> => "cacheHitRate",
         /// Error counts by code.
         errors: HashMap<String, i64> => "errors",
         /// Hydrations in the latency window (the last 10,000).
@@ -212,6 +215,19 @@ js_object! {
         on_audit: NativeOnAuditStats => "onAudit",
         /// The database connection: the TLS version it negotiated.
         database: NativeDatabaseStats => "database",
+        /// The runtime the vault's work runs on (process-wide).
+        runtime: NativeRuntimeStats => "runtime",
+    }
+}
+
+js_object! {
+    /// The runtime's shape (process-wide; see the README's "Threads").
+    #[napi(object)]
+    pub struct NativeRuntimeStats {
+        /// Worker threads (`SHAREVAULT_THREADS`, default one fewer than the cores).
+        worker_threads: i64 => "workerThreads",
+        /// The nice value the vault's threads run at (`SHAREVAULT_NICE`, default 10; Linux).
+        nice: i64 => "nice",
     }
 }
 
@@ -679,6 +695,8 @@ impl NativeVault {
             cache_hits: s.cache_hits as i64,
             cache_misses: s.cache_misses as i64,
             cache_evictions: s.cache_evictions as i64,
+            cache_hit_rate: (s.cache_hits + s.cache_misses > 0)
+                .then(|| s.cache_hits as f64 / (s.cache_hits + s.cache_misses) as f64),
             errors: s.errors.into_iter().map(|(k, v)| (k.to_string(), v as i64)).collect(),
             hydrations: s.hydrations as i64,
             hydrate_p50_ms: s.hydrate_p50_ms,
@@ -701,6 +719,9 @@ impl NativeVault {
                 locked_pages: s.memory.locked_pages as i64,
             },
             database: NativeDatabaseStats { tls: s.database_tls },
+            runtime: runtime::started_shape().map_or(NativeRuntimeStats { worker_threads: 0, nice: 0 }, |r| {
+                NativeRuntimeStats { worker_threads: r.worker_threads as i64, nice: r.nice as i64 }
+            }),
         };
         // SAFETY: on the JS thread, in this call's handle scope.
         unsafe { stats.to_js(env.raw()) }.map(Built).map_err(to_napi)

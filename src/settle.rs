@@ -1,7 +1,7 @@
 //! Promise settlement in batches. napi-rs's `async fn` creates (and tears down) a threadsafe
 //! function for every call; under thousands of concurrent calls that per-call cost, paid on the
 //! JS thread, is what delays the event loop. Here each JS thread has one long-lived threadsafe
-//! function: work runs on the tokio runtime, each finished call queues its settlement, and one
+//! function: work runs on sharevault's runtime (`crate::runtime`), each finished call queues its settlement, and one
 //! callback on the JS thread settles everything queued so far. The threadsafe function is
 //! referenced only while calls are in flight, so an idle vault never keeps the process alive.
 //!
@@ -15,11 +15,13 @@
 //! and deferred primitives.
 
 use crate::error::to_napi;
-use napi::bindgen_prelude::{spawn, ToNapiValue, TypeName, ValueType};
+use futures_util::FutureExt;
+use napi::bindgen_prelude::{ToNapiValue, TypeName, ValueType};
 use napi::sys;
 use std::cell::RefCell;
 use std::ffi::c_void;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -215,7 +217,7 @@ unsafe fn reject(env: sys::napi_env, deferred: sys::napi_deferred, err: napi::Er
     }
 }
 
-/// Runs `fut` on the tokio runtime and returns a promise that settles with `convert(value)` (on
+/// Runs `fut` on the runtime (`crate::runtime`) and returns a promise that settles with `convert(value)` (on
 /// the JS thread) or with the core error.
 pub fn spawn_settled<T, F, C>(env: sys::napi_env, fut: F, convert: C) -> napi::Result<PromiseValue>
 where
@@ -231,50 +233,86 @@ where
     }
     let shared = unsafe { local_shared(env)? };
     let deferred = DeferredPtr(deferred);
-    // The work runs in its own task so that a panic in it still settles the promise (with an
-    // internal error) instead of leaving it pending and the process unable to exit.
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    spawn(async move {
-        let _ = tx.send(fut.await);
-    });
-    spawn(async move {
-        let result = rx.await.unwrap_or_else(|_| Err(sharevault_core::Error::internal("the operation panicked")));
-        let settle: Settlement = Box::new(move |env| {
-            let d = deferred;
-            // SAFETY: runs on the JS thread inside `drain`, within a handle scope.
-            unsafe {
-                let built = crate::panic::contained("building the result", || {
-                    result.map_err(to_napi).and_then(|v| convert(env, v))
-                });
-                match built {
-                    Ok(value) => {
-                        if sys::napi_resolve_deferred(env, d.0, value) != sys::Status::napi_ok {
-                            reject(env, d.0, napi::Error::new(napi::Status::GenericFailure, "settling failed"));
-                        }
+    // One task per call. A panic in the work is caught around each poll and still settles the
+    // promise (with an internal error) instead of leaving it pending and the process unable to
+    // exit.
+    let task = async move {
+        let result = AssertUnwindSafe(fut)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(sharevault_core::Error::internal("the operation panicked")));
+        queue(&shared, settlement(deferred, result, convert));
+    };
+    if let Err(e) = crate::runtime::spawn(task) {
+        // The runtime could not start: this call's promise is settled here, on the JS thread.
+        // SAFETY: on the JS thread; `deferred` is this call's, not yet settled.
+        unsafe {
+            reject(env, deferred.0, to_napi(e));
+            release_one(env);
+        }
+    }
+    Ok(PromiseValue(promise))
+}
+
+/// What settles one call's promise on the JS thread: `convert(value)` or the core error.
+fn settlement<T, C>(deferred: DeferredPtr, result: sharevault_core::Result<T>, convert: C) -> Settlement
+where
+    T: Send + 'static,
+    C: FnOnce(sys::napi_env, T) -> napi::Result<sys::napi_value> + Send + 'static,
+{
+    Box::new(move |env| {
+        let d = deferred;
+        // SAFETY: runs on the JS thread inside `drain`, within a handle scope.
+        unsafe {
+            let built = crate::panic::contained("building the result", || {
+                result.map_err(to_napi).and_then(|v| convert(env, v))
+            });
+            match built {
+                Ok(value) => {
+                    if sys::napi_resolve_deferred(env, d.0, value) != sys::Status::napi_ok {
+                        reject(env, d.0, napi::Error::new(napi::Status::GenericFailure, "settling failed"));
                     }
-                    Err(e) => reject(env, d.0, e),
+                }
+                Err(e) => reject(env, d.0, e),
+            }
+        }
+    })
+}
+
+/// Queues a settlement for the JS thread, waking it if the queue was empty. Dropped (zeroizing
+/// what it holds) if the JS thread's environment is gone.
+fn queue(shared: &Shared, settle: Settlement) {
+    let mut st = state(shared);
+    if !st.alive {
+        // The JS thread's environment is gone (worker terminated, process exiting).
+        drop(st);
+        drop(settle);
+        return;
+    }
+    st.queue.push(settle);
+    if st.queue.len() == 1 {
+        // SAFETY: `alive` is checked and the call made under the lock `finalize` takes before
+        // N-API frees the threadsafe function, so it is never called after that.
+        unsafe {
+            sys::napi_call_threadsafe_function(
+                shared.tsfn(),
+                ptr::null_mut(),
+                sys::ThreadsafeFunctionCallMode::nonblocking,
+            );
+        }
+    }
+}
+
+/// Undoes `local_shared`'s count for a call that never ran (JS thread only).
+unsafe fn release_one(env: sys::napi_env) {
+    LOCAL.with(|l| {
+        if let Some(local) = l.borrow_mut().as_mut() {
+            if local.env == env {
+                local.in_flight = local.in_flight.saturating_sub(1);
+                if local.in_flight == 0 {
+                    sys::napi_unref_threadsafe_function(env, local.shared.tsfn());
                 }
             }
-        });
-        let mut st = state(&shared);
-        if !st.alive {
-            // The JS thread's environment is gone (worker terminated, process exiting).
-            drop(st);
-            drop(settle);
-            return;
-        }
-        st.queue.push(settle);
-        if st.queue.len() == 1 {
-            // SAFETY: `alive` is checked and the call made under the lock `finalize` takes before
-            // N-API frees the threadsafe function, so it is never called after that.
-            unsafe {
-                sys::napi_call_threadsafe_function(
-                    shared.tsfn(),
-                    ptr::null_mut(),
-                    sys::ThreadsafeFunctionCallMode::nonblocking,
-                );
-            }
         }
     });
-    Ok(PromiseValue(promise))
 }

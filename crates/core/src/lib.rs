@@ -13,6 +13,7 @@ pub mod shares;
 pub mod stats;
 pub mod store;
 pub mod tamper;
+pub mod threads;
 pub mod unpersisted;
 pub mod vault;
 

@@ -157,7 +157,10 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("sharevault-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || {
+                crate::threads::started();
+                writer_loop(conn, rx)
+            })
             .map_err(|e| Error::internal(format!("starting the writer thread: {e}")))?;
         Ok(SqliteStore { jobs: Mutex::new(Some(tx)), readers })
     }
