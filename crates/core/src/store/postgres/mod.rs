@@ -188,8 +188,29 @@ pub struct PgStore {
     /// The TLS version the pool's connections negotiated (`None`: plain text).
     tls: Arc<Mutex<Option<String>>>,
     jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
-    lookups: Mutex<Option<mpsc::UnboundedSender<reader::Lookup>>>,
+    lookups: Mutex<Option<mpsc::UnboundedSender<reader::Lookup<WalletRow>>>>,
+    metadata_lookups: Mutex<Option<mpsc::UnboundedSender<reader::Lookup<MetadataRow>>>>,
 }
+
+/// What the two batched readers look up (see `reader`).
+static WALLETS: reader::Query<WalletRow> = reader::Query {
+    select: concat!(
+        select_wallets!(),
+        " WHERE (w.environment, w.address_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+    ),
+    map: wallet_from_row,
+    key: |w| (w.environment.clone(), w.address_key.clone()),
+    what: "reading a wallet",
+};
+static METADATA: reader::Query<MetadataRow> = reader::Query {
+    select: concat!(
+        select_metadata!(),
+        " WHERE (w.environment, w.address_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+    ),
+    map: meta_from_row,
+    key: |m| (m.environment.clone(), m.address_key.clone()),
+    what: "reading metadata",
+};
 
 impl PgStore {
     /// Connects, migrates (unless migrations are off), and starts the writer task.
@@ -213,8 +234,16 @@ impl PgStore {
         let (lookups, rx) = mpsc::unbounded_channel();
         // Leave the writer a connection, and the list and audit reads some.
         let parallel = (pool.max_connections as usize).saturating_sub(2).clamp(1, READ_BATCHES);
-        tokio::spawn(reader::run(pg.clone(), rx, parallel));
-        Ok(PgStore { pool: pg, tls, jobs: Mutex::new(Some(tx)), lookups: Mutex::new(Some(lookups)) })
+        tokio::spawn(reader::run(pg.clone(), rx, parallel, &WALLETS));
+        let (metadata_lookups, rx) = mpsc::unbounded_channel();
+        tokio::spawn(reader::run(pg.clone(), rx, parallel, &METADATA));
+        Ok(PgStore {
+            pool: pg,
+            tls,
+            jobs: Mutex::new(Some(tx)),
+            lookups: Mutex::new(Some(lookups)),
+            metadata_lookups: Mutex::new(Some(metadata_lookups)),
+        })
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -328,14 +357,13 @@ impl WalletStore for PgStore {
     }
 
     async fn get_metadata(&self, environment: &str, address_key: &str) -> Result<Option<MetadataRow>> {
-        self.live()?;
-        let row = sqlx::query(concat!(select_metadata!(), " WHERE w.environment = $1 AND w.address_key = $2"))
-            .bind(environment)
-            .bind(address_key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(pg_err("reading metadata"))?;
-        row.as_ref().map(meta_from_row).transpose().map_err(pg_err("reading metadata"))
+        let (environment, address_key) = (environment.to_string(), address_key.to_string());
+        ask(|reply| {
+            let guard = self.metadata_lookups.lock().map_err(|_| Error::internal("reader queue poisoned"))?;
+            let tx = guard.as_ref().ok_or_else(Error::closed)?;
+            tx.send(reader::Lookup { environment, address_key, reply }).map_err(|_| Error::closed())
+        })
+        .await
     }
 
     async fn latest_state(&self, environment: &str, address_key: &str) -> Result<Option<AuditRecord>> {
@@ -502,6 +530,7 @@ impl WalletStore for PgStore {
     async fn close(&self) -> Result<()> {
         // Lookups already queued are answered; new ones are refused as closed.
         drop(self.lookups.lock().map_err(|_| Error::internal("reader queue poisoned"))?.take());
+        drop(self.metadata_lookups.lock().map_err(|_| Error::internal("reader queue poisoned"))?.take());
         let sender = self.jobs.lock().map_err(|_| Error::internal("writer queue poisoned"))?.take();
         if let Some(s) = sender {
             let (tx, rx) = oneshot::channel();

@@ -1,17 +1,16 @@
 //! Batched point reads: the wallet lookups of concurrent calls (each hydrate, and each write's
-//! compare-and-swap read) go to the server as one lookup of `unnest`ed (environment, address)
-//! pairs per batch, as
-//! writes are group-committed. Under load that is one statement and one round trip for many
-//! lookups instead of one each; a lone lookup is a batch of one.
+//! compare-and-swap read), and apart from them the metadata lookups (`getMetadata`, which reads
+//! no sealed bytes), go to the server as one lookup of `unnest`ed (environment, address) pairs
+//! per batch, as writes are group-committed. Under load that is one statement and one round trip
+//! for many lookups instead of one each; a lone lookup is a batch of one.
 //!
 //! A batch is sent when a slot is free (at most `parallel` batches in flight), so lookups that
 //! arrive while the slots are busy wait together for the next one. A lookup is queued after the
 //! caller's earlier writes were acknowledged, so it always sees them.
 
-use super::{pg_err, wallet_from_row};
+use super::pg_err;
 use crate::error::Result;
-use crate::store::WalletRow;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgPool, PgRow};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -19,14 +18,29 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 /// How many lookups one statement may carry.
 const MAX_BATCH: usize = 256;
 
-/// One wallet lookup and where its row goes.
-pub(super) struct Lookup {
+/// One lookup and where its row goes.
+pub(super) struct Lookup<R> {
     pub environment: String,
     pub address_key: String,
-    pub reply: oneshot::Sender<Result<Option<WalletRow>>>,
+    pub reply: oneshot::Sender<Result<Option<R>>>,
 }
 
-pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Lookup>, parallel: usize) {
+/// What a reader looks up: its `SELECT` (the `unnest` condition is appended), how a row is
+/// mapped, and the (environment, address key) of a mapped row.
+pub(super) struct Query<R> {
+    pub select: &'static str,
+    pub map: fn(&PgRow) -> sqlx::Result<R>,
+    pub key: fn(&R) -> (String, String),
+    /// For errors: "reading a wallet".
+    pub what: &'static str,
+}
+
+pub(super) async fn run<R: Clone + Send + 'static>(
+    pool: PgPool,
+    mut rx: mpsc::UnboundedReceiver<Lookup<R>>,
+    parallel: usize,
+    query: &'static Query<R>,
+) {
     let slots = Arc::new(Semaphore::new(parallel.max(1)));
     while let Some(first) = rx.recv().await {
         // Wait for a slot first: what arrives meanwhile joins this batch.
@@ -40,29 +54,24 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::UnboundedReceiver<Lookup>, p
         }
         let pool = pool.clone();
         tokio::spawn(async move {
-            lookup(&pool, batch).await;
+            lookup(&pool, query, batch).await;
             drop(slot);
         });
     }
 }
 
-async fn lookup(pool: &PgPool, batch: Vec<Lookup>) {
+async fn lookup<R: Clone>(pool: &PgPool, query: &Query<R>, batch: Vec<Lookup<R>>) {
     let envs: Vec<&str> = batch.iter().map(|l| l.environment.as_str()).collect();
     let keys: Vec<&str> = batch.iter().map(|l| l.address_key.as_str()).collect();
-    let found = sqlx::query(concat!(
-        select_wallets!(),
-        " WHERE (w.environment, w.address_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
-    ))
-    .bind(&envs)
-    .bind(&keys)
-    .fetch_all(pool)
-    .await
-    .and_then(|rows| {
-        rows.iter()
-            .map(|r| wallet_from_row(r).map(|w| ((w.environment.clone(), w.address_key.clone()), w)))
-            .collect::<sqlx::Result<HashMap<_, _>>>()
-    })
-    .map_err(pg_err("reading a wallet"));
+    let found = sqlx::query(query.select)
+        .bind(&envs)
+        .bind(&keys)
+        .fetch_all(pool)
+        .await
+        .and_then(|rows| {
+            rows.iter().map(|r| (query.map)(r).map(|w| ((query.key)(&w), w))).collect::<sqlx::Result<HashMap<_, _>>>()
+        })
+        .map_err(pg_err(query.what));
     match found {
         Ok(rows) => {
             // A key asked for twice in one batch (two calls on one wallet) gets a copy each.
