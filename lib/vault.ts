@@ -1,5 +1,6 @@
+import { setImmediate as realSetImmediate } from 'node:timers'
 import { deserialize } from 'node:v8'
-import { openVault, migrate as nativeMigrate, nativePermissions, NativeVault } from '../index'
+import { openVault, migrate as nativeMigrate, nativePermissions, NativeVault, useScheduler } from '../index'
 import type { NativeAuditEvent } from '../index'
 import { fromNative, invalid, VaultError } from './errors'
 import { redactShare } from './redact'
@@ -22,6 +23,10 @@ import type {
   WalletMetadata,
   WithWalletOptions,
 } from './types'
+
+// Settle the vault's promises in bounded turns, scheduled with the real `setImmediate` (a test's
+// fake timers replace the global one, never this module's): the event loop turns between them.
+useScheduler(realSetImmediate)
 
 async function call<T>(f: () => Promise<T>): Promise<T> {
   try {

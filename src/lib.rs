@@ -30,6 +30,15 @@ use std::sync::Arc;
 pub use error::ErrorCode;
 pub use panic::panic_for_tests;
 
+/// Hands promise settlement the `setImmediate` of `node:timers` (the facade does this once per
+/// environment): settlements then run in bounded turns, with the event loop turning between them
+/// (`settle`). Without it every finished call is settled in the turn it arrives.
+#[napi(catch_unwind, ts_args_type = "setImmediate: (callback: () => void) => unknown")]
+pub fn use_scheduler(env: Env, set_immediate: RawValue) -> napi::Result<()> {
+    // SAFETY: on the JS thread, with this call's argument.
+    unsafe { settle::use_scheduler(env.raw(), set_immediate.0) }
+}
+
 /// Opens (creating and migrating if needed) a vault. `options` is read here, on the JS thread,
 /// as own properties only; every rule and range is checked by the core.
 #[napi(catch_unwind, ts_args_type = "options: object", ts_return_type = "Promise<NativeVault>")]

@@ -7,35 +7,42 @@
 //!
 //! An environment can go away with calls in flight (a `worker_threads` Worker terminated or
 //! calling `process.exit`). N-API then finalizes the threadsafe function and frees it; calling it
-//! afterwards would abort the whole process. So every call into it happens under the queue's
+//! afterwards would abort the whole process. So every call into it happens under the `alive`
 //! lock and only while the environment is alive, and the finalizer, under the same lock, marks it
 //! dead and drops (zeroizes) whatever is queued. Results finished later are dropped the same way.
+//! The JS thread itself never takes that lock: it takes settlements from a lock-free queue.
 //!
 //! Written by hand because no crate offers this: it sits directly on N-API's threadsafe-function
 //! and deferred primitives.
 
 use crate::error::to_napi;
+use crossbeam_queue::SegQueue;
 use futures_util::FutureExt;
 use napi::bindgen_prelude::{ToNapiValue, TypeName, ValueType};
 use napi::sys;
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 type Settlement = Box<dyn FnOnce(sys::napi_env) + Send>;
 
-/// What the runtime threads and the JS thread share, under one lock.
-struct State {
-    /// False once N-API has finalized the threadsafe function: nothing may call it any more.
-    alive: bool,
-    queue: Vec<Settlement>,
-}
-
+/// What the runtime threads and the JS thread share. The JS thread never takes a lock a runtime
+/// thread may hold: those run at a lower priority (`crate::runtime`), and the event loop was
+/// measured waiting on this queue's mutex while a preempted worker held it (perf, bench/README.md).
 struct Shared {
-    state: Mutex<State>,
+    /// Finished calls waiting for the JS thread (lock-free).
+    queue: SegQueue<Settlement>,
+    /// A drain is scheduled (the threadsafe function was called) and has not started yet.
+    scheduled: AtomicBool,
+    /// False once N-API has finalized the threadsafe function: nothing may call it any more. Held
+    /// by producers while they queue and call it, and by `finalize`; never by a drain.
+    alive: Mutex<bool>,
     tsfn: OnceLock<TsfnPtr>,
 }
 
@@ -61,10 +68,31 @@ struct Local {
     env: sys::napi_env,
     shared: Arc<Shared>,
     in_flight: usize,
+    /// Settlements taken from the queue and not yet run (see [`run_turn`]).
+    pending: VecDeque<Settlement>,
+    /// A turn is scheduled with `setImmediate` and has not run yet.
+    resume_scheduled: bool,
+}
+
+/// How many promises one turn of the event loop settles at most, and for how long. Each
+/// settlement builds its result and, in the microtasks right after, runs the caller's
+/// continuation (which often starts the next call): tens of microseconds each. All finished calls
+/// in one turn (up to 64 with 64 in flight) kept the event loop for milliseconds; in turns this
+/// size, timers and I/O run between them (bench/README.md, "Where the time goes").
+const TURN_BUDGET: usize = 8;
+const TURN_TIME: Duration = Duration::from_micros(200);
+
+/// `setImmediate` from `node:timers`, handed over by the facade (`useScheduler`): the real one,
+/// which a test's fake timers (they replace the global's) never hold back. Per environment.
+struct Scheduler {
+    env: sys::napi_env,
+    set_immediate: sys::napi_ref,
+    resume: sys::napi_ref,
 }
 
 thread_local! {
     static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+    static SCHEDULER: RefCell<Option<Scheduler>> = const { RefCell::new(None) };
 }
 
 fn ok(status: sys::napi_status) -> napi::Result<()> {
@@ -75,9 +103,9 @@ fn ok(status: sys::napi_status) -> napi::Result<()> {
     }
 }
 
-fn state(shared: &Shared) -> MutexGuard<'_, State> {
-    // A panic while the lock was held cannot leave the state half-changed: keep using it.
-    shared.state.lock().unwrap_or_else(PoisonError::into_inner)
+fn alive(shared: &Shared) -> MutexGuard<'_, bool> {
+    // A panic while the lock was held cannot leave the flag half-changed: keep using it.
+    shared.alive.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 unsafe extern "C" fn drain(env: sys::napi_env, _js_cb: sys::napi_value, context: *mut c_void, _data: *mut c_void) {
@@ -89,9 +117,33 @@ unsafe extern "C" fn drain(env: sys::napi_env, _js_cb: sys::napi_value, context:
     // SAFETY: `context` holds a strong count of `Shared` until `finalize`, which runs after the
     // last call of `drain` with a live environment.
     let shared = &*(context as *const Shared);
-    let batch: Vec<Settlement> = std::mem::take(&mut state(shared).queue);
-    let n = batch.len();
-    for settle in batch {
+    // Reset before taking (acquiring what the producers queued): a settlement queued from now on
+    // schedules a drain of its own.
+    shared.scheduled.swap(false, Ordering::AcqRel);
+    // What is queued now, not what arrives while this runs (that has its own drain).
+    let n = shared.queue.len();
+    let taken: Vec<Settlement> = std::iter::from_fn(|| shared.queue.pop()).take(n).collect();
+    with_local(|local| local.pending.extend(taken));
+    // With a scheduler, every settlement runs in a turn of its own budget from `setImmediate`,
+    // never here: a turn queued from inside `setImmediate` waits for the next loop iteration, so
+    // timers and I/O run between turns. Without one (the binding used without the facade), or
+    // if scheduling fails, everything is settled now.
+    if !schedule_turn(env) {
+        while run_turn(env, usize::MAX) {}
+    }
+}
+
+fn with_local<T>(f: impl FnOnce(&mut Local) -> T) -> Option<T> {
+    LOCAL.with(|l| l.borrow_mut().as_mut().map(f))
+}
+
+/// Runs up to `budget` pending settlements (and at most [`TURN_TIME`]); whether any are left.
+unsafe fn run_turn(env: sys::napi_env, budget: usize) -> bool {
+    let started = Instant::now();
+    let mut done = 0usize;
+    while done < budget && (done == 0 || budget == usize::MAX || started.elapsed() < TURN_TIME) {
+        // The borrow ends before the settlement runs.
+        let Some(settle) = with_local(|local| local.pending.pop_front()).flatten() else { break };
         let mut scope = ptr::null_mut();
         if sys::napi_open_handle_scope(env, &mut scope) == sys::Status::napi_ok {
             // A settlement catches its own panics (and rejects); this only keeps a panic from
@@ -99,15 +151,76 @@ unsafe extern "C" fn drain(env: sys::napi_env, _js_cb: sys::napi_value, context:
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| settle(env)));
             sys::napi_close_handle_scope(env, scope);
         }
+        done += 1;
     }
-    LOCAL.with(|l| {
-        if let Some(local) = l.borrow_mut().as_mut() {
-            local.in_flight = local.in_flight.saturating_sub(n);
-            if local.in_flight == 0 {
-                sys::napi_unref_threadsafe_function(env, shared.tsfn());
-            }
+    with_local(|local| {
+        local.in_flight = local.in_flight.saturating_sub(done);
+        if local.in_flight == 0 {
+            sys::napi_unref_threadsafe_function(env, local.shared.tsfn());
         }
+        !local.pending.is_empty()
+    })
+    .unwrap_or(false)
+}
+
+/// `setImmediate(resume)` unless a turn is already scheduled; false if there is no scheduler or
+/// the call failed (then nothing is scheduled).
+unsafe fn schedule_turn(env: sys::napi_env) -> bool {
+    if with_local(|local| local.resume_scheduled) == Some(true) {
+        return true;
+    }
+    let refs = SCHEDULER.with(|s| s.borrow().as_ref().filter(|s| s.env == env).map(|s| (s.set_immediate, s.resume)));
+    let Some((set_immediate, resume)) = refs else { return false };
+    let (mut func, mut cb, mut global, mut out) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+    let called = sys::napi_get_reference_value(env, set_immediate, &mut func) == sys::Status::napi_ok
+        && sys::napi_get_reference_value(env, resume, &mut cb) == sys::Status::napi_ok
+        && !func.is_null()
+        && !cb.is_null()
+        && sys::napi_get_global(env, &mut global) == sys::Status::napi_ok
+        && sys::napi_call_function(env, global, func, 1, &cb, &mut out) == sys::Status::napi_ok;
+    if !called {
+        // A throwing `setImmediate` leaves an exception pending: it is not the caller's.
+        let mut pending = false;
+        if sys::napi_is_exception_pending(env, &mut pending) == sys::Status::napi_ok && pending {
+            let mut exc = ptr::null_mut();
+            sys::napi_get_and_clear_last_exception(env, &mut exc);
+        }
+        return false;
+    }
+    with_local(|local| local.resume_scheduled = true);
+    true
+}
+
+/// What `setImmediate` calls: one turn's settlements, and the next turn if more are left.
+unsafe extern "C" fn resume(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
+    with_local(|local| local.resume_scheduled = false);
+    if run_turn(env, TURN_BUDGET) && !schedule_turn(env) {
+        while run_turn(env, usize::MAX) {}
+    }
+    ptr::null_mut()
+}
+
+/// Called once per environment by the facade with `setImmediate` from `node:timers`.
+///
+/// # Safety
+/// On the JS thread, with `set_immediate` a value of this call's scope.
+pub unsafe fn use_scheduler(env: sys::napi_env, set_immediate: sys::napi_value) -> napi::Result<()> {
+    let mut kind = 0;
+    ok(sys::napi_typeof(env, set_immediate, &mut kind))?;
+    if kind != sys::ValueType::napi_function {
+        return Err(napi::Error::new(napi::Status::InvalidArg, "setImmediate must be a function"));
+    }
+    let mut cb = ptr::null_mut();
+    ok(sys::napi_create_function(env, c"sharevaultSettle".as_ptr(), 16, Some(resume), ptr::null_mut(), &mut cb))?;
+    let (mut r1, mut r2) = (ptr::null_mut(), ptr::null_mut());
+    ok(sys::napi_create_reference(env, set_immediate, 1, &mut r1))?;
+    ok(sys::napi_create_reference(env, cb, 1, &mut r2))?;
+    SCHEDULER.with(|s| {
+        // A worker's environment, or a second call: the newest one is this thread's. A previous
+        // environment's references die with it.
+        *s.borrow_mut() = Some(Scheduler { env, set_immediate: r1, resume: r2 });
     });
+    Ok(())
 }
 
 /// Called by N-API when the threadsafe function is being deleted: on environment teardown (a
@@ -118,13 +231,12 @@ unsafe extern "C" fn finalize(_env: sys::napi_env, _data: *mut c_void, context: 
     }
     // SAFETY: `context` is the strong count leaked in `local_shared`; this is its one release.
     let shared = Arc::from_raw(context as *const Shared);
-    let orphans = {
-        let mut st = state(&shared);
-        st.alive = false;
-        std::mem::take(&mut st.queue)
-    };
-    // Nobody can receive these results any more: dropping them zeroizes any plaintext they hold.
-    drop(orphans);
+    *alive(&shared) = false;
+    // No producer queues any more. Nobody can receive these results: dropping them zeroizes any
+    // plaintext they hold.
+    while let Some(orphan) = shared.queue.pop() {
+        drop(orphan);
+    }
     LOCAL.with(|l| {
         if let Ok(mut slot) = l.try_borrow_mut() {
             if slot.as_ref().is_some_and(|local| Arc::ptr_eq(&local.shared, &shared)) {
@@ -150,8 +262,12 @@ unsafe fn local_shared(env: sys::napi_env) -> napi::Result<Arc<Shared>> {
         ok(sys::napi_create_string_utf8(env, c"sharevault".as_ptr(), 10, &mut name))?;
         // The context must exist before the threadsafe function does; the pointer is filled in
         // right after creation, before anything can be queued.
-        let shared =
-            Arc::new(Shared { state: Mutex::new(State { alive: true, queue: Vec::new() }), tsfn: OnceLock::new() });
+        let shared = Arc::new(Shared {
+            queue: SegQueue::new(),
+            scheduled: AtomicBool::new(false),
+            alive: Mutex::new(true),
+            tsfn: OnceLock::new(),
+        });
         let context = Arc::into_raw(shared.clone()) as *mut c_void;
         let mut tsfn = ptr::null_mut();
         let created = ok(sys::napi_create_threadsafe_function(
@@ -173,7 +289,13 @@ unsafe fn local_shared(env: sys::napi_env) -> napi::Result<Arc<Shared>> {
             return Err(e);
         }
         let _ = shared.tsfn.set(TsfnPtr(tsfn));
-        *slot = Some(Local { env, shared: shared.clone(), in_flight: 1 });
+        *slot = Some(Local {
+            env,
+            shared: shared.clone(),
+            in_flight: 1,
+            pending: VecDeque::new(),
+            resume_scheduled: false,
+        });
         Ok(shared)
     })
 }
@@ -282,15 +404,15 @@ where
 /// Queues a settlement for the JS thread, waking it if the queue was empty. Dropped (zeroizing
 /// what it holds) if the JS thread's environment is gone.
 fn queue(shared: &Shared, settle: Settlement) {
-    let mut st = state(shared);
-    if !st.alive {
+    let alive = alive(shared);
+    if !*alive {
         // The JS thread's environment is gone (worker terminated, process exiting).
-        drop(st);
+        drop(alive);
         drop(settle);
         return;
     }
-    st.queue.push(settle);
-    if st.queue.len() == 1 {
+    shared.queue.push(settle);
+    if !shared.scheduled.swap(true, Ordering::AcqRel) {
         // SAFETY: `alive` is checked and the call made under the lock `finalize` takes before
         // N-API frees the threadsafe function, so it is never called after that.
         unsafe {

@@ -25,7 +25,21 @@ async function main() {
       Object.defineProperty(proto, key, {
         configurable: true,
         get() { return undefined },
-        set(v) { seen.push(`${key}=${typeof v === 'string' ? v.slice(0, 8) : typeof v}`) },
+        set(v) {
+          // Node's own timers code (processImmediate, which the vault's settlement turns run
+          // from) assigns its async-hook bookkeeping (ids, the Immediate) into internal arrays
+          // with [[Set]]: that is Node's realm being polluted, not a result being built, and none
+          // of it is a vault value. Every other call is recorded, without [[Set]] (a push would
+          // run this setter again).
+          const caller = (new Error().stack ?? '').split('\n')[2] ?? ''
+          if (caller.includes('(node:internal/')) return
+          Object.defineProperty(seen, String(seen.length), {
+            value: `${key}=${typeof v === 'string' ? v.slice(0, 8) : typeof v}`,
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          })
+        },
       })
     }
   }
