@@ -44,7 +44,25 @@ const ms = (x) => x.toFixed(2)
 /** "median (min-max)" over the rounds. */
 const spread = (xs, f) => (xs.length === 1 ? f(xs[0]) : `${f(median(xs))} (${f(Math.min(...xs))}–${f(Math.max(...xs))})`)
 
-function main() {
+/** Whether the PostgreSQL server the benchmark would use answers (else its rounds are skipped). */
+async function pgReachable() {
+  const { Client } = require('pg')
+  const c = new Client({ connectionString: process.env.SHAREVAULT_PG_ADMIN_URL || 'postgres://postgres@127.0.0.1:5432/postgres', connectionTimeoutMillis: 3000 })
+  try {
+    await c.connect()
+    await c.end()
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function main() {
+  if (BACKENDS.includes('pg') && !(await pgReachable())) {
+    if (backendArg === 'pg') throw new Error('PostgreSQL is not reachable (SHAREVAULT_PG_ADMIN_URL); start it with scripts/postgres.sh ensure')
+    console.error('PostgreSQL is not reachable: its rounds are skipped (scripts/postgres.sh ensure starts it)')
+    BACKENDS.splice(BACKENDS.indexOf('pg'), 1)
+  }
   const runs = {} // runs[backend][impl] = [child output per round]
   for (const backend of BACKENDS) {
     runs[backend] = { sharevault: [], baseline: [] }
@@ -99,4 +117,7 @@ function main() {
   }
 }
 
-main()
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
