@@ -19,9 +19,44 @@ use crate::store::{Applied, AuditQuery, Change, HeadRepair, ListQuery, MetadataR
 use crate::tamper;
 use crate::unpersisted::Unpersisted;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
+
+/// A count of calls in progress, and a way to wait until there are none.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One call in progress; dropped (finished, failed, cancelled or unwound) it is counted out.
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
 
 const MAX_ACTOR_LEN: usize = 256;
 /// The audit actor of a vault opened without one.
@@ -67,6 +102,9 @@ pub struct Vault {
     closed: AtomicBool,
     /// The one close every `close()` call waits for.
     closing: OnceCell<Result<()>>,
+    /// Calls that passed the `closed` check and have not finished: `close` waits for them, so a
+    /// call accepted before `close()` finishes normally rather than losing its store mid-call.
+    in_flight: InFlight,
     /// Grants beyond the ordinary, fixed at open.
     allow: Permissions,
     /// This environment's MAC key: wallet rows and the audit head are checked with it.
@@ -164,6 +202,7 @@ impl Vault {
             actor: actor.unwrap_or(DEFAULT_ACTOR).to_string(),
             closed: AtomicBool::new(false),
             closing: OnceCell::new(),
+            in_flight: InFlight::default(),
             allow: Permissions::default(),
             integrity,
             sink: None,
@@ -236,10 +275,14 @@ impl Vault {
     /// counted by code for `stats()`. Every operation goes through here, so every error is
     /// counted exactly once.
     async fn run<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        // Counted before the check: `close` sets `closed` first and then waits for the count, so
+        // a call either sees `closed` or is waited for (never both missed).
+        let guard = self.in_flight.enter();
         let r = match self.live() {
             Ok(()) => op.await,
             Err(e) => Err(e),
         };
+        drop(guard);
         if let Err(e) = &r {
             self.stats.error(e.code);
         }
@@ -247,7 +290,7 @@ impl Vault {
     }
 
     fn live(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::SeqCst) {
             Err(Error::closed())
         } else {
             Ok(())
@@ -1151,7 +1194,9 @@ impl Vault {
     /// Later calls fail with `ERR_CLOSED`. Every call, first or not, resolves only when the
     /// vault is really closed, with the outcome of that one close.
     pub async fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::SeqCst);
+        // Calls already accepted finish first (each is bounded: KMS, pool and statement deadlines).
+        self.in_flight.idle().await;
         self.closing
             .get_or_init(|| async {
                 let r = self.store.close().await;
