@@ -123,7 +123,12 @@ unsafe extern "C" fn drain(env: sys::napi_env, _js_cb: sys::napi_value, context:
     // What is queued now, not what arrives while this runs (that has its own drain).
     let n = shared.queue.len();
     let taken: Vec<Settlement> = std::iter::from_fn(|| shared.queue.pop()).take(n).collect();
+    let empty = taken.is_empty();
     with_local(|local| local.pending.extend(taken));
+    if empty {
+        // A wake-up whose settlements an earlier drain already took: no turn to schedule.
+        return;
+    }
     // With a scheduler, every settlement runs in a turn of its own budget from `setImmediate`,
     // never here: a turn queued from inside `setImmediate` waits for the next loop iteration, so
     // timers and I/O run between turns. Without one (the binding used without the facade), or
@@ -154,13 +159,19 @@ unsafe fn run_turn(env: sys::napi_env, budget: usize) -> bool {
         done += 1;
     }
     with_local(|local| {
-        local.in_flight = local.in_flight.saturating_sub(done);
-        if local.in_flight == 0 {
-            sys::napi_unref_threadsafe_function(env, local.shared.tsfn());
-        }
+        settled(env, local, done);
         !local.pending.is_empty()
     })
     .unwrap_or(false)
+}
+
+/// Counts `n` calls out of flight; the threadsafe function stops keeping the process alive when
+/// none is left (JS thread only).
+unsafe fn settled(env: sys::napi_env, local: &mut Local, n: usize) {
+    local.in_flight = local.in_flight.saturating_sub(n);
+    if local.in_flight == 0 {
+        sys::napi_unref_threadsafe_function(env, local.shared.tsfn());
+    }
 }
 
 /// `setImmediate(resume)` unless a turn is already scheduled; false if there is no scheduler or
@@ -427,14 +438,9 @@ fn queue(shared: &Shared, settle: Settlement) {
 
 /// Undoes `local_shared`'s count for a call that never ran (JS thread only).
 unsafe fn release_one(env: sys::napi_env) {
-    LOCAL.with(|l| {
-        if let Some(local) = l.borrow_mut().as_mut() {
-            if local.env == env {
-                local.in_flight = local.in_flight.saturating_sub(1);
-                if local.in_flight == 0 {
-                    sys::napi_unref_threadsafe_function(env, local.shared.tsfn());
-                }
-            }
+    with_local(|local| {
+        if local.env == env {
+            settled(env, local, 1);
         }
     });
 }

@@ -192,25 +192,41 @@ pub struct PgStore {
     metadata_lookups: Mutex<Option<mpsc::UnboundedSender<reader::Lookup<MetadataRow>>>>,
 }
 
+/// The condition of both batched readers: the (environment, address key) pairs of a batch.
+macro_rules! where_batch {
+    () => {
+        " WHERE (w.environment, w.address_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+    };
+}
+
 /// What the two batched readers look up (see `reader`).
 static WALLETS: reader::Query<WalletRow> = reader::Query {
-    select: concat!(
-        select_wallets!(),
-        " WHERE (w.environment, w.address_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
-    ),
+    select: concat!(select_wallets!(), where_batch!()),
     map: wallet_from_row,
     key: |w| (w.environment.clone(), w.address_key.clone()),
     what: "reading a wallet",
 };
 static METADATA: reader::Query<MetadataRow> = reader::Query {
-    select: concat!(
-        select_metadata!(),
-        " WHERE (w.environment, w.address_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
-    ),
+    select: concat!(select_metadata!(), where_batch!()),
     map: meta_from_row,
     key: |m| (m.environment.clone(), m.address_key.clone()),
     what: "reading metadata",
 };
+
+/// One lookup through a batched reader; `ERR_CLOSED` once the store closed its queue.
+async fn batched<R>(
+    queue: &Mutex<Option<mpsc::UnboundedSender<reader::Lookup<R>>>>,
+    environment: &str,
+    address_key: &str,
+) -> Result<Option<R>> {
+    let (environment, address_key) = (environment.to_string(), address_key.to_string());
+    ask(|reply| {
+        let guard = queue.lock().map_err(|_| Error::internal("reader queue poisoned"))?;
+        let tx = guard.as_ref().ok_or_else(Error::closed)?;
+        tx.send(reader::Lookup { environment, address_key, reply }).map_err(|_| Error::closed())
+    })
+    .await
+}
 
 impl PgStore {
     /// Connects, migrates (unless migrations are off), and starts the writer task.
@@ -347,23 +363,11 @@ impl WalletStore for PgStore {
     }
 
     async fn get(&self, environment: &str, address_key: &str) -> Result<Option<WalletRow>> {
-        let (environment, address_key) = (environment.to_string(), address_key.to_string());
-        ask(|reply| {
-            let guard = self.lookups.lock().map_err(|_| Error::internal("reader queue poisoned"))?;
-            let tx = guard.as_ref().ok_or_else(Error::closed)?;
-            tx.send(reader::Lookup { environment, address_key, reply }).map_err(|_| Error::closed())
-        })
-        .await
+        batched(&self.lookups, environment, address_key).await
     }
 
     async fn get_metadata(&self, environment: &str, address_key: &str) -> Result<Option<MetadataRow>> {
-        let (environment, address_key) = (environment.to_string(), address_key.to_string());
-        ask(|reply| {
-            let guard = self.metadata_lookups.lock().map_err(|_| Error::internal("reader queue poisoned"))?;
-            let tx = guard.as_ref().ok_or_else(Error::closed)?;
-            tx.send(reader::Lookup { environment, address_key, reply }).map_err(|_| Error::closed())
-        })
-        .await
+        batched(&self.metadata_lookups, environment, address_key).await
     }
 
     async fn latest_state(&self, environment: &str, address_key: &str) -> Result<Option<AuditRecord>> {

@@ -25,8 +25,9 @@ pub(super) struct Lookup<R> {
     pub reply: oneshot::Sender<Result<Option<R>>>,
 }
 
-/// What a reader looks up: its `SELECT` (the `unnest` condition is appended), how a row is
-/// mapped, and the (environment, address key) of a mapped row.
+/// What a reader looks up: its `SELECT` (ending in the batch's `unnest` condition, `$1` the
+/// environments and `$2` the address keys), how a row is mapped, and the (environment, address
+/// key) of a mapped row.
 pub(super) struct Query<R> {
     pub select: &'static str,
     pub map: fn(&PgRow) -> sqlx::Result<R>,
