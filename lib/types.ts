@@ -29,7 +29,7 @@ export interface CacheOptions {
 }
 
 export interface VaultStats {
-  kmsCalls: { generateDataKey: number; decrypt: number; reEncrypt: number; describeKey: number; /** HTTP attempts, retries included (AWS) */ attempts: number }
+  kmsCalls: { generateDataKey: number; decrypt: number; reEncrypt: number; /** `Encrypt` of an existing data key: a rotation that could not move it inside the provider */ encrypt: number; describeKey: number; /** HTTP attempts, retries included (AWS) */ attempts: number }
   cacheHits: number
   cacheMisses: number
   cacheEvictions: number

@@ -7,6 +7,7 @@
 mod audit_sink;
 mod convert;
 mod error;
+mod keys;
 mod options;
 mod out;
 mod panic;
@@ -58,7 +59,9 @@ pub fn open_vault(env: Env, options: RawValue) -> napi::Result<PromiseValue> {
                 }
             }
         },
-        |env, (vault, sink)| unsafe { NativeVault::to_napi_value(env, NativeVault { inner: Arc::new(vault), sink }) },
+        |env, (vault, sink)| unsafe {
+            NativeVault::to_napi_value(env, NativeVault { inner: Arc::new(vault), sink, rotations: Default::default() })
+        },
     )
 }
 
@@ -195,6 +198,8 @@ js_object! {
         generate_data_key: i64 => "generateDataKey",
         decrypt: i64 => "decrypt",
         re_encrypt: i64 => "reEncrypt",
+        /// `Encrypt` of an existing data key (a rotation across providers or regions).
+        encrypt: i64 => "encrypt",
         describe_key: i64 => "describeKey",
         /// HTTP attempts to KMS, retries included (AWS only).
         attempts: i64 => "attempts",
@@ -283,6 +288,8 @@ pub struct NativeVault {
     inner: Arc<Vault>,
     /// `onAudit`'s queue, if the vault has one: released at close.
     sink: Option<Arc<audit_sink::Sink>>,
+    /// Rotations begun on this handle (`keys`).
+    rotations: Arc<keys::Rotations>,
 }
 
 #[napi]
@@ -698,6 +705,7 @@ impl NativeVault {
                 generate_data_key: s.kms_generate as i64,
                 decrypt: s.kms_decrypt as i64,
                 re_encrypt: s.kms_reencrypt as i64,
+                encrypt: s.kms_encrypt as i64,
                 describe_key: s.kms_describe as i64,
                 attempts: s.kms_attempts as i64,
             },

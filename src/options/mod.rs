@@ -125,7 +125,9 @@ impl Obj {
 
     /// An array of strings (`None` when absent); each element is read by index, so a holey or
     /// non-string element is `ERR_INVALID_INPUT` at `key[i]`.
-    pub fn string_array(&self, key: &str) -> Result<Option<Vec<String>>> {
+    /// The elements of an array property (at most 64), each with its path (`allow[2]`); a hole
+    /// is `None`. `what` names the array's elements for the error of a non-array.
+    fn elements(&self, key: &str, what: &str) -> Result<Option<Vec<Element>>> {
         let Some(v) = self.get(key)? else { return Ok(None) };
         let env = self.env;
         let mut is_array = false;
@@ -133,7 +135,7 @@ impl Obj {
         check(unsafe { sys::napi_is_array(env, v, &mut is_array) }, "checking an array")
             .map_err(|e| unsafe { thrown_at(env, &self.path_of(key), e) })?;
         if !is_array {
-            return Err(Error::invalid(self.path_of(key), "must be an array of strings"));
+            return Err(Error::invalid(self.path_of(key), format!("must be an array of {what}")));
         }
         let mut len = 0u32;
         check(unsafe { sys::napi_get_array_length(env, v, &mut len) }, "reading an array's length")
@@ -155,10 +157,34 @@ impl Obj {
                         .map_err(|e| thrown_at(env, &at, e))?;
                 }
             }
-            if !has || type_of(env, item)? != sys::ValueType::napi_string {
-                return Err(Error::invalid(format!("{}[{i}]", self.path_of(key)), "must be a string"));
+            out.push((at, has.then_some(item)));
+        }
+        Ok(Some(out))
+    }
+
+    pub fn string_array(&self, key: &str) -> Result<Option<Vec<String>>> {
+        let Some(items) = self.elements(key, "strings")? else { return Ok(None) };
+        let mut out = Vec::with_capacity(items.len());
+        for (at, item) in items {
+            match item {
+                Some(item) if type_of(self.env, item)? == sys::ValueType::napi_string => {
+                    out.push(string_of(self.env, item)?)
+                }
+                _ => return Err(Error::invalid(at, "must be a string")),
             }
-            out.push(string_of(env, item)?);
+        }
+        Ok(Some(out))
+    }
+
+    /// An array of option objects, each read at its own path (`kms.previous[0]`).
+    pub fn object_array(&self, key: &str, what: &str) -> Result<Option<Vec<Obj>>> {
+        let Some(items) = self.elements(key, what)? else { return Ok(None) };
+        let mut out = Vec::with_capacity(items.len());
+        for (at, item) in items {
+            match item {
+                Some(item) => out.push(Obj::new(self.env, item, &at, what)?),
+                None => return Err(Error::invalid(at, format!("must be {what}"))),
+            }
         }
         Ok(Some(out))
     }
@@ -234,6 +260,9 @@ impl Obj {
     }
 }
 
+/// An array element with its path; `None` for a hole.
+type Element = (String, Option<sys::napi_value>);
+
 pub enum BytesOrString {
     Bytes(zeroize::Zeroizing<Vec<u8>>),
     String(zeroize::Zeroizing<String>),
@@ -256,7 +285,7 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<(Open
     let kms_opts = o
         .object("kms", "an object such as { provider: 'local', key }")?
         .ok_or_else(|| Error::invalid("kms", "is required"))?;
-    let kms = kms::config(&kms_opts)?;
+    let keys = kms::config(&kms_opts)?;
     let cache = match o.object_or_false("cache", "false or { maxEntries?, maxAgeMs?, maxUses? }")? {
         Some(None) => None,
         None => Some(CacheConfig::default()),
@@ -274,7 +303,20 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<(Open
         None => None,
     };
     let audit_sink = sink.clone().map(|s| s as Arc<dyn sharevault_core::audit::AuditSink>);
-    Ok((OpenConfig { database, environment, actor, kms, cache, store, allow, harden_process, audit_sink }, sink))
+    let config = OpenConfig {
+        database,
+        environment,
+        actor,
+        kms: keys.primary,
+        previous_kms: keys.previous,
+        local_in_production: keys.local_in_production,
+        cache,
+        store,
+        allow,
+        harden_process,
+        audit_sink,
+    };
+    Ok((config, sink))
 }
 
 /// The storage options shared by `Vault.open` and `migrate`: `pool`, `allowInsecureTransport`,

@@ -20,6 +20,14 @@ pub struct KekRef {
     pub key_version: String,
 }
 
+impl KekRef {
+    /// The same key, whatever its version: a provider's key id names the key, and its versions
+    /// (material ids) are the key's own history.
+    pub fn same_key(&self, other: &KekRef) -> bool {
+        self.provider == other.provider && self.key_id == other.key_id
+    }
+}
+
 /// Everything stored for one wallet generation's shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedRecord {
@@ -29,6 +37,12 @@ pub struct SealedRecord {
     pub wrapped_dek: Vec<u8>,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
+    /// When the data key was wrapped under `kek` (ms since the epoch): set by every seal and
+    /// every re-wrap. `None` on a record from before schema 4 (its wrap time was not recorded).
+    pub wrapped_at: Option<i64>,
+    /// When the ciphertext (and its data key) was made: set by every seal, kept by a re-wrap.
+    /// `None` on a record from before schema 4.
+    pub sealed_at: Option<i64>,
 }
 
 /// The facts of a row a sealed record is bound to. Not stored in the record: recomputed.

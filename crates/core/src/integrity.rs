@@ -22,10 +22,14 @@ type HmacSha256 = Hmac<Sha256>;
 const KEY_SALT: &[u8] = b"sharevault/integrity-key/v1";
 const ROW_TAG: &[u8] = b"sharevault/wallet-row/v1";
 const SEALED_TAG: &[u8] = b"sharevault/sealed-digest/v1";
+/// A record that carries its wrap and seal times (schema 4 on): a tag of its own, so a row whose
+/// times were removed never verifies under the MAC it was written with.
+const SEALED_TAG_V2: &[u8] = b"sharevault/sealed-digest/v2";
 const HEAD_TAG: &[u8] = b"sharevault/audit-head/v1";
 /// An audit row's own MAC: a tag of its own, so no row's MAC can ever pass for a head's (a head
 /// copied from any row would otherwise vouch for a log cut after that row).
 const AUDIT_ROW_TAG: &[u8] = b"sharevault/audit-row/v1";
+const KEYRING_TAG: &[u8] = b"sharevault/keyring-entry/v1";
 
 /// The MAC key of one environment. Zeroized on drop (it is a [`DataKey`]); `Debug` names only
 /// the environment.
@@ -77,12 +81,52 @@ impl RowFacts<'_> {
     }
 }
 
-/// SHA-256 over every stored field of a sealed record, the key reference included (its
-/// `key_version` is not part of the envelope's AAD, so this is what authenticates it).
+/// Everything a keyring entry's MAC covers (see `keyring`).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyringFacts<'a> {
+    pub environment: &'a str,
+    pub provider: &'a str,
+    pub key_id: &'a str,
+    pub key_version: &'a str,
+    pub state: &'a str,
+    pub added_at: i64,
+    pub changed_at: i64,
+    pub version: i64,
+    /// -1 when none is set.
+    pub reencrypt_before: i64,
+}
+
+impl KeyringFacts<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        for part in [KEYRING_TAG, self.environment.as_bytes(), self.provider.as_bytes(), self.key_id.as_bytes()] {
+            put(&mut out, part);
+        }
+        put(&mut out, self.key_version.as_bytes());
+        put(&mut out, self.state.as_bytes());
+        for n in [self.added_at, self.changed_at, self.version, self.reencrypt_before] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        out
+    }
+}
+
+/// SHA-256 over every stored field of a sealed record, the key reference and the wrap and seal
+/// times included (none of them is part of the envelope's AAD, so this is what authenticates
+/// them: a writer without the key cannot make an old wrap look new).
 pub fn sealed_digest(s: &SealedRecord) -> Vec<u8> {
     let mut h = Sha256::new();
-    let mut buf = Vec::with_capacity(64 + s.wrapped_dek.len() + s.ciphertext.len());
-    put(&mut buf, SEALED_TAG);
+    let mut buf = Vec::with_capacity(96 + s.wrapped_dek.len() + s.ciphertext.len());
+    match (s.wrapped_at, s.sealed_at) {
+        (None, None) => put(&mut buf, SEALED_TAG),
+        (wrapped, sealed) => {
+            put(&mut buf, SEALED_TAG_V2);
+            for t in [wrapped, sealed] {
+                // -1 for a time not recorded (never written by this build: both are always set).
+                buf.extend_from_slice(&t.unwrap_or(-1).to_be_bytes());
+            }
+        }
+    }
     buf.extend_from_slice(&s.format.to_be_bytes());
     buf.extend_from_slice(&s.alg.to_be_bytes());
     for part in [
@@ -161,6 +205,15 @@ impl IntegrityKey {
 
     pub fn row_ok(&self, facts: &RowFacts<'_>, tag: &[u8]) -> bool {
         self.verify(&facts.encode(), tag)
+    }
+
+    /// The MAC of a keyring entry.
+    pub fn keyring_tag(&self, facts: &KeyringFacts<'_>) -> Vec<u8> {
+        self.tag(&facts.encode())
+    }
+
+    pub fn keyring_ok(&self, facts: &KeyringFacts<'_>, tag: &[u8]) -> bool {
+        facts.environment == self.environment && self.verify(&facts.encode(), tag)
     }
 
     /// The MAC of this environment's audit head (sequence number and hash of its last row).

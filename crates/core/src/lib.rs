@@ -4,6 +4,7 @@ pub mod audit;
 pub mod envelope;
 pub mod error;
 pub mod integrity;
+pub mod keyring;
 pub mod kms;
 pub mod memlock;
 pub mod model;
@@ -36,7 +37,12 @@ pub struct OpenConfig {
     pub database: String,
     pub environment: String,
     pub actor: Option<String>,
+    /// The primary key: every new data key is wrapped under it.
     pub kms: KmsConfig,
+    /// Earlier keys that may still unwrap (never wrap) while records are re-wrapped off them.
+    pub previous_kms: Vec<KmsConfig>,
+    /// Accept the local development key for an environment whose name looks like production.
+    pub local_in_production: bool,
     /// The data-key cache on the hydrate path; `None` turns it off (one unwrap per hydrate).
     pub cache: Option<kms::cache::CacheConfig>,
     /// Transport and pool options of the database.
@@ -47,6 +53,13 @@ pub struct OpenConfig {
     pub harden_process: bool,
     /// `onAudit`: where committed audit entries are also offered.
     pub audit_sink: Option<Arc<dyn audit::AuditSink>>,
+}
+
+async fn provider(config: KmsConfig, stats: &Arc<stats::Stats>) -> Result<Arc<dyn kms::KeyProvider>> {
+    Ok(match config {
+        KmsConfig::Local(key) => Arc::new(kms::local::LocalKek::new(key)),
+        KmsConfig::Aws(aws) => Arc::new(kms::aws::AwsKms::connect(aws, stats.clone()).await?),
+    })
 }
 
 /// Opens a vault: storage (created and migrated if needed) and key wrapping.
@@ -60,17 +73,23 @@ pub async fn open(config: OpenConfig) -> Result<Vault> {
     // Refuse a bad database option before any KMS call.
     store::Target::parse(&config.database, &config.store)?;
     let stats = Arc::new(stats::Stats::default());
-    let provider: Arc<dyn kms::KeyProvider> = match config.kms {
-        KmsConfig::Local(key) => Arc::new(kms::local::LocalKek::new(key)),
-        KmsConfig::Aws(aws) => Arc::new(kms::aws::AwsKms::connect(aws, stats.clone()).await?),
-    };
-    let kms = Arc::new(kms::KeyWrapping::new(provider, config.cache, stats.clone()));
+    let primary = provider(config.kms, &stats).await?;
+    let mut previous = Vec::with_capacity(config.previous_kms.len());
+    for (i, k) in config.previous_kms.into_iter().enumerate() {
+        let p = provider(k, &stats).await?;
+        if p.kek().same_key(primary.kek())
+            || previous.iter().any(|q: &Arc<dyn kms::KeyProvider>| q.kek().same_key(p.kek()))
+        {
+            return Err(Error::invalid(format!("kms.previous[{i}]"), "names a key that is already configured"));
+        }
+        previous.push(p);
+    }
+    let kms = Arc::new(kms::KeyWrapping::with_previous(primary, previous, config.cache, stats.clone()));
     let store = store::open(&config.database, &config.store).await?;
     let opened = async {
-        let key = Arc::new(tamper::integrity_key(&store, &kms, &config.environment).await?);
-        store.bind_audit_key(key.clone()).await?;
-        tamper::enable(&store, &key).await?;
-        Vault::new(store.clone(), kms.clone(), stats, &config.environment, config.actor.as_deref(), key)
+        let actor = config.actor.as_deref().unwrap_or(vault::DEFAULT_ACTOR);
+        let keys = keyring::open(&store, &kms, &config.environment, actor, config.local_in_production).await?;
+        Vault::new(store.clone(), kms.clone(), stats, &config.environment, config.actor.as_deref(), keys.integrity)
     }
     .await;
     match opened {

@@ -75,10 +75,22 @@ pub fn address_key(address: &str) -> String {
     }
 }
 
+/// Addresses that start with this are the vault's own (a key's place in the audit log, see
+/// `keyring`): no wallet may have one, and no call may name one.
+pub const RESERVED_ADDRESS_PREFIX: &str = "sharevault:";
+
+fn reserved(address: &str) -> bool {
+    address.len() >= RESERVED_ADDRESS_PREFIX.len()
+        && address.as_bytes()[..RESERVED_ADDRESS_PREFIX.len()].eq_ignore_ascii_case(RESERVED_ADDRESS_PREFIX.as_bytes())
+}
+
 /// Checks an address argument (from the caller, not from metadata).
 pub fn check_address_arg(address: &str) -> Result<String> {
     if address.is_empty() || address.len() > MAX_ID_LEN {
         return Err(Error::invalid("address", "must be a non-empty string of at most 512 characters"));
+    }
+    if reserved(address) {
+        return Err(Error::invalid("address", format!("must not start with {RESERVED_ADDRESS_PREFIX:?} (reserved)")));
     }
     Ok(address_key(address))
 }
@@ -137,6 +149,12 @@ pub fn parse_metadata(json: &str) -> Result<Map<String, Value>> {
 pub fn validate_metadata(obj: &Map<String, Value>) -> Result<Identity> {
     let wallet_id = required_string(obj, "walletId")?;
     let account_address = required_string(obj, "accountAddress")?;
+    if reserved(account_address) {
+        return Err(Error::invalid(
+            "walletMetadata.accountAddress",
+            format!("must not start with {RESERVED_ADDRESS_PREFIX:?} (reserved)"),
+        ));
+    }
     let chain_name = required_string(obj, "chainName")?;
     let scheme_str = required_string(obj, "thresholdSignatureScheme")?;
     let scheme = Scheme::parse(scheme_str).ok_or_else(|| {

@@ -1,8 +1,9 @@
 //! What a vault handle may do: fixed when it is opened (`allow: [...]`), refused otherwise with
 //! `ERR_FORBIDDEN` before anything is read or any key is touched, and the refusal is audited
 //! (outcome `denied`). Without `allow`, a handle may do everything but the most dangerous
-//! things: hand out shares for a full-key export, delete a wallet, and the operator's integrity
-//! steps (acknowledging a broken audit log, authenticating rows from before schema 2).
+//! things: hand out shares for a full-key export, delete a wallet, the operator's integrity
+//! steps (acknowledging a broken audit log, authenticating rows from before schema 2), and the
+//! key lifecycle (rotating, retiring a key).
 //!
 //! A hydrate needs the permission of its purpose: `export` → `hydrate:export`, `backup` →
 //! `backup`, `refresh` / `reshare` → `replace`, anything else → `hydrate:sign`. (The purpose is
@@ -29,10 +30,12 @@ pub enum Permission {
     AuditRead,
     /// The operator's integrity steps: `acknowledgeAuditBreak`, `authenticateExistingRows`.
     IntegrityAdmin,
+    /// The key lifecycle: `rotate` (re-wrap, re-encrypt) and `retireKey`.
+    KeysAdmin,
 }
 
 /// Every permission, as written in `allow`.
-pub const ALL: [(&str, Permission); 8] = [
+pub const ALL: [(&str, Permission); 9] = [
     ("store", Permission::Store),
     ("hydrate:sign", Permission::HydrateSign),
     ("hydrate:export", Permission::HydrateExport),
@@ -41,6 +44,7 @@ pub const ALL: [(&str, Permission); 8] = [
     ("delete", Permission::Delete),
     ("audit:read", Permission::AuditRead),
     ("integrity:admin", Permission::IntegrityAdmin),
+    ("keys:admin", Permission::KeysAdmin),
 ];
 
 impl Permission {
@@ -60,8 +64,8 @@ impl Permission {
         ALL.iter().find(|(_, p)| *p == self).map(|(n, _)| *n).unwrap_or("?")
     }
 
-    fn bit(self) -> u8 {
-        1 << (ALL.iter().position(|(_, p)| *p == self).unwrap_or(0) as u8)
+    fn bit(self) -> u16 {
+        1 << (ALL.iter().position(|(_, p)| *p == self).unwrap_or(0) as u16)
     }
 
     /// The permission a hydrate for `purpose` needs (see the module doc).
@@ -77,10 +81,10 @@ impl Permission {
 
 /// The grants of one handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Permissions(u8);
+pub struct Permissions(u16);
 
 impl Default for Permissions {
-    /// Everything but `hydrate:export`, `delete` and `integrity:admin`.
+    /// Everything but `hydrate:export`, `delete`, `integrity:admin` and `keys:admin`.
     fn default() -> Self {
         Permissions::of(&[
             Permission::Store,
@@ -151,10 +155,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_grants_everything_but_export_delete_and_integrity_admin() {
+    fn the_default_grants_everything_but_export_delete_and_the_operator_steps() {
         let d = Permissions::default();
         for (name, p) in ALL {
-            let withheld = matches!(p, Permission::HydrateExport | Permission::Delete | Permission::IntegrityAdmin);
+            let withheld = matches!(
+                p,
+                Permission::HydrateExport | Permission::Delete | Permission::IntegrityAdmin | Permission::KeysAdmin
+            );
             assert_eq!(d.allows(p), !withheld, "{name}");
         }
         assert_eq!(d.require(Permission::Delete).unwrap_err().code, ErrorCode::Forbidden);

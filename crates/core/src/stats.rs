@@ -15,6 +15,8 @@ pub struct Stats {
     pub kms_generate: AtomicU64,
     pub kms_decrypt: AtomicU64,
     pub kms_reencrypt: AtomicU64,
+    /// `Encrypt` of an existing data key under the primary (a rotation that could not re-encrypt inside the provider).
+    pub kms_encrypt: AtomicU64,
     pub kms_describe: AtomicU64,
     /// HTTP attempts to KMS, retries included (AWS only).
     pub kms_attempts: AtomicU64,
@@ -34,6 +36,7 @@ pub struct StatsSnapshot {
     pub kms_generate: u64,
     pub kms_decrypt: u64,
     pub kms_reencrypt: u64,
+    pub kms_encrypt: u64,
     pub kms_describe: u64,
     pub kms_attempts: u64,
     pub cache_hits: u64,
@@ -89,6 +92,7 @@ impl Stats {
             kms_generate: get(&self.kms_generate),
             kms_decrypt: get(&self.kms_decrypt),
             kms_reencrypt: get(&self.kms_reencrypt),
+            kms_encrypt: get(&self.kms_encrypt),
             kms_describe: get(&self.kms_describe),
             kms_attempts: get(&self.kms_attempts),
             cache_hits: get(&self.cache_hits),

@@ -25,18 +25,23 @@ use crate::audit::{AuditRecord, ChainHead, SignedHead, GENESIS};
 use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::{sealed_digest, IntegrityKey, RowFacts};
 use crate::kms::{KeyContext, KeyWrapping};
+use crate::secret::DataKey;
 use crate::store::{HeadRepair, MetadataRow, WalletRow, WalletStore, WrappedKey};
 use std::sync::Arc;
 
 /// The key context of an environment's stored integrity key. Not a wallet id the SDK makes
 /// (those are UUIDs), and bound by the provider like any data key's context.
-const INTEGRITY_CONTEXT: &str = "sharevault:integrity-key";
+pub(crate) const INTEGRITY_CONTEXT: &str = "sharevault:integrity-key";
 
 /// The environment's integrity key: derived from the provider's own key where it has one in
 /// the process, otherwise from a data key made once, stored wrapped, and unwrapped at each open
-/// (one KMS call), so the database alone can never produce it.
-pub async fn integrity_key(store: &Arc<dyn WalletStore>, kms: &KeyWrapping, environment: &str) -> Result<IntegrityKey> {
-    let derived = kms.integrity_root();
+/// (one KMS call), so the database alone can never produce it. Returns the key, the stored
+/// record, and the root it was derived from (for moving it under a new primary).
+pub async fn integrity_key(
+    store: &Arc<dyn WalletStore>,
+    kms: &KeyWrapping,
+    environment: &str,
+) -> Result<(IntegrityKey, WrappedKey, DataKey)> {
     let ctx = KeyContext { environment: environment.to_string(), wallet_id: INTEGRITY_CONTEXT.to_string() };
     let stored = match store.integrity_key(environment).await? {
         Some(k) => k,
@@ -44,12 +49,11 @@ pub async fn integrity_key(store: &Arc<dyn WalletStore>, kms: &KeyWrapping, envi
             // A provider whose key is in the process derives the integrity key from it: what is
             // stored then names that key only (nothing wrapped), so a vault opened with another
             // key is told so at open rather than finding every row's MAC failing.
-            let record = match &derived {
-                Some(_) => WrappedKey { kek: kms.current_kek().clone(), wrapped: Vec::new() },
-                None => {
-                    let fresh = kms.generate_uncached(&ctx).await?;
-                    WrappedKey { kek: fresh.kek, wrapped: fresh.wrapped }
-                }
+            let record = if kms.primary_derives_integrity() {
+                WrappedKey { kek: kms.current_kek().clone(), wrapped: Vec::new() }
+            } else {
+                let fresh = kms.generate_uncached(&ctx).await?;
+                WrappedKey { kek: fresh.kek, wrapped: fresh.wrapped }
             };
             store.put_integrity_key(environment, &record).await?;
             // Another process may have stored its key first: every process uses the stored one.
@@ -63,17 +67,26 @@ pub async fn integrity_key(store: &Arc<dyn WalletStore>, kms: &KeyWrapping, envi
         return Err(Error::new(
             ErrorCode::KmsDenied,
             format!(
-                "environment {environment}'s integrity key is wrapped under {} key {}, not the key this vault is \
-                 configured with: open it with that key (moving an environment to another key is not supported yet)",
+                "environment {environment}'s integrity key is wrapped under {} key {}, which this vault was not opened \
+                 with: open it with that key as kms, or, to move the environment to a new key, with the new key as \
+                 kms and this one in kms.previous",
                 stored.kek.provider, stored.kek.key_id
             ),
         ));
     }
-    if let Some(root) = derived {
-        return Ok(IntegrityKey::derive(&root, environment));
-    }
-    let root = kms.unwrap_uncached(&stored.kek, &stored.wrapped, &ctx).await?;
-    Ok(IntegrityKey::derive(&root, environment))
+    let root = if stored.wrapped.is_empty() {
+        kms.integrity_root(&stored.kek).ok_or_else(|| {
+            Error::tampered(format!(
+                "environment {environment}'s integrity key record names {} key {} with nothing wrapped, and that \
+                 provider derives no integrity key: the record was changed",
+                stored.kek.provider, stored.kek.key_id
+            ))
+        })?
+    } else {
+        kms.unwrap_uncached(&stored.kek, &stored.wrapped, &ctx).await?
+    };
+    let key = IntegrityKey::derive(&root, environment);
+    Ok((key, stored, root))
 }
 
 /// Gives a new environment (no wallet or audit row of it anywhere) its authenticated head: the
@@ -204,6 +217,14 @@ fn check(key: &IntegrityKey, facts: &RowFacts<'_>, mac: Option<&[u8]>, state: Op
         ))),
         _ => Ok(()),
     }
+}
+
+/// Whether a wallet row carries a MAC that verifies for it as it is (an authentic row, though
+/// perhaps not the latest one).
+pub fn row_mac_ok(key: &IntegrityKey, r: &WalletRow) -> bool {
+    let digest = sealed_digest(&r.sealed);
+    r.sealed_digest.as_deref() == Some(digest.as_slice())
+        && r.mac.as_deref().is_some_and(|m| key.row_ok(&wallet_facts(r, &digest), m))
 }
 
 pub fn check_wallet(key: &IntegrityKey, r: &WalletRow) -> Result<()> {

@@ -24,6 +24,8 @@ async fn open(url: &str) -> Vault {
         environment: "test".into(),
         actor: None,
         kms: KmsConfig::Local(DataKey::from_bytes([3u8; 32])),
+        previous_kms: Vec::new(),
+        local_in_production: false,
         cache: Some(Default::default()),
         store: StoreOptions {
             allow_insecure_transport: false,

@@ -95,6 +95,8 @@ async fn open_with(url: &str, allow_tls12: bool) -> sharevault_core::Result<shar
         environment: "test".into(),
         actor: None,
         kms: KmsConfig::Local(DataKey::from_bytes([5u8; 32])),
+        previous_kms: Vec::new(),
+        local_in_production: false,
         cache: None,
         store: StoreOptions { allow_tls12, ..StoreOptions::default() },
     })

@@ -128,6 +128,8 @@ fn wallet_row() -> impl Strategy<Value = WalletRow> {
                     wrapped_dek: bytes.0,
                     nonce: bytes.1,
                     ciphertext: bytes.2,
+                    wrapped_at: None,
+                    sealed_at: None,
                 },
                 mac: None,
                 sealed_digest: None,

@@ -38,6 +38,8 @@ fn sealed(tag: u8) -> SealedRecord {
         wrapped_dek: vec![tag; 60],
         nonce: vec![tag; 12],
         ciphertext: vec![tag; 48],
+        wrapped_at: Some(1_700_000_000_000 + i64::from(tag)),
+        sealed_at: Some(1_600_000_000_000 + i64::from(tag)),
     }
 }
 
@@ -267,6 +269,8 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
         environment: "test".into(),
         actor: None,
         kms: KmsConfig::Local(DataKey::from_bytes([9u8; 32])),
+        previous_kms: Vec::new(),
+        local_in_production: false,
         cache: None,
         store: StoreOptions { migrations: store::Migrations::Never, ..StoreOptions::default() },
     };
@@ -283,7 +287,8 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
         format!("GRANT SELECT, INSERT ON audit TO {role}"),
         format!("GRANT SELECT, UPDATE ON audit_head TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE ON audit_heads TO {role}"),
-        format!("GRANT SELECT, INSERT ON integrity_keys TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE ON integrity_keys TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE ON keyring TO {role}"),
         format!("GRANT SELECT ON sharevault_schema TO {role}"),
         format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
     ] {

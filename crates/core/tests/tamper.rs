@@ -75,6 +75,15 @@ impl Db {
     }
 }
 
+/// Each environment's own local key (one key for two environments is refused).
+fn env_key(environment: &str) -> DataKey {
+    let mut b = [7u8; 32];
+    for (i, c) in environment.bytes().enumerate() {
+        b[(i + 1) % 32] ^= c;
+    }
+    DataKey::from_bytes(b)
+}
+
 async fn open_env(url: &str, environment: &str) -> sharevault_core::Result<Vault> {
     open_with(url, environment, Permissions::all()).await
 }
@@ -87,7 +96,9 @@ async fn open_with(url: &str, environment: &str, allow: Permissions) -> sharevau
         database: url.into(),
         environment: environment.into(),
         actor: Some("cargo".into()),
-        kms: KmsConfig::Local(DataKey::from_bytes([7u8; 32])),
+        kms: KmsConfig::Local(env_key(environment)),
+        previous_kms: Vec::new(),
+        local_in_production: false,
         cache: None,
         store: Default::default(),
     })
@@ -240,7 +251,7 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
         std::fs::create_dir_all(&dir).unwrap();
         futures_block(Db::every(&dir, c)).into_iter().map(move |db| (*c, db))
     }) {
-        let v = with_log(&db, 8).await; // rows 1..=9
+        let v = with_log(&db, 8).await; // rows 1..=10: the keyring's registration of the key, the store, 8 hydrates
         assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, None);
         let check = match case {
             "tail" => {
@@ -309,7 +320,7 @@ async fn a_cut_or_rewritten_audit_log_is_reported_with_its_first_bad_row() {
             "tail" => 7,
             "all" => 1,
             // Where the log may have been cut: after its last row.
-            "head" => 10,
+            "head" => 11,
             "middle" => 4,
             _ => 5,
         };
@@ -334,23 +345,24 @@ async fn a_rollback_of_the_whole_log_is_seen_only_against_a_checkpoint() {
     for db in Db::every(dir.path(), "checkpoint").await {
         let v = with_log(&db, 2).await;
         let early = v.checkpoint().await.unwrap();
-        assert_eq!(early.seq, 3, "{}", db.name);
+        // The keyring's registration, the store, two hydrates.
+        assert_eq!(early.seq, 4, "{}", db.name);
         // What a restore of an earlier copy does to the log: its rows and head as they were.
         db.sql("CREATE TABLE saved_head AS SELECT * FROM audit_heads").await;
         for n in 0..3 {
             v.hydrate(&address(1), Some(&format!("later-{n}")), None).await.unwrap();
         }
         let late = v.checkpoint().await.unwrap();
-        assert_eq!(late.seq, 6, "{}", db.name);
+        assert_eq!(late.seq, 7, "{}", db.name);
         assert_eq!(v.verify_audit_chain(Some(&early)).await.unwrap().broken_at, None, "{}", db.name);
         assert_eq!(v.verify_audit_chain(Some(&late)).await.unwrap().broken_at, None, "{}", db.name);
         let global_head = if db.is_pg() {
-            format!("UPDATE audit_head SET seq = 3, hash = {};", db.blob(&early.hash))
+            format!("UPDATE audit_head SET seq = 4, hash = {};", db.blob(&early.hash))
         } else {
             String::new()
         };
         db.sql(&format!(
-            "{} DELETE FROM audit WHERE seq > 3; DELETE FROM audit_heads; \
+            "{} DELETE FROM audit WHERE seq > 4; DELETE FROM audit_heads; \
              INSERT INTO audit_heads SELECT * FROM saved_head; DROP TABLE saved_head; {global_head}",
             db.drop_audit_triggers()
         ))
@@ -359,11 +371,11 @@ async fn a_rollback_of_the_whole_log_is_seen_only_against_a_checkpoint() {
         assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, None, "{}", db.name);
         // ...but the checkpoint kept outside it can.
         let check = v.verify_audit_chain(Some(&late)).await.unwrap();
-        assert_eq!(check.broken_at, Some(4), "{}: {check:?}", db.name);
+        assert_eq!(check.broken_at, Some(5), "{}: {check:?}", db.name);
         assert!(check.reason.unwrap().contains("rolled back"));
         // A forged checkpoint, or another environment's, is refused.
         let mut forged = late.clone();
-        forged.seq = 3;
+        forged.seq = 4;
         let e = v.verify_audit_chain(Some(&forged)).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::Tampered);
         let other = open_env(&db.url, "other").await.unwrap();
@@ -409,8 +421,9 @@ async fn as_schema_1(db: &Db, wallets: &[usize]) {
     }
     let v1 = if db.is_pg() {
         format!(
-            "{} DROP TABLE audit_heads; DROP TABLE integrity_keys; DELETE FROM audit; \
-             ALTER TABLE wallets DROP COLUMN mac, DROP COLUMN sealed_digest; \
+            "{} DROP TABLE audit_heads; DROP TABLE integrity_keys; DROP TABLE keyring; DELETE FROM audit; \
+             ALTER TABLE wallets DROP COLUMN mac, DROP COLUMN sealed_digest, DROP COLUMN wrapped_at, \
+             DROP COLUMN sealed_at, DROP COLUMN rotation_claim; \
              ALTER TABLE audit DROP COLUMN wallet_mac, DROP COLUMN mac; {inserts} \
              UPDATE audit_head SET seq = {}, hash = {}; DELETE FROM sharevault_schema WHERE version >= 2; \
              CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit \
@@ -424,7 +437,9 @@ async fn as_schema_1(db: &Db, wallets: &[usize]) {
     } else {
         format!(
             "{} DROP INDEX audit_wallet_states; DROP TABLE audit_heads; \
-             DROP TABLE integrity_keys; DELETE FROM audit; ALTER TABLE wallets DROP COLUMN mac; \
+             DROP TABLE integrity_keys; DROP TABLE keyring; DELETE FROM audit; ALTER TABLE wallets DROP COLUMN mac; \
+             ALTER TABLE wallets DROP COLUMN wrapped_at; ALTER TABLE wallets DROP COLUMN sealed_at; \
+             ALTER TABLE wallets DROP COLUMN rotation_claim; \
              ALTER TABLE wallets DROP COLUMN sealed_digest; ALTER TABLE audit DROP COLUMN wallet_mac; \
              ALTER TABLE audit DROP COLUMN mac; {inserts} PRAGMA user_version = 1;",
             db.drop_audit_triggers()
@@ -463,13 +478,23 @@ async fn rows_from_before_authentication_are_served_only_after_an_operator_authe
         let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
         assert_eq!(
             actions,
-            ["store", "store", "integrity_enabled", "authenticate", "authenticate", "hydrate", "hydrate"],
+            // The keyring registers the key once writes are possible again.
+            [
+                "store",
+                "store",
+                "integrity_enabled",
+                "authenticate",
+                "authenticate",
+                "key_registered",
+                "hydrate",
+                "hydrate"
+            ],
             "{}",
             db.name
         );
         assert!(rows[2..].iter().all(|r| r.actor == "ops" || r.action == "hydrate"), "{}", db.name);
         let check = v.verify_audit_chain(None).await.unwrap();
-        assert_eq!((check.rows, check.broken_at), (7, None), "{}: {check:?}", db.name);
+        assert_eq!((check.rows, check.broken_at), (8, None), "{}: {check:?}", db.name);
         // Once: in an authenticated environment it is refused, unless forced after checking.
         assert_eq!(v.authenticate_existing_rows(false, None).await.unwrap_err().code, ErrorCode::Conflict);
         v.close().await.unwrap();
@@ -616,7 +641,7 @@ async fn forged_audit_rows_never_vouch_for_a_restored_row() {
 async fn a_cut_log_is_never_healed_by_the_next_write_only_by_an_acknowledgement() {
     let dir = tempfile::tempdir().unwrap();
     for db in Db::every(dir.path(), "healed").await {
-        let v = with_log(&db, 4).await; // rows 1..=5
+        let v = with_log(&db, 4).await; // rows 1..=6: the keyring's registration, the store, 4 hydrates
         let rows = all_rows(&v).await;
         // The tail cut (on PostgreSQL with the chain head moved back, as the cut's author would).
         let cut = |keep: i64, hash: Vec<u8>| {
@@ -627,12 +652,12 @@ async fn a_cut_log_is_never_healed_by_the_next_write_only_by_an_acknowledgement(
             };
             format!("{} DELETE FROM audit WHERE seq > {keep}; {global}", db.drop_audit_triggers())
         };
-        db.sql(&cut(3, rows[2].hash.clone())).await;
+        db.sql(&cut(4, rows[3].hash.clone())).await;
         for _ in 0..2 {
             let why = tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
             assert!(why.contains("rows were deleted"), "{why}");
             tampered(v.store_wallet(&metadata(2), None, &shares("s"), None).await, db.name);
-            assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, Some(4), "{}", db.name);
+            assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, Some(5), "{}", db.name);
         }
         // Only an operator, explicitly: a default handle may not; a log that is whole has nothing
         // to acknowledge.
@@ -640,14 +665,14 @@ async fn a_cut_log_is_never_healed_by_the_next_write_only_by_an_acknowledgement(
         let e = service.acknowledge_audit_break("no", None).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::Forbidden, "{}", db.name);
         service.close().await.unwrap();
-        let seq = v.acknowledge_audit_break("INC-7: rows 4-5 lost in a restore", Some("ops")).await.unwrap();
-        assert_eq!(seq, 4, "{}", db.name);
+        let seq = v.acknowledge_audit_break("INC-7: rows 5-6 lost in a restore", Some("ops")).await.unwrap();
+        assert_eq!(seq, 5, "{}", db.name);
         v.hydrate(&address(1), Some("sign"), None).await.unwrap();
         let check = v.verify_audit_chain(None).await.unwrap();
-        assert_eq!((check.broken_at, check.acknowledged.clone()), (None, vec![4]), "{}: {check:?}", db.name);
-        let ack = &all_rows(&v).await[3];
+        assert_eq!((check.broken_at, check.acknowledged.clone()), (None, vec![5]), "{}: {check:?}", db.name);
+        let ack = &all_rows(&v).await[4];
         assert_eq!((ack.action.as_str(), ack.actor.as_str()), ("audit_break_acknowledged", "ops"));
-        assert!(ack.purpose.as_deref().unwrap().contains("row 5, which the log no longer holds"), "{ack:?}");
+        assert!(ack.purpose.as_deref().unwrap().contains("row 6, which the log no longer holds"), "{ack:?}");
         assert_eq!(v.acknowledge_audit_break("again", None).await.unwrap_err().code, ErrorCode::Conflict);
         // The head rewritten to the log's end with a made-up MAC, or with the MAC of the audit row
         // there (a row's MAC is not a head's): refused every time, never healed by a later write.
@@ -677,9 +702,9 @@ async fn a_cut_log_is_never_healed_by_the_next_write_only_by_an_acknowledgement(
         v.acknowledge_audit_break("INC-8: head rewritten", Some("ops")).await.unwrap();
         // Cutting the acknowledgement away is a new break, refused and reported again.
         let rows = all_rows(&v).await;
-        db.sql(&cut(3, rows[2].hash.clone())).await;
+        db.sql(&cut(4, rows[3].hash.clone())).await;
         tampered(v.hydrate(&address(1), Some("sign"), None).await, db.name);
-        assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, Some(4), "{}", db.name);
+        assert_eq!(v.verify_audit_chain(None).await.unwrap().broken_at, Some(5), "{}", db.name);
         v.close().await.unwrap();
         db.done().await;
     }
@@ -834,7 +859,8 @@ async fn signer_stats(db: &Db) -> (ErrorCode, u64) {
 async fn a_new_environments_first_head_put_back_later_vouches_for_nothing() {
     let dir = tempfile::tempdir().unwrap();
     for db in Db::every(dir.path(), "first-head").await {
-        // Opened on an empty log: the head names its start. Kept by the attacker.
+        // Opened on an empty log: the head names its start (after the keyring's registration of
+        // the key, the environment's first row). Kept by the attacker.
         let v = db.open().await;
         db.sql("CREATE TABLE first_head AS SELECT * FROM audit_heads").await;
         v.store_wallet(&metadata(1), None, &shares("first"), None).await.unwrap();
@@ -843,12 +869,12 @@ async fn a_new_environments_first_head_put_back_later_vouches_for_nothing() {
         v.replace_shares(&address(1), &shares("second"), BACKUP, None, None).await.unwrap();
         // The older row back, the replace cut from the log, and the first head put back.
         let global = if db.is_pg() {
-            format!("UPDATE audit_head SET seq = 1, hash = {};", db.blob(&stored[0].hash))
+            format!("UPDATE audit_head SET seq = 2, hash = {};", db.blob(&stored[1].hash))
         } else {
             String::new()
         };
         db.sql(&format!(
-            "{} DELETE FROM audit WHERE seq > 1; {global} DELETE FROM audit_heads; \
+            "{} DELETE FROM audit WHERE seq > 2; {global} DELETE FROM audit_heads; \
              INSERT INTO audit_heads SELECT * FROM first_head; DELETE FROM wallets; INSERT INTO wallets SELECT * FROM saved;",
             db.drop_audit_triggers()
         ))

@@ -91,6 +91,8 @@ fn sealed_fixture() -> envelope::SealedRecord {
         wrapped_dek: vec![0x11; 60],
         nonce: vec![0x22; 12],
         ciphertext: vec![0x33; 48],
+        wrapped_at: None,
+        sealed_at: None,
     }
 }
 

@@ -68,6 +68,8 @@ async fn store_and_hydrate(database: &str) {
         environment: "test".into(),
         actor: None,
         kms: KmsConfig::Local(DataKey::generate()),
+        previous_kms: Vec::new(),
+        local_in_production: false,
         cache: None,
         store: Default::default(),
     })

@@ -1,5 +1,6 @@
-//! The `kms` option: `{ provider, ... }`. Each provider's options are read by its own module,
-//! beside the core configuration they build; a new provider is one module and one line here.
+//! The `kms` option: `{ provider, ..., previous?: [{ provider, ... }], allowInProduction? }`. Each
+//! provider's options are read by its own module, beside the core configuration they build; a new
+//! provider is one module and one line here.
 
 mod aws;
 mod local;
@@ -10,7 +11,31 @@ use sharevault_core::{Error, KmsConfig, Result};
 /// The providers `kms.provider` accepts.
 const PROVIDERS: &str = "'local' or 'aws'";
 
-pub fn config(o: &Obj) -> Result<KmsConfig> {
+/// The keys a vault opens with: the primary, the earlier keys that may still unwrap, and whether
+/// the local key is accepted for an environment that looks like production.
+pub struct Keys {
+    pub primary: KmsConfig,
+    pub previous: Vec<KmsConfig>,
+    pub local_in_production: bool,
+}
+
+pub fn config(o: &Obj) -> Result<Keys> {
+    let primary = one(o)?;
+    let mut previous = Vec::new();
+    for p in o.object_array("previous", "a key option object such as { provider: 'aws', keyId }")?.unwrap_or_default() {
+        if p.get("previous")?.is_some() {
+            return Err(Error::invalid(p.path_of("previous"), "is only read on the primary key"));
+        }
+        previous.push(one(&p)?);
+    }
+    let local_in_production = o.boolean("allowInProduction")?.unwrap_or(false);
+    if local_in_production && !matches!(primary, KmsConfig::Local(_)) {
+        return Err(Error::invalid(o.path_of("allowInProduction"), "is only for the local provider"));
+    }
+    Ok(Keys { primary, previous, local_in_production })
+}
+
+fn one(o: &Obj) -> Result<KmsConfig> {
     let provider =
         o.string("provider")?.ok_or_else(|| Error::invalid(o.path_of("provider"), format!("must be {PROVIDERS}")))?;
     match provider.as_str() {

@@ -5,7 +5,7 @@
 //! errors) are the SDK's standard mode: bounded, exponential, jittered; an overall deadline per
 //! operation turns a KMS outage into `ERR_KMS_UNAVAILABLE`.
 
-use super::{GeneratedKey, KeyContext, KeyProvider, ProviderError, ProviderResult};
+use super::{GeneratedKey, KeyContext, KeyProvider, ProviderError, ProviderResult, ProviderRotation};
 use crate::envelope::KekRef;
 use crate::error::{Error, Result};
 use crate::secret::{DataKey, SecretBuf};
@@ -260,11 +260,18 @@ impl AwsKms {
                 classify("DescribeKey", &e).into()
             }
         })?;
-        let arn = described
+        let arn =
+            described.key_metadata.as_ref().and_then(|m| m.arn.clone()).ok_or_else(|| {
+                Error::from(ProviderError::Denied("AWS KMS did not describe the configured key".into()))
+            })?;
+        // The key's current material (AWS names it where the key has rotated on demand or had
+        // material imported); "1" where AWS does not say.
+        let version = described
             .key_metadata
-            .and_then(|m| m.arn)
-            .ok_or_else(|| Error::from(ProviderError::Denied("AWS KMS did not describe the configured key".into())))?;
-        let kek = KekRef { provider: PROVIDER.to_string(), key_id: arn, key_version: "1".to_string() };
+            .as_ref()
+            .and_then(|m| m.current_key_material_id())
+            .map_or_else(|| "1".to_string(), str::to_string);
+        let kek = KekRef { provider: PROVIDER.to_string(), key_id: arn, key_version: version };
         Ok(AwsKms { client, kek })
     }
 }
@@ -285,6 +292,7 @@ impl KeyProvider for AwsKms {
             .send()
             .await
             .map_err(|e| classify("GenerateDataKey", &e))?;
+        let kek = self.versioned(out.key_material_id());
         // Into a zeroizing buffer first, so no early return leaves the key in a plain Vec.
         let plaintext = take_key(out.plaintext, "data key")?;
         if out.key_id.as_deref() != Some(self.kek.key_id.as_str()) {
@@ -294,7 +302,7 @@ impl KeyProvider for AwsKms {
         if wrapped.is_empty() {
             return Err(ProviderError::Denied("AWS KMS returned no wrapped data key".into()));
         }
-        Ok(GeneratedKey { plaintext, wrapped, kek: self.kek.clone() })
+        Ok(GeneratedKey { plaintext, wrapped, kek })
     }
 
     async fn unwrap(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<DataKey> {
@@ -314,23 +322,95 @@ impl KeyProvider for AwsKms {
         Ok(key)
     }
 
-    async fn rewrap(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<(Vec<u8>, KekRef)> {
+    async fn wrap(&self, key: &DataKey, ctx: &KeyContext) -> ProviderResult<(Vec<u8>, KekRef)> {
         let out = self
+            .client
+            .encrypt()
+            .key_id(&self.kek.key_id)
+            .plaintext(Blob::new(key.expose().to_vec()))
+            .set_encryption_context(Some(context_map(ctx)))
+            .send()
+            .await
+            .map_err(|e| classify("Encrypt", &e))?;
+        if out.key_id.as_deref() != Some(self.kek.key_id.as_str()) {
+            return Err(ProviderError::Denied("AWS KMS answered Encrypt with another key".into()));
+        }
+        let wrapped = out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default();
+        if wrapped.is_empty() {
+            return Err(ProviderError::Denied("AWS KMS returned no wrapped data key".into()));
+        }
+        Ok((wrapped, self.kek.clone()))
+    }
+
+    async fn reencrypt(
+        &self,
+        from: &KekRef,
+        wrapped: &[u8],
+        ctx: &KeyContext,
+    ) -> Option<ProviderResult<(Vec<u8>, KekRef)>> {
+        // ReEncrypt runs in one region, with this client's credentials: a key elsewhere is moved
+        // by unwrapping and wrapping instead.
+        if from.provider != PROVIDER || arn_region(&from.key_id) != arn_region(&self.kek.key_id) {
+            return None;
+        }
+        let sent = self
             .client
             .re_encrypt()
             .ciphertext_blob(Blob::new(wrapped.to_vec()))
-            .source_key_id(&kek.key_id)
+            .source_key_id(&from.key_id)
             .set_source_encryption_context(Some(context_map(ctx)))
             .destination_key_id(&self.kek.key_id)
             .set_destination_encryption_context(Some(context_map(ctx)))
             .send()
-            .await
-            .map_err(|e| classify("ReEncrypt", &e))?;
+            .await;
+        let out = match sent {
+            Ok(out) => out,
+            Err(e) => return Some(Err(classify("ReEncrypt", &e))),
+        };
+        if out.key_id.as_deref() != Some(self.kek.key_id.as_str()) {
+            return Some(Err(ProviderError::Denied("AWS KMS answered ReEncrypt with another key".into())));
+        }
+        let kek = self.versioned(out.destination_key_material_id());
         let wrapped = out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default();
         if wrapped.is_empty() {
-            return Err(ProviderError::Denied("AWS KMS returned no re-encrypted data key".into()));
+            return Some(Err(ProviderError::Denied("AWS KMS returned no re-encrypted data key".into())));
         }
-        Ok((wrapped, self.kek.clone()))
+        Some(Ok((wrapped, kek)))
+    }
+
+    async fn rotation_setting(&self) -> ProviderResult<Option<ProviderRotation>> {
+        let out = self
+            .client
+            .get_key_rotation_status()
+            .key_id(&self.kek.key_id)
+            .send()
+            .await
+            .map_err(|e| classify("GetKeyRotationStatus", &e))?;
+        Ok(Some(ProviderRotation {
+            enabled: out.key_rotation_enabled(),
+            period_days: out.rotation_period_in_days().map(i64::from),
+            next_rotation_ms: out.next_rotation_date().and_then(|d| d.to_millis().ok()),
+        }))
+    }
+}
+
+impl AwsKms {
+    /// This key at the material AWS says it used (`KeyMaterialId`), or at its current version
+    /// where AWS does not say.
+    fn versioned(&self, material: Option<&str>) -> KekRef {
+        match material {
+            Some(m) if !m.is_empty() => KekRef { key_version: m.to_string(), ..self.kek.clone() },
+            _ => self.kek.clone(),
+        }
+    }
+}
+
+/// The region of a key ARN (`arn:aws:kms:<region>:<account>:key/<id>`), if it is one.
+fn arn_region(arn: &str) -> Option<&str> {
+    let mut parts = arn.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some("kms"), Some(region)) => Some(region),
+        _ => None,
     }
 }
 

@@ -98,9 +98,8 @@ impl KeyProvider for LocalKek {
         self.unwrap_raw(wrapped, ctx)
     }
 
-    async fn rewrap(&self, _kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<(Vec<u8>, KekRef)> {
-        let dek = self.unwrap_raw(wrapped, ctx)?;
-        Ok((self.wrap(&dek, ctx)?, self.kek.clone()))
+    async fn wrap(&self, key: &DataKey, ctx: &KeyContext) -> ProviderResult<(Vec<u8>, KekRef)> {
+        Ok((LocalKek::wrap(self, key, ctx)?, self.kek.clone()))
     }
 
     fn integrity_root(&self) -> Option<DataKey> {

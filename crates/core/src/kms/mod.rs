@@ -20,7 +20,7 @@ use crate::secret::DataKey;
 use crate::stats::{bump, Stats};
 use async_trait::async_trait;
 use cache::{CacheConfig, DekCache};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// What a data key is bound to. AWS KMS gets it as the encryption context; the local provider
 /// uses it as AES-GCM associated data.
@@ -83,18 +83,37 @@ impl From<ProviderError> for Error {
 /// add a provider; the seam adds trust, error mapping, counting and caching.
 #[async_trait]
 pub trait KeyProvider: Send + Sync {
-    /// The key new data keys are wrapped under (and the only key records may name).
+    /// The key this provider wraps under, at its current version (new data keys name it).
     fn kek(&self) -> &KekRef;
 
     /// A new AES-256 data key bound to `ctx`.
     async fn generate(&self, ctx: &KeyContext) -> ProviderResult<GeneratedKey>;
 
-    /// Unwraps a data key made for `ctx` under `kek` (already checked to be trusted).
+    /// Unwraps a data key made for `ctx` under `kek` (already checked to be trusted and to be
+    /// this provider's key, at any of its versions).
     async fn unwrap(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<DataKey>;
 
-    /// Re-wraps a data key under the current key (rotation) without exposing it, if the provider
-    /// can (AWS `ReEncrypt`), or by unwrapping and wrapping again.
-    async fn rewrap(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> ProviderResult<(Vec<u8>, KekRef)>;
+    /// Wraps an existing data key under this key, bound to `ctx` (rotation from another
+    /// provider's key, and the integrity key moving to a new primary).
+    async fn wrap(&self, key: &DataKey, ctx: &KeyContext) -> ProviderResult<(Vec<u8>, KekRef)>;
+
+    /// Moves a data key wrapped under `from` to this key inside the provider, without the data
+    /// key ever leaving it (AWS `ReEncrypt`), where it can; `None` where it cannot (another
+    /// provider's key, another region): the seam then unwraps and wraps, in this process.
+    async fn reencrypt(
+        &self,
+        _from: &KekRef,
+        _wrapped: &[u8],
+        _ctx: &KeyContext,
+    ) -> Option<ProviderResult<(Vec<u8>, KekRef)>> {
+        None
+    }
+
+    /// The provider's own automatic rotation of this key, where it tells it (AWS
+    /// `GetKeyRotationStatus`): reported by `keyStatus`, never required.
+    async fn rotation_setting(&self) -> ProviderResult<Option<ProviderRotation>> {
+        Ok(None)
+    }
 
     /// Key material for the integrity keys (`integrity`), if the provider holds a key in this
     /// process (the local key: derived from it). `None` (a KMS, whose key never leaves it): the
@@ -107,10 +126,34 @@ pub trait KeyProvider: Send + Sync {
     fn close(&self) {}
 }
 
-/// The key-wrapping seam the vault uses: a provider, the trust rule, the error mapping, the
-/// counters and the data-key cache.
+/// What a provider says about its own automatic rotation of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRotation {
+    pub enabled: bool,
+    pub period_days: Option<i64>,
+    pub next_rotation_ms: Option<i64>,
+}
+
+/// What the environment's keyring says about the keys (see `keyring`): the seam refuses a
+/// record naming a key the keyring does not hold, or holds as retired. Until the keyring is
+/// read (at open, to unwrap the integrity key that authenticates it), every configured key is
+/// usable.
+#[derive(Debug, Clone, Default)]
+pub struct Trusted {
+    /// Keys the environment may read records of: primary and decrypt-only.
+    pub usable: Vec<KekRef>,
+    /// Keys no record may be read under any more.
+    pub retired: Vec<KekRef>,
+}
+
+/// The key-wrapping seam the vault uses: the configured providers (the primary, which wraps every
+/// new data key, and earlier keys named to unwrap during a rotation), the trust rule, the error
+/// mapping, the counters and the data-key cache.
 pub struct KeyWrapping {
-    provider: Arc<dyn KeyProvider>,
+    primary: Arc<dyn KeyProvider>,
+    previous: Vec<Arc<dyn KeyProvider>>,
+    /// `None` until the keyring is read.
+    trusted: RwLock<Option<Trusted>>,
     cache: Option<DekCache>,
     stats: Arc<Stats>,
 }
@@ -119,35 +162,89 @@ impl KeyWrapping {
     /// `cache: None` turns the data-key cache off (one provider unwrap per hydrate). With a cache,
     /// this must run inside a tokio runtime: expired keys are swept by a timer task.
     pub fn new(provider: Arc<dyn KeyProvider>, cache: Option<CacheConfig>, stats: Arc<Stats>) -> KeyWrapping {
+        KeyWrapping::with_previous(provider, Vec::new(), cache, stats)
+    }
+
+    /// [`KeyWrapping::new`] with earlier keys that may still unwrap (never wrap).
+    pub fn with_previous(
+        primary: Arc<dyn KeyProvider>,
+        previous: Vec<Arc<dyn KeyProvider>>,
+        cache: Option<CacheConfig>,
+        stats: Arc<Stats>,
+    ) -> KeyWrapping {
         let cache = cache.map(|c| DekCache::new(c, stats.clone()));
-        KeyWrapping { provider, cache, stats }
+        KeyWrapping { primary, previous, trusted: RwLock::new(None), cache, stats }
     }
 
+    /// The key every new data key is wrapped under.
     pub fn current_kek(&self) -> &KekRef {
-        self.provider.kek()
+        self.primary.kek()
     }
 
-    /// Whether a record naming `kek` may be sent to the provider at all.
+    /// Every configured key, the primary first.
+    pub fn configured(&self) -> Vec<KekRef> {
+        std::iter::once(&self.primary).chain(&self.previous).map(|p| p.kek().clone()).collect()
+    }
+
+    /// The configured provider that holds `kek` (at any version).
+    fn provider_for(&self, kek: &KekRef) -> Option<&Arc<dyn KeyProvider>> {
+        std::iter::once(&self.primary).chain(&self.previous).find(|p| p.kek().same_key(kek))
+    }
+
+    /// From now on, only what the keyring allows is trusted.
+    pub fn set_trusted(&self, trusted: Trusted) {
+        *self.trusted.write().unwrap_or_else(PoisonError::into_inner) = Some(trusted);
+    }
+
+    /// Whether a record naming `kek` may be sent to a provider at all.
     pub fn trusts(&self, kek: &KekRef) -> bool {
-        let current = self.provider.kek();
-        kek.provider == current.provider && kek.key_id == current.key_id
+        self.refusal(kek).is_none()
     }
 
-    /// `ERR_KMS_DENIED` for a record naming a key this vault does not trust.
-    pub fn ensure_trusted(&self, kek: &KekRef) -> Result<()> {
-        if self.trusts(kek) {
-            return Ok(());
+    fn refusal(&self, kek: &KekRef) -> Option<String> {
+        if let Some(t) = self.trusted.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            if t.retired.iter().any(|k| k.same_key(kek)) {
+                return Some(format!(
+                    "the record is wrapped under {} key {}, which is retired in this environment's keyring: no record \
+                     is read under it any more",
+                    kek.provider, kek.key_id
+                ));
+            }
+            if !t.usable.iter().any(|k| k.same_key(kek)) {
+                return Some(format!(
+                    "the record names {} key {}, which this environment's keyring does not hold",
+                    kek.provider, kek.key_id
+                ));
+            }
         }
-        Err(Error::new(
-            ErrorCode::KmsDenied,
-            format!("the record names {} key {}, which this vault does not trust", kek.provider, kek.key_id),
-        ))
+        if self.provider_for(kek).is_none() {
+            return Some(format!(
+                "the record names {} key {}, which this vault does not trust: it was not opened with it (name it in \
+                 kms.previous while records are still wrapped under it)",
+                kek.provider, kek.key_id
+            ));
+        }
+        None
+    }
+
+    /// `ERR_KMS_DENIED` for a record naming a key this vault does not trust, or that the
+    /// environment's keyring retired.
+    pub fn ensure_trusted(&self, kek: &KekRef) -> Result<()> {
+        match self.refusal(kek) {
+            None => Ok(()),
+            Some(why) => Err(Error::new(ErrorCode::KmsDenied, why)),
+        }
+    }
+
+    fn provider(&self, kek: &KekRef) -> Result<&Arc<dyn KeyProvider>> {
+        self.ensure_trusted(kek)?;
+        self.provider_for(kek).ok_or_else(|| Error::internal("a trusted key without a provider"))
     }
 
     /// A fresh data key for `ctx`. It is cached too: a wallet just stored is usually hydrated next.
     pub async fn generate_data_key(&self, ctx: &KeyContext) -> Result<GeneratedKey> {
         bump(&self.stats.kms_generate);
-        let g = self.provider.generate(ctx).await?;
+        let g = self.primary.generate(ctx).await?;
         if let Some(cache) = &self.cache {
             cache.insert_fresh(&g.kek, &g.wrapped, ctx, &g.plaintext);
         }
@@ -157,10 +254,10 @@ impl KeyWrapping {
     /// Unwraps a record's data key: trust first (a cache can never widen what is accepted), then
     /// the cache, then one provider call shared by every concurrent caller of the same key.
     pub async fn unwrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
-        self.ensure_trusted(kek)?;
+        let provider = self.provider(kek)?;
         let raw = || async {
             bump(&self.stats.kms_decrypt);
-            self.provider.unwrap(kek, wrapped, ctx).await.map_err(Error::from)
+            provider.unwrap(kek, wrapped, ctx).await.map_err(Error::from)
         };
         match &self.cache {
             Some(cache) => cache.get_or_unwrap(kek, wrapped, ctx, raw).await,
@@ -171,21 +268,44 @@ impl KeyWrapping {
     /// A fresh data key that bypasses the cache (keys that are not a wallet's: the integrity key).
     pub async fn generate_uncached(&self, ctx: &KeyContext) -> Result<GeneratedKey> {
         bump(&self.stats.kms_generate);
-        Ok(self.provider.generate(ctx).await?)
+        Ok(self.primary.generate(ctx).await?)
     }
 
     /// [`KeyWrapping::unwrap_data_key`] without the cache: trust first, then one provider call.
     pub async fn unwrap_uncached(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<DataKey> {
-        self.ensure_trusted(kek)?;
+        let provider = self.provider(kek)?;
         bump(&self.stats.kms_decrypt);
-        Ok(self.provider.unwrap(kek, wrapped, ctx).await?)
+        Ok(provider.unwrap(kek, wrapped, ctx).await?)
     }
 
-    /// Re-wraps a data key under the current key (rotation), without touching the sealed shares.
+    /// Wraps `key` (not a wallet's data key: the integrity key's root) under the primary.
+    pub async fn wrap_uncached(&self, key: &DataKey, ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {
+        bump(&self.stats.kms_encrypt);
+        Ok(self.primary.wrap(key, ctx).await?)
+    }
+
+    /// Re-wraps a data key under the primary (rotation), without touching the sealed shares:
+    /// inside the provider where it can (AWS to AWS: `ReEncrypt`, the data key never leaves
+    /// KMS), otherwise unwrapped by the key that wrapped it and wrapped by the primary here, the
+    /// plaintext zeroized when it is dropped. Never through the cache.
     pub async fn rewrap_data_key(&self, kek: &KekRef, wrapped: &[u8], ctx: &KeyContext) -> Result<(Vec<u8>, KekRef)> {
-        self.ensure_trusted(kek)?;
-        bump(&self.stats.kms_reencrypt);
-        Ok(self.provider.rewrap(kek, wrapped, ctx).await?)
+        let from = self.provider(kek)?;
+        if let Some(moved) = self.primary.reencrypt(kek, wrapped, ctx).await {
+            bump(&self.stats.kms_reencrypt);
+            return Ok(moved?);
+        }
+        bump(&self.stats.kms_decrypt);
+        let key = from.unwrap(kek, wrapped, ctx).await?;
+        bump(&self.stats.kms_encrypt);
+        Ok(self.primary.wrap(&key, ctx).await?)
+    }
+
+    /// What the provider of `kek` says about its own automatic rotation (if it is configured).
+    pub async fn rotation_setting(&self, kek: &KekRef) -> Result<Option<ProviderRotation>> {
+        match self.provider_for(kek) {
+            Some(p) => Ok(p.rotation_setting().await?),
+            None => Ok(None),
+        }
     }
 
     /// Drops any cached plaintext copy of this data key: its record was deleted or replaced, or
@@ -196,9 +316,14 @@ impl KeyWrapping {
         }
     }
 
-    /// See [`KeyProvider::integrity_root`].
-    pub fn integrity_root(&self) -> Option<DataKey> {
-        self.provider.integrity_root()
+    /// [`KeyProvider::integrity_root`] of the configured provider holding `kek`.
+    pub fn integrity_root(&self, kek: &KekRef) -> Option<DataKey> {
+        self.provider_for(kek).and_then(|p| p.integrity_root())
+    }
+
+    /// Whether the primary's provider derives integrity keys from a key in this process.
+    pub fn primary_derives_integrity(&self) -> bool {
+        self.primary.integrity_root().is_some()
     }
 
     /// How many data keys the cache holds now.
@@ -206,13 +331,15 @@ impl KeyWrapping {
         self.cache.as_ref().map_or(0, DekCache::len)
     }
 
-    /// Zeroizes every cached data key, stops the expiry timer, and lets the provider drop its key
-    /// material. Nothing can be unwrapped afterwards.
+    /// Zeroizes every cached data key, stops the expiry timer, and lets every provider drop its
+    /// key material. Nothing can be unwrapped afterwards.
     pub fn close(&self) {
         if let Some(cache) = &self.cache {
             cache.close();
         }
-        self.provider.close();
+        for p in std::iter::once(&self.primary).chain(&self.previous) {
+            p.close();
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use crate::audit::{AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::{KekRef, SealedRecord};
 use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::IntegrityKey;
+use crate::keyring::KeyringEntry;
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -202,6 +203,33 @@ pub enum Change {
     /// Sets the MAC of an existing row as it is (the explicit operator step for rows written
     /// before rows were authenticated); only if the row is still at `expected_version`.
     Authenticate { address_key: String, expected_version: i64, auth: RowAuth },
+    /// A rotation's write: the row's sealed record (re-wrapped data key, or, re-encrypted, a new
+    /// data key and ciphertext) and its times, same metadata and generation; only if the row is
+    /// still at `expected_version`. Shredded like a replace: no byte of the old wrapped key or
+    /// ciphertext is left in the files when it is acknowledged.
+    Rewrap { address_key: String, expected_version: i64, sealed: SealedRecord, auth: RowAuth },
+    /// A keyring entry: inserted when `expected_version` is `None` (`Stale` if the key is there
+    /// already), otherwise written only over that version.
+    PutKey { entry: Box<KeyringEntry>, expected_version: Option<i64> },
+    /// The environment's integrity key, re-wrapped: written only while it is still wrapped under
+    /// `from` (`Stale` otherwise: another process moved it first).
+    MoveIntegrityKey { from: KekRef, to: WrappedKey },
+}
+
+/// Which rows a rotation claims: the environment's rows that are behind the primary (wrapped
+/// under another key or another version of it, with no wrap time, or, while a re-encryption
+/// runs, sealed before `sealed_before`), after `after` in address order, not claimed by another
+/// rotator whose lease is still running.
+#[derive(Debug, Clone)]
+pub struct ClaimQuery {
+    pub environment: String,
+    pub primary: KekRef,
+    pub sealed_before: Option<i64>,
+    pub after: Option<String>,
+    pub limit: u32,
+    /// Now, and until when the claim holds (ms).
+    pub now_ms: i64,
+    pub lease_until_ms: i64,
 }
 
 /// The outcome of a compare-and-swap write.
@@ -272,6 +300,16 @@ pub trait WalletStore: Send + Sync {
     /// Stores the environment's wrapped integrity key unless one is stored already (the first
     /// of several processes wins; the others read it back).
     async fn put_integrity_key(&self, environment: &str, key: &WrappedKey) -> Result<()>;
+    /// The environment's keyring entries (see `keyring`), as stored.
+    async fn keyring(&self, environment: &str) -> Result<Vec<KeyringEntry>>;
+    /// The latest audit row of each of the environment's keys (at its `keyring::log_address`).
+    async fn keyring_states(&self, environment: &str) -> Result<Vec<AuditRecord>>;
+    /// The environments whose keyring holds `kek` (any version, any state).
+    async fn key_holders(&self, kek: &KekRef) -> Result<Vec<String>>;
+    /// Claims up to `q.limit` rows behind the primary for a rotation (see [`ClaimQuery`]) and
+    /// returns their address keys in order. A claim is a lease, not a lock: it keeps other
+    /// rotators off the rows; the rotation's write still compares and swaps on the row version.
+    async fn claim_behind(&self, q: ClaimQuery) -> Result<Vec<String>>;
     /// The TLS version the database connections negotiated (`TLSv1.3`), `None` for a connection
     /// without TLS or a file (SQLite).
     fn transport(&self) -> Option<String> {

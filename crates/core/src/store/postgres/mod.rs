@@ -24,13 +24,14 @@ mod writer;
 pub use config::{PgTarget, PoolConfig};
 
 use super::{
-    ask, Applied, AuditQuery, Change, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations, WalletRow, WalletStore,
-    WrappedKey,
+    ask, Applied, AuditQuery, Change, ClaimQuery, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations, WalletRow,
+    WalletStore, WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::{KekRef, SealedRecord};
 use crate::error::{Error, Result};
 use crate::integrity::IntegrityKey;
+use crate::keyring::{KeyState, KeyringEntry};
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
@@ -63,7 +64,7 @@ macro_rules! select_wallets {
         concat!(
             "SELECT w.address, w.address_key, w.wallet_id, w.chain_name, w.environment, w.metadata, w.version, \
              w.generation, w.format, w.alg, w.kek_provider, w.kek_key_id, w.kek_key_version, w.wrapped_dek, w.nonce, \
-             w.ciphertext, w.mac, w.sealed_digest, ",
+             w.ciphertext, w.mac, w.sealed_digest, w.wrapped_at, w.sealed_at, ",
             state_columns!(),
             " FROM wallets w ",
             state_join!()
@@ -295,10 +296,12 @@ pub(super) fn wallet_from_row(r: &PgRow) -> sqlx::Result<WalletRow> {
             wrapped_dek: r.try_get(13)?,
             nonce: r.try_get(14)?,
             ciphertext: r.try_get(15)?,
+            wrapped_at: r.try_get(18)?,
+            sealed_at: r.try_get(19)?,
         },
         mac: r.try_get(16)?,
         sealed_digest: r.try_get(17)?,
-        state: state_from_row(r, 18)?,
+        state: state_from_row(r, 20)?,
     })
 }
 
@@ -346,6 +349,21 @@ fn state_from_row(r: &PgRow, base: usize) -> sqlx::Result<Option<AuditRecord>> {
         Some(_) => audit_at(r, base).map(Some),
         None => Ok(None),
     }
+}
+
+fn keyring_from_row(r: &PgRow) -> sqlx::Result<KeyringEntry> {
+    let state: String = r.try_get(4)?;
+    Ok(KeyringEntry {
+        environment: r.try_get(0)?,
+        kek: KekRef { provider: r.try_get(1)?, key_id: r.try_get(2)?, key_version: r.try_get(3)? },
+        // An unknown state fails its MAC (the MAC covers the state as written).
+        state: KeyState::parse(&state).unwrap_or(KeyState::Retired),
+        added_at: r.try_get(5)?,
+        changed_at: r.try_get(6)?,
+        version: r.try_get(7)?,
+        reencrypt_before: r.try_get(8)?,
+        mac: r.try_get(9)?,
+    })
 }
 
 fn map_rows<T>(rows: Vec<PgRow>, f: fn(&PgRow) -> sqlx::Result<T>, context: &'static str) -> Result<Vec<T>> {
@@ -525,6 +543,77 @@ impl WalletStore for PgStore {
         .await
         .map_err(pg_err("storing the integrity key"))?;
         Ok(())
+    }
+
+    async fn keyring(&self, environment: &str) -> Result<Vec<KeyringEntry>> {
+        self.live()?;
+        let rows = sqlx::query(
+            "SELECT environment, kek_provider, kek_key_id, kek_key_version, state, added_at, changed_at, version, \
+             reencrypt_before, mac FROM keyring WHERE environment = $1 ORDER BY added_at, kek_provider, kek_key_id",
+        )
+        .bind(environment)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err("reading the keyring"))?;
+        map_rows(rows, keyring_from_row, "reading the keyring")
+    }
+
+    async fn keyring_states(&self, environment: &str) -> Result<Vec<AuditRecord>> {
+        self.live()?;
+        let (lo, hi) = crate::keyring::log_address_range();
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit WHERE seq IN (SELECT max(seq) FROM audit WHERE environment = $1 AND address >= $2 \
+             AND address < $3 AND wallet_mac IS NOT NULL GROUP BY address) ORDER BY seq"
+        ))
+        .bind(environment)
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err("reading the keyring's history"))?;
+        map_rows(rows, audit_from_row, "reading the keyring's history")
+    }
+
+    async fn key_holders(&self, kek: &KekRef) -> Result<Vec<String>> {
+        self.live()?;
+        sqlx::query_scalar(
+            "SELECT DISTINCT environment FROM keyring WHERE kek_provider = $1 AND kek_key_id = $2 ORDER BY 1",
+        )
+        .bind(&kek.provider)
+        .bind(&kek.key_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err("reading the keyrings"))
+    }
+
+    async fn claim_behind(&self, q: ClaimQuery) -> Result<Vec<String>> {
+        self.live()?;
+        // SKIP LOCKED: rows another rotator is claiming right now are left to it, never waited for.
+        let mut keys: Vec<String> = sqlx::query_scalar(
+            "UPDATE wallets w SET rotation_claim = $1 FROM (SELECT environment, address_key FROM wallets \
+             WHERE environment = $2 AND ($3::text IS NULL OR address_key > $3) \
+             AND (kek_provider <> $4 OR kek_key_id <> $5 OR kek_key_version <> $6 OR wrapped_at IS NULL \
+             OR ($7::bigint IS NOT NULL AND (sealed_at IS NULL OR sealed_at < $7))) \
+             AND (rotation_claim IS NULL OR rotation_claim < $8) ORDER BY address_key LIMIT $9 \
+             FOR UPDATE SKIP LOCKED) c WHERE w.environment = c.environment AND w.address_key = c.address_key \
+             RETURNING w.address_key",
+        )
+        .bind(q.lease_until_ms)
+        .bind(&q.environment)
+        .bind(&q.after)
+        .bind(&q.primary.provider)
+        .bind(&q.primary.key_id)
+        .bind(&q.primary.key_version)
+        .bind(q.sealed_before)
+        .bind(q.now_ms)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err("claiming rows to rotate"))?;
+        keys.sort();
+        Ok(keys)
     }
 
     fn transport(&self) -> Option<String> {

@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorCode, Result};
 use sqlx::PgPool;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// `pg_advisory_xact_lock` key: "sharevlt" as a big-endian i64.
 const MIGRATION_LOCK: i64 = 0x7368_6172_6576_6c74;
@@ -98,6 +98,29 @@ ALTER TABLE wallets ADD PRIMARY KEY (environment, address_key);
 DROP INDEX IF EXISTS wallets_by_env;
 DROP INDEX IF EXISTS audit_wallet_states;
 CREATE INDEX audit_wallet_states ON audit (environment, address, seq) WHERE wallet_mac IS NOT NULL;
+"#,
+    r#"
+-- The key lifecycle (see `keyring`): when each row's data key was wrapped and its ciphertext
+-- made (both under the row MAC; NULL on rows from before, whose times were not recorded), a
+-- rotator's lease on a row (not trusted for anything but keeping rotators apart), and each
+-- environment's keyring.
+ALTER TABLE wallets ADD COLUMN wrapped_at bigint;
+ALTER TABLE wallets ADD COLUMN sealed_at bigint;
+ALTER TABLE wallets ADD COLUMN rotation_claim bigint;
+CREATE TABLE keyring (
+  environment      text   NOT NULL,
+  kek_provider     text   NOT NULL,
+  kek_key_id       text   NOT NULL,
+  kek_key_version  text   NOT NULL,
+  state            text   NOT NULL,
+  added_at         bigint NOT NULL,
+  changed_at       bigint NOT NULL,
+  version          bigint NOT NULL,
+  reencrypt_before bigint,
+  mac              bytea  NOT NULL,
+  PRIMARY KEY (environment, kek_provider, kek_key_id)
+);
+CREATE INDEX keyring_by_key ON keyring (kek_provider, kek_key_id);
 "#,
 ];
 

@@ -438,8 +438,9 @@ async fn apply_change(
             let inserted = sqlx::query(
                 "INSERT INTO wallets (address, address_key, wallet_id, chain_name, environment, metadata, version, \
                  generation, format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, \
-                 created_at, updated_at, mac, sealed_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-                 $13, $14, $15, $16, $17, $17, $18, $19) ON CONFLICT (environment, address_key) DO NOTHING",
+                 created_at, updated_at, mac, sealed_digest, wrapped_at, sealed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20, $21) \
+                 ON CONFLICT (environment, address_key) DO NOTHING",
             )
             .bind(&w.address)
             .bind(&w.address_key)
@@ -460,6 +461,8 @@ async fn apply_change(
             .bind(now)
             .bind(&auth.mac)
             .bind(&auth.sealed_digest)
+            .bind(s.wrapped_at)
+            .bind(s.sealed_at)
             .execute(&mut **tx)
             .await?
             .rows_affected();
@@ -490,8 +493,8 @@ async fn apply_change(
             let q = sqlx::query(
                 "WITH u AS (UPDATE wallets SET metadata = $1, version = version + 1, generation = $2, format = $3, \
                  alg = $4, kek_provider = $5, kek_key_id = $6, kek_key_version = $7, wrapped_dek = $8, nonce = $9, \
-                 ciphertext = $10, updated_at = $11, mac = $14, sealed_digest = $15 \
-                 WHERE environment = $16 AND address_key = $12 AND version = $13 RETURNING 1) \
+                 ciphertext = $10, updated_at = $11, mac = $14, sealed_digest = $15, wrapped_at = $17, sealed_at = $18, \
+                 rotation_claim = NULL WHERE environment = $16 AND address_key = $12 AND version = $13 RETURNING 1) \
                  SELECT (SELECT count(*) FROM u), \
                  EXISTS (SELECT 1 FROM wallets WHERE environment = $16 AND address_key = $12)",
             )
@@ -510,8 +513,95 @@ async fn apply_change(
             .bind(expected_version)
             .bind(&auth.mac)
             .bind(&auth.sealed_digest)
-            .bind(env);
+            .bind(env)
+            .bind(s.wrapped_at)
+            .bind(s.sealed_at);
             cas(q, tx).await?
+        }
+        Change::Rewrap { address_key, expected_version, sealed: s, auth } => {
+            let q = sqlx::query(
+                "WITH u AS (UPDATE wallets SET version = version + 1, format = $1, alg = $2, kek_provider = $3, \
+                 kek_key_id = $4, kek_key_version = $5, wrapped_dek = $6, nonce = $7, ciphertext = $8, wrapped_at = $9, \
+                 sealed_at = $10, updated_at = $11, mac = $12, sealed_digest = $13, rotation_claim = NULL \
+                 WHERE environment = $14 AND address_key = $15 AND version = $16 RETURNING 1) \
+                 SELECT (SELECT count(*) FROM u), \
+                 EXISTS (SELECT 1 FROM wallets WHERE environment = $14 AND address_key = $15)",
+            )
+            .bind(s.format)
+            .bind(s.alg)
+            .bind(&s.kek.provider)
+            .bind(&s.kek.key_id)
+            .bind(&s.kek.key_version)
+            .bind(&s.wrapped_dek)
+            .bind(&s.nonce)
+            .bind(&s.ciphertext)
+            .bind(s.wrapped_at)
+            .bind(s.sealed_at)
+            .bind(now)
+            .bind(&auth.mac)
+            .bind(&auth.sealed_digest)
+            .bind(env)
+            .bind(address_key)
+            .bind(expected_version);
+            cas(q, tx).await?
+        }
+        Change::PutKey { entry: e, expected_version } => {
+            if e.environment != env {
+                return Ok(Err(Error::internal("a keyring entry of another environment")));
+            }
+            let q = match expected_version {
+                None => sqlx::query(
+                    "INSERT INTO keyring (environment, kek_provider, kek_key_id, kek_key_version, state, added_at, \
+                     changed_at, version, reencrypt_before, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (environment, kek_provider, kek_key_id) DO NOTHING",
+                ),
+                Some(_) => sqlx::query(
+                    "UPDATE keyring SET kek_key_version = $4, state = $5, added_at = $6, changed_at = $7, \
+                     version = $8, reencrypt_before = $9, mac = $10 \
+                     WHERE environment = $1 AND kek_provider = $2 AND kek_key_id = $3 AND version = $11",
+                ),
+            };
+            let q = q
+                .bind(&e.environment)
+                .bind(&e.kek.provider)
+                .bind(&e.kek.key_id)
+                .bind(&e.kek.key_version)
+                .bind(e.state.as_str())
+                .bind(e.added_at)
+                .bind(e.changed_at)
+                .bind(e.version)
+                .bind(e.reencrypt_before)
+                .bind(&e.mac);
+            let q = match expected_version {
+                None => q,
+                Some(v) => q.bind(*v),
+            };
+            if q.execute(&mut **tx).await?.rows_affected() == 1 {
+                Applied::Done
+            } else {
+                Applied::Stale
+            }
+        }
+        Change::MoveIntegrityKey { from, to } => {
+            let n = sqlx::query(
+                "UPDATE integrity_keys SET kek_provider = $1, kek_key_id = $2, kek_key_version = $3, wrapped = $4 \
+                 WHERE environment = $5 AND kek_provider = $6 AND kek_key_id = $7",
+            )
+            .bind(&to.kek.provider)
+            .bind(&to.kek.key_id)
+            .bind(&to.kek.key_version)
+            .bind(&to.wrapped)
+            .bind(env)
+            .bind(&from.provider)
+            .bind(&from.key_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                Applied::Done
+            } else {
+                Applied::Stale
+            }
         }
         Change::Authenticate { address_key, expected_version, auth } => {
             let q = sqlx::query(

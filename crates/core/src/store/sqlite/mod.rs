@@ -15,13 +15,14 @@ pub use location::Location;
 pub use writer::SHRED_RETRY;
 
 use super::{
-    ask, Applied, AuditQuery, Change, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations, WalletRow, WalletStore,
-    WrappedKey,
+    ask, Applied, AuditQuery, Change, ClaimQuery, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations, WalletRow,
+    WalletStore, WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::KekRef;
 use crate::error::{Error, Result};
 use crate::integrity::IntegrityKey;
+use crate::keyring::KeyringEntry;
 use async_trait::async_trait;
 use location::{configure, create_private_file};
 use rows::{
@@ -399,6 +400,64 @@ impl WalletStore for SqliteStore {
             )
             .map(|_| ())
             .map_err(db_err("storing the integrity key"))
+        })
+        .await
+    }
+
+    async fn keyring(&self, environment: &str) -> Result<Vec<KeyringEntry>> {
+        let env = environment.to_string();
+        self.read(ReadKind::Inline, move |c| rows::keyring(c, &env)).await
+    }
+
+    async fn keyring_states(&self, environment: &str) -> Result<Vec<AuditRecord>> {
+        let env = environment.to_string();
+        self.read(ReadKind::Inline, move |c| rows::keyring_states(c, &env)).await
+    }
+
+    async fn key_holders(&self, kek: &KekRef) -> Result<Vec<String>> {
+        let (provider, key_id) = (kek.provider.clone(), kek.key_id.clone());
+        self.read(ReadKind::Inline, move |c| {
+            c.prepare_cached(
+                "SELECT DISTINCT environment FROM keyring WHERE kek_provider = ?1 AND kek_key_id = ?2 ORDER BY 1",
+            )
+            .and_then(|mut s| s.query_map([provider, key_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(db_err("reading the keyrings"))
+        })
+        .await
+    }
+
+    async fn claim_behind(&self, q: ClaimQuery) -> Result<Vec<String>> {
+        // On the writer's connection: a claim is a write (another process's claims wait for it).
+        self.on_writer(move |c| {
+            let mut keys = c
+                .prepare_cached(
+                    "UPDATE wallets SET rotation_claim = ?1 WHERE id IN (SELECT id FROM wallets \
+                     WHERE environment = ?2 AND (?3 IS NULL OR address_key > ?3) \
+                     AND (kek_provider != ?4 OR kek_key_id != ?5 OR kek_key_version != ?6 OR wrapped_at IS NULL \
+                     OR (?7 IS NOT NULL AND (sealed_at IS NULL OR sealed_at < ?7))) \
+                     AND (rotation_claim IS NULL OR rotation_claim < ?8) ORDER BY address_key LIMIT ?9) \
+                     RETURNING address_key",
+                )
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![
+                            q.lease_until_ms,
+                            q.environment,
+                            q.after,
+                            q.primary.provider,
+                            q.primary.key_id,
+                            q.primary.key_version,
+                            q.sealed_before,
+                            q.now_ms,
+                            q.limit
+                        ],
+                        |r| r.get::<_, String>(0),
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(db_err("claiming rows to rotate"))?;
+            keys.sort();
+            Ok(keys)
         })
         .await
     }

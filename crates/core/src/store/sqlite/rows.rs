@@ -6,6 +6,7 @@ use crate::audit::{AuditEntry, AuditRecord, ChainHead, SignedHead};
 use crate::envelope::{KekRef, SealedRecord};
 use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::IntegrityKey;
+use crate::keyring::{KeyState, KeyringEntry};
 use crate::store::{Applied, Change, MetadataRow, WalletRow};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -28,7 +29,7 @@ macro_rules! state_seq {
 pub(super) const SELECT_WALLETS: &str = concat!(
     "SELECT w.address, w.address_key, w.wallet_id, w.chain_name, w.environment, w.metadata, w.version, w.generation, \
      w.format, w.alg, w.kek_provider, w.kek_key_id, w.kek_key_version, w.wrapped_dek, w.nonce, w.ciphertext, w.mac, \
-     w.sealed_digest, ",
+     w.sealed_digest, w.wrapped_at, w.sealed_at, ",
     state_seq!(),
     " FROM wallets w"
 );
@@ -63,12 +64,14 @@ pub(super) fn wallet_from_row(r: &Row<'_>) -> rusqlite::Result<(WalletRow, Optio
             wrapped_dek: r.get(13)?,
             nonce: r.get(14)?,
             ciphertext: r.get(15)?,
+            wrapped_at: r.get(18)?,
+            sealed_at: r.get(19)?,
         },
         mac: r.get(16)?,
         sealed_digest: r.get(17)?,
         state: None,
     };
-    Ok((row, r.get(18)?))
+    Ok((row, r.get(20)?))
 }
 
 /// A metadata row and the seq of its state row (read with `with_state`).
@@ -177,8 +180,9 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                 .prepare_cached(
                     "INSERT INTO wallets (address, address_key, wallet_id, chain_name, environment, metadata, version, \
                      generation, format, alg, kek_provider, kek_key_id, kek_key_version, wrapped_dek, nonce, ciphertext, \
-                     created_at, updated_at, mac, sealed_digest) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19)",
+                     created_at, updated_at, mac, sealed_digest, wrapped_at, sealed_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17, ?18, ?19, \
+                     ?20, ?21)",
                 )
                 .map_err(db_err("preparing an insert"))?;
             let s = &w.sealed;
@@ -201,7 +205,9 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                 s.ciphertext,
                 now,
                 auth.mac,
-                auth.sealed_digest
+                auth.sealed_digest,
+                s.wrapped_at,
+                s.sealed_at
             ]) {
                 Ok(_) => Ok(Applied::Done),
                 Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => Err(
@@ -231,7 +237,8 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                 .prepare_cached(
                     "UPDATE wallets SET metadata = ?1, version = version + 1, generation = ?2, format = ?3, alg = ?4, \
                      kek_provider = ?5, kek_key_id = ?6, kek_key_version = ?7, wrapped_dek = ?8, nonce = ?9, \
-                     ciphertext = ?10, updated_at = ?11, mac = ?14, sealed_digest = ?15 \
+                     ciphertext = ?10, updated_at = ?11, mac = ?14, sealed_digest = ?15, wrapped_at = ?17, \
+                     sealed_at = ?18, rotation_claim = NULL \
                      WHERE address_key = ?12 AND version = ?13 AND environment = ?16",
                 )
                 .and_then(|mut st| {
@@ -251,7 +258,9 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                         expected_version,
                         auth.mac,
                         auth.sealed_digest,
-                        environment
+                        environment,
+                        s.wrapped_at,
+                        s.sealed_at
                     ])
                 })
                 .map_err(db_err("replacing shares"))?;
@@ -284,7 +293,142 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                 row_state(conn, environment, address_key)
             }
         }
+        Change::Rewrap { address_key, expected_version, sealed: s, auth } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE wallets SET version = version + 1, format = ?1, alg = ?2, kek_provider = ?3, \
+                     kek_key_id = ?4, kek_key_version = ?5, wrapped_dek = ?6, nonce = ?7, ciphertext = ?8, \
+                     wrapped_at = ?9, sealed_at = ?10, updated_at = ?11, mac = ?12, sealed_digest = ?13, \
+                     rotation_claim = NULL WHERE environment = ?14 AND address_key = ?15 AND version = ?16",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        s.format,
+                        s.alg,
+                        s.kek.provider,
+                        s.kek.key_id,
+                        s.kek.key_version,
+                        s.wrapped_dek,
+                        s.nonce,
+                        s.ciphertext,
+                        s.wrapped_at,
+                        s.sealed_at,
+                        now,
+                        auth.mac,
+                        auth.sealed_digest,
+                        environment,
+                        address_key,
+                        expected_version
+                    ])
+                })
+                .map_err(db_err("re-wrapping a data key"))?;
+            if n == 1 {
+                Ok(Applied::Done)
+            } else {
+                row_state(conn, environment, address_key)
+            }
+        }
+        Change::PutKey { entry: e, expected_version } => {
+            if e.environment != environment {
+                return Err(Error::internal("a keyring entry of another environment"));
+            }
+            let n = match expected_version {
+                None => conn.prepare_cached(
+                    "INSERT INTO keyring (environment, kek_provider, kek_key_id, kek_key_version, state, added_at, \
+                     changed_at, version, reencrypt_before, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                     ON CONFLICT (environment, kek_provider, kek_key_id) DO NOTHING",
+                ),
+                Some(_) => conn.prepare_cached(
+                    "UPDATE keyring SET kek_key_version = ?4, state = ?5, added_at = ?6, changed_at = ?7, \
+                     version = ?8, reencrypt_before = ?9, mac = ?10 \
+                     WHERE environment = ?1 AND kek_provider = ?2 AND kek_key_id = ?3 AND version = ?11",
+                ),
+            }
+            .and_then(|mut st| {
+                let base = params![
+                    e.environment,
+                    e.kek.provider,
+                    e.kek.key_id,
+                    e.kek.key_version,
+                    e.state.as_str(),
+                    e.added_at,
+                    e.changed_at,
+                    e.version,
+                    e.reencrypt_before,
+                    e.mac
+                ];
+                match expected_version {
+                    None => st.execute(base),
+                    Some(v) => {
+                        let mut all: Vec<&dyn rusqlite::ToSql> = base.to_vec();
+                        all.push(v);
+                        st.execute(all.as_slice())
+                    }
+                }
+            })
+            .map_err(db_err("writing the keyring"))?;
+            Ok(if n == 1 { Applied::Done } else { Applied::Stale })
+        }
+        Change::MoveIntegrityKey { from, to } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE integrity_keys SET kek_provider = ?1, kek_key_id = ?2, kek_key_version = ?3, wrapped = ?4 \
+                     WHERE environment = ?5 AND kek_provider = ?6 AND kek_key_id = ?7",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        to.kek.provider,
+                        to.kek.key_id,
+                        to.kek.key_version,
+                        to.wrapped,
+                        environment,
+                        from.provider,
+                        from.key_id
+                    ])
+                })
+                .map_err(db_err("moving the integrity key"))?;
+            Ok(if n == 1 { Applied::Done } else { Applied::Stale })
+        }
     }
+}
+
+/// The keyring entries of an environment.
+pub(super) fn keyring(conn: &Connection, environment: &str) -> Result<Vec<KeyringEntry>> {
+    conn.prepare_cached(
+        "SELECT environment, kek_provider, kek_key_id, kek_key_version, state, added_at, changed_at, version, \
+         reencrypt_before, mac FROM keyring WHERE environment = ?1 ORDER BY added_at, kek_provider, kek_key_id",
+    )
+    .and_then(|mut s| {
+        s.query_map([environment], |r| {
+            let state: String = r.get(4)?;
+            Ok(KeyringEntry {
+                environment: r.get(0)?,
+                kek: KekRef { provider: r.get(1)?, key_id: r.get(2)?, key_version: r.get(3)? },
+                // An unknown state fails its MAC (the MAC covers the state as written).
+                state: KeyState::parse(&state).unwrap_or(KeyState::Retired),
+                added_at: r.get(5)?,
+                changed_at: r.get(6)?,
+                version: r.get(7)?,
+                reencrypt_before: r.get(8)?,
+                mac: r.get(9)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .map_err(db_err("reading the keyring"))
+}
+
+/// The latest audit row of each key of the environment (the log addresses `keyring::log_address`
+/// gives, a range of the partial index).
+pub(super) fn keyring_states(conn: &Connection, environment: &str) -> Result<Vec<AuditRecord>> {
+    let (lo, hi) = crate::keyring::log_address_range();
+    conn.prepare_cached(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq IN (SELECT max(seq) FROM audit INDEXED BY audit_wallet_states \
+         WHERE environment = ?1 AND address >= ?2 AND address < ?3 AND wallet_mac IS NOT NULL GROUP BY address) \
+         ORDER BY seq"
+    ))
+    .and_then(|mut s| s.query_map(params![environment, lo, hi], audit_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
+    .map_err(db_err("reading the keyring's history"))
 }
 
 pub(super) fn chain_head(conn: &Connection) -> Result<ChainHead> {

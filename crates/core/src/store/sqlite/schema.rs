@@ -6,7 +6,7 @@ use crate::error::{Error, ErrorCode, Result};
 use rusqlite::Connection;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE wallets (
@@ -112,6 +112,29 @@ ALTER TABLE wallets_v3 RENAME TO wallets;
 CREATE INDEX wallets_by_env_chain ON wallets (environment, chain_name, address_key);
 DROP INDEX IF EXISTS audit_wallet_states;
 CREATE INDEX audit_wallet_states ON audit (environment, address, seq) WHERE wallet_mac IS NOT NULL;
+"#,
+    r#"
+-- The key lifecycle (see `keyring`): when each row's data key was wrapped and its ciphertext
+-- made (both under the row MAC; NULL on rows from before, whose times were not recorded), a
+-- rotator's lease on a row (not trusted for anything but keeping rotators apart), and each
+-- environment's keyring.
+ALTER TABLE wallets ADD COLUMN wrapped_at INTEGER;
+ALTER TABLE wallets ADD COLUMN sealed_at INTEGER;
+ALTER TABLE wallets ADD COLUMN rotation_claim INTEGER;
+CREATE TABLE keyring (
+  environment      TEXT    NOT NULL,
+  kek_provider     TEXT    NOT NULL,
+  kek_key_id       TEXT    NOT NULL,
+  kek_key_version  TEXT    NOT NULL,
+  state            TEXT    NOT NULL,
+  added_at         INTEGER NOT NULL,
+  changed_at       INTEGER NOT NULL,
+  version          INTEGER NOT NULL,
+  reencrypt_before INTEGER,
+  mac              BLOB    NOT NULL,
+  PRIMARY KEY (environment, kek_provider, kek_key_id)
+);
+CREATE INDEX keyring_by_key ON keyring (kek_provider, kek_key_id);
 "#,
 ];
 

@@ -185,7 +185,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>)
                     }
                 });
                 if matches!(r, Ok((Applied::Done, _)))
-                    && matches!(*change, Change::Delete { .. } | Change::ReplaceShares { .. })
+                    && matches!(*change, Change::Delete { .. } | Change::ReplaceShares { .. } | Change::Rewrap { .. })
                 {
                     shredded = true;
                 }
