@@ -278,6 +278,8 @@ pub async fn open(
             ),
         ));
     }
+    // Before anything is stored for the environment (its integrity key included).
+    refuse_shared(store, &primary, environment).await?;
     let (integrity, stored, root) = tamper::integrity_key(store, kms, environment).await?;
     let integrity = Arc::new(integrity);
     store.bind_audit_key(integrity.clone()).await?;
@@ -398,17 +400,7 @@ async fn register(
             KeyState::Primary => {}
         }
     }
-    let holders = store.key_holders(&primary).await?;
-    if let Some(other) = holders.iter().find(|e| e.as_str() != environment) {
-        return Err(Error::new(
-            ErrorCode::EnvironmentMismatch,
-            format!(
-                "{} is already a key of environment {other} in this database, so it cannot also be environment \
-                 {environment}'s: every environment needs a key of its own",
-                name(&primary)
-            ),
-        ));
-    }
+    refuse_shared(store, &primary, environment).await?;
     if ring.keys.is_empty() {
         // The first keyring of an environment (new, or from before keyrings): the key that wraps
         // its integrity key (and so every record it has) is trusted with the primary.
@@ -437,6 +429,22 @@ async fn register(
         ));
     }
     Ok(())
+}
+
+/// `ERR_ENVIRONMENT_MISMATCH` if another environment of the database holds `kek` in its keyring.
+async fn refuse_shared(store: &Arc<dyn WalletStore>, kek: &KekRef, environment: &str) -> Result<()> {
+    let holders = store.key_holders(kek).await?;
+    match holders.iter().find(|e| e.as_str() != environment) {
+        None => Ok(()),
+        Some(other) => Err(Error::new(
+            ErrorCode::EnvironmentMismatch,
+            format!(
+                "{} is already a key of environment {other} in this database, so it cannot also be environment \
+                 {environment}'s: every environment needs a key of its own",
+                name(kek)
+            ),
+        )),
+    }
 }
 
 /// The key context of the integrity key's root as stored wrapped.

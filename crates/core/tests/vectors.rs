@@ -145,3 +145,39 @@ fn the_audit_head_mac() {
     );
     assert!(!key.head_ok("test", 5, &[0xab; 32], &key.audit_row_tag(5, &[0xab; 32])));
 }
+
+/// A record with its wrap and seal times (schema 4 on) is digested under a tag of its own, the
+/// times first (computed in Python's hashlib).
+#[test]
+fn the_sealed_digest_with_wrap_and_seal_times() {
+    use sharevault_core::integrity::sealed_digest;
+    let s = envelope::SealedRecord {
+        wrapped_at: Some(1_700_000_000_000),
+        sealed_at: Some(1_600_000_000_000),
+        ..sealed_fixture()
+    };
+    assert_eq!(hex::encode(sealed_digest(&s)), "d97095e503af58926bb736f670cffd22a968ccf98edc7b4b0f2710a562c284ea");
+    // The times removed from a row: another digest, so its MAC fails.
+    assert_ne!(sealed_digest(&s), sealed_digest(&sealed_fixture()));
+}
+
+/// A keyring entry's MAC (computed in Python's hmac over the HKDF-derived key).
+#[test]
+fn the_keyring_entry_mac() {
+    use sharevault_core::integrity::{IntegrityKey, KeyringFacts};
+    let key = IntegrityKey::derive(&DataKey::from_bytes([7u8; 32]), "test");
+    let facts = KeyringFacts {
+        environment: "test",
+        provider: "aws",
+        key_id: "arn:aws:kms:eu-west-1:111122223333:key/k",
+        key_version: "m-2",
+        state: "decrypt-only",
+        added_at: 1_700_000_000_000,
+        changed_at: 1_700_000_500_000,
+        version: 3,
+        reencrypt_before: -1,
+    };
+    let tag = key.keyring_tag(&facts);
+    assert_eq!(hex::encode(&tag), "a040386ec38b7e2a6023e574641ac3f8ec125129f3c2d48215ae6a16eb22dd90");
+    assert!(!key.keyring_ok(&KeyringFacts { state: "retired", ..facts }, &tag));
+}

@@ -34,3 +34,60 @@ pub async fn databases(dir: &std::path::Path) -> (Vec<(&'static str, String)>, O
     }
     (urls, pg)
 }
+
+/// SQL run as someone with write access to the database and no key: a connection of its own.
+pub mod sql {
+    fn sqlite_path(url: &str) -> Option<&str> {
+        url.strip_prefix("sqlite://")
+    }
+
+    fn conn(path: &str) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        c
+    }
+
+    pub async fn exec(url: &str, sql: &str) {
+        match sqlite_path(url) {
+            Some(path) => conn(path).execute_batch(sql).unwrap(),
+            None => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
+    pub async fn count_rows(url: &str) -> u64 {
+        match sqlite_path(url) {
+            Some(path) => rusqlite::Connection::open(path)
+                .unwrap()
+                .query_row("SELECT count(*) FROM wallets", [], |r| r.get::<_, i64>(0))
+                .unwrap() as u64,
+            None => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM wallets").fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n as u64
+            }
+        }
+    }
+
+    /// Every row's wrapped data key and ciphertext.
+    pub async fn sealed_bytes(url: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match sqlite_path(url) {
+            Some(path) => {
+                let c = conn(path);
+                let mut s = c.prepare("SELECT wrapped_dek, ciphertext FROM wallets").unwrap();
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+            }
+            None => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let rows: Vec<(Vec<u8>, Vec<u8>)> =
+                    sqlx::query_as("SELECT wrapped_dek, ciphertext FROM wallets").fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            }
+        }
+    }
+}
