@@ -3,7 +3,11 @@ import type { KeyShareBackupInfo, ServerKeyShare, ThresholdSignatureScheme } fro
 
 export * from './sdk/types'
 
-export type LocalKmsOptions = { provider: 'local'; key: Uint8Array | string }
+export interface LocalKmsOptions {
+  provider: 'local'
+  /** 32 bytes: a Buffer, a Uint8Array or base64. Development only: the key lives in the process. */
+  key: Uint8Array | string
+}
 export interface AwsKmsOptions {
   provider: 'aws'
   /** Key id, key ARN or alias (`alias/wallets-prod`). */
@@ -19,7 +23,112 @@ export interface AwsKmsOptions {
   /** Attempts per operation, jittered exponential backoff between them (default 3). */
   maxAttempts?: number
 }
-export type KmsOptions = LocalKmsOptions | AwsKmsOptions
+/** One key-encryption key: a provider and its options. */
+export type KeyOptions = LocalKmsOptions | AwsKmsOptions
+/**
+ * The environment's primary key (every new data key is wrapped under it), and, during a move to
+ * a new key, the earlier keys that must still unwrap until `vault.rotate()` has moved every record
+ * (README, "Key rotation"). Opening with a new primary registers it in the environment's keyring;
+ * the old primary becomes `decrypt-only`.
+ */
+export type KmsOptions = KeyOptions & {
+  /** Earlier keys that may still unwrap (never wrap). */
+  previous?: readonly KeyOptions[]
+  /**
+   * Accept the local key for an environment whose name looks like production (`prod`,
+   * `production`, `live`, `prd` as a word of it), which is refused otherwise.
+   */
+  allowInProduction?: boolean
+}
+
+/** A key of the keyring, as `retireKey` names it: the ARN for AWS, the fingerprint for a local key. */
+export interface KeyRef {
+  provider: string
+  keyId: string
+}
+
+/** One key of the environment (`keyStatus`). */
+export interface KeyReport extends KeyRef {
+  /** The version (material id) last seen as the key's current one ('1' where the provider does not say). */
+  keyVersion: string
+  /** `unknown`: records name the key, the keyring does not hold it. */
+  state: 'primary' | 'decrypt-only' | 'retired' | 'unknown'
+  addedAt: Date | null
+  changedAt: Date | null
+  /** Records (wallets) whose data key is wrapped under this key, each row's MAC checked. */
+  records: number
+  byVersion: { version: string; records: number }[]
+  oldestWrap: Date | null
+  newestWrap: Date | null
+  /** Records from before wrap times were recorded (schema 4): counted as due. */
+  unknownWrapTime: number
+  /** The environment's integrity key is wrapped under (or derived from) this key. */
+  integrityKey: boolean
+  /** This vault was opened with the key (as `kms` or in `kms.previous`). */
+  configured: boolean
+  /** The primary for longer than `rotateAfterDays`, or a record under it wrapped longer ago. */
+  due: boolean
+  /** The provider's own automatic rotation of the key, where it tells it (AWS); reported, never required. */
+  providerRotation: { enabled: boolean; periodDays: number | null; nextRotation: Date | null } | null
+  /** Why the key's keyring entry does not verify (then it is trusted for nothing). */
+  tampered: string | null
+}
+
+export interface KeyStatus {
+  keys: KeyReport[]
+  /** Records behind the primary: another key, another version, no recorded wrap time, or (during a re-encryption) sealed before it began. */
+  behind: number
+  /** Rows that do not verify (counted under no key). */
+  tampered: number
+  rotateAfterDays: number
+  /** While a re-encryption runs: records sealed before this get a fresh data key. */
+  reencryptBefore: Date | null
+  /** Any key due. */
+  due: boolean
+}
+
+export interface RotateProgress {
+  done: number
+  total: number
+  failed: number
+}
+
+export interface RotateOptions {
+  /** A fresh data key and new ciphertext for every record (a suspected data-key or share exposure), not only a re-wrap. */
+  reencrypt?: boolean
+  /** Rows claimed per batch (1 to 1000, default 200). */
+  batchSize?: number
+  /** Rows moved at once within a batch (1 to 64, default 8). */
+  concurrency?: number
+  /** Stops between batches; the promise rejects with an `AbortError`. Run `rotate` again to finish. */
+  signal?: AbortSignal
+  /** After every batch. */
+  onProgress?: (progress: RotateProgress) => void
+  actor?: string
+}
+
+/** Records per key, before or after a rotation. */
+export interface KeyCount extends KeyRef {
+  state: KeyReport['state']
+  records: number
+}
+
+export interface RotationReport {
+  reencrypt: boolean
+  /** Records that were behind when the run began. */
+  total: number
+  /** Records moved by this run. */
+  done: number
+  /** Records that needed nothing when read (moved by a concurrent write, deleted, or by another rotator). */
+  skipped: number
+  failed: number
+  failures: Record<string, number>
+  /** Still behind after the run (failures, rows another process was rotating, rows written under an old key by a process not yet reopened). */
+  remaining: number
+  before: KeyCount[]
+  after: KeyCount[]
+  durationMs: number
+}
 
 /** The data-key cache on the hydrate path (default on: 1000 entries, 5 minutes, 10,000 uses). */
 export interface CacheOptions {
@@ -108,8 +217,9 @@ export interface OpenOptions extends DatabaseOptions {
   migrate?: boolean
   /**
    * What this handle may do (least privilege): exactly the permissions listed. Without it:
-   * `DEFAULT_PERMISSIONS`, everything but `hydrate:export`, `delete` and `integrity:admin` (the
-   * operator's `acknowledgeAuditBreak` and `authenticateExistingRows`). A refused call is
+   * `DEFAULT_PERMISSIONS`, everything but `hydrate:export`, `delete`, `integrity:admin` (the
+   * operator's `acknowledgeAuditBreak` and `authenticateExistingRows`) and `keys:admin`
+   * (`rotate`, `retireKey`). A refused call is
    * `ERR_FORBIDDEN`, audited with outcome `denied`, and touches no key. A hydrate needs the
    * permission of its purpose: `export` → `hydrate:export`, `backup` → `backup`, `refresh` /
    * `reshare` → `replace`, anything else → `hydrate:sign`.
@@ -152,6 +262,7 @@ export type Permission =
   | 'delete'
   | 'audit:read'
   | 'integrity:admin'
+  | 'keys:admin'
 
 export interface WithWalletOptions {
   /** Why the shares are needed: `sign`, `export`, `backup`, `refresh`, … (audited). */

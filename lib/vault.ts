@@ -3,6 +3,7 @@ import { deserialize } from 'node:v8'
 import { openVault, migrate as nativeMigrate, nativePermissions, NativeVault, useScheduler } from '../index'
 import type { NativeAuditEvent } from '../index'
 import { fromNative, invalid, VaultError } from './errors'
+import { keyStatusOf, rotate, rotateArgs } from './keys'
 import { redactShare } from './redact'
 import type {
   AuditCheckpoint,
@@ -13,12 +14,16 @@ import type {
   CreatedWallet,
   DatabaseOptions,
   HydratedWallet,
+  KeyRef,
+  KeyStatus,
   KeyShareBackupInfo,
   ListOptions,
   Migrated,
   OpenOptions,
   Permission,
   ReplaceSharesInput,
+  RotateOptions,
+  RotationReport,
   VaultStats,
   WalletMetadata,
   WithWalletOptions,
@@ -401,6 +406,45 @@ export class Vault {
   async checkpoint(): Promise<AuditCheckpoint> {
     const c = await call(() => this.native.checkpoint())
     return { environment: c.environment, seq: c.seq, hash: c.hash, mac: c.mac }
+  }
+
+  /**
+   * Every key of the environment's keyring (README, "Key rotation"): its state (`primary`,
+   * `decrypt-only`, `retired`), the records wrapped under it (from a scan that checks every row's
+   * MAC), their oldest and newest wrap time, and `due` when the primary, or any record's wrap, is
+   * older than `rotateAfterDays` (default 90). Needs `audit:read`.
+   */
+  async keyStatus(options: { rotateAfterDays?: number } = {}): Promise<KeyStatus> {
+    const days = own(options, 'rotateAfterDays')
+    if (days !== undefined && (typeof days !== 'number' || !Number.isInteger(days))) throw invalid('rotateAfterDays', 'must be an integer from 1 to 3650')
+    return keyStatusOf(await call(() => this.native.keyStatus(days as number | undefined)))
+  }
+
+  /**
+   * Re-wraps every wallet's data key under the primary (the sealed shares are not touched; AWS
+   * to AWS uses `ReEncrypt`, so no data key leaves KMS), or with `reencrypt: true` gives every
+   * wallet a fresh data key and new ciphertext and shreds the old ones. Online (hydrates and
+   * writes go on; a wallet written meanwhile is never overwritten with stale state), resumable
+   * and idempotent (run it again after a kill or an abort: it finishes the rest and does nothing
+   * twice), and several processes may run it at once. Needs `keys:admin`.
+   */
+  async rotate(options: RotateOptions = {}): Promise<RotationReport> {
+    if (!isObject(options, 'options')) throw invalid('options', 'must be an object')
+    const args = rotateArgs((k) => own(options, k), actorOf(options))
+    return rotate(this.native, call, args)
+  }
+
+  /**
+   * Marks a key of the keyring retired: no record wrapped under it is read from then on
+   * (`ERR_KMS_DENIED`, naming it). Refused (`ERR_CONFLICT`) for the primary and while any
+   * record, or the integrity key, is still wrapped under it (with the count). Needs `keys:admin`.
+   */
+  async retireKey(key: KeyRef, options: { actor?: string } = {}): Promise<void> {
+    if (!isObject(key, 'key')) throw invalid('key', 'must be { provider, keyId }')
+    const provider = str(own(key, 'provider'), 'key.provider')
+    const keyId = str(own(key, 'keyId'), 'key.keyId')
+    const actor = actorOf(options)
+    await call(() => this.native.retireKey(provider, keyId, actor))
   }
 
   /** Counters since open: KMS calls by operation, data-key cache, errors by code, hydrate latency. */

@@ -86,6 +86,8 @@ js_object! {
         skipped: i64 => "skipped",
         failed: HashMap<String, i64> => "failed",
         last: Option<String> => "last",
+        /// With nothing claimed: rows behind that another rotator's lease still holds.
+        held: i64 => "held",
     }
 }
 
@@ -240,6 +242,7 @@ impl NativeVault {
                     skipped: i64::from(b.skipped),
                     failed: b.failed.into_iter().map(|(k, n)| (k.to_string(), i64::from(n))).collect(),
                     last: b.last,
+                    held: b.held as i64,
                 })
             },
             |env, b| unsafe { b.to_js(env).map_err(to_napi) },

@@ -285,7 +285,16 @@ pub async fn open(
     store.bind_audit_key(integrity.clone()).await?;
     tamper::enable(store, &integrity).await?;
     let mut ring = load(store, &integrity).await?;
-    match register(store, kms, &integrity, &ring, &stored, actor).await {
+    // Processes opening with a new primary at once: one registers it, the others find it done.
+    let mut registered = register(store, kms, &integrity, &ring, &stored, actor).await;
+    for _ in 0..4 {
+        if !matches!(&registered, Err(e) if e.code == ErrorCode::Conflict) {
+            break;
+        }
+        ring = load(store, &integrity).await?;
+        registered = register(store, kms, &integrity, &ring, &stored, actor).await;
+    }
+    match registered {
         Ok(()) => {
             ring = load(store, &integrity).await?;
             move_integrity_key(store, kms, &integrity, &stored, root, actor).await?;

@@ -216,6 +216,13 @@ pub enum Change {
     MoveIntegrityKey { from: KekRef, to: WrappedKey },
 }
 
+/// What [`WalletStore::claim_behind`] claimed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimed {
+    pub keys: Vec<String>,
+    pub held: u64,
+}
+
 /// Which rows a rotation claims: the environment's rows that are behind the primary (wrapped
 /// under another key or another version of it, with no wrap time, or, while a re-encryption
 /// runs, sealed before `sealed_before`), after `after` in address order, not claimed by another
@@ -308,8 +315,13 @@ pub trait WalletStore: Send + Sync {
     async fn key_holders(&self, kek: &KekRef) -> Result<Vec<String>>;
     /// Claims up to `q.limit` rows behind the primary for a rotation (see [`ClaimQuery`]) and
     /// returns their address keys in order. A claim is a lease, not a lock: it keeps other
-    /// rotators off the rows; the rotation's write still compares and swaps on the row version.
-    async fn claim_behind(&self, q: ClaimQuery) -> Result<Vec<String>>;
+    /// rotators off the rows; the rotation's write still compares and swaps on the row version
+    /// (and clears the claim). With nothing to claim, `held` counts the rows behind that another
+    /// rotator's lease still holds (after `after` or not: the whole environment).
+    async fn claim_behind(&self, q: ClaimQuery) -> Result<Claimed>;
+    /// Ends this rotator's claims on `address_keys` (rows it could not move), so the next
+    /// sweep may take them again.
+    async fn release_claims(&self, environment: &str, address_keys: Vec<String>) -> Result<()>;
     /// The TLS version the database connections negotiated (`TLSv1.3`), `None` for a connection
     /// without TLS or a file (SQLite).
     fn transport(&self) -> Option<String> {

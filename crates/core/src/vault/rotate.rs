@@ -17,7 +17,9 @@ use futures_util::stream::{self, StreamExt};
 use std::collections::BTreeMap;
 
 /// How long a claim keeps other rotators off a row.
-const LEASE_MS: i64 = 60_000;
+/// Long enough for a batch (a thousand rows through a slow KMS); short enough that rows a killed
+/// rotator held are taken by the next run soon (it waits for them, see `BatchOutcome::held`).
+pub const LEASE_MS: i64 = 20_000;
 pub const MAX_BATCH: u32 = 1000;
 pub const MAX_CONCURRENCY: u32 = 64;
 
@@ -44,6 +46,10 @@ pub struct BatchOutcome {
     pub failed: BTreeMap<&'static str, u32>,
     /// The last address key claimed: the next batch starts after it.
     pub last: Option<String>,
+    /// With nothing claimed: rows behind that another rotator's lease holds (a rotator at work,
+    /// or one that died: its lease runs out within `LEASE_MS`). A run waits for them and sweeps
+    /// again, so it ends with every row done.
+    pub held: u64,
 }
 
 impl Vault {
@@ -117,7 +123,7 @@ impl Vault {
             }
             self.allow.require(Permission::KeysAdmin)?;
             let now = now_ms();
-            let keys = self
+            let claimed = self
                 .store
                 .claim_behind(ClaimQuery {
                     environment: self.environment.clone(),
@@ -129,20 +135,32 @@ impl Vault {
                     lease_until_ms: now + LEASE_MS,
                 })
                 .await?;
-            let mut out = BatchOutcome { claimed: keys.len() as u32, last: keys.last().cloned(), ..Default::default() };
-            // Futures made first, then polled `concurrency` at a time (a closure inside the stream
+            let keys = claimed.keys;
+            let mut out = BatchOutcome {
+                claimed: keys.len() as u32,
+                last: keys.last().cloned(),
+                held: claimed.held,
+                ..Default::default()
+            };
+            // Futures made first, then polled `concurrency` at a time, results in key order (a closure inside the stream
             // would make the whole call's future not `Send` for every lifetime).
             let moves: Vec<_> = keys.iter().map(|k| Box::pin(self.rotate_row(k, plan, actor))).collect();
-            let results: Vec<Result<bool>> = stream::iter(moves).buffer_unordered(concurrency as usize).collect().await;
-            for r in results {
+            let results: Vec<Result<bool>> = stream::iter(moves).buffered(concurrency as usize).collect().await;
+            let mut release = Vec::new();
+            for (k, r) in keys.iter().zip(results) {
                 match r {
                     Ok(true) => out.done += 1,
                     Ok(false) => out.skipped += 1,
                     Err(e) => {
                         self.stats.error(e.code);
                         *out.failed.entry(e.code.as_str()).or_default() += 1;
+                        release.push(k.clone());
                     }
                 }
+            }
+            // A row that failed is this rotator's no more: never waited for as if another held it.
+            if !release.is_empty() {
+                self.store.release_claims(&self.environment, release).await?;
             }
             Ok(out)
         })

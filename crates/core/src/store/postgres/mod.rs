@@ -24,8 +24,8 @@ mod writer;
 pub use config::{PgTarget, PoolConfig};
 
 use super::{
-    ask, Applied, AuditQuery, Change, ClaimQuery, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations, WalletRow,
-    WalletStore, WrappedKey,
+    ask, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations,
+    WalletRow, WalletStore, WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::{KekRef, SealedRecord};
@@ -588,7 +588,7 @@ impl WalletStore for PgStore {
         .map_err(pg_err("reading the keyrings"))
     }
 
-    async fn claim_behind(&self, q: ClaimQuery) -> Result<Vec<String>> {
+    async fn claim_behind(&self, q: ClaimQuery) -> Result<Claimed> {
         self.live()?;
         // SKIP LOCKED: rows another rotator is claiming right now are left to it, never waited for.
         let mut keys: Vec<String> = sqlx::query_scalar(
@@ -613,7 +613,36 @@ impl WalletStore for PgStore {
         .await
         .map_err(pg_err("claiming rows to rotate"))?;
         keys.sort();
-        Ok(keys)
+        let mut held = 0;
+        if keys.is_empty() {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM wallets WHERE environment = $1 \
+                 AND (kek_provider <> $2 OR kek_key_id <> $3 OR kek_key_version <> $4 OR wrapped_at IS NULL \
+                 OR ($5::bigint IS NOT NULL AND (sealed_at IS NULL OR sealed_at < $5))) AND rotation_claim >= $6",
+            )
+            .bind(&q.environment)
+            .bind(&q.primary.provider)
+            .bind(&q.primary.key_id)
+            .bind(&q.primary.key_version)
+            .bind(q.sealed_before)
+            .bind(q.now_ms)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(pg_err("counting claimed rows"))?;
+            held = n as u64;
+        }
+        Ok(Claimed { keys, held })
+    }
+
+    async fn release_claims(&self, environment: &str, address_keys: Vec<String>) -> Result<()> {
+        self.live()?;
+        sqlx::query("UPDATE wallets SET rotation_claim = NULL WHERE environment = $1 AND address_key = ANY($2)")
+            .bind(environment)
+            .bind(&address_keys)
+            .execute(&self.pool)
+            .await
+            .map_err(pg_err("releasing claims"))?;
+        Ok(())
     }
 
     fn transport(&self) -> Option<String> {

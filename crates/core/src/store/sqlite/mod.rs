@@ -15,8 +15,8 @@ pub use location::Location;
 pub use writer::SHRED_RETRY;
 
 use super::{
-    ask, Applied, AuditQuery, Change, ClaimQuery, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations, WalletRow,
-    WalletStore, WrappedKey,
+    ask, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations,
+    WalletRow, WalletStore, WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::KekRef;
@@ -426,7 +426,7 @@ impl WalletStore for SqliteStore {
         .await
     }
 
-    async fn claim_behind(&self, q: ClaimQuery) -> Result<Vec<String>> {
+    async fn claim_behind(&self, q: ClaimQuery) -> Result<Claimed> {
         // On the writer's connection: a claim is a write (another process's claims wait for it).
         self.on_writer(move |c| {
             let mut keys = c
@@ -457,7 +457,44 @@ impl WalletStore for SqliteStore {
                 })
                 .map_err(db_err("claiming rows to rotate"))?;
             keys.sort();
-            Ok(keys)
+            let held = if keys.is_empty() {
+                c.prepare_cached(
+                    "SELECT count(*) FROM wallets WHERE environment = ?1 \
+                     AND (kek_provider != ?2 OR kek_key_id != ?3 OR kek_key_version != ?4 OR wrapped_at IS NULL \
+                     OR (?5 IS NOT NULL AND (sealed_at IS NULL OR sealed_at < ?5))) AND rotation_claim >= ?6",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![
+                            q.environment,
+                            q.primary.provider,
+                            q.primary.key_id,
+                            q.primary.key_version,
+                            q.sealed_before,
+                            q.now_ms
+                        ],
+                        |r| r.get::<_, i64>(0),
+                    )
+                })
+                .map_err(db_err("counting claimed rows"))? as u64
+            } else {
+                0
+            };
+            Ok(Claimed { keys, held })
+        })
+        .await
+    }
+
+    async fn release_claims(&self, environment: &str, address_keys: Vec<String>) -> Result<()> {
+        let env = environment.to_string();
+        self.on_writer(move |c| {
+            let mut s = c
+                .prepare_cached("UPDATE wallets SET rotation_claim = NULL WHERE environment = ?1 AND address_key = ?2")
+                .map_err(db_err("releasing claims"))?;
+            for k in &address_keys {
+                s.execute(params![env, k]).map_err(db_err("releasing claims"))?;
+            }
+            Ok(())
         })
         .await
     }
