@@ -278,7 +278,11 @@ describe.each(backends())('on $name', (backend) => {
       await v.replaceShares(a, { externalServerKeyShares: fakeShares('EVM', 1), backupInfo: backupInfoWithExternal() })
       await v.deleteWallet(a, { actor: 'ops' })
       await vaultError(v.withWallet(a, () => 1, { purpose: 'backup' }))
-      const rows = await v.auditLog()
+      const all = await v.auditLog()
+      // The environment's first row: its key registered in the keyring, at the key's own address.
+      expect(all[0]).toMatchObject({ action: 'key_registered', actor: 'payments-api', outcome: 'ok' })
+      expect(all[0].address).toMatch(/^sharevault:key:local:[0-9a-f]{32}$/)
+      const rows = all.slice(1)
       expect(rows.map((r) => [r.action, r.actor, r.purpose, r.outcome])).toEqual([
         ['store', 'payments-api', undefined, 'ok'],
         ['hydrate', 'signer-7', 'sign', 'ok'],
@@ -289,7 +293,7 @@ describe.each(backends())('on $name', (backend) => {
       ])
       expect(rows.every((r) => r.address === a.toLowerCase() && r.environment === 'test' && r.at instanceof Date)).toBe(true)
       expect(rows[0].walletId).toBe(created.walletMetadata.walletId)
-      expect(await v.verifyAuditChain()).toEqual({ rows: 6 })
+      expect(await v.verifyAuditChain()).toEqual({ rows: 7 })
       await v.close()
     })
   })

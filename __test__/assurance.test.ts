@@ -93,7 +93,7 @@ describe('the audit log cannot be cut or rewritten unnoticed', () => {
 
 describe('a cut log is never healed by the next write', () => {
   it('refuses every write until an operator acknowledges the break, which stays on record', async () => {
-    const { vault, path, key, a } = await withHydrates(3) // rows 1..5
+    const { vault, path, key, a } = await withHydrates(3) // rows 1..6: the keyring's registration, 2 stores, 3 hydrates
     sqlInChild(path, `db.exec(${JSON.stringify(`${DROP_TRIGGERS} DELETE FROM audit WHERE seq > 3`)})`)
     for (let i = 0; i < 2; i++) {
       const e = await vaultError(vault.withWallet(a, () => 'must not run', { purpose: 'sign' }))
@@ -125,7 +125,8 @@ describe('a cut log is never healed by the next write', () => {
     expect(e.message).toMatch(/authenticateExistingRows/)
     expect(await again.authenticateExistingRows({ actor: 'ops' })).toEqual({ authenticated: 2, refused: 0 })
     expect((await again.getMetadata(a)).accountAddress.toLowerCase()).toBe(a)
-    expect((await again.auditLog()).map((r) => r.action)).toEqual(['integrity_enabled', 'authenticate', 'authenticate'])
+    // The two rows, and the keyring's entry of the key (its history was deleted too).
+    expect((await again.auditLog()).map((r) => r.action)).toEqual(['integrity_enabled', 'authenticate', 'authenticate', 'authenticate'])
     expect((await vaultError(again.authenticateExistingRows())).code).toBe('ERR_CONFLICT')
     await again.close()
   })
@@ -167,17 +168,17 @@ describe('checkpoints', () => {
   it('survive JSON, verify while the log extends them, and catch the log rolled back before them', async () => {
     const { vault, path } = await withHydrates(2)
     const early: AuditCheckpoint = JSON.parse(JSON.stringify(await vault.checkpoint()))
-    expect(early).toEqual({ environment: 'test', seq: 4, hash: expect.stringMatching(/^[0-9a-f]{64}$/), mac: expect.stringMatching(/^[0-9a-f]{64}$/) })
+    expect(early).toEqual({ environment: 'test', seq: 5, hash: expect.stringMatching(/^[0-9a-f]{64}$/), mac: expect.stringMatching(/^[0-9a-f]{64}$/) })
     sqlInChild(path, 'db.exec("CREATE TABLE saved_head AS SELECT * FROM audit_heads")')
     await withWalletOnce(vault)
     const late = await vault.checkpoint()
-    expect(late.seq).toBe(5)
-    expect(await vault.verifyAuditChain({ since: early })).toEqual({ rows: 5 })
+    expect(late.seq).toBe(6)
+    expect(await vault.verifyAuditChain({ since: early })).toEqual({ rows: 6 })
     // The log and head as they were at `early`: consistent, so only the checkpoint can tell.
-    sqlInChild(path, `db.exec(${JSON.stringify(`${DROP_TRIGGERS} DELETE FROM audit WHERE seq > 4; DELETE FROM audit_heads; INSERT INTO audit_heads SELECT * FROM saved_head`)})`)
-    expect(await vault.verifyAuditChain()).toEqual({ rows: 4 })
+    sqlInChild(path, `db.exec(${JSON.stringify(`${DROP_TRIGGERS} DELETE FROM audit WHERE seq > 5; DELETE FROM audit_heads; INSERT INTO audit_heads SELECT * FROM saved_head`)})`)
+    expect(await vault.verifyAuditChain()).toEqual({ rows: 5 })
     const check = await vault.verifyAuditChain({ since: late })
-    expect(check).toMatchObject({ brokenAt: 5 })
+    expect(check).toMatchObject({ brokenAt: 6 })
     expect(check.reason).toMatch(/rolled back/)
     await vault.close()
   })

@@ -44,7 +44,7 @@ describe('AWS KMS envelope', () => {
     const s = vault.stats()
     // Opening resolved the key (DescribeKey) and made, then unwrapped, the environment's
     // integrity key (GenerateDataKey, Decrypt); the wallet took one of each.
-    expect(s.kmsCalls).toEqual({ generateDataKey: 2, decrypt: 2, reEncrypt: 0, describeKey: 1, attempts: 5 })
+    expect(s.kmsCalls).toEqual({ generateDataKey: 2, decrypt: 2, reEncrypt: 0, encrypt: 0, describeKey: 1, attempts: 5 })
     expect(sqlInChild(path, "return db.prepare('SELECT kek_provider, kek_key_id FROM wallets').get()")).toEqual({ kek_provider: 'aws', kek_key_id: keyArn })
     await vault.close()
   })

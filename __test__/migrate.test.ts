@@ -28,15 +28,15 @@ describe.each(backends())('schema migrations on $name', (backend) => {
     expect(e.code).toBe('ERR_STORAGE')
     expect(e.message).toContain('sharevault migrate')
     // Still nothing there: migrate finds version 0.
-    expect(await migrate({ database })).toEqual({ from: 0, to: 3 })
+    expect(await migrate({ database })).toEqual({ from: 0, to: 4 })
   })
 
   it('`sharevault migrate` creates the schema once; a vault opened with migrate: false then works', async () => {
     const database = await backend.database()
     const first = await cli(['migrate'], { SHAREVAULT_DATABASE: database })
-    expect(first).toMatchObject({ code: 0, stdout: 'schema migrated from version 0 to 3\n' })
+    expect(first).toMatchObject({ code: 0, stdout: 'schema migrated from version 0 to 4\n' })
     const again = await cli(['migrate', '--database', database])
-    expect(again).toMatchObject({ code: 0, stdout: 'schema already at version 3; nothing to do\n' })
+    expect(again).toMatchObject({ code: 0, stdout: 'schema already at version 4; nothing to do\n' })
 
     const key = newKey()
     const vault = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key }, migrate: false })

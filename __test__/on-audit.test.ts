@@ -32,10 +32,12 @@ describe('onAudit', () => {
     const log = await vault.auditLog()
     expect(seen.map((e) => [e.action, e.actor, e.purpose ?? null, e.outcome])).toEqual(log.map((r) => [r.action, r.actor, r.purpose ?? null, r.outcome]))
     expect(seen[0].at).toBeInstanceOf(Date)
-    expect(seen[1]).toMatchObject({ environment: 'test', action: 'hydrate', address: address.toLowerCase(), walletId: w.walletMetadata.walletId })
+    // Opening's registration of the key in the keyring is an entry like any other.
+    expect(seen[0]).toMatchObject({ environment: 'test', action: 'key_registered' })
+    expect(seen[2]).toMatchObject({ environment: 'test', action: 'hydrate', address: address.toLowerCase(), walletId: w.walletMetadata.walletId })
     const text = JSON.stringify(seen)
     for (const s of w.externalServerKeyShares) expect(text.includes(s.secretShare)).toBe(false)
-    expect(vault.stats().onAudit).toEqual({ queued: 3, dropped: 0, delivered: 3, failed: 0 })
+    expect(vault.stats().onAudit).toEqual({ queued: 4, dropped: 0, delivered: 4, failed: 0 })
     await vault.close()
   })
 
@@ -59,10 +61,10 @@ describe('onAudit', () => {
     expect(results).toHaveLength(n)
     await settle(vault)
     const s = vault.stats().onAudit
-    expect(s.queued + s.dropped).toBe(n + 1)
+    expect(s.queued + s.dropped).toBe(n + 2) // the key's registration, the store, the hydrates
     expect(s.dropped).toBeGreaterThan(0)
     expect(s.delivered).toBe(s.queued)
-    expect(await vault.auditLog({ afterSeq: n, limit: 10 })).toHaveLength(1) // the log itself has every row
+    expect(await vault.auditLog({ afterSeq: n + 1, limit: 10 })).toHaveLength(1) // the log itself has every row
     await vault.close()
   })
 
@@ -72,7 +74,7 @@ describe('onAudit', () => {
     })
     await vault.storeWallet(fakeCreatedWallet('EVM'))
     await settle(vault)
-    expect(vault.stats().onAudit).toMatchObject({ queued: 1, delivered: 0, failed: 1 })
+    expect(vault.stats().onAudit).toMatchObject({ queued: 2, delivered: 0, failed: 2 }) // the key's registration and the store
     await vault.close()
   })
 

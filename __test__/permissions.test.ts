@@ -112,8 +112,9 @@ describe('the audit log', () => {
     await prod.withWallet(p.walletMetadata.accountAddress, () => 1, { purpose: 'sign' })
     const prodRows = await prod.auditLog({ limit: 1000 })
     const stagingRows = await staging.auditLog({ limit: 1000 })
-    expect(prodRows.map((r) => r.environment)).toEqual(['production', 'production'])
-    expect(stagingRows.map((r) => r.environment)).toEqual(['staging'])
+    // Each: its key's registration, then its own writes.
+    expect(prodRows.map((r) => r.environment)).toEqual(['production', 'production', 'production'])
+    expect(stagingRows.map((r) => r.environment)).toEqual(['staging', 'staging'])
     expect(await staging.auditLog({ address: p.walletMetadata.accountAddress })).toEqual([])
     // One chain for the database, which both can verify.
     expect((await prod.verifyAuditChain()).brokenAt).toBeUndefined()

@@ -68,8 +68,8 @@ describe.each(backends())('a sealed, unpersisted state on $name', (backend) => {
     expect(await hydrateGeneration(vault, address)).toBe(1)
     expect(await vaultError(vault.recoverSealed('bm90IGEgc2VhbGVkIHN0YXRl'))).toMatchObject({ code: 'ERR_INVALID_INPUT', path: 'sealed' })
     expect(await vaultError(vault.recoverSealed('%%%'))).toMatchObject({ code: 'ERR_INVALID_INPUT', path: 'sealed' })
-    // Another environment's vault on the same database and key.
-    const other = await Vault.open({ database, environment: 'staging', kms: { provider: 'local', key } })
+    // Another environment's vault on the same database (with a key of its own).
+    const other = await Vault.open({ database, environment: 'staging', kms: { provider: 'local', key: newKey() } })
     expect((await vaultError(other.recoverSealed(sealed))).code).toBe('ERR_ENVIRONMENT_MISMATCH')
     await other.close()
     // The wallet changed (a replace) after the state was sealed: stale.

@@ -14,10 +14,11 @@ describe('result objects', () => {
     expect(out.pubkeyIsBytes).toBe(true)
     expect(out.listed).toHaveLength(1)
     expect(out.audit).toEqual([
-      [1, 'store', 'sharevault', null],
-      [2, 'hydrate', 'sharevault', 'sign'],
+      [1, 'key_registered', 'sharevault', expect.stringMatching(/is the primary$/)],
+      [2, 'store', 'sharevault', null],
+      [3, 'hydrate', 'sharevault', 'sign'],
     ])
-    expect(out.chain).toEqual({ rows: 2 })
+    expect(out.chain).toEqual({ rows: 3 })
     expect(out.hydrations).toBe(1)
     expect(out.decrypts).toBeGreaterThanOrEqual(0)
   })

@@ -75,9 +75,10 @@ describe('a changed record never yields plaintext', () => {
 
 describe('another environment or another key never yields plaintext', () => {
   it('shows another environment nothing of a wallet: not found, not listed, and its own wallet may use the address', async () => {
-    const { vault, path, key, a } = await storedPair()
+    const { vault, path, a } = await storedPair()
     await vault.close()
-    const other = await Vault.open({ database: path, environment: 'staging', kms: { provider: 'local', key } })
+    // Another environment has a key of its own (one key for two environments is refused).
+    const other = await Vault.open({ database: path, environment: 'staging', kms: { provider: 'local', key: newKey() } })
     const addr = a.walletMetadata.accountAddress
     expect((await vaultError(other.withWallet(addr, () => 'should not run'))).code).toBe('ERR_NOT_FOUND')
     expect((await vaultError(other.getMetadata(addr))).code).toBe('ERR_NOT_FOUND')
@@ -87,10 +88,10 @@ describe('another environment or another key never yields plaintext', () => {
   })
 
   it('fails with ERR_TAMPERED when the environment column is rewritten to match another vault', async () => {
-    const { vault, path, key, a } = await storedPair()
+    const { vault, path, a } = await storedPair()
     await vault.close()
     tamper(path, "UPDATE wallets SET environment = 'staging'")
-    const other = await Vault.open({ database: path, environment: 'staging', kms: { provider: 'local', key } })
+    const other = await Vault.open({ database: path, environment: 'staging', kms: { provider: 'local', key: newKey() } })
     const e = await vaultError(other.withWallet(a.walletMetadata.accountAddress, () => 'should not run'))
     expect(e.code).toBe('ERR_TAMPERED')
     await other.close()
@@ -151,9 +152,10 @@ describe('the database file', () => {
     await vault.withWallet(a.walletMetadata.accountAddress, () => 1, { purpose: 'sign' })
     expect(() => tamper(path, "UPDATE audit SET actor = 'nobody'")).toThrow(/append-only/)
     expect(() => tamper(path, 'DELETE FROM audit')).toThrow(/append-only/)
-    expect(await vault.verifyAuditChain()).toEqual({ rows: 3 })
-    sqlInChild(path, `db.exec("DROP TRIGGER audit_append_only_update; UPDATE audit SET purpose = 'innocent' WHERE seq = 3")`)
-    expect(await vault.verifyAuditChain()).toMatchObject({ rows: 3, brokenAt: 3, reason: expect.stringMatching(/does not chain/) })
+    // The keyring's registration, two stores, the hydrate.
+    expect(await vault.verifyAuditChain()).toEqual({ rows: 4 })
+    sqlInChild(path, `db.exec("DROP TRIGGER audit_append_only_update; UPDATE audit SET purpose = 'innocent' WHERE seq = 4")`)
+    expect(await vault.verifyAuditChain()).toMatchObject({ rows: 4, brokenAt: 4, reason: expect.stringMatching(/does not chain/) })
     await vault.close()
   })
 })
@@ -214,9 +216,9 @@ onPostgres('on postgres: a changed or moved record never yields plaintext', () =
     await expect(pgExec(database, "UPDATE audit SET actor = 'nobody'")).rejects.toThrow(/append-only/)
     await expect(pgExec(database, 'DELETE FROM audit')).rejects.toThrow(/append-only/)
     await expect(pgExec(database, 'TRUNCATE audit')).rejects.toThrow(/append-only/)
-    expect(await vault.verifyAuditChain()).toEqual({ rows: 3 })
-    await pgExec(database, "ALTER TABLE audit DISABLE TRIGGER audit_append_only; UPDATE audit SET purpose = 'innocent' WHERE seq = 3")
-    expect(await vault.verifyAuditChain()).toMatchObject({ rows: 3, brokenAt: 3, reason: expect.stringMatching(/does not chain/) })
+    expect(await vault.verifyAuditChain()).toEqual({ rows: 4 })
+    await pgExec(database, "ALTER TABLE audit DISABLE TRIGGER audit_append_only; UPDATE audit SET purpose = 'innocent' WHERE seq = 4")
+    expect(await vault.verifyAuditChain()).toMatchObject({ rows: 4, brokenAt: 4, reason: expect.stringMatching(/does not chain/) })
     await vault.close()
   })
 })

@@ -7,33 +7,14 @@ const { mkdtempSync, rmSync } = require('node:fs')
 const { tmpdir } = require('node:os')
 const { join } = require('node:path')
 const { randomBytes } = require('node:crypto')
-const { phase } = require('./lib')
+const { phase, pgDatabase: pgDatabaseNamed } = require('./lib')
 
 const [impl, backend, optionsJson] = process.argv.slice(2)
 const o = JSON.parse(optionsJson)
-const ADMIN = process.env.SHAREVAULT_PG_ADMIN_URL || 'postgres://postgres@127.0.0.1:5432/postgres'
 
 /** A throwaway PostgreSQL database (no TLS on loopback for both implementations: the `pg`
  * package never uses TLS unless told to, so an encrypted connection would measure TLS). */
-async function pgDatabase() {
-  const { Client } = require('pg')
-  const name = `sharevault_bench_${impl}_${process.pid}`
-  const c = new Client({ connectionString: ADMIN })
-  await c.connect()
-  await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-  await c.query(`CREATE DATABASE ${name}`)
-  await c.end()
-  const u = new URL(ADMIN)
-  u.pathname = `/${name}`
-  u.searchParams.set('sslmode', 'disable')
-  const drop = async () => {
-    const d = new Client({ connectionString: ADMIN })
-    await d.connect()
-    await d.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-    await d.end()
-  }
-  return { url: u.toString(), drop }
-}
+const pgDatabase = () => pgDatabaseNamed(`sharevault_bench_${impl}_${process.pid}`, { sslmode: 'disable' })
 
 /** `{ store, hydrate, getMetadata, close }` for the implementation under test. */
 async function open(key, dir) {

@@ -42,4 +42,25 @@ function table(rows) {
   ].join('\n')
 }
 
-module.exports = { arg, flag, phase, table }
+/** A throwaway PostgreSQL database named `name` (dropped first if it exists): `{ url, drop }`. */
+async function pgDatabase(name, { sslmode } = {}) {
+  const { Client } = require('pg')
+  const admin = process.env.SHAREVAULT_PG_ADMIN_URL || 'postgres://postgres@127.0.0.1:5432/postgres'
+  const run = async (sql) => {
+    const c = new Client({ connectionString: admin })
+    await c.connect()
+    try {
+      await c.query(sql)
+    } finally {
+      await c.end()
+    }
+  }
+  await run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+  await run(`CREATE DATABASE ${name}`)
+  const u = new URL(admin)
+  u.pathname = `/${name}`
+  if (sslmode) u.searchParams.set('sslmode', sslmode)
+  return { url: u.toString(), drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) }
+}
+
+module.exports = { arg, flag, phase, table, pgDatabase }

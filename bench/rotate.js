@@ -13,7 +13,7 @@ const { join } = require('node:path')
 const { randomBytes } = require('node:crypto')
 const { execFileSync } = require('node:child_process')
 const { monitorEventLoopDelay } = require('node:perf_hooks')
-const { arg, flag, phase } = require('./lib')
+const { arg, flag, phase, pgDatabase } = require('./lib')
 const { Vault, ALL_PERMISSIONS } = require('../dist')
 const { fakeCreatedWallet } = require('../dist-demo/fixtures')
 
@@ -21,28 +21,10 @@ const N = arg('--wallets', 100000)
 const SECONDS = arg('--seconds', 10)
 const PG = flag('--pg')
 const AWS = flag('--aws')
-const ADMIN = process.env.SHAREVAULT_PG_ADMIN_URL || 'postgres://postgres@127.0.0.1:5432/postgres'
 
 async function database(dir) {
   if (!PG) return { url: join(dir, 'rotate.db'), drop: async () => undefined }
-  const { Client } = require('pg')
-  const name = `sharevault_bench_rotate_${process.pid}`
-  const c = new Client({ connectionString: ADMIN })
-  await c.connect()
-  await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-  await c.query(`CREATE DATABASE ${name}`)
-  await c.end()
-  const u = new URL(ADMIN)
-  u.pathname = `/${name}`
-  return {
-    url: u.toString(),
-    drop: async () => {
-      const d = new Client({ connectionString: ADMIN })
-      await d.connect()
-      await d.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-      await d.end()
-    },
-  }
+  return pgDatabase(`sharevault_bench_rotate_${process.pid}`)
 }
 
 function keys() {

@@ -105,3 +105,11 @@ export async function countWallets(database: string): Promise<number> {
   const { sqlInChild } = await import('./sql')
   return sqlInChild<number>(database.replace(/^sqlite:\/\//, ''), "return db.prepare('SELECT count(*) AS n FROM wallets').get().n")
 }
+
+/**
+ * The audit rows of wallets and of the log itself, without the keyring's (every environment's log
+ * starts with the registration of its key, at the key's own address `sharevault:key:…`).
+ */
+export function withoutKeyring<T extends { address: string }>(rows: T[]): T[] {
+  return rows.filter((r) => !r.address.startsWith('sharevault:'))
+}

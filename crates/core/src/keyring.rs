@@ -209,7 +209,8 @@ fn check_entry(key: &IntegrityKey, entry: &KeyringEntry, state: Option<&AuditRec
 }
 
 /// Writes `entry` (a new one when `expected` is `None`, else only over that version) with its
-/// audit row. `Ok(false)`: another process changed it first.
+/// audit row, and returns that row as committed (for `onAudit`). `Ok(None)`: another process
+/// changed it first.
 pub async fn put(
     store: &Arc<dyn WalletStore>,
     key: &IntegrityKey,
@@ -218,7 +219,7 @@ pub async fn put(
     actor: &str,
     action: &'static str,
     purpose: String,
-) -> Result<bool> {
+) -> Result<Option<AuditEntry>> {
     entry.mac = key.keyring_tag(&entry.facts());
     let audit = AuditEntry {
         at_ms: now_ms(),
@@ -231,9 +232,10 @@ pub async fn put(
         outcome: "ok".to_string(),
         wallet_mac: Some(entry.mac.clone()),
     };
+    let copy = audit.clone();
     match store.apply(Change::PutKey { entry: Box::new(entry), expected_version: expected }, audit).await? {
-        Applied::Done => Ok(true),
-        Applied::Stale | Applied::NotFound => Ok(false),
+        Applied::Done => Ok(Some(copy)),
+        Applied::Stale | Applied::NotFound => Ok(None),
     }
 }
 
@@ -254,6 +256,8 @@ fn name(kek: &KekRef) -> String {
 pub struct Opened {
     pub integrity: Arc<IntegrityKey>,
     pub keyring: Keyring,
+    /// The audit entries opening committed (registrations, the integrity key's move), for `onAudit`.
+    pub committed: Vec<AuditEntry>,
 }
 
 /// Everything `Vault::open` does with keys: the integrity key (unwrapped by whichever
@@ -286,18 +290,19 @@ pub async fn open(
     tamper::enable(store, &integrity).await?;
     let mut ring = load(store, &integrity).await?;
     // Processes opening with a new primary at once: one registers it, the others find it done.
-    let mut registered = register(store, kms, &integrity, &ring, &stored, actor).await;
+    let mut committed = Vec::new();
+    let mut registered = register(store, kms, &integrity, &ring, &stored, actor, &mut committed).await;
     for _ in 0..4 {
         if !matches!(&registered, Err(e) if e.code == ErrorCode::Conflict) {
             break;
         }
         ring = load(store, &integrity).await?;
-        registered = register(store, kms, &integrity, &ring, &stored, actor).await;
+        registered = register(store, kms, &integrity, &ring, &stored, actor, &mut committed).await;
     }
     match registered {
         Ok(()) => {
             ring = load(store, &integrity).await?;
-            move_integrity_key(store, kms, &integrity, &stored, root, actor).await?;
+            committed.extend(move_integrity_key(store, kms, &integrity, &stored, root, actor).await?);
         }
         // The log refuses writes (broken, or from before schema 2), or the keyring does not
         // verify: nothing is registered until an operator repairs it (`acknowledgeAuditBreak`,
@@ -309,7 +314,7 @@ pub async fn open(
     if !ring.keys.is_empty() {
         kms.set_trusted(ring.trusted());
     }
-    Ok(Opened { integrity, keyring: ring })
+    Ok(Opened { integrity, keyring: ring, committed })
 }
 
 /// An operator's repair of the keyring, after the log was repaired (`acknowledgeAuditBreak`) or
@@ -323,25 +328,28 @@ pub async fn repair(
     integrity: &IntegrityKey,
     actor: &str,
     reauthenticate: bool,
-) -> Result<()> {
+) -> Result<Vec<AuditEntry>> {
+    let mut committed = Vec::new();
     let ring = load(store, integrity).await?;
     if reauthenticate {
         for k in ring.keys.iter().filter(|k| k.tampered.is_some() && !k.entry.mac.is_empty()) {
             let mut e = k.entry.clone();
             e.version += 1;
             let why = format!("{} authenticated as it is by an operator", name(&e.kek));
-            put(store, integrity, e, Some(k.entry.version), actor, crate::audit::AUTHENTICATED, why).await?;
+            committed.extend(
+                put(store, integrity, e, Some(k.entry.version), actor, crate::audit::AUTHENTICATED, why).await?,
+            );
         }
     }
     let ring = load(store, integrity).await?;
     if let Some(stored) = store.integrity_key(integrity.environment()).await? {
-        register(store, kms, integrity, &ring, &stored, actor).await?;
+        register(store, kms, integrity, &ring, &stored, actor, &mut committed).await?;
     }
     let ring = load(store, integrity).await?;
     if !ring.keys.is_empty() {
         kms.set_trusted(ring.trusted());
     }
-    Ok(())
+    Ok(committed)
 }
 
 /// Registers the configured primary (see [`open`]).
@@ -352,6 +360,7 @@ async fn register(
     ring: &Keyring,
     stored: &WrappedKey,
     actor: &str,
+    committed: &mut Vec<AuditEntry>,
 ) -> Result<()> {
     let environment = integrity.environment();
     let primary = kms.current_kek().clone();
@@ -376,7 +385,7 @@ async fn register(
                 e.changed_at = now;
                 e.version += 1;
                 let why = format!("{} now at version {} (was {was})", name(&primary), primary.key_version);
-                put(store, integrity, e, Some(current.version), actor, KEY_VERSION_SEEN, why).await?;
+                committed.extend(put(store, integrity, e, Some(current.version), actor, KEY_VERSION_SEEN, why).await?);
             }
             return Ok(());
         }
@@ -415,7 +424,8 @@ async fn register(
         // its integrity key (and so every record it has) is trusted with the primary.
         if !stored.kek.same_key(&primary) {
             let why = format!("{} wraps the environment's records and integrity key", name(&stored.kek));
-            put(store, integrity, fresh(&stored.kek, KeyState::DecryptOnly), None, actor, KEY_REGISTERED, why).await?;
+            let entry = fresh(&stored.kek, KeyState::DecryptOnly);
+            committed.extend(put(store, integrity, entry, None, actor, KEY_REGISTERED, why).await?);
         }
     } else if let Some(old) = ring.primary() {
         let mut e = old.clone();
@@ -423,20 +433,24 @@ async fn register(
         e.changed_at = now;
         e.version += 1;
         let why = format!("{} replaced as primary by {}", name(&old.kek), name(&primary));
-        if !put(store, integrity, e, Some(old.version), actor, KEY_DEMOTED, why).await? {
+        let Some(done) = put(store, integrity, e, Some(old.version), actor, KEY_DEMOTED, why).await? else {
             return Err(Error::new(
                 ErrorCode::Conflict,
                 "the keyring changed while the new primary was registered: open again",
             ));
-        }
+        };
+        committed.push(done);
     }
     let why = format!("{} is the primary", name(&primary));
-    if !put(store, integrity, fresh(&primary, KeyState::Primary), None, actor, KEY_REGISTERED, why).await? {
+    let Some(done) =
+        put(store, integrity, fresh(&primary, KeyState::Primary), None, actor, KEY_REGISTERED, why).await?
+    else {
         return Err(Error::new(
             ErrorCode::Conflict,
             "the keyring changed while the new primary was registered: open again",
         ));
-    }
+    };
+    committed.push(done);
     Ok(())
 }
 
@@ -472,10 +486,10 @@ async fn move_integrity_key(
     stored: &WrappedKey,
     root: DataKey,
     actor: &str,
-) -> Result<()> {
+) -> Result<Option<AuditEntry>> {
     let primary = kms.current_kek().clone();
     if stored.kek.same_key(&primary) {
-        return Ok(());
+        return Ok(None);
     }
     let environment = integrity.environment();
     let ctx = integrity_context(environment);
@@ -497,8 +511,9 @@ async fn move_integrity_key(
         wallet_mac: None,
     };
     // Another process may have moved it first: then it is where it should be.
-    store.apply(Change::MoveIntegrityKey { from: stored.kek.clone(), to: WrappedKey { kek, wrapped } }, audit).await?;
-    Ok(())
+    let copy = audit.clone();
+    let change = Change::MoveIntegrityKey { from: stored.kek.clone(), to: WrappedKey { kek, wrapped } };
+    Ok((store.apply(change, audit).await? == Applied::Done).then_some(copy))
 }
 
 #[cfg(test)]

@@ -89,11 +89,24 @@ pub async fn open(config: OpenConfig) -> Result<Vault> {
     let opened = async {
         let actor = config.actor.as_deref().unwrap_or(vault::DEFAULT_ACTOR);
         let keys = keyring::open(&store, &kms, &config.environment, actor, config.local_in_production).await?;
-        Vault::new(store.clone(), kms.clone(), stats, &config.environment, config.actor.as_deref(), keys.integrity)
+        let vault = Vault::new(
+            store.clone(),
+            kms.clone(),
+            stats,
+            &config.environment,
+            config.actor.as_deref(),
+            keys.integrity,
+        )?;
+        Ok((vault, keys.committed))
     }
     .await;
     match opened {
-        Ok(v) => Ok(v.with_permissions(config.allow).with_audit_sink(config.audit_sink)),
+        Ok((v, committed)) => {
+            let v = v.with_permissions(config.allow).with_audit_sink(config.audit_sink);
+            // What opening committed (the keyring's registrations) reaches onAudit like any entry.
+            v.forward_all(committed);
+            Ok(v)
+        }
         Err(e) => {
             // Nothing half-open is left behind: the writer stops, the key material goes.
             let _ = store.close().await;

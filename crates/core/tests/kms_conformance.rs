@@ -101,6 +101,25 @@ async fn conforms(s: Subject, cache: bool) {
     let e = kms.rewrap_data_key(&foreign.kek, &foreign.wrapped, &here).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::KmsDenied, "{name}: {e}");
 
+    // Moving to another key of the same provider (a rotation): the data key is the same under the
+    // new key, still bound to its wallet; an existing key wrapped under it opens too.
+    let moving = KeyWrapping::with_previous(s.other.clone(), vec![s.key.clone()], None, Arc::default());
+    let (moved, new_kek) = moving.rewrap_data_key(&g.kek, &g.wrapped, &here).await.unwrap();
+    assert!(new_kek.same_key(s.other.kek()), "{name}");
+    assert_eq!(moving.unwrap_data_key(&new_kek, &moved, &here).await.unwrap().expose(), g.plaintext.expose(), "{name}");
+    let e = moving.unwrap_data_key(&new_kek, &moved, &ctx("test", "w2")).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Tampered, "{name}: {e}");
+    let (wrapped, k) = moving.wrap_uncached(&g.plaintext, &here).await.unwrap();
+    assert_eq!(moving.unwrap_uncached(&k, &wrapped, &here).await.unwrap().expose(), g.plaintext.expose(), "{name}");
+    // A key the keyring retired unwraps nothing, and is never asked.
+    moving.set_trusted(sharevault_core::kms::Trusted {
+        usable: vec![s.other.kek().clone()],
+        retired: vec![g.kek.clone()],
+    });
+    let e = moving.unwrap_data_key(&g.kek, &g.wrapped, &here).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::KmsDenied, "{name}: {e}");
+    assert!(e.message.contains("retired"), "{name}: {e}");
+
     // Closing the seam zeroizes the cache.
     kms.close();
     assert_eq!(kms.cached_keys(), 0, "{name}");

@@ -119,25 +119,33 @@ impl Vault {
         let reencrypt_before = ring.primary().and_then(|p| p.reencrypt_before);
         let integrity = self.store.integrity_key(&self.environment).await?.map(|k| k.kek);
         let configured = self.kms.configured();
+        // A key's report before its records are counted.
+        let report = |kek: &KekRef, state: &str| KeyReport {
+            kek: kek.clone(),
+            state: state.to_string(),
+            added_at: None,
+            changed_at: None,
+            records: 0,
+            by_version: Vec::new(),
+            oldest_wrap: None,
+            newest_wrap: None,
+            unknown_wrap_time: 0,
+            integrity_key: integrity.as_ref().is_some_and(|i| i.same_key(kek)),
+            configured: configured.iter().any(|c| c.same_key(kek)),
+            due: false,
+            provider_rotation: None,
+            tampered: None,
+        };
         let mut keys: Vec<KeyReport> = ring
             .keys
             .iter()
             .map(|k| KeyReport {
-                kek: k.entry.kek.clone(),
-                state: k.entry.state.as_str().to_string(),
                 added_at: Some(k.entry.added_at),
                 changed_at: Some(k.entry.changed_at),
-                records: 0,
-                by_version: Vec::new(),
-                oldest_wrap: None,
-                newest_wrap: None,
-                unknown_wrap_time: 0,
-                integrity_key: integrity.as_ref().is_some_and(|i| i.same_key(&k.entry.kek)),
-                configured: configured.iter().any(|c| c.same_key(&k.entry.kek)),
                 // The primary is due when it has been the primary for longer than the horizon.
                 due: k.entry.state == KeyState::Primary && k.entry.changed_at < horizon,
-                provider_rotation: None,
                 tampered: k.tampered.clone(),
+                ..report(&k.entry.kek, k.entry.state.as_str())
             })
             .collect();
         let (mut behind_count, mut tampered) = (0u64, 0u64);
@@ -158,22 +166,7 @@ impl Vault {
                 let i = match keys.iter().position(|k| k.kek.same_key(&s.kek)) {
                     Some(i) => i,
                     None => {
-                        keys.push(KeyReport {
-                            kek: KekRef { key_version: String::new(), ..s.kek.clone() },
-                            state: "unknown".to_string(),
-                            added_at: None,
-                            changed_at: None,
-                            records: 0,
-                            by_version: Vec::new(),
-                            oldest_wrap: None,
-                            newest_wrap: None,
-                            unknown_wrap_time: 0,
-                            integrity_key: integrity.as_ref().is_some_and(|k| k.same_key(&s.kek)),
-                            configured: configured.iter().any(|c| c.same_key(&s.kek)),
-                            due: false,
-                            provider_rotation: None,
-                            tampered: None,
-                        });
+                        keys.push(report(&KekRef { key_version: String::new(), ..s.kek.clone() }, "unknown"));
                         keys.len() - 1
                     }
                 };
@@ -265,12 +258,14 @@ impl Vault {
             e.version += 1;
             let actor = actor.unwrap_or(&self.actor);
             let why = format!("{name} retired: no record is read under it any more");
-            if !keyring::put(&self.store, &self.integrity, e, Some(k.entry.version), actor, KEY_RETIRED, why).await? {
+            let put = keyring::put(&self.store, &self.integrity, e, Some(k.entry.version), actor, KEY_RETIRED, why);
+            let Some(done) = put.await? else {
                 return Err(Error::new(
                     ErrorCode::Conflict,
                     "the keyring changed while the key was retired: try again",
                 ));
-            }
+            };
+            self.forward(Some(done));
             self.fresh_keyring().await?;
             Ok(())
         })

@@ -174,7 +174,10 @@ impl Vault {
                     }
                 }
             }
-            crate::keyring::repair(&self.store, &self.kms, &self.integrity, actor.unwrap_or(&self.actor), true).await?;
+            let committed =
+                crate::keyring::repair(&self.store, &self.kms, &self.integrity, actor.unwrap_or(&self.actor), true)
+                    .await?;
+            committed.into_iter().for_each(|e| self.forward(Some(e)));
             Ok((authenticated, refused))
         })
         .await

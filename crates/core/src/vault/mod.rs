@@ -239,6 +239,11 @@ impl Vault {
         }
     }
 
+    /// Entries committed outside the vault's own calls (opening's keyring registrations), to the sink.
+    pub fn forward_all(&self, entries: Vec<AuditEntry>) {
+        entries.into_iter().for_each(|e| self.forward(Some(e)));
+    }
+
     /// `store.apply`, and the audit entry to the sink once it is committed.
     async fn apply(&self, change: Change, audit: AuditEntry) -> Result<Applied> {
         let copy = self.sink.as_ref().map(|_| audit.clone());

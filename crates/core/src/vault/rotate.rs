@@ -86,14 +86,15 @@ impl Vault {
                 e.version += 1;
                 let who = actor.unwrap_or(&self.actor);
                 let why = "every record sealed before now gets a fresh data key and new ciphertext".to_string();
-                if !keyring::put(&self.store, &self.integrity, e, Some(entry.version), who, REENCRYPT_STARTED, why)
-                    .await?
-                {
+                let put =
+                    keyring::put(&self.store, &self.integrity, e, Some(entry.version), who, REENCRYPT_STARTED, why);
+                let Some(done) = put.await? else {
                     return Err(Error::new(
                         ErrorCode::Conflict,
                         "the keyring changed as the re-encryption began: try again",
                     ));
-                }
+                };
+                self.forward(Some(done));
                 ring = self.fresh_keyring().await?;
             }
             let reencrypt_before = if reencrypt { ring.primary().and_then(|p| p.reencrypt_before) } else { None };
@@ -236,8 +237,16 @@ impl Vault {
                     e.version += 1;
                     let who = actor.unwrap_or(&self.actor);
                     let why = "every record has a fresh data key".to_string();
-                    keyring::put(&self.store, &self.integrity, e, Some(entry.version), who, REENCRYPT_FINISHED, why)
-                        .await?;
+                    let put = keyring::put(
+                        &self.store,
+                        &self.integrity,
+                        e,
+                        Some(entry.version),
+                        who,
+                        REENCRYPT_FINISHED,
+                        why,
+                    );
+                    self.forward(put.await?);
                     return self.census(&self.fresh_keyring().await?, DEFAULT_ROTATE_AFTER_DAYS).await;
                 }
             }
