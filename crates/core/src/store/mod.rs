@@ -203,11 +203,14 @@ pub enum Change {
     /// Sets the MAC of an existing row as it is (the explicit operator step for rows written
     /// before rows were authenticated); only if the row is still at `expected_version`.
     Authenticate { address_key: String, expected_version: i64, auth: RowAuth },
-    /// A rotation's write: the row's sealed record (re-wrapped data key, or, re-encrypted, a new
+    /// A rotation's write: the row's sealed record (re-wrapped data key, or, `reencrypted`, a new
     /// data key and ciphertext) and its times, same metadata and generation; only if the row is
-    /// still at `expected_version`. Shredded like a replace: no byte of the old wrapped key or
-    /// ciphertext is left in the files when it is acknowledged.
-    Rewrap { address_key: String, expected_version: i64, sealed: SealedRecord, auth: RowAuth },
+    /// still at `expected_version`. Re-encrypted, it is shredded like a replace: no byte of the
+    /// old wrapped key or ciphertext is left in the files when it is acknowledged. Re-wrapped
+    /// (the same data key and ciphertext, the old wrapped key useless without the old key), it is
+    /// shredded within a second (`SHRED_RETRY`), not before each acknowledgement: a rotation then
+    /// costs one checkpoint a second, not one per commit.
+    Rewrap { address_key: String, expected_version: i64, sealed: SealedRecord, auth: RowAuth, reencrypted: bool },
     /// A keyring entry: inserted when `expected_version` is `None` (`Stale` if the key is there
     /// already), otherwise written only over that version.
     PutKey { entry: Box<KeyringEntry>, expected_version: Option<i64> },

@@ -202,8 +202,13 @@ impl Vault {
             let mut audit = self.audit(actor, action, &row.address, Some(&row.wallet_id), Some(&from), "ok");
             audit.wallet_mac = Some(auth.mac.clone());
             let (new_kek, new_wrapped) = (sealed.kek.clone(), sealed.wrapped_dek.clone());
-            let change =
-                Change::Rewrap { address_key: row.address_key.clone(), expected_version: row.version, sealed, auth };
+            let change = Change::Rewrap {
+                address_key: row.address_key.clone(),
+                expected_version: row.version,
+                sealed,
+                auth,
+                reencrypted: fresh,
+            };
             let applied = self.apply(change, audit).await;
             if fresh {
                 // A rotation's new keys stay out of the cache (it would push the working set out).

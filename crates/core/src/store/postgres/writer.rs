@@ -518,7 +518,7 @@ async fn apply_change(
             .bind(s.sealed_at);
             cas(q, tx).await?
         }
-        Change::Rewrap { address_key, expected_version, sealed: s, auth } => {
+        Change::Rewrap { address_key, expected_version, sealed: s, auth, .. } => {
             let q = sqlx::query(
                 "WITH u AS (UPDATE wallets SET version = version + 1, format = $1, alg = $2, kek_provider = $3, \
                  kek_key_id = $4, kek_key_version = $5, wrapped_dek = $6, nonce = $7, ciphertext = $8, wrapped_at = $9, \

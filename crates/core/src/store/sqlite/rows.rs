@@ -293,7 +293,7 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                 row_state(conn, environment, address_key)
             }
         }
-        Change::Rewrap { address_key, expected_version, sealed: s, auth } => {
+        Change::Rewrap { address_key, expected_version, sealed: s, auth, .. } => {
             let n = conn
                 .prepare_cached(
                     "UPDATE wallets SET version = version + 1, format = ?1, alg = ?2, kek_provider = ?3, \

@@ -120,7 +120,9 @@ pub(super) fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             shred_pending = !shred(&conn);
             last_try = Instant::now();
         }
-        if !writes.is_empty() && commit_batch(&conn, writes, key.as_deref()) {
+        // The clock starts at the first pending shred, so a steady stream of commits (a rotation)
+        // still gets its checkpoint within SHRED_RETRY.
+        if !writes.is_empty() && commit_batch(&conn, writes, key.as_deref()) && !shred_pending {
             shred_pending = true;
             last_try = Instant::now();
         }
@@ -143,6 +145,8 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>)
     let now = crate::audit::now_ms();
     let mut replies = Vec::with_capacity(writes.len());
     let mut shredded = false;
+    // A re-wrap: shredded by the writer's next retry (within SHRED_RETRY), not before the reply.
+    let mut shred_soon = false;
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = db_err("starting a transaction")(e);
         for job in writes {
@@ -184,10 +188,14 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>)
                         Ok((applied, None))
                     }
                 });
-                if matches!(r, Ok((Applied::Done, _)))
-                    && matches!(*change, Change::Delete { .. } | Change::ReplaceShares { .. } | Change::Rewrap { .. })
-                {
-                    shredded = true;
+                if matches!(r, Ok((Applied::Done, _))) {
+                    match *change {
+                        Change::Delete { .. }
+                        | Change::ReplaceShares { .. }
+                        | Change::Rewrap { reencrypted: true, .. } => shredded = true,
+                        Change::Rewrap { reencrypted: false, .. } => shred_soon = true,
+                        _ => {}
+                    }
                 }
                 match r {
                     Ok((a, nh)) => (Reply::Apply(tx, Ok(a)), nh),
@@ -259,7 +267,7 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>)
     }
     // Before anyone hears of a delete or a replace: a resolved `deleteWallet` promises that no
     // byte of the wallet's wrapped key or sealed record is left in any of the database's files.
-    let pending = shredded && !shred(conn);
+    let pending = (shredded && !shred(conn)) || shred_soon;
     for r in replies {
         r.send();
     }
