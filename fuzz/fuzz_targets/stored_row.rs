@@ -29,6 +29,9 @@ fuzz_target!(|data: &[u8]| {
             wrapped_dek: data.to_vec(),
             nonce: Vec::new(),
             ciphertext: Vec::new(),
+            // Either digest format (with and without wrap and seal times) must refuse a made-up MAC.
+            wrapped_at: data.first().map(|b| i64::from(*b)),
+            sealed_at: data.get(1).map(|b| i64::from(*b)),
         },
         mac: Some(data.iter().rev().take(32).copied().collect()),
         sealed_digest: Some(data.iter().take(32).copied().collect()),
