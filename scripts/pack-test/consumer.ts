@@ -22,6 +22,14 @@ import {
   type KeyShareBackupEntry,
   type KeyShareBackupInfo,
   type KmsOptions,
+  type KeyCount,
+  type KeyOptions,
+  type KeyRef,
+  type KeyReport,
+  type KeyStatus,
+  type RotateOptions,
+  type RotateProgress,
+  type RotationReport,
   type ListOptions,
   type LocalKmsOptions,
   type Migrated,
@@ -100,5 +108,17 @@ export async function use(): Promise<void> {
   } catch (e) {
     if (e instanceof VaultError && e.code === code) console.log(m, n, audit, stats, listed, Object.keys(dynamic))
   }
+  // The key lifecycle (README, "Key rotation").
+  const previous: KeyOptions[] = [local]
+  const moving: KmsOptions = { ...aws, previous }
+  const progress = (p: RotateProgress): void => console.log(p.done, p.total, p.failed)
+  const rotateOptions: RotateOptions = { batchSize: 100, onProgress: progress }
+  const report: RotationReport = await vault.rotate(rotateOptions)
+  const before: KeyCount[] = report.before
+  const status: KeyStatus = await vault.keyStatus({ rotateAfterDays: 90 })
+  const first: KeyReport | undefined = status.keys[0]
+  const ref: KeyRef = { provider: first?.provider ?? 'local', keyId: first?.keyId ?? '' }
+  await vault.retireKey(ref).catch(() => undefined)
+  console.log(moving, before)
   await vault.close()
 }
