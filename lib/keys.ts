@@ -46,12 +46,6 @@ export function keyStatusOf(s: NativeKeyStatus): KeyStatus {
 const counts = (s: NativeKeyStatus): KeyCount[] =>
   s.keys.map((k) => ({ provider: k.provider, keyId: k.keyId, state: k.state as KeyCount['state'], records: k.records }))
 
-function optInt(v: unknown, path: string, min: number, max: number): number | undefined {
-  if (v === undefined) return undefined
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw invalid(path, `must be an integer from ${min} to ${max}`)
-  return v
-}
-
 function abortError(signal: AbortSignal): Error {
   const e = new Error('the rotation was aborted: every wallet stays readable; run rotate() again to finish it')
   e.name = 'AbortError'
@@ -68,8 +62,11 @@ export interface RotateArgs {
   actor?: string
 }
 
-/** Reads `rotate()`'s options (own properties only, as everywhere). */
-export function rotateArgs(own: (k: string) => unknown, actor: string | undefined): RotateArgs {
+/**
+ * Reads `rotate()`'s options (own properties only, as everywhere): JS types here, with the
+ * facade's `num` reader; every range is the core's to check.
+ */
+export function rotateArgs(own: (k: string) => unknown, actor: string | undefined, num: (v: unknown, path: string) => number | undefined): RotateArgs {
   const reencrypt = own('reencrypt')
   if (reencrypt !== undefined && typeof reencrypt !== 'boolean') throw invalid('reencrypt', 'must be a boolean')
   const signal = own('signal')
@@ -78,8 +75,8 @@ export function rotateArgs(own: (k: string) => unknown, actor: string | undefine
   if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress', 'must be a function')
   return {
     reencrypt: reencrypt === true,
-    batchSize: optInt(own('batchSize'), 'batchSize', 1, 1000),
-    concurrency: optInt(own('concurrency'), 'concurrency', 1, 64),
+    batchSize: num(own('batchSize'), 'batchSize'),
+    concurrency: num(own('concurrency'), 'concurrency'),
     signal: signal as AbortSignal | undefined,
     onProgress: onProgress as RotateOptions['onProgress'],
     actor,

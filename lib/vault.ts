@@ -415,9 +415,8 @@ export class Vault {
    * older than `rotateAfterDays` (default 90). Needs `audit:read`.
    */
   async keyStatus(options: { rotateAfterDays?: number } = {}): Promise<KeyStatus> {
-    const days = own(options, 'rotateAfterDays')
-    if (days !== undefined && (typeof days !== 'number' || !Number.isInteger(days))) throw invalid('rotateAfterDays', 'must be an integer from 1 to 3650')
-    return keyStatusOf(await call(() => this.native.keyStatus(days as number | undefined)))
+    const days = optNum(own(options, 'rotateAfterDays'), 'rotateAfterDays')
+    return keyStatusOf(await call(() => this.native.keyStatus(days)))
   }
 
   /**
@@ -430,7 +429,7 @@ export class Vault {
    */
   async rotate(options: RotateOptions = {}): Promise<RotationReport> {
     if (!isObject(options, 'options')) throw invalid('options', 'must be an object')
-    const args = rotateArgs((k) => own(options, k), actorOf(options))
+    const args = rotateArgs((k) => own(options, k), actorOf(options), optNum)
     return rotate(this.native, call, args)
   }
 

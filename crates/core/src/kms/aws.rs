@@ -323,6 +323,9 @@ impl KeyProvider for AwsKms {
     }
 
     async fn wrap(&self, key: &DataKey, ctx: &KeyContext) -> ProviderResult<(Vec<u8>, KekRef)> {
+        // The SDK takes the plaintext as an owned `Blob` and base64-encodes it into the request
+        // body, copies it cannot zeroize (as it does with GenerateDataKey's answer). Only a
+        // rotation from another provider or region comes here; AWS to AWS is `ReEncrypt`.
         let out = self
             .client
             .encrypt()

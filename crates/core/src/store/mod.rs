@@ -219,6 +219,30 @@ pub enum Change {
     MoveIntegrityKey { from: KekRef, to: WrappedKey },
 }
 
+/// The SQL condition "this row is behind the primary" (the store's form of `vault::keys::behind`),
+/// written once for every statement of every backend that needs it: the placeholders of the
+/// primary's provider, key id and version, and of the re-encryption time, as that statement
+/// numbers them (`?4` on SQLite, `$4` on PostgreSQL).
+macro_rules! behind_sql {
+    ($provider:literal, $key_id:literal, $version:literal, $sealed_before:literal, $bigint:literal) => {
+        concat!(
+            "(kek_provider <> ",
+            $provider,
+            " OR kek_key_id <> ",
+            $key_id,
+            " OR kek_key_version <> ",
+            $version,
+            " OR wrapped_at IS NULL OR (",
+            $sealed_before,
+            $bigint,
+            " IS NOT NULL AND (sealed_at IS NULL OR sealed_at < ",
+            $sealed_before,
+            ")))"
+        )
+    };
+}
+pub(crate) use behind_sql;
+
 /// What [`WalletStore::claim_behind`] claimed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claimed {

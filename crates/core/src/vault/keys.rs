@@ -65,7 +65,7 @@ pub struct KeyStatus {
 
 /// Whether a row still has rotation work: its data key is not wrapped under the primary at its
 /// current version, or at no recorded time, or (re-encrypting) its ciphertext is older than the
-/// re-encryption.
+/// re-encryption. The stores claim rows by the same rule in SQL (`store::behind_sql`).
 pub(super) fn behind(sealed: &SealedRecord, primary: &KekRef, sealed_before: Option<i64>) -> bool {
     !sealed.kek.same_key(primary)
         || sealed.kek.key_version != primary.key_version

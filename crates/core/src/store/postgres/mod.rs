@@ -24,8 +24,8 @@ mod writer;
 pub use config::{PgTarget, PoolConfig};
 
 use super::{
-    ask, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations,
-    WalletRow, WalletStore, WrappedKey,
+    ask, behind_sql, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, ListQuery, MetadataRow, Migrated,
+    Migrations, WalletRow, WalletStore, WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::{KekRef, SealedRecord};
@@ -591,15 +591,14 @@ impl WalletStore for PgStore {
     async fn claim_behind(&self, q: ClaimQuery) -> Result<Claimed> {
         self.live()?;
         // SKIP LOCKED: rows another rotator is claiming right now are left to it, never waited for.
-        let mut keys: Vec<String> = sqlx::query_scalar(
+        let mut keys: Vec<String> = sqlx::query_scalar(concat!(
             "UPDATE wallets w SET rotation_claim = $1 FROM (SELECT environment, address_key FROM wallets \
-             WHERE environment = $2 AND ($3::text IS NULL OR address_key > $3) \
-             AND (kek_provider <> $4 OR kek_key_id <> $5 OR kek_key_version <> $6 OR wrapped_at IS NULL \
-             OR ($7::bigint IS NOT NULL AND (sealed_at IS NULL OR sealed_at < $7))) \
-             AND (rotation_claim IS NULL OR rotation_claim < $8) ORDER BY address_key LIMIT $9 \
+             WHERE environment = $2 AND ($3::text IS NULL OR address_key > $3) AND ",
+            behind_sql!("$4", "$5", "$6", "$7", "::bigint"),
+            " AND (rotation_claim IS NULL OR rotation_claim < $8) ORDER BY address_key LIMIT $9 \
              FOR UPDATE SKIP LOCKED) c WHERE w.environment = c.environment AND w.address_key = c.address_key \
-             RETURNING w.address_key",
-        )
+             RETURNING w.address_key"
+        ))
         .bind(q.lease_until_ms)
         .bind(&q.environment)
         .bind(&q.after)
@@ -615,11 +614,11 @@ impl WalletStore for PgStore {
         keys.sort();
         let mut held = 0;
         if keys.is_empty() {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM wallets WHERE environment = $1 \
-                 AND (kek_provider <> $2 OR kek_key_id <> $3 OR kek_key_version <> $4 OR wrapped_at IS NULL \
-                 OR ($5::bigint IS NOT NULL AND (sealed_at IS NULL OR sealed_at < $5))) AND rotation_claim >= $6",
-            )
+            let n: i64 = sqlx::query_scalar(concat!(
+                "SELECT count(*) FROM wallets WHERE environment = $1 AND ",
+                behind_sql!("$2", "$3", "$4", "$5", "::bigint"),
+                " AND rotation_claim >= $6"
+            ))
             .bind(&q.environment)
             .bind(&q.primary.provider)
             .bind(&q.primary.key_id)

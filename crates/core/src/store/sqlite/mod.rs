@@ -15,8 +15,8 @@ pub use location::Location;
 pub use writer::SHRED_RETRY;
 
 use super::{
-    ask, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, ListQuery, MetadataRow, Migrated, Migrations,
-    WalletRow, WalletStore, WrappedKey,
+    ask, behind_sql, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, ListQuery, MetadataRow, Migrated,
+    Migrations, WalletRow, WalletStore, WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::KekRef;
@@ -430,14 +430,13 @@ impl WalletStore for SqliteStore {
         // On the writer's connection: a claim is a write (another process's claims wait for it).
         self.on_writer(move |c| {
             let mut keys = c
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "UPDATE wallets SET rotation_claim = ?1 WHERE id IN (SELECT id FROM wallets \
-                     WHERE environment = ?2 AND (?3 IS NULL OR address_key > ?3) \
-                     AND (kek_provider != ?4 OR kek_key_id != ?5 OR kek_key_version != ?6 OR wrapped_at IS NULL \
-                     OR (?7 IS NOT NULL AND (sealed_at IS NULL OR sealed_at < ?7))) \
-                     AND (rotation_claim IS NULL OR rotation_claim < ?8) ORDER BY address_key LIMIT ?9) \
-                     RETURNING address_key",
-                )
+                     WHERE environment = ?2 AND (?3 IS NULL OR address_key > ?3) AND ",
+                    behind_sql!("?4", "?5", "?6", "?7", ""),
+                    " AND (rotation_claim IS NULL OR rotation_claim < ?8) ORDER BY address_key LIMIT ?9) \
+                     RETURNING address_key"
+                ))
                 .and_then(|mut s| {
                     s.query_map(
                         params![
@@ -458,11 +457,11 @@ impl WalletStore for SqliteStore {
                 .map_err(db_err("claiming rows to rotate"))?;
             keys.sort();
             let held = if keys.is_empty() {
-                c.prepare_cached(
-                    "SELECT count(*) FROM wallets WHERE environment = ?1 \
-                     AND (kek_provider != ?2 OR kek_key_id != ?3 OR kek_key_version != ?4 OR wrapped_at IS NULL \
-                     OR (?5 IS NOT NULL AND (sealed_at IS NULL OR sealed_at < ?5))) AND rotation_claim >= ?6",
-                )
+                c.prepare_cached(concat!(
+                    "SELECT count(*) FROM wallets WHERE environment = ?1 AND ",
+                    behind_sql!("?2", "?3", "?4", "?5", ""),
+                    " AND rotation_claim >= ?6"
+                ))
                 .and_then(|mut s| {
                     s.query_row(
                         params![
