@@ -21,6 +21,8 @@ const N = arg('--wallets', 100000)
 const SECONDS = arg('--seconds', 10)
 const PG = flag('--pg')
 const AWS = flag('--aws')
+// The library's defaults unless --batch-size or --concurrency say otherwise.
+const ROTATE = { batchSize: arg('--batch-size', undefined), concurrency: arg('--concurrency', undefined) }
 
 async function database(dir) {
   if (!PG) return { url: join(dir, 'rotate.db'), drop: async () => undefined }
@@ -77,14 +79,14 @@ async function main() {
     const idle = await hydrateLoad(vault, addresses, timed(SECONDS))
     let report
     const t0 = Date.now()
-    const rotation = vault.rotate({ batchSize: 200, concurrency: 8 }).then((r) => { report = r })
+    const rotation = vault.rotate(ROTATE).then((r) => { report = r })
     const during = await hydrateLoad(vault, addresses, () => report !== undefined)
     await rotation
     const underLoad = { secs: (Date.now() - t0) / 1000, report, kms: vault.stats().kmsCalls }
     await vault.close()
     vault = await Vault.open({ ...base, kms: { ...c, previous: [b] } })
     const t1 = Date.now()
-    const alone = await vault.rotate({ batchSize: 200, concurrency: 8 })
+    const alone = await vault.rotate(ROTATE)
     const aloneSecs = (Date.now() - t1) / 1000
     const kms = vault.stats().kmsCalls
     await vault.close()

@@ -439,7 +439,7 @@ async fn as_schema_1(db: &Db, wallets: &[usize]) {
             "{} DROP INDEX audit_wallet_states; DROP TABLE audit_heads; \
              DROP TABLE integrity_keys; DROP TABLE keyring; DELETE FROM audit; ALTER TABLE wallets DROP COLUMN mac; \
              ALTER TABLE wallets DROP COLUMN wrapped_at; ALTER TABLE wallets DROP COLUMN sealed_at; \
-             ALTER TABLE wallets DROP COLUMN rotation_claim; \
+             DROP TABLE rotation_claims; \
              ALTER TABLE wallets DROP COLUMN sealed_digest; ALTER TABLE audit DROP COLUMN wallet_mac; \
              ALTER TABLE audit DROP COLUMN mac; {inserts} PRAGMA user_version = 1;",
             db.drop_audit_triggers()

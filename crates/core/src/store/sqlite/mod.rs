@@ -427,59 +427,68 @@ impl WalletStore for SqliteStore {
     }
 
     async fn claim_behind(&self, q: ClaimQuery) -> Result<Claimed> {
-        // On the writer's connection: a claim is a write (another process's claims wait for it).
+        // On the writer's connection, in a transaction: a claim is a write (another process's
+        // claims wait for it). Leases that ran out are cleared first, so a row is claimed when no
+        // lease on it is running.
         self.on_writer(move |c| {
-            let mut keys = c
-                .prepare_cached(concat!(
-                    "UPDATE wallets SET rotation_claim = ?1 WHERE id IN (SELECT id FROM wallets \
-                     WHERE environment = ?2 AND (?3 IS NULL OR address_key > ?3) AND ",
-                    behind_sql!("?4", "?5", "?6", "?7", ""),
-                    " AND (rotation_claim IS NULL OR rotation_claim < ?8) ORDER BY address_key LIMIT ?9) \
-                     RETURNING address_key"
-                ))
-                .and_then(|mut s| {
-                    s.query_map(
-                        params![
-                            q.lease_until_ms,
-                            q.environment,
-                            q.after,
-                            q.primary.provider,
-                            q.primary.key_id,
-                            q.primary.key_version,
-                            q.sealed_before,
-                            q.now_ms,
-                            q.limit
-                        ],
-                        |r| r.get::<_, String>(0),
-                    )?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(db_err("claiming rows to rotate"))?;
-            keys.sort();
-            let held = if keys.is_empty() {
-                c.prepare_cached(concat!(
-                    "SELECT count(*) FROM wallets WHERE environment = ?1 AND ",
-                    behind_sql!("?2", "?3", "?4", "?5", ""),
-                    " AND rotation_claim >= ?6"
-                ))
-                .and_then(|mut s| {
-                    s.query_row(
-                        params![
-                            q.environment,
-                            q.primary.provider,
-                            q.primary.key_id,
-                            q.primary.key_version,
-                            q.sealed_before,
-                            q.now_ms
-                        ],
-                        |r| r.get::<_, i64>(0),
-                    )
-                })
-                .map_err(db_err("counting claimed rows"))? as u64
-            } else {
-                0
-            };
-            Ok(Claimed { keys, held })
+            in_transaction(c, |c| {
+                c.prepare_cached("DELETE FROM rotation_claims WHERE environment = ?1 AND until < ?2")
+                    .and_then(|mut s| s.execute(params![q.environment, q.now_ms]))
+                    .map_err(db_err("clearing finished claims"))?;
+                let mut keys = c
+                    .prepare_cached(concat!(
+                        "INSERT INTO rotation_claims (environment, address_key, until) \
+                         SELECT w.environment, w.address_key, ?1 FROM wallets w \
+                         WHERE w.environment = ?2 AND (?3 IS NULL OR w.address_key > ?3) AND ",
+                        behind_sql!("?4", "?5", "?6", "?7", ""),
+                        " AND NOT EXISTS (SELECT 1 FROM rotation_claims c WHERE c.environment = w.environment \
+                         AND c.address_key = w.address_key AND c.until >= ?8) ORDER BY w.address_key LIMIT ?9 \
+                         RETURNING address_key"
+                    ))
+                    .and_then(|mut s| {
+                        s.query_map(
+                            params![
+                                q.lease_until_ms,
+                                q.environment,
+                                q.after,
+                                q.primary.provider,
+                                q.primary.key_id,
+                                q.primary.key_version,
+                                q.sealed_before,
+                                q.now_ms,
+                                q.limit
+                            ],
+                            |r| r.get::<_, String>(0),
+                        )?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(db_err("claiming rows to rotate"))?;
+                keys.sort();
+                let held = if keys.is_empty() {
+                    c.prepare_cached(concat!(
+                        "SELECT count(*) FROM wallets w JOIN rotation_claims c ON c.environment = w.environment \
+                         AND c.address_key = w.address_key WHERE w.environment = ?1 AND c.until >= ?6 AND ",
+                        behind_sql!("?2", "?3", "?4", "?5", ""),
+                    ))
+                    .and_then(|mut s| {
+                        s.query_row(
+                            params![
+                                q.environment,
+                                q.primary.provider,
+                                q.primary.key_id,
+                                q.primary.key_version,
+                                q.sealed_before,
+                                q.now_ms
+                            ],
+                            |r| r.get::<_, i64>(0),
+                        )
+                    })
+                    .map_err(db_err("counting claimed rows"))? as u64
+                } else {
+                    0
+                };
+                Ok(Claimed { keys, held })
+            })
         })
         .await
     }
@@ -487,13 +496,15 @@ impl WalletStore for SqliteStore {
     async fn release_claims(&self, environment: &str, address_keys: Vec<String>) -> Result<()> {
         let env = environment.to_string();
         self.on_writer(move |c| {
-            let mut s = c
-                .prepare_cached("UPDATE wallets SET rotation_claim = NULL WHERE environment = ?1 AND address_key = ?2")
-                .map_err(db_err("releasing claims"))?;
-            for k in &address_keys {
-                s.execute(params![env, k]).map_err(db_err("releasing claims"))?;
-            }
-            Ok(())
+            in_transaction(c, |c| {
+                let mut s = c
+                    .prepare_cached("DELETE FROM rotation_claims WHERE environment = ?1 AND address_key = ?2")
+                    .map_err(db_err("releasing claims"))?;
+                for k in &address_keys {
+                    s.execute(params![env, k]).map_err(db_err("releasing claims"))?;
+                }
+                Ok(())
+            })
         })
         .await
     }

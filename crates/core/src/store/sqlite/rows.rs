@@ -238,7 +238,7 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                     "UPDATE wallets SET metadata = ?1, version = version + 1, generation = ?2, format = ?3, alg = ?4, \
                      kek_provider = ?5, kek_key_id = ?6, kek_key_version = ?7, wrapped_dek = ?8, nonce = ?9, \
                      ciphertext = ?10, updated_at = ?11, mac = ?14, sealed_digest = ?15, wrapped_at = ?17, \
-                     sealed_at = ?18, rotation_claim = NULL \
+                     sealed_at = ?18 \
                      WHERE address_key = ?12 AND version = ?13 AND environment = ?16",
                 )
                 .and_then(|mut st| {
@@ -298,8 +298,8 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                 .prepare_cached(
                     "UPDATE wallets SET version = version + 1, format = ?1, alg = ?2, kek_provider = ?3, \
                      kek_key_id = ?4, kek_key_version = ?5, wrapped_dek = ?6, nonce = ?7, ciphertext = ?8, \
-                     wrapped_at = ?9, sealed_at = ?10, updated_at = ?11, mac = ?12, sealed_digest = ?13, \
-                     rotation_claim = NULL WHERE environment = ?14 AND address_key = ?15 AND version = ?16",
+                     wrapped_at = ?9, sealed_at = ?10, updated_at = ?11, mac = ?12, sealed_digest = ?13 \
+                     WHERE environment = ?14 AND address_key = ?15 AND version = ?16",
                 )
                 .and_then(|mut st| {
                     st.execute(params![
@@ -323,6 +323,10 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                 })
                 .map_err(db_err("re-wrapping a data key"))?;
             if n == 1 {
+                // The row is under the primary: its rotator's lease has done its work.
+                conn.prepare_cached("DELETE FROM rotation_claims WHERE environment = ?1 AND address_key = ?2")
+                    .and_then(|mut st| st.execute([environment, address_key]))
+                    .map_err(db_err("ending a rotation claim"))?;
                 Ok(Applied::Done)
             } else {
                 row_state(conn, environment, address_key)

@@ -6,7 +6,7 @@ use crate::error::{Error, ErrorCode, Result};
 use rusqlite::Connection;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE wallets (
@@ -135,6 +135,21 @@ CREATE TABLE keyring (
   PRIMARY KEY (environment, kek_provider, kek_key_id)
 );
 CREATE INDEX keyring_by_key ON keyring (kek_provider, kek_key_id);
+"#,
+    r#"
+-- A rotator's leases move out of the wallet row into a table of their own. SQLite writes an
+-- UPDATE that changes a record's size as a whole new record (every overflow page written again,
+-- and, with secure_delete, every old one zeroed), and a lease in the row did that twice per
+-- re-wrap (set, then cleared); a re-wrap of the same size now overwrites only the pages that
+-- change. PostgreSQL keeps its lease in the row: it claims with FOR UPDATE SKIP LOCKED, and its
+-- updates do not copy the row's out-of-line values.
+ALTER TABLE wallets DROP COLUMN rotation_claim;
+CREATE TABLE rotation_claims (
+  environment TEXT    NOT NULL,
+  address_key TEXT    NOT NULL,
+  until       INTEGER NOT NULL,
+  PRIMARY KEY (environment, address_key)
+) WITHOUT ROWID;
 "#,
 ];
 
