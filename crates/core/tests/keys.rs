@@ -90,6 +90,8 @@ async fn a_local_key_rotated_to_another_leaves_every_wallet_readable_with_only_t
         let old_wrapped = support::sql::sealed_bytes(&url).await;
         let (_, done, failed) = rotate(&b, false).await;
         assert_eq!((done, failed), (30, 0), "{name}");
+        // Each committed re-wrap ends its own lease: none is left to hold a row from the next run.
+        assert_eq!(support::sql::leases(&url).await, 0, "{name}");
         if name == "sqlite" {
             // A re-wrap is shredded by the writer's next checkpoint, within a second: after that no
             // old wrapped key is in the database, its WAL or its shm file.
@@ -118,6 +120,16 @@ async fn a_local_key_rotated_to_another_leaves_every_wallet_readable_with_only_t
         b.close().await.unwrap();
         let e = open(&url, "test", local(1), vec![]).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::KmsDenied, "{name}: {e}");
+        // A process deployed with the old configuration (old primary, new key in previous) is
+        // refused too, and changes nothing: it must not undo the rotation.
+        let e = open(&url, "test", local(1), vec![local(2)]).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::KmsDenied, "{name}: {e}");
+        assert!(e.message.contains("no longer"), "{name}: {e}");
+        let b = open(&url, "test", local(2), vec![]).await.unwrap();
+        let status = b.key_status(None).await.unwrap();
+        let states: Vec<&str> = status.keys.iter().map(|k| k.state.as_str()).collect();
+        assert_eq!(states, ["decrypt-only", "primary"], "{name}");
+        b.close().await.unwrap();
     }
     if let Some(pg) = pg {
         pg.drop().await;

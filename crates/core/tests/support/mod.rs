@@ -73,6 +73,24 @@ pub mod sql {
         }
     }
 
+    /// Rotation leases still held (SQLite: rows of `rotation_claims`; PostgreSQL: the in-row lease).
+    pub async fn leases(url: &str) -> u64 {
+        match sqlite_path(url) {
+            Some(path) => {
+                conn(path).query_row("SELECT count(*) FROM rotation_claims", [], |r| r.get::<_, i64>(0)).unwrap() as u64
+            }
+            None => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM wallets WHERE rotation_claim IS NOT NULL")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                n as u64
+            }
+        }
+    }
+
     /// Every row's wrapped data key and ciphertext.
     pub async fn sealed_bytes(url: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
         match sqlite_path(url) {

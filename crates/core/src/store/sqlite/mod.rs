@@ -442,7 +442,7 @@ impl WalletStore for SqliteStore {
                          WHERE w.environment = ?2 AND (?3 IS NULL OR w.address_key > ?3) AND ",
                         behind_sql!("?4", "?5", "?6", "?7", ""),
                         " AND NOT EXISTS (SELECT 1 FROM rotation_claims c WHERE c.environment = w.environment \
-                         AND c.address_key = w.address_key AND c.until >= ?8) ORDER BY w.address_key LIMIT ?9 \
+                         AND c.address_key = w.address_key) ORDER BY w.address_key LIMIT ?8 \
                          RETURNING address_key"
                     ))
                     .and_then(|mut s| {
@@ -455,7 +455,6 @@ impl WalletStore for SqliteStore {
                                 q.primary.key_id,
                                 q.primary.key_version,
                                 q.sealed_before,
-                                q.now_ms,
                                 q.limit
                             ],
                             |r| r.get::<_, String>(0),
@@ -467,7 +466,7 @@ impl WalletStore for SqliteStore {
                 let held = if keys.is_empty() {
                     c.prepare_cached(concat!(
                         "SELECT count(*) FROM wallets w JOIN rotation_claims c ON c.environment = w.environment \
-                         AND c.address_key = w.address_key WHERE w.environment = ?1 AND c.until >= ?6 AND ",
+                         AND c.address_key = w.address_key WHERE w.environment = ?1 AND ",
                         behind_sql!("?2", "?3", "?4", "?5", ""),
                     ))
                     .and_then(|mut s| {
@@ -477,8 +476,7 @@ impl WalletStore for SqliteStore {
                                 q.primary.provider,
                                 q.primary.key_id,
                                 q.primary.key_version,
-                                q.sealed_before,
-                                q.now_ms
+                                q.sealed_before
                             ],
                             |r| r.get::<_, i64>(0),
                         )
@@ -497,9 +495,7 @@ impl WalletStore for SqliteStore {
         let env = environment.to_string();
         self.on_writer(move |c| {
             in_transaction(c, |c| {
-                let mut s = c
-                    .prepare_cached("DELETE FROM rotation_claims WHERE environment = ?1 AND address_key = ?2")
-                    .map_err(db_err("releasing claims"))?;
+                let mut s = c.prepare_cached(rows::END_CLAIM).map_err(db_err("releasing claims"))?;
                 for k in &address_keys {
                     s.execute(params![env, k]).map_err(db_err("releasing claims"))?;
                 }

@@ -10,6 +10,9 @@ use crate::keyring::{KeyState, KeyringEntry};
 use crate::store::{Applied, Change, MetadataRow, WalletRow};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+/// Ends one row's rotation lease: its re-wrap committed, or its rotator gave it up.
+pub(super) const END_CLAIM: &str = "DELETE FROM rotation_claims WHERE environment = ?1 AND address_key = ?2";
+
 /// The seq of the audit row that records a wallet's latest write in its own environment (see
 /// `WalletRow::state`), through the partial index `audit_wallet_states` on (environment,
 /// address, seq), named so no other index is ever used (an earlier query that SQLite planned
@@ -324,7 +327,7 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                 .map_err(db_err("re-wrapping a data key"))?;
             if n == 1 {
                 // The row is under the primary: its rotator's lease has done its work.
-                conn.prepare_cached("DELETE FROM rotation_claims WHERE environment = ?1 AND address_key = ?2")
+                conn.prepare_cached(END_CLAIM)
                     .and_then(|mut st| st.execute([environment, address_key]))
                     .map_err(db_err("ending a rotation claim"))?;
                 Ok(Applied::Done)
