@@ -149,8 +149,7 @@ impl Keyring {
 /// Reads the environment's keyring and checks every entry against its MAC and the log.
 pub async fn load(store: &Arc<dyn WalletStore>, key: &IntegrityKey) -> Result<Keyring> {
     let environment = key.environment();
-    let entries = store.keyring(environment).await?;
-    let states = store.keyring_states(environment).await?;
+    let crate::store::KeyringRead { entries, states } = store.keyring(environment).await?;
     let state_of = |kek: &KekRef| states.iter().find(|s| s.address == log_address(kek));
     let mut keys: Vec<Key> = entries
         .into_iter()

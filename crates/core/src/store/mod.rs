@@ -243,6 +243,13 @@ macro_rules! behind_sql {
 }
 pub(crate) use behind_sql;
 
+/// What [`WalletStore::keyring`] read, from one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct KeyringRead {
+    pub entries: Vec<KeyringEntry>,
+    pub states: Vec<AuditRecord>,
+}
+
 /// What [`WalletStore::claim_behind`] claimed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claimed {
@@ -334,10 +341,11 @@ pub trait WalletStore: Send + Sync {
     /// Stores the environment's wrapped integrity key unless one is stored already (the first
     /// of several processes wins; the others read it back).
     async fn put_integrity_key(&self, environment: &str, key: &WrappedKey) -> Result<()>;
-    /// The environment's keyring entries (see `keyring`), as stored.
-    async fn keyring(&self, environment: &str) -> Result<Vec<KeyringEntry>>;
-    /// The latest audit row of each of the environment's keys (at its `keyring::log_address`).
-    async fn keyring_states(&self, environment: &str) -> Result<Vec<AuditRecord>>;
+    /// The environment's keyring entries (see `keyring`), as stored, and the latest audit row of
+    /// each of its keys (at its `keyring::log_address`), both from one snapshot: read apart, a
+    /// change committed between the two reads pairs one moment's entry with the next moment's
+    /// audit row, which is what a put-back entry looks like.
+    async fn keyring(&self, environment: &str) -> Result<KeyringRead>;
     /// The environments whose keyring holds `kek` (any version, any state).
     async fn key_holders(&self, kek: &KekRef) -> Result<Vec<String>>;
     /// Claims up to `q.limit` rows behind the primary for a rotation (see [`ClaimQuery`]) and

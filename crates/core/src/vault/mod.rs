@@ -422,7 +422,16 @@ impl Vault {
     /// The error for an address without a row: `ERR_NOT_FOUND`, unless the history says it exists.
     async fn absent(&self, address: &str, key: &str) -> Result<Error> {
         let state = self.store.latest_state(&self.environment, key).await?;
-        tamper::check_absent(&self.integrity, address, state.as_ref())
+        match tamper::check_absent(&self.integrity, address, state.as_ref()) {
+            // The row and the state are two reads: a store committed between them looks like a
+            // deleted row. Were that it, the row is there now, and the wallet was simply not yet
+            // stored when it was read. A row deleted outside sharevault is still missing.
+            Err(e) if e.code == ErrorCode::Tampered => match self.store.get(&self.environment, key).await? {
+                Some(_) => Ok(Error::not_found(address)),
+                None => Err(e),
+            },
+            verdict => verdict,
+        }
     }
 
     async fn open_row(&self, row: &WalletRow) -> Result<SecretBuf> {

@@ -24,8 +24,8 @@ mod writer;
 pub use config::{PgTarget, PoolConfig};
 
 use super::{
-    ask, behind_sql, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, ListQuery, MetadataRow, Migrated,
-    Migrations, WalletRow, WalletStore, WrappedKey,
+    ask, behind_sql, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, KeyringRead, ListQuery, MetadataRow,
+    Migrated, Migrations, WalletRow, WalletStore, WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::{KekRef, SealedRecord};
@@ -545,23 +545,26 @@ impl WalletStore for PgStore {
         Ok(())
     }
 
-    async fn keyring(&self, environment: &str) -> Result<Vec<KeyringEntry>> {
+    async fn keyring(&self, environment: &str) -> Result<KeyringRead> {
         self.live()?;
-        let rows = sqlx::query(
+        let (lo, hi) = crate::keyring::log_address_range();
+        // One snapshot for both reads (REPEATABLE READ): under the default READ COMMITTED each
+        // statement would see the commits made before it, and a keyring change between them
+        // would look like tampering.
+        let mut tx = self.pool.begin().await.map_err(pg_err("reading the keyring"))?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_err("reading the keyring"))?;
+        let entries = sqlx::query(
             "SELECT environment, kek_provider, kek_key_id, kek_key_version, state, added_at, changed_at, version, \
              reencrypt_before, mac FROM keyring WHERE environment = $1 ORDER BY added_at, kek_provider, kek_key_id",
         )
         .bind(environment)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(pg_err("reading the keyring"))?;
-        map_rows(rows, keyring_from_row, "reading the keyring")
-    }
-
-    async fn keyring_states(&self, environment: &str) -> Result<Vec<AuditRecord>> {
-        self.live()?;
-        let (lo, hi) = crate::keyring::log_address_range();
-        let rows = sqlx::query(concat!(
+        let states = sqlx::query(concat!(
             "SELECT ",
             audit_columns!(),
             " FROM audit WHERE seq IN (SELECT max(seq) FROM audit WHERE environment = $1 AND address >= $2 \
@@ -570,10 +573,14 @@ impl WalletStore for PgStore {
         .bind(environment)
         .bind(lo)
         .bind(hi)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(pg_err("reading the keyring's history"))?;
-        map_rows(rows, audit_from_row, "reading the keyring's history")
+        tx.commit().await.map_err(pg_err("reading the keyring"))?;
+        Ok(KeyringRead {
+            entries: map_rows(entries, keyring_from_row, "reading the keyring")?,
+            states: map_rows(states, audit_from_row, "reading the keyring's history")?,
+        })
     }
 
     async fn key_holders(&self, kek: &KekRef) -> Result<Vec<String>> {

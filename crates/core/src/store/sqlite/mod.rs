@@ -15,14 +15,13 @@ pub use location::Location;
 pub use writer::SHRED_RETRY;
 
 use super::{
-    ask, behind_sql, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, ListQuery, MetadataRow, Migrated,
-    Migrations, WalletRow, WalletStore, WrappedKey,
+    ask, behind_sql, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, KeyringRead, ListQuery, MetadataRow,
+    Migrated, Migrations, WalletRow, WalletStore, WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::KekRef;
 use crate::error::{Error, Result};
 use crate::integrity::IntegrityKey;
-use crate::keyring::KeyringEntry;
 use async_trait::async_trait;
 use location::{configure, create_private_file};
 use rows::{
@@ -404,14 +403,17 @@ impl WalletStore for SqliteStore {
         .await
     }
 
-    async fn keyring(&self, environment: &str) -> Result<Vec<KeyringEntry>> {
+    async fn keyring(&self, environment: &str) -> Result<KeyringRead> {
         let env = environment.to_string();
-        self.read(ReadKind::Inline, move |c| rows::keyring(c, &env)).await
-    }
-
-    async fn keyring_states(&self, environment: &str) -> Result<Vec<AuditRecord>> {
-        let env = environment.to_string();
-        self.read(ReadKind::Inline, move |c| rows::keyring_states(c, &env)).await
+        self.read(ReadKind::Inline, move |c| {
+            // One read transaction: in WAL mode, one snapshot for both statements.
+            let tx = c.unchecked_transaction().map_err(db_err("reading the keyring"))?;
+            let entries = rows::keyring(&tx, &env)?;
+            let states = rows::keyring_states(&tx, &env)?;
+            tx.commit().map_err(db_err("reading the keyring"))?;
+            Ok(KeyringRead { entries, states })
+        })
+        .await
     }
 
     async fn key_holders(&self, kek: &KekRef) -> Result<Vec<String>> {
