@@ -42,6 +42,19 @@ function table(rows) {
   ].join('\n')
 }
 
+/** Whether the PostgreSQL server the benchmarks would use answers. */
+async function pgReachable() {
+  const { Client } = require('pg')
+  const c = new Client({ connectionString: process.env.SHAREVAULT_PG_ADMIN_URL || 'postgres://postgres@127.0.0.1:5432/postgres', connectionTimeoutMillis: 3000 })
+  try {
+    await c.connect()
+    await c.end()
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** A throwaway PostgreSQL database named `name` (dropped first if it exists): `{ url, drop }`. */
 async function pgDatabase(name, { sslmode } = {}) {
   const { Client } = require('pg')
@@ -63,4 +76,4 @@ async function pgDatabase(name, { sslmode } = {}) {
   return { url: u.toString(), drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) }
 }
 
-module.exports = { arg, flag, phase, table, pgDatabase }
+module.exports = { arg, flag, phase, table, pgDatabase, pgReachable }

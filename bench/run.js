@@ -10,7 +10,7 @@ const { readFileSync, writeFileSync } = require('node:fs')
 const { cpus } = require('node:os')
 const { join } = require('node:path')
 const { execFileSync } = require('node:child_process')
-const { arg, flag } = require('./lib')
+const { arg, flag, pgReachable } = require('./lib')
 
 const args = process.argv.slice(2)
 const backendArg = args.includes('--backend') ? args[args.indexOf('--backend') + 1] : 'all'
@@ -43,19 +43,6 @@ const int = (x) => Math.round(x).toLocaleString('en-US')
 const ms = (x) => x.toFixed(2)
 /** "median (min-max)" over the rounds. */
 const spread = (xs, f) => (xs.length === 1 ? f(xs[0]) : `${f(median(xs))} (${f(Math.min(...xs))}–${f(Math.max(...xs))})`)
-
-/** Whether the PostgreSQL server the benchmark would use answers (else its rounds are skipped). */
-async function pgReachable() {
-  const { Client } = require('pg')
-  const c = new Client({ connectionString: process.env.SHAREVAULT_PG_ADMIN_URL || 'postgres://postgres@127.0.0.1:5432/postgres', connectionTimeoutMillis: 3000 })
-  try {
-    await c.connect()
-    await c.end()
-    return true
-  } catch {
-    return false
-  }
-}
 
 async function main() {
   if (BACKENDS.includes('pg') && !(await pgReachable())) {
