@@ -136,13 +136,18 @@ describe.each(backends())('on $name', (backend) => {
       const results = await Promise.all(children)
       let replaces = 0
       let merges = 0
+      let conflicts = 0
       for (const r of results) {
         expect(r.stderr).toBe('')
         expect(r.code).toBe(0)
-        const [, rep, mer] = r.stdout.trim().split(' ').map(Number)
+        const [, rep, mer, , con] = r.stdout.trim().split(' ').map(Number)
         replaces += rep
         merges += mer
+        conflicts += con
       }
+      // A write may give up after a few seconds of lost compare-and-swaps (ERR_CONFLICT, nothing
+      // written) on a busy machine; a handful at most, never most of them.
+      expect(conflicts).toBeLessThanOrEqual((replaces + merges) / 10)
       // Every acknowledged write is in the log, once; and each wallet's state is what its last
       // write (in log order) left: no write was lost under another.
       const log = await vault.auditLog({ limit: 1000 })
