@@ -79,11 +79,13 @@ async function main() {
 
   const workers = new Map()
   const incarnations = []
+  let stopRequested = false
   function start(id, incarnation) {
     const cfg = { worker: id, incarnation, database: db.url, key, history: join(dir, `history-${id}.jsonl`), seed: SEED * 1000 + id * 100 + incarnation, concurrency: CONCURRENCY, rotator: id === 0, selfTest: SELF_TEST && id === 1, postgres: BACKEND === 'postgres' }
     const child = fork(join(__dirname, 'soak-worker.js'), [JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
     const w = { id, incarnation, child, ready: false, exited: false, firstOk: undefined, rss: [] }
     let out = ''
+    child.on('error', (e) => report.violations.push(`worker ${id}: ${e.message}`))
     child.stdout.on('data', (b) => (out += b))
     child.stderr.on('data', (b) => (out += b))
     child.on('message', (m) => {
@@ -95,7 +97,7 @@ async function main() {
     w.exit = new Promise((resolve) => child.on('exit', (code, signal) => {
       w.exited = true
       w.output = out
-      if (code !== 0 && signal !== 'SIGKILL') report.violations.push(`worker ${id} exited with ${code ?? signal}: ${out.slice(-2000)}`)
+      if (signal !== 'SIGKILL' && (code !== 0 || !stopRequested)) report.violations.push(`worker ${id} exited with ${code ?? signal}: ${out.slice(-2000)}`)
       resolve()
     }))
     workers.set(id, w)
@@ -137,7 +139,9 @@ async function main() {
       report.recoveryMs.terminate.push(Date.now() - t0)
     }
   }
-  for (const w of workers.values()) w.child.send('stop')
+  stopRequested = true
+  // A worker that exited by itself has no channel left (its exit was reported as a violation).
+  for (const w of workers.values()) if (!w.exited && w.child.connected) w.child.send('stop')
   await Promise.all([...workers.values()].map((w) => w.exit))
   await probe.close()
   for (const w of incarnations) {
