@@ -97,7 +97,7 @@ async function main() {
     w.exit = new Promise((resolve) => child.on('exit', (code, signal) => {
       w.exited = true
       w.output = out
-      if (signal !== 'SIGKILL' && (code !== 0 || !stopRequested)) report.violations.push(`worker ${id} exited with ${code ?? signal}: ${out.slice(-2000)}`)
+      if (!w.killed && (code !== 0 || !stopRequested)) report.violations.push(`worker ${id} exited with ${code ?? signal}: ${out.slice(-2000)}`)
       resolve()
     }))
     workers.set(id, w)
@@ -123,6 +123,7 @@ async function main() {
     if (kind === 'sigkill') {
       const id = Math.floor(rand() * WORKERS)
       const old = workers.get(id)
+      old.killed = true
       old.child.kill('SIGKILL')
       await old.exit
       const w = start(id, old.incarnation + 1)
