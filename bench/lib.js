@@ -76,4 +76,4 @@ async function pgDatabase(name, { sslmode } = {}) {
   return { url: u.toString(), drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) }
 }
 
-module.exports = { arg, flag, phase, table, pgDatabase, pgReachable }
+module.exports = { arg, flag, pct, phase, table, pgDatabase, pgReachable }

@@ -6,6 +6,8 @@
 //   absentOk: whether the wallet may be missing (a store or delete whose answer is uncertain);
 //   state:    'live' or 'deleted' (an acknowledged delete: it must never come back).
 
+const { createHash } = require('node:crypto')
+
 /** Errors after which a write may or may not have committed (the answer was lost). */
 const AMBIGUOUS = new Set(['ERR_DB_UNAVAILABLE', 'ERR_STORAGE', 'ERR_INTERNAL', 'ERR_CLOSED', 'unknown'])
 
@@ -58,6 +60,11 @@ function applyLine(wallets, e) {
   }
 }
 
+/** What the history keeps of a wallet's shares: a SHA-256 of their secret parts, never the shares. */
+function digest(shares) {
+  return createHash('sha256').update(shares.map((s) => s.secretShare).join('\n')).digest('hex')
+}
+
 /** A small seeded PRNG (mulberry32): the same seed draws the same schedule and the same mix. */
 function mulberry32(seed) {
   let a = seed >>> 0
@@ -70,4 +77,4 @@ function mulberry32(seed) {
   }
 }
 
-module.exports = { applyLine, mulberry32, AMBIGUOUS }
+module.exports = { applyLine, digest, mulberry32 }

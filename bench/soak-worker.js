@@ -5,14 +5,12 @@
 // back to know its wallets (the calls it never heard the answer to are the uncertain ones).
 // Nothing secret is written: a wallet's shares are in the history only as a SHA-256 digest.
 //   (started by bench/soak.js) node bench/soak-worker.js <json config>
-const { createHash } = require('node:crypto')
 const { openSync, writeSync, fdatasyncSync, readFileSync, existsSync } = require('node:fs')
 const { Vault, ALL_PERMISSIONS } = require('../dist')
 const { fakeCreatedWallet, fakeShares, backupInfoWithExternal } = require('../dist-demo/fixtures')
-const { applyLine, mulberry32 } = require('./soak-model')
+const { applyLine, digest, mulberry32 } = require('./soak-model')
 
 const cfg = JSON.parse(process.argv[2])
-const digest = (shares) => createHash('sha256').update(shares.map((s) => s.secretShare).join('\n')).digest('hex')
 
 // The wallets of this worker, as its history says (see soak-model.js).
 const wallets = new Map()

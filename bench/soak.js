@@ -15,8 +15,8 @@ const { mkdtempSync, readFileSync, rmSync, existsSync } = require('node:fs')
 const { tmpdir } = require('node:os')
 const { join } = require('node:path')
 const { randomBytes } = require('node:crypto')
-const { flag, pgDatabase, pgReachable } = require('./lib')
-const { applyLine, mulberry32 } = require('./soak-model')
+const { flag, pct, pgDatabase, pgReachable } = require('./lib')
+const { applyLine, digest, mulberry32 } = require('./soak-model')
 const { Vault, ALL_PERMISSIONS } = require('../dist')
 
 const argv = process.argv.slice(2)
@@ -33,7 +33,7 @@ const CONCURRENCY = Number(opt('--concurrency', 8))
 const SELF_TEST = flag('--self-test')
 if (!['sqlite', 'postgres'].includes(BACKEND)) throw new Error('--backend is sqlite or postgres')
 
-const pct = (xs, p) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] : null)
+const pctOf = (xs, p) => (xs.length ? pct([...xs].sort((a, b) => a - b), p) : null)
 
 /** `--ci`: both backends for 60 s with seed 1, then the checker's self-test (which must fail). */
 async function ci() {
@@ -156,8 +156,8 @@ async function main() {
 
   await check(db.url, key, dir, report)
   report.recovery = {
-    sigkill: { p50: pct(report.recoveryMs.sigkill, 50), max: pct(report.recoveryMs.sigkill, 100) },
-    terminate: { p50: pct(report.recoveryMs.terminate, 50), max: pct(report.recoveryMs.terminate, 100) },
+    sigkill: { p50: pctOf(report.recoveryMs.sigkill, 50), max: pctOf(report.recoveryMs.sigkill, 100) },
+    terminate: { p50: pctOf(report.recoveryMs.terminate, 50), max: pctOf(report.recoveryMs.terminate, 100) },
   }
   delete report.recoveryMs
   if (report.violations.length) {
@@ -188,8 +188,6 @@ async function terminateBackends(url) {
 /** The database against every worker's history. */
 async function check(url, key, dir, report) {
   const vault = await Vault.open({ database: url, environment: 'soak', kms: { provider: 'local', key: Buffer.from(key, 'hex') }, allow: ALL_PERMISSIONS })
-  const { createHash } = require('node:crypto')
-  const digest = (shares) => createHash('sha256').update(shares.map((s) => s.secretShare).join('\n')).digest('hex')
   const bad = (what) => report.violations.push(`final check: ${what}`)
   try {
     const all = new Map()
