@@ -15,7 +15,7 @@ async fn open_with(url: &str, store: StoreOptions) -> Result<Vault> {
     sharevault_core::open(OpenConfig {
         harden_process: false,
         audit_sink: None,
-        allow: Default::default(),
+        allow: sharevault_core::permissions::Permissions::all(),
         database: url.into(),
         environment: "test".into(),
         actor: Some("cargo".into()),
@@ -213,4 +213,89 @@ async fn with_migrations_off_an_unmigrated_file_is_not_touched() {
     let err = open_with(&format!("sqlite://{}", missing.display()), no_migrations()).await.err().unwrap();
     assert_eq!(err.code, ErrorCode::Storage);
     assert!(!missing.exists());
+}
+
+fn address(i: usize) -> String {
+    format!("0x{i:040x}")
+}
+
+/// A store racing the delete of the same address, by another instance: it conflicts (it came
+/// first) or stores (it came after), and is never `ERR_NOT_FOUND`. It read the address's state
+/// ("stored") and then the row (gone, deleted in between), and answered for the missing row
+/// (`ERR_NOT_FOUND`) before the insert checked the history it had read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_racing_the_delete_of_its_address_conflicts_or_stores_never_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let (urls, pg) = databases(dir.path()).await;
+    for (name, url) in urls {
+        let (a, b) = (open(&url).await, open(&url).await);
+        let (mut stored, mut conflicts) = (0, 0);
+        for i in 0..300 {
+            let (addr, meta, again_shares) = (address(i), metadata(i), shares("again"));
+            a.store_wallet(&meta, None, &shares("first"), None).await.unwrap();
+            let (deleted, again) =
+                tokio::join!(a.delete_wallet(&addr, None), b.store_wallet(&meta, None, &again_shares, None));
+            deleted.unwrap();
+            match again {
+                Ok(_) => {
+                    stored += 1;
+                    assert_eq!(
+                        a.hydrate(&address(i), Some("check"), None).await.unwrap().shares.as_slice(),
+                        shares("again").as_slice(),
+                        "{name}"
+                    );
+                }
+                Err(e) if e.code == ErrorCode::Conflict => {
+                    conflicts += 1;
+                    assert_eq!(
+                        a.hydrate(&address(i), Some("check"), None).await.unwrap_err().code,
+                        ErrorCode::NotFound,
+                        "{name}"
+                    );
+                }
+                Err(e) => panic!("{name}: wallet {i}, stored again while deleted: {e}"),
+            }
+        }
+        assert_eq!(stored + conflicts, 300, "{name}");
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+    if let Some(pg) = pg {
+        pg.drop().await;
+    }
+}
+
+/// Deletion is final, even for the recovery of a first store whose answer was lost, racing the
+/// delete from another instance: the recovery finds the wallet stored (and succeeds, then the
+/// delete removes it) or finds it deleted (and refuses); it never stores it again. It checked
+/// "not deleted" and then stored with a check of its own, which a delete in between passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_racing_the_delete_of_its_wallet_never_brings_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (urls, pg) = databases(dir.path()).await;
+    for (name, url) in urls {
+        let (a, b) = (open(&url).await, open(&url).await);
+        let (mut recovered, mut refused) = (0, 0);
+        for i in 0..300 {
+            let secret = shares(&format!("secret-{i}"));
+            a.store_wallet(&metadata(i), None, &secret, None).await.unwrap();
+            let blob = a.seal_unpersisted(&metadata(i), 0, &secret, None, None).await.unwrap();
+            let addr = address(i);
+            let (deleted, recovery) = tokio::join!(a.delete_wallet(&addr, None), b.recover_sealed(&blob, None));
+            deleted.unwrap();
+            match recovery {
+                Ok(_) => recovered += 1,
+                Err(e) if e.code == ErrorCode::Conflict => refused += 1,
+                Err(e) => panic!("{name}: wallet {i}, recovered while deleted: {e}"),
+            }
+            let back = b.hydrate(&address(i), Some("check"), None).await;
+            assert_eq!(back.err().map(|e| e.code), Some(ErrorCode::NotFound), "{name}: deleted wallet {i} came back");
+        }
+        assert_eq!(recovered + refused, 300, "{name}");
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+    if let Some(pg) = pg {
+        pg.drop().await;
+    }
 }

@@ -105,7 +105,9 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
 
     // Insert, read back whole.
     assert_eq!(
-        s.apply(Change::Insert { row: Box::new(w.clone()), auth: auth() }, entry("store", &key)).await.unwrap(),
+        s.apply(Change::Insert { row: Box::new(w.clone()), auth: auth(), state_seq: None }, entry("store", &key))
+            .await
+            .unwrap(),
         Applied::Done,
         "{name}"
     );
@@ -119,7 +121,10 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
     assert!(s.get("test", "0xnone").await.unwrap().is_none(), "{name}");
 
     // A second insert of the address conflicts, and its audit row is not written.
-    let e = s.apply(Change::Insert { row: Box::new(w.clone()), auth: auth() }, entry("store", &key)).await.unwrap_err();
+    let e = s
+        .apply(Change::Insert { row: Box::new(w.clone()), auth: auth(), state_seq: None }, entry("store", &key))
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::Conflict, "{name}");
     assert_eq!(audit_rows(&s).await, 1, "{name}: a refused change left an audit row");
 
@@ -158,7 +163,9 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
         let k = r.address_key.clone();
         // Addresses are unique per environment: another environment's wallet at the first one's
         // address is another wallet, and each environment reads only its own.
-        s.apply(Change::Insert { row: Box::new(r), auth: auth() }, entry_in(env, "store", &k)).await.unwrap();
+        s.apply(Change::Insert { row: Box::new(r), auth: auth(), state_seq: None }, entry_in(env, "store", &k))
+            .await
+            .unwrap();
     }
     assert_eq!(s.get("prod", &key).await.unwrap().expect(name).environment, "prod", "{name}");
     assert_eq!(s.get("test", &key).await.unwrap().expect(name).environment, "test", "{name}");
@@ -241,12 +248,68 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
     s.close().await.unwrap();
 }
 
+/// An entry recording a wallet's state (`wallet_mac`, empty for a delete), as the vault writes it.
+fn state_entry(action: &'static str, address: &str, mac: &[u8]) -> AuditEntry {
+    AuditEntry { wallet_mac: Some(mac.to_vec()), ..entry(action, address) }
+}
+
+async fn state_seq(s: &Arc<dyn WalletStore>, key: &str) -> Option<i64> {
+    s.latest_state("test", key).await.unwrap().map(|r| r.seq)
+}
+
+/// An insert applies only over the history its caller checked: a delete or store committed in
+/// between (another process's, or earlier in the same batch) makes it `Stale`, with nothing
+/// written, so a vault's "deleted, may not come back" or "never stored" still holds at insert.
+async fn inserts_over_the_checked_history(name: &str, s: Arc<dyn WalletStore>) {
+    let w = row(7, "test", "EVM");
+    let key = w.address_key.clone();
+    let insert = |seq: Option<i64>| Change::Insert { row: Box::new(w.clone()), auth: auth(), state_seq: seq };
+    let delete = || Change::Delete { address_key: key.clone() };
+    assert_eq!(s.apply(insert(None), state_entry("store", &key, b"m1")).await.unwrap(), Applied::Done, "{name}");
+    let stored = state_seq(&s, &key).await;
+    assert!(stored.is_some(), "{name}");
+    assert_eq!(s.apply(delete(), state_entry("delete", &key, b"")).await.unwrap(), Applied::Done, "{name}");
+    let deleted = state_seq(&s, &key).await;
+    assert_ne!(deleted, stored, "{name}");
+    let before = audit_rows(&s).await;
+    // Checked before the delete (or before anything was stored): stale, nothing written.
+    for seen in [stored, None] {
+        assert_eq!(s.apply(insert(seen), state_entry("store", &key, b"m2")).await.unwrap(), Applied::Stale, "{name}");
+    }
+    assert!(s.get("test", &key).await.unwrap().is_none(), "{name}: a stale insert wrote the row");
+    assert_eq!(audit_rows(&s).await, before, "{name}: a stale insert left an audit row");
+    // Checked after it: applies.
+    assert_eq!(s.apply(insert(deleted), state_entry("store", &key, b"m3")).await.unwrap(), Applied::Done, "{name}");
+    // A delete and an insert checked before it, queued together (one batch where the writer
+    // batches): the insert sees the delete, whichever transaction it lands in.
+    let checked = state_seq(&s, &key).await;
+    let (d, i) = tokio::join!(
+        s.apply(delete(), state_entry("delete", &key, b"")),
+        s.apply(insert(checked), state_entry("store", &key, b"m4"))
+    );
+    assert_eq!((d.unwrap(), i.unwrap()), (Applied::Done, Applied::Stale), "{name}");
+    assert!(s.get("test", &key).await.unwrap().is_none(), "{name}: a deleted wallet came back");
+    s.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_backend_keeps_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
     let pg = support::pg::TestDb::create().await;
     for (name, s) in every_store(dir.path(), pg.as_ref()).await {
         conforms(name, s).await;
+    }
+    if let Some(db) = pg {
+        db.drop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_backend_inserts_only_over_the_history_its_caller_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = support::pg::TestDb::create().await;
+    for (name, s) in every_store(dir.path(), pg.as_ref()).await {
+        inserts_over_the_checked_history(name, s).await;
     }
     if let Some(db) = pg {
         db.drop().await;
@@ -356,9 +419,12 @@ async fn instances_sharing_one_database_append_one_chain() {
                         let w = row(i as u32 * 1000 + n, "test", "EVM");
                         let address = w.address.clone();
                         assert!(matches!(
-                            s.apply(Change::Insert { row: Box::new(w), auth: auth() }, entry("store", &address))
-                                .await
-                                .unwrap(),
+                            s.apply(
+                                Change::Insert { row: Box::new(w), auth: auth(), state_seq: None },
+                                entry("store", &address)
+                            )
+                            .await
+                            .unwrap(),
                             Applied::Done
                         ));
                     } else {

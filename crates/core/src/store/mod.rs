@@ -185,8 +185,12 @@ pub struct WrappedKey {
 /// A change, written together with its audit row in one transaction.
 #[derive(Debug)]
 pub enum Change {
-    /// A new wallet; `ERR_CONFLICT` if the address is already stored.
-    Insert { row: Box<WalletRow>, auth: RowAuth },
+    /// A new wallet; `ERR_CONFLICT` if the address is already stored. Only if the latest audit
+    /// row recording the address's state (see [`WalletStore::latest_state`]) is still the one at
+    /// `state_seq` (`None`: there is none), read and checked by the caller: `Stale` otherwise
+    /// (a delete or a store committed in between, in this batch or another process's). So what
+    /// the caller concluded from the history (deleted, never stored) still holds when it inserts.
+    Insert { row: Box<WalletRow>, auth: RowAuth, state_seq: Option<i64> },
     /// New metadata, same shares; only if the row is still at `expected_version`.
     UpdateMetadata { address_key: String, expected_version: i64, metadata_json: String, auth: RowAuth },
     /// New metadata and a new sealed generation; only if the row is still at `expected_version`.
@@ -217,6 +221,21 @@ pub enum Change {
     /// The environment's integrity key, re-wrapped: written only while it is still wrapped under
     /// `from` (`Stale` otherwise: another process moved it first).
     MoveIntegrityKey { from: KekRef, to: WrappedKey },
+}
+
+impl Change {
+    /// The wallet this change writes, if it writes one.
+    pub fn address_key(&self) -> Option<&str> {
+        match self {
+            Change::Insert { row, .. } => Some(&row.address_key),
+            Change::UpdateMetadata { address_key, .. }
+            | Change::ReplaceShares { address_key, .. }
+            | Change::Delete { address_key }
+            | Change::Authenticate { address_key, .. }
+            | Change::Rewrap { address_key, .. } => Some(address_key),
+            Change::PutKey { .. } | Change::MoveIntegrityKey { .. } => None,
+        }
+    }
 }
 
 /// The SQL condition "this row is behind the primary" (the store's form of `vault::keys::behind`),

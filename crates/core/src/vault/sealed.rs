@@ -166,24 +166,18 @@ impl Vault {
     }
 
     async fn recover_new_wallet(&self, state: &Unpersisted, shares: &SecretBuf, actor: Option<&str>) -> Result<String> {
-        // Deletion is final: a recovery never brings back a wallet this environment deleted.
-        let key = model::check_address_arg(&state.address)?;
-        if let Some(latest) = self.store.latest_state(&self.environment, &key).await? {
-            if tamper::audited_state(&self.integrity, &state.address, &latest)?.is_empty() {
-                return Err(Error::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "wallet {} was deleted (audit seq {}): a recovery never re-creates a deleted wallet",
-                        state.address, latest.seq
-                    ),
-                ));
-            }
-        }
-        match self.store_wallet(&state.payload_json, Some(&state.address), shares, actor).await {
+        // Deletion is final: a recovery never brings back a wallet this environment deleted,
+        // checked by the insert itself (a delete racing the recovery is seen, see `insert_new`).
+        match self.store_recovered(&state.payload_json, &state.address, shares, actor).await {
             Err(e) if e.code == ErrorCode::Conflict => {
                 // Stored already? Then only if it is this wallet, at its first generation, with
                 // exactly these shares (the first store committed but its answer was lost).
-                let row = self.wallet_row(&state.address).await?;
+                let row = match self.wallet_row(&state.address).await {
+                    Ok(row) => row,
+                    // No row: deleted (final), or stored and deleted since; the conflict says which.
+                    Err(gone) if gone.code == ErrorCode::NotFound => return Err(e),
+                    Err(other) => return Err(other),
+                };
                 let same = row.wallet_id == state.wallet_id
                     && row.generation == 1
                     && self.open_row(&row).await?.as_slice() == shares.as_slice();

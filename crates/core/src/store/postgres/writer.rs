@@ -308,12 +308,21 @@ async fn commit(
     }
     let mut entries = Vec::with_capacity(jobs.len());
     let mut outcomes = Vec::with_capacity(jobs.len());
+    // The wallets this batch has written so far: their audit rows are inserted at the end, so a
+    // later job's read of a wallet's latest state would not see them (an insert then checks
+    // against what it cannot see: it is stale).
+    let mut written: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     for job in jobs {
         match job {
             Write::Apply(change, entry, _) => {
-                let applied = apply_change(&mut tx, change, &entry.environment, now).await?;
+                let wallet = change.address_key().map(|k| (entry.environment.as_str(), k));
+                let applied = match (&**change, wallet) {
+                    (Change::Insert { .. }, Some(w)) if written.contains(&w) => Ok(Applied::Stale),
+                    _ => apply_change(&mut tx, change, &entry.environment, now).await?,
+                };
                 if let Ok(Applied::Done) = applied {
                     entries.push(entry);
+                    written.extend(wallet);
                 }
                 outcomes.push(applied);
             }
@@ -430,9 +439,23 @@ async fn apply_change(
     now: i64,
 ) -> sqlx::Result<Result<Applied>> {
     Ok(Ok(match change {
-        Change::Insert { row: w, auth } => {
+        Change::Insert { row: w, auth, state_seq } => {
             if w.environment != env {
                 return Ok(Err(Error::internal("a wallet row of another environment")));
+            }
+            // Every writer holds the chain head's lock: no other transaction appends a state now,
+            // and this statement sees every one committed before (this batch's own are checked
+            // by the caller).
+            let latest: Option<i64> = sqlx::query_scalar(
+                "SELECT seq FROM audit WHERE environment = $1 AND address = $2 AND wallet_mac IS NOT NULL \
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(env)
+            .bind(&w.address_key)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if latest != *state_seq {
+                return Ok(Ok(Applied::Stale));
             }
             let s = &w.sealed;
             let inserted = sqlx::query(

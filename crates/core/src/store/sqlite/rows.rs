@@ -175,9 +175,14 @@ fn row_state(conn: &Connection, environment: &str, address_key: &str) -> Result<
 /// another environment's rows).
 pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str, now: i64) -> Result<Applied> {
     match change {
-        Change::Insert { row: w, auth } => {
+        Change::Insert { row: w, auth, state_seq } => {
             if w.environment != environment {
                 return Err(Error::internal("a wallet row of another environment"));
+            }
+            // The writer holds the database's write lock and every job appends its audit row
+            // before the next runs: this is the latest state, this batch's included.
+            if latest_state(conn, environment, &w.address_key)?.map(|s| s.seq) != *state_seq {
+                return Ok(Applied::Stale);
             }
             let mut stmt = conn
                 .prepare_cached(
