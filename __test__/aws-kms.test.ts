@@ -4,6 +4,8 @@ import type { OpenOptions } from '../lib'
 import { fakeCreatedWallet } from '../demo/fixtures'
 import { cleanup, tempDir, vaultError } from './support/helpers'
 import { DUMMY_CREDENTIALS, startMoto, type Moto } from './support/moto'
+import { UnpersistedSharesError, vaulted } from '../lib/dynamic'
+import { FakeEvmWalletClient } from '../demo/sdk-fakes'
 import { sqlInChild, tamper } from './support/sql'
 
 let moto: Moto
@@ -217,4 +219,87 @@ describe('KMS faults', () => {
     expect(await vault.withWallet(warm.walletMetadata.accountAddress, () => 'signed')).toBe('signed')
     await vault.close()
   }, 30_000)
+})
+
+/**
+ * The SDK's new shares exist nowhere else once it has returned them: a KMS outage from that
+ * moment (the soak found it) must not lose them. The vault keeps a spare data key from before the
+ * SDK call, seals with it, and the sealed state recovers once the KMS is back. Before, the seal
+ * needed a fresh key from the KMS too, and the error said the shares were lost.
+ */
+describe('SDK results during a KMS outage', () => {
+  // A KMS of its own (the tests above kill theirs).
+  let kms: Moto
+  beforeAll(() => {
+    kms = startMoto()
+    kms.createKey('alias/sharevault-test')
+  }, 120_000)
+  afterAll(() => kms?.kill())
+  const options = (): OpenOptions => ({ ...awsOptions(dbPath()), kms: { provider: 'aws', keyId: 'alias/sharevault-test', region: 'us-east-1', endpoint: kms.endpoint, credentials: DUMMY_CREDENTIALS, timeoutMs: 1000, maxAttempts: 2 } })
+
+  /** A fake whose KMS goes down the moment its create / refresh / reshare returns. */
+  class OutageAfterSdk extends FakeEvmWalletClient {
+    down = false
+    private after<T>(r: T): T {
+      if (this.down) kms.pause()
+      return r
+    }
+    async createWalletAccount(args: Parameters<FakeEvmWalletClient['createWalletAccount']>[0]) {
+      return this.after(await super.createWalletAccount(args))
+    }
+    async refreshWalletAccountShares(args: Parameters<FakeEvmWalletClient['refreshWalletAccountShares']>[0]) {
+      return this.after(await super.refreshWalletAccountShares(args))
+    }
+  }
+
+  const unpersisted = async (p: Promise<unknown>): Promise<UnpersistedSharesError> => {
+    const e = await p.then(() => undefined, (err: unknown) => err)
+    expect(e).toBeInstanceOf(UnpersistedSharesError)
+    return e as UnpersistedSharesError
+  }
+
+  it.each(['refresh', 'create'])('seals a %s result under the spare key, and it recovers when the KMS is back', async (call) => {
+    const vault = await Vault.open(options())
+    const fake = new OutageAfterSdk()
+    const sdk = vaulted(fake, vault, { persistDeadlineMs: 200 })
+    try {
+      let address: string
+      let e: UnpersistedSharesError
+      if (call === 'refresh') {
+        address = (await sdk.createWalletAccount({ thresholdSignatureScheme: 'TWO_OF_TWO' })).walletMetadata.accountAddress
+        fake.down = true
+        e = await unpersisted(sdk.refreshWalletAccountShares({ accountAddress: address }))
+      } else {
+        // The spare is kept before the first SDK call that creates or replaces shares.
+        fake.down = true
+        e = await unpersisted(sdk.createWalletAccount({ thresholdSignatureScheme: 'TWO_OF_TWO' }))
+        address = e.accountAddress
+      }
+      expect(e.sealed).toEqual(expect.any(String))
+      expect(e.message).not.toMatch(/lost/)
+      kms.resume()
+      fake.down = false
+      await vault.recoverSealed(e.sealed as string)
+      // The fake signs only with its current shares: the recovered ones are those.
+      expect(await sdk.signMessage({ accountAddress: address, message: 'after the outage' })).toEqual(expect.any(String))
+      expect((await vault.verifyAuditChain()).brokenAt).toBeUndefined()
+    } finally {
+      kms.resume()
+      await vault.close()
+    }
+  }, 60_000)
+
+  it('refuses an SDK call that creates shares, before making it, while no data key can be had', async () => {
+    const vault = await Vault.open(options())
+    const fake = new FakeEvmWalletClient()
+    const sdk = vaulted(fake, vault, { persistDeadlineMs: 200 })
+    kms.pause()
+    try {
+      expect((await vaultError(sdk.createWalletAccount({ thresholdSignatureScheme: 'TWO_OF_TWO' }))).code).toBe('ERR_KMS_UNAVAILABLE')
+      expect(fake.calls.map((c) => c.method)).not.toContain('createWalletAccount')
+    } finally {
+      kms.resume()
+      await vault.close()
+    }
+  }, 60_000)
 })

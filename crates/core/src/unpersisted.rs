@@ -21,6 +21,12 @@
 //! `Date`, a `Map`…): sealed losslessly rather than lost, and read back only by an operator
 //! (`Vault::open_sealed`), since the vault cannot store it as it is. Its AAD tag differs, so
 //! neither kind can pass for the other.
+//!
+//! Versions 3 (shares) and 4 (raw) have the same layout again, and say that the data key is the
+//! vault's spare one (`Vault::permit_operation` keeps it before an SDK call it cannot undo),
+//! wrapped under the environment's spare key context instead of the wallet's: what a seal uses
+//! when the KMS cannot give a fresh key (an outage after the SDK call). The binding to the wallet
+//! is the AAD's, as for every version; their AAD tags differ from the others'.
 
 use crate::envelope::KekRef;
 use crate::error::{Error, Result};
@@ -28,8 +34,12 @@ use crate::error::{Error, Result};
 const MAGIC: &[u8; 4] = b"SVUS";
 const VERSION: u8 = 1;
 const RAW_VERSION: u8 = 2;
+const SPARE_VERSION: u8 = 3;
+const SPARE_RAW_VERSION: u8 = 4;
 const AAD_TAG: &[u8] = b"sharevault/unpersisted/v1";
 const RAW_AAD_TAG: &[u8] = b"sharevault/unpersisted-raw/v1";
+const SPARE_AAD_TAG: &[u8] = b"sharevault/unpersisted-spare/v1";
+const SPARE_RAW_AAD_TAG: &[u8] = b"sharevault/unpersisted-spare-raw/v1";
 /// Larger than any real state (shares of several KB each, backup info): refuses garbage early.
 const MAX_BLOB: usize = 4 << 20;
 
@@ -50,8 +60,10 @@ pub struct Unpersisted {
     pub wrapped_dek: Vec<u8>,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
-    /// The ciphertext is the SDK's result as it came (version 2), not the share encoding.
+    /// The ciphertext is the SDK's result as it came (versions 2 and 4), not the share encoding.
     pub raw: bool,
+    /// The data key is the vault's spare one, under the spare key context (versions 3 and 4).
+    pub spare: bool,
 }
 
 fn put(out: &mut Vec<u8>, field: &[u8]) {
@@ -65,7 +77,13 @@ impl Unpersisted {
     /// change unnoticed).
     pub fn aad(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.payload_json.len());
-        put(&mut out, if self.raw { RAW_AAD_TAG } else { AAD_TAG });
+        let tag = match (self.raw, self.spare) {
+            (false, false) => AAD_TAG,
+            (true, false) => RAW_AAD_TAG,
+            (false, true) => SPARE_AAD_TAG,
+            (true, true) => SPARE_RAW_AAD_TAG,
+        };
+        put(&mut out, tag);
         self.put_facts(&mut out);
         put(&mut out, self.kek.provider.as_bytes());
         put(&mut out, self.kek.key_id.as_bytes());
@@ -86,7 +104,12 @@ impl Unpersisted {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512 + self.payload_json.len() + self.ciphertext.len());
         out.extend_from_slice(MAGIC);
-        out.push(if self.raw { RAW_VERSION } else { VERSION });
+        out.push(match (self.raw, self.spare) {
+            (false, false) => VERSION,
+            (true, false) => RAW_VERSION,
+            (false, true) => SPARE_VERSION,
+            (true, true) => SPARE_RAW_VERSION,
+        });
         self.put_facts(&mut out);
         put(&mut out, self.kek.provider.as_bytes());
         put(&mut out, self.kek.key_id.as_bytes());
@@ -105,11 +128,12 @@ impl Unpersisted {
         if bytes.len() > MAX_BLOB
             || bytes.len() < 5
             || &bytes[..4] != MAGIC
-            || ![VERSION, RAW_VERSION].contains(&bytes[4])
+            || ![VERSION, RAW_VERSION, SPARE_VERSION, SPARE_RAW_VERSION].contains(&bytes[4])
         {
             return Err(bad());
         }
-        let raw = bytes[4] == RAW_VERSION;
+        let raw = [RAW_VERSION, SPARE_RAW_VERSION].contains(&bytes[4]);
+        let spare = [SPARE_VERSION, SPARE_RAW_VERSION].contains(&bytes[4]);
         let mut rest = &bytes[5..];
         let mut field = || -> Result<Vec<u8>> {
             if rest.len() < 4 {
@@ -151,6 +175,7 @@ impl Unpersisted {
             nonce,
             ciphertext,
             raw,
+            spare,
         })
     }
 }
@@ -173,6 +198,7 @@ mod tests {
             nonce: vec![2; 12],
             ciphertext: vec![3; 100],
             raw: false,
+            spare: false,
         }
     }
 
@@ -184,6 +210,10 @@ mod tests {
         assert_eq!(Unpersisted::decode(&none.encode()).unwrap(), none);
         let raw = Unpersisted { raw: true, ..sample() };
         assert_eq!(Unpersisted::decode(&raw.encode()).unwrap(), raw);
+        for raw in [false, true] {
+            let spare = Unpersisted { raw, spare: true, ..sample() };
+            assert_eq!(Unpersisted::decode(&spare.encode()).unwrap(), spare);
+        }
     }
 
     #[test]
@@ -197,7 +227,7 @@ mod tests {
         longer.push(0);
         assert!(Unpersisted::decode(&longer).is_err());
         let mut other_version = blob.clone();
-        other_version[4] = 3;
+        other_version[4] = 5;
         assert!(Unpersisted::decode(&other_version).is_err());
     }
 
@@ -214,6 +244,8 @@ mod tests {
             Unpersisted { scheme: None, ..sample() },
             Unpersisted { kek: KekRef { key_version: "2".into(), ..sample().kek }, ..sample() },
             Unpersisted { raw: true, ..sample() },
+            Unpersisted { spare: true, ..sample() },
+            Unpersisted { raw: true, spare: true, ..sample() },
         ];
         for v in variants {
             assert_ne!(v.aad(), base, "{v:?}");

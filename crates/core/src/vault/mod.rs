@@ -9,7 +9,7 @@ use crate::audit::{
 use crate::envelope::{self, Binding, SealedRecord, ALG_AES_256_GCM, FORMAT_V1};
 use crate::error::{Error, ErrorCode, Result};
 use crate::integrity::{sealed_digest, IntegrityKey, RowFacts};
-use crate::kms::{KeyContext, KeyWrapping};
+use crate::kms::{GeneratedKey, KeyContext, KeyWrapping};
 use crate::model::{self, Scheme};
 use crate::permissions::{Permission, Permissions};
 use crate::secret::SecretBuf;
@@ -125,7 +125,15 @@ pub struct Vault {
     integrity: Arc<IntegrityKey>,
     /// `onAudit`: where committed entries are also offered.
     sink: Option<Arc<dyn AuditSink>>,
+    /// The spare data key (see `permit_operation`): generated before the first SDK call whose
+    /// result the vault must keep, and what a seal of that result uses when the KMS cannot give
+    /// a fresh key. Zeroized at close.
+    spare: tokio::sync::Mutex<Option<Arc<GeneratedKey>>>,
 }
+
+/// The key context's wallet id of the spare data key: no wallet's (wallet ids are the SDK's
+/// UUIDs), so a spare-wrapped key never unwraps as a wallet's, nor the reverse.
+pub(crate) const SPARE_CONTEXT: &str = "sharevault:unpersisted";
 
 /// How many audit rows chain verification reads at a time.
 const VERIFY_PAGE: u32 = 5000;
@@ -220,6 +228,7 @@ impl Vault {
             allow: Permissions::default(),
             integrity,
             sink: None,
+            spare: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -481,9 +490,41 @@ impl Vault {
             for p in [hydrate, write].into_iter().flatten() {
                 self.permit(p, "sdk_call", address, Some(method), actor).await?;
             }
+            // New shares (a new wallet's, a refresh's, a reshare's) exist nowhere else once the
+            // SDK has returned them: the vault must be able to seal them even if the KMS is gone
+            // by then, so it holds a data key for that before the SDK is called (and refuses the
+            // call, with nothing done, if it cannot get one).
+            if matches!(write, Some(Permission::Store | Permission::Replace)) {
+                self.ensure_spare().await?;
+            }
             Ok(())
         })
         .await
+    }
+
+    /// Makes sure the spare data key exists, and is under the current primary key (after a
+    /// rotation a new one is generated; if the KMS cannot give it, the old one still seals).
+    async fn ensure_spare(&self) -> Result<()> {
+        let mut spare = self.spare.lock().await;
+        if spare.as_ref().is_some_and(|k| k.kek.same_key(self.kms.current_kek())) {
+            return Ok(());
+        }
+        let ctx = self.key_context(SPARE_CONTEXT);
+        match self.kms.generate_data_key(&ctx).await {
+            Ok(key) => {
+                // Never a cache entry: it is used only where the KMS cannot be.
+                self.kms.forget(&key.kek, &key.wrapped, &ctx);
+                *spare = Some(Arc::new(key));
+                Ok(())
+            }
+            Err(_) if spare.is_some() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The spare data key, if one was generated.
+    async fn spare_key(&self) -> Option<Arc<GeneratedKey>> {
+        self.spare.lock().await.clone()
     }
 
     /// Counters: KMS calls, cache hits/misses/evictions, errors by code, hydrate latency.
@@ -507,6 +548,8 @@ impl Vault {
             .get_or_init(|| async {
                 let r = self.store.close().await;
                 self.kms.close();
+                // The last copy of the spare key is this one (a seal holds it only while it runs).
+                *self.spare.lock().await = None;
                 r
             })
             .await

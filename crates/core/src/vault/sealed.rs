@@ -6,7 +6,8 @@ impl Vault {
     /// Seals shares the SDK returned that could not be written (see `unpersisted`), bound to the
     /// wallet `metadata_json` names, this vault's environment, and the generation they replace:
     /// with the backup info and scheme that go with them, or, for a new wallet (`base_generation`
-    /// 0), with its whole metadata. Needs the KMS, not the database.
+    /// 0), with its whole metadata. Needs the KMS, not the database; with the KMS out of reach,
+    /// the spare key `permit_operation` kept (if it ran) seals it instead.
     pub async fn seal_unpersisted(
         &self,
         metadata_json: &str,
@@ -73,9 +74,19 @@ impl Vault {
                 }
             };
             let ctx = self.key_context(&id.wallet_id);
-            let key = self.kms.generate_data_key(&ctx).await?;
-            // A one-off key: no cached copy of it should outlive this call.
-            self.kms.forget(&key.kek, &key.wrapped, &ctx);
+            let (key, spare) = match self.kms.generate_data_key(&ctx).await {
+                Ok(key) => {
+                    // A one-off key: no cached copy of it should outlive this call.
+                    self.kms.forget(&key.kek, &key.wrapped, &ctx);
+                    (Arc::new(key), false)
+                }
+                // The KMS is out of reach: the spare key kept for this before the SDK call.
+                Err(e) if e.code == ErrorCode::KmsUnavailable => match self.spare_key().await {
+                    Some(key) => (key, true),
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            };
             let mut state = Unpersisted {
                 environment: self.environment.clone(),
                 wallet_id: id.wallet_id.clone(),
@@ -84,11 +95,12 @@ impl Vault {
                 base_generation,
                 payload_json,
                 scheme: scheme.filter(|_| base_generation > 0).map(|_| effective.as_str().to_string()),
-                kek: key.kek,
-                wrapped_dek: key.wrapped,
+                kek: key.kek.clone(),
+                wrapped_dek: key.wrapped.clone(),
                 nonce: Vec::new(),
                 ciphertext: Vec::new(),
                 raw,
+                spare,
             };
             let (nonce, ciphertext) = envelope::seal_with(&key.plaintext, &state.aad(), shares.as_slice())?;
             state.nonce = nonce;
@@ -110,7 +122,7 @@ impl Vault {
             if !state.raw {
                 return Err(Error::invalid("sealed", "holds shares the vault can store: use recoverSealed"));
             }
-            let ctx = self.key_context(&state.wallet_id);
+            let ctx = self.state_context(&state);
             let dek = self.kms.unwrap_data_key(&state.kek, &state.wrapped_dek, &ctx).await?;
             self.kms.forget(&state.kek, &state.wrapped_dek, &ctx);
             let plaintext = envelope::open_with(&dek, &state.aad(), &state.nonce, &state.ciphertext)
@@ -143,7 +155,7 @@ impl Vault {
                      hydrate:export), corrects it, and stores it with replaceShares or storeWallet",
                 ));
             }
-            let ctx = self.key_context(&state.wallet_id);
+            let ctx = self.state_context(&state);
             let dek = self.kms.unwrap_data_key(&state.kek, &state.wrapped_dek, &ctx).await?;
             self.kms.forget(&state.kek, &state.wrapped_dek, &ctx);
             let shares = envelope::open_with(&dek, &state.aad(), &state.nonce, &state.ciphertext)
@@ -189,5 +201,10 @@ impl Vault {
             }
             other => other,
         }
+    }
+
+    /// The key context a sealed state's data key is wrapped under: its wallet's, or the spare's.
+    fn state_context(&self, state: &Unpersisted) -> KeyContext {
+        self.key_context(if state.spare { SPARE_CONTEXT } else { &state.wallet_id })
     }
 }
