@@ -55,10 +55,9 @@ async function pgReachable() {
   }
 }
 
-/** A throwaway PostgreSQL database named `name` (dropped first if it exists): `{ url, drop }`. */
-async function pgDatabase(name, { sslmode } = {}) {
+/** A throwaway PostgreSQL database named `name` (dropped first if it exists) on the server `admin` names: `{ url, drop }`. */
+async function pgDatabase(name, { sslmode, admin = process.env.SHAREVAULT_PG_ADMIN_URL || 'postgres://postgres@127.0.0.1:5432/postgres' } = {}) {
   const { Client } = require('pg')
-  const admin = process.env.SHAREVAULT_PG_ADMIN_URL || 'postgres://postgres@127.0.0.1:5432/postgres'
   const run = async (sql) => {
     const c = new Client({ connectionString: admin })
     await c.connect()

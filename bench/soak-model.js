@@ -8,8 +8,12 @@
 
 const { createHash } = require('node:crypto')
 
-/** Errors after which a write may or may not have committed (the answer was lost). */
-const AMBIGUOUS = new Set(['ERR_DB_UNAVAILABLE', 'ERR_STORAGE', 'ERR_INTERNAL', 'ERR_CLOSED', 'unknown'])
+/**
+ * Errors after which a write may or may not have committed (the answer was lost). Any other
+ * error says the write was not made, and the model holds the vault to it: `ERR_CLOSED` (a handle
+ * closed under its call) included, since a call is either refused before it starts or waited for.
+ */
+const AMBIGUOUS = new Set(['ERR_DB_UNAVAILABLE', 'ERR_STORAGE', 'ERR_INTERNAL', 'ERR_UNPERSISTED_SHARES', 'unknown'])
 
 function applyLine(wallets, e) {
   const w = wallets.get(e.a)
@@ -20,13 +24,15 @@ function applyLine(wallets, e) {
   }
   switch (`${e.k} ${e.op ?? ''}`.trim()) {
     case 'intent store':
-      wallets.set(e.a, { state: 'live', accept: [e.d], absentOk: true, pending: e.d })
+      // `sdk`: created through sharevault/dynamic (its scheme may change by a reshare).
+      wallets.set(e.a, { state: 'live', accept: [e.d], absentOk: true, pending: e.d, sdk: e.sdk === true })
       break
     case 'ack store':
       if (w) Object.assign(w, { accept: [w.pending], absentOk: false, pending: undefined })
       break
     case 'fail store':
-      if (w && !AMBIGUOUS.has(e.code)) wallets.delete(e.a)
+      // Refused: the wallet must not be there (the final check reads it).
+      if (w && !AMBIGUOUS.has(e.code)) Object.assign(w, { state: 'deleted', accept: [], absentOk: true, pending: undefined })
       break
     case 'intent replace':
       if (w) Object.assign(w, { accept: [...w.accept, e.d], pending: e.d })
