@@ -33,10 +33,15 @@ if (existsSync(cfg.history)) {
   for (const line of readFileSync(cfg.history, 'utf8').split('\n')) if (line) applyLine(wallets, JSON.parse(line))
 }
 const fd = openSync(cfg.history, 'a')
+// Every address of the history, in the order it appeared (the model never forgets a wallet: a
+// deleted one stays, as deleted), for drawing a wallet without scanning them all.
+const addresses = [...wallets.keys()]
 const record = (entry, sync) => {
   writeSync(fd, JSON.stringify({ t: Date.now(), w: cfg.worker, ...entry }) + '\n')
   if (sync) fdatasyncSync(fd)
+  const known = wallets.has(entry.a)
   applyLine(wallets, entry)
+  if (!known && wallets.has(entry.a)) addresses.push(entry.a)
 }
 
 /**
@@ -115,8 +120,15 @@ function violation(what) {
 
 /** A wallet of this history that no call is using. */
 function idleWallet(filter) {
-  const ok = [...wallets.entries()].filter(([a, w]) => !busy.has(a) && filter(w, a))
-  return ok.length ? pick(ok)[0] : undefined
+  const fits = (a) => !busy.has(a) && filter(wallets.get(a), a)
+  // A few random draws (the history grows for the whole run: a scan per call would be the
+  // soak's own slowdown), then, rarely, a scan.
+  for (let i = 0; i < 32 && addresses.length; i++) {
+    const a = pick(addresses)
+    if (fits(a)) return a
+  }
+  const ok = addresses.filter(fits)
+  return ok.length ? pick(ok) : undefined
 }
 
 async function one(vault) {
@@ -124,7 +136,7 @@ async function one(vault) {
   const live = (w) => w.state === 'live'
   let op = r < 0.12 ? 'store' : r < 0.62 ? 'hydrate' : r < 0.74 ? 'replace' : r < 0.8 ? 'delete' : r < 0.88 ? 'getMetadata' : r < 0.94 ? 'list' : 'auditLog'
   if (wallets.size < 5) op = 'store'
-  if (cfg.rotator && rand() < 0.002) op = 'rotate'
+  if (cfg.rotator && rand() < 0.002 && !process.env.SOAK_NO_ROTATE) op = 'rotate'
   // A quarter of the calls go through sharevault/dynamic and the SDK's contract fake instead.
   if (sdk && vault === mainVault && rand() < 0.25) return sdkCall(vault)
   // A plain replace (one share) never goes to a wallet the SDK created: its fake would no longer

@@ -437,19 +437,28 @@ impl WalletStore for PgStore {
 
     async fn audit_log(&self, q: AuditQuery) -> Result<Vec<AuditRecord>> {
         self.live()?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            audit_columns!(),
-            " FROM audit WHERE ($1::text IS NULL OR address = $1) AND seq > $2 AND environment = $4 \
-             ORDER BY seq LIMIT $3"
-        ))
-        .bind(&q.address_key)
-        .bind(q.after_seq.unwrap_or(0))
-        .bind(i64::from(q.limit))
-        .bind(&q.environment)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(pg_err("reading the audit log"))?;
+        // Two statements, not one `($1 IS NULL OR address = $1)`: the prepared statement's
+        // generic plan would walk the log by seq for one wallet's rows.
+        let sql = match q.address_key {
+            Some(_) => concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit WHERE address = $1 AND seq > $2 AND environment = $4 ORDER BY seq LIMIT $3"
+            ),
+            None => concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit WHERE $1::text IS NULL AND seq > $2 AND environment = $4 ORDER BY seq LIMIT $3"
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(&q.address_key)
+            .bind(q.after_seq.unwrap_or(0))
+            .bind(i64::from(q.limit))
+            .bind(&q.environment)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_err("reading the audit log"))?;
         map_rows(rows, audit_from_row, "reading the audit log")
     }
 

@@ -304,9 +304,11 @@ impl WalletStore for SqliteStore {
 
     async fn audit_log(&self, q: AuditQuery) -> Result<Vec<AuditRecord>> {
         self.read(ReadKind::Blocking, move |c| {
+            // Two statements, not one `(?1 IS NULL OR address = ?1)`: with that, SQLite walks the
+            // whole log by seq for one wallet's rows (a read that grew with the log).
+            let filter = if q.address_key.is_some() { "address = ?1" } else { "?1 IS NULL" };
             c.prepare_cached(&format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit WHERE (?1 IS NULL OR address = ?1) AND seq > ?2 \
-                 AND environment = ?4 ORDER BY seq LIMIT ?3"
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE {filter} AND seq > ?2 AND environment = ?4 ORDER BY seq LIMIT ?3"
             ))
             .and_then(|mut s| {
                 s.query_map(params![q.address_key, q.after_seq.unwrap_or(0), q.limit, q.environment], audit_from_row)?
