@@ -136,7 +136,7 @@ async function one(vault) {
   const live = (w) => w.state === 'live'
   let op = r < 0.12 ? 'store' : r < 0.62 ? 'hydrate' : r < 0.74 ? 'replace' : r < 0.8 ? 'delete' : r < 0.88 ? 'getMetadata' : r < 0.94 ? 'list' : 'auditLog'
   if (wallets.size < 5) op = 'store'
-  if (cfg.rotator && rand() < 0.002 && !process.env.SOAK_NO_ROTATE) op = 'rotate'
+  if (cfg.rotator && rand() < 0.002) op = 'rotate'
   // A quarter of the calls go through sharevault/dynamic and the SDK's contract fake instead.
   if (sdk && vault === mainVault && rand() < 0.25) return sdkCall(vault)
   // A plain replace (one share) never goes to a wallet the SDK created: its fake would no longer
