@@ -38,7 +38,8 @@ function applyLine(wallets, e) {
       if (w) Object.assign(w, { accept: [...w.accept, e.d], pending: e.d })
       break
     case 'ack replace':
-      if (w) Object.assign(w, { accept: [w.pending], pending: undefined })
+      // `planted`: the self-test's replace that was never made (the worker leaves it alone).
+      if (w) Object.assign(w, { accept: [w.pending], pending: undefined, planted: e.planted === true })
       break
     case 'fail replace':
       if (w && !AMBIGUOUS.has(e.code)) Object.assign(w, { accept: w.accept.filter((d) => d !== w.pending), pending: undefined })

@@ -120,7 +120,7 @@ function violation(what) {
 
 /** A wallet of this history that no call is using. */
 function idleWallet(filter) {
-  const fits = (a) => !busy.has(a) && filter(wallets.get(a), a)
+  const fits = (a) => !busy.has(a) && !wallets.get(a).planted && filter(wallets.get(a), a)
   // A few random draws (the history grows for the whole run: a scan per call would be the
   // soak's own slowdown), then, rarely, a scan.
   for (let i = 0; i < 32 && addresses.length; i++) {
@@ -173,7 +173,9 @@ async function one(vault) {
           // The checker's own test (--self-test): a replace "acknowledged" that was never made,
           // the lost write the soak exists to catch. The run must end with violations.
           selfTested = true
-          record({ k: 'ack', op, a: address }, true)
+          // Left alone from now on, by every incarnation (the history says so): no later write or
+          // delete may cover it, and the final check must find the shares are not these.
+          record({ k: 'ack', op, a: address, planted: true }, true)
           break
         }
         await answer(address, () => vault.replaceShares(address, { externalServerKeyShares: shares, backupInfo: backupInfoWithExternal() }))
