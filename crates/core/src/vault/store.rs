@@ -145,7 +145,7 @@ impl Vault {
 /// Whether a store may bring back a wallet this environment deleted: a new store may (the same
 /// address created again), the recovery of an unpersisted first store may not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Deleted {
+enum Deleted {
     MayReturn,
     IsFinal,
 }

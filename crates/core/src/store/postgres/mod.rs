@@ -438,7 +438,8 @@ impl WalletStore for PgStore {
     async fn audit_log(&self, q: AuditQuery) -> Result<Vec<AuditRecord>> {
         self.live()?;
         // Two statements, not one `($1 IS NULL OR address = $1)`: the prepared statement's
-        // generic plan would walk the log by seq for one wallet's rows.
+        // generic plan would walk the log by seq for one wallet's rows. Without an address, `$1`
+        // is still bound (NULL), so both take the same parameters.
         let sql = match q.address_key {
             Some(_) => concat!(
                 "SELECT ",
