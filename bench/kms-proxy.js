@@ -44,9 +44,6 @@ async function startProxy(target) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
     endpoint: `http://127.0.0.1:${server.address().port}`,
-    get mode() {
-      return mode
-    },
     set(next) {
       const was = mode
       mode = next === 'reset' ? 'pass' : next
