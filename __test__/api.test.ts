@@ -1,6 +1,6 @@
 import { inspect } from 'node:util'
 import { Vault } from '../lib'
-import { backupInfoWithExternal, fakeCreatedWallet, fakeShares, EcdsaKeygenResult } from '../demo/fixtures'
+import { backupInfoWithExternal, fakeCreatedWallet, fakeShares, EcdsaKeygenResult } from '../lib/testing'
 import { backends, cleanup, countWallets, openOn, vaultError } from './support/helpers'
 
 

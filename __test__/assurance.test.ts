@@ -4,7 +4,7 @@
 // attacks on both backends, down to each column, are in crates/core/tests/tamper.rs.
 import { Vault, ALL_PERMISSIONS, DEFAULT_PERMISSIONS } from '../lib'
 import type { AuditCheckpoint } from '../lib'
-import { fakeCreatedWallet } from '../demo/fixtures'
+import { fakeCreatedWallet } from '../lib/testing'
 import { cleanup, openFile, vaultError } from './support/helpers'
 import { sqlInChild } from './support/sql'
 

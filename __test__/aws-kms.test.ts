@@ -1,11 +1,11 @@
 import { join } from 'node:path'
 import { Vault, ALL_PERMISSIONS } from '../lib'
 import type { OpenOptions } from '../lib'
-import { fakeCreatedWallet } from '../demo/fixtures'
+import { fakeCreatedWallet } from '../lib/testing'
 import { cleanup, tempDir, vaultError } from './support/helpers'
 import { DUMMY_CREDENTIALS, startMoto, type Moto } from './support/moto'
 import { UnpersistedSharesError, vaulted } from '../lib/dynamic'
-import { FakeEvmWalletClient } from '../demo/sdk-fakes'
+import { FakeEvmWalletClient } from '../lib/testing'
 import { sqlInChild, tamper } from './support/sql'
 
 let moto: Moto

@@ -1,9 +1,9 @@
 import { Vault } from '../lib'
 import type { CreatedWallet } from '../lib'
-import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../demo/fixtures'
+import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../lib/testing'
 import { backends, cleanup, newKey, openOn, vaultError, withoutKeyring } from './support/helpers'
 import { vaulted } from '../lib/dynamic'
-import { fakeClients } from '../demo/sdk-fakes'
+import { fakeClients } from '../lib/testing'
 
 describe.each(backends())('on $name', (backend) => {
   let vault: Vault

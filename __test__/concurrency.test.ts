@@ -1,5 +1,5 @@
 import type { ServerKeyShare } from '../lib'
-import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../demo/fixtures'
+import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../lib/testing'
 import { backends, cleanup, openOn } from './support/helpers'
 
 afterEach(cleanup)

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { Vault } from '../lib'
-import { fakeCreatedWallet, fakeShares, backupInfoWithExternal } from '../demo/fixtures'
+import { fakeCreatedWallet, fakeShares, backupInfoWithExternal } from '../lib/testing'
 import { backends, cleanup, newKey } from './support/helpers'
 
 afterEach(cleanup)

@@ -3,9 +3,9 @@ import { Vault } from '../lib'
 import { DEFAULT_PERMISSIONS } from '../lib'
 import type { OpenOptions, Permission, ServerKeyShare, WalletMetadata } from '../lib'
 import { UnpersistedSharesError, vaulted } from '../lib/dynamic'
-import type { Chain } from '../demo/fixtures'
+import type { Chain } from '../lib/testing'
 import { backends, newKey, openFile, vaultError } from './support/helpers'
-import { FakeEvmWalletClient, FakeWalletClient, fakeClients, SdkError } from '../demo/sdk-fakes'
+import { FakeEvmWalletClient, FakeWalletClient, fakeClients, SdkError } from '../lib/testing'
 
 const CHAINS: Chain[] = ['EVM', 'SVM', 'BTC', 'TON']
 

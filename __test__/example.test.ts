@@ -4,11 +4,13 @@ import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
 import { Client } from 'pg'
 import type { Vault } from '../lib'
+import type { TestVault } from '../lib/testing'
 import { backends, cleanup, newKey, tempDir } from './support/helpers'
 
-// The example service (examples/wallet-service), end to end over HTTP, on its fake path. It uses
-// the package as a user does (require('sharevault'), the built dist/), so the test does too: one
-// VaultError class on both sides.
+// The example service (examples/wallet-service), end to end over HTTP, on its fake path, tested
+// as a user would test their own service: with sharevault/testing (a test vault, the SDK contract
+// fake, the matchers). It uses the package as a user does (require('sharevault'), the built
+// dist/), so the test does too: one VaultError class on both sides.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Vault: BuiltVault } = require('sharevault') as { Vault: typeof import('../lib').Vault }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -16,7 +18,9 @@ const { vaulted } = require('sharevault/dynamic') as typeof import('../lib/dynam
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createService } = require('../examples/wallet-service/server') as { createService: (evm: unknown, vault: Vault, opts?: { unpersistedFile?: string }) => Server }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { FakeEvmWalletClient } = require('../examples/wallet-service/fake-evm-client') as { FakeEvmWalletClient: new () => { signMessage: (...a: unknown[]) => Promise<string> } }
+const { FakeEvmWalletClient, openTestVault, hydrationsOf } = require('sharevault/testing') as typeof import('../lib/testing')
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+require('sharevault/testing/jest')
 
 afterAll(cleanup)
 
@@ -26,12 +30,14 @@ async function listen(server: Server): Promise<string> {
 }
 
 describe('the example wallet service', () => {
-  let vault: Vault
+  let vault: TestVault
   let server: Server
   let base: string
+  let sdk: InstanceType<typeof FakeEvmWalletClient>
   beforeAll(async () => {
-    vault = await BuiltVault.open({ database: ':memory:', environment: 'example', kms: { provider: 'local', key: newKey() } })
-    server = createService(vaulted(new FakeEvmWalletClient(), vault), vault)
+    vault = await openTestVault()
+    sdk = new FakeEvmWalletClient()
+    server = createService(vaulted(sdk, vault, { actor: 'wallet-service' }), vault)
     base = await listen(server)
   })
   afterAll(async () => {
@@ -43,23 +49,44 @@ describe('the example wallet service', () => {
     const created = await fetch(`${base}/wallets`, { method: 'POST', body: JSON.stringify({ thresholdSignatureScheme: 'TWO_OF_THREE' }) })
     expect(created.status).toBe(201)
     const { accountAddress, walletId } = (await created.json()) as { accountAddress: string; walletId: string }
-    expect(accountAddress).toMatch(/^0x[0-9a-f]{40}$/)
+    expect(accountAddress).toMatch(/^0x[0-9a-f]{40}$/i)
 
     const shown = await fetch(`${base}/wallets/${accountAddress}`)
     expect(shown.status).toBe(200)
     const text = await shown.text()
     expect(JSON.parse(text)).toMatchObject({ walletId, accountAddress, thresholdSignatureScheme: 'TWO_OF_THREE' })
     expect(text).not.toContain('secretShare')
+    expect(text).not.toContainShareOf(vault, sdk)
 
     const signed = await fetch(`${base}/wallets/${accountAddress}/sign`, { method: 'POST', body: JSON.stringify({ message: 'hello' }) })
     expect(signed.status).toBe(200)
     const { signature } = (await signed.json()) as { signature: string }
-    expect(signature).toMatch(/^0x[0-9a-f]{64}$/)
+    expect(signature).toMatch(/^[0-9a-f]{64}$/)
     // The same message again gives the same signature: the stored shares are the ones in use.
     const again = (await (await fetch(`${base}/wallets/${accountAddress}/sign`, { method: 'POST', body: JSON.stringify({ message: 'hello' }) })).json()) as { signature: string }
     expect(again.signature).toBe(signature)
     const audit = await vault.auditLog({ address: accountAddress })
     expect(audit.map((r) => r.action)).toEqual(['store', 'hydrate', 'hydrate'])
+    expect((await hydrationsOf(vault, { address: accountAddress })).byPurpose).toEqual({ sign: 2 })
+    await expect(vault).toHaveAudited({ address: accountAddress, action: 'hydrate', purpose: 'sign', actor: 'wallet-service', times: 2 })
+  })
+
+  it('keeps a new wallet sealed (503) while the database refuses writes, and it is recovered after', async () => {
+    const file = join(tempDir(), 'unpersisted.jsonl')
+    const server2 = createService(vaulted(sdk, vault, { persistDeadlineMs: 50 }), vault, { unpersistedFile: file })
+    const url = await listen(server2)
+    const restore = vault.failWrites()
+    const r = await fetch(`${url}/wallets`, { method: 'POST' })
+    restore()
+    expect(r.status).toBe(503)
+    const kept = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { accountAddress: string; sealed: string })
+    expect(kept).toHaveLength(1)
+    expect(kept).not.toContainShareOf(vault, sdk)
+    expect((await fetch(`${url}/wallets/${kept[0].accountAddress}`)).status).toBe(404)
+    await vault.recoverSealed(kept[0].sealed)
+    const signed = await fetch(`${url}/wallets/${kept[0].accountAddress}/sign`, { method: 'POST', body: '{"message":"x"}' })
+    expect(signed.status).toBe(200)
+    await new Promise((res) => server2.close(res))
   })
 
   it('answers an unknown wallet with 404, bad input with 400, too much with 413, and an unknown route with 404', async () => {
@@ -76,21 +103,14 @@ describe('the example wallet service', () => {
   })
 
   it('answers 502 with a generic message when the SDK call fails', async () => {
-    const raw = new FakeEvmWalletClient()
-    const vault2 = await BuiltVault.open({ database: ':memory:', environment: 'example', kms: { provider: 'local', key: newKey() } })
-    const server2 = createService(vaulted(raw, vault2), vault2)
-    const url = await listen(server2)
-    const { accountAddress } = (await (await fetch(`${url}/wallets`, { method: 'POST' })).json()) as { accountAddress: string }
-    raw.signMessage = async () => {
-      throw new Error('provider detail that should stay in the log')
-    }
+    const { accountAddress } = (await (await fetch(`${base}/wallets`, { method: 'POST' })).json()) as { accountAddress: string }
+    sdk.failNext('signMessage', new Error('provider detail that should stay in the log'))
     const errSpy = jest.spyOn(console, 'error').mockImplementation(() => undefined)
-    const r = await fetch(`${url}/wallets/${accountAddress}/sign`, { method: 'POST', body: '{"message":"x"}' })
+    const r = await fetch(`${base}/wallets/${accountAddress}/sign`, { method: 'POST', body: '{"message":"x"}' })
+    expect(errSpy.mock.calls).not.toContainShareOf(vault, sdk)
     errSpy.mockRestore()
     expect(r.status).toBe(502)
     expect(await r.text()).not.toContain('provider detail')
-    await new Promise((res) => server2.close(res))
-    await vault2.close()
   })
 })
 

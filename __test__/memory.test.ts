@@ -8,7 +8,7 @@ import { join } from 'node:path'
 function inChild(open: object): { memory: Record<string, unknown>; smaps: { locked: boolean; dontDump: boolean } } {
   const script = `
     const { Vault } = require(${JSON.stringify(join(__dirname, '..', 'dist'))})
-    const { fakeCreatedWallet } = require(${JSON.stringify(join(__dirname, '..', 'dist-demo', 'fixtures'))})
+    const { fakeCreatedWallet } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'testing'))})
     const { readFileSync } = require('node:fs')
     ;(async () => {
       const vault = await Vault.open({ database: ':memory:', environment: 'test', kms: { provider: 'local', key: Buffer.alloc(32, 7) }, ...${JSON.stringify(open)} })

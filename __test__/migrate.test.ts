@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { migrate, Vault } from '../lib'
-import { fakeCreatedWallet } from '../demo/fixtures'
+import { fakeCreatedWallet } from '../lib/testing'
 import { backends, cleanup, newKey, vaultError } from './support/helpers'
 
 afterEach(cleanup)

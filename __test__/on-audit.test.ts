@@ -2,7 +2,7 @@
 // slowing a call: a bounded queue, drops counted in stats(), a throwing handler swallowed.
 import { Vault, ALL_PERMISSIONS } from '../lib'
 import type { AuditEvent } from '../lib'
-import { fakeCreatedWallet } from '../demo/fixtures'
+import { fakeCreatedWallet } from '../lib/testing'
 import { newKey, vaultError } from './support/helpers'
 
 function open(onAudit: unknown): Promise<Vault> {

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { ErrorCode, Vault } from '../lib'
 import type { OpenOptions } from '../lib'
 import { nativeErrorCodes } from '../index'
-import { fakeCreatedWallet } from '../demo/fixtures'
+import { fakeCreatedWallet } from '../lib/testing'
 import { cleanup, newKey, openMemory, tempDir, vaultError } from './support/helpers'
 
 afterEach(cleanup)

@@ -1,6 +1,6 @@
 import { ALL_PERMISSIONS, DEFAULT_PERMISSIONS, Vault } from '../lib'
 import type { OpenOptions } from '../lib'
-import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../demo/fixtures'
+import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../lib/testing'
 import { cleanup, newKey, tempDir, vaultError } from './support/helpers'
 
 afterEach(cleanup)

@@ -2,7 +2,7 @@ import { Client } from 'pg'
 import { Vault } from '../lib'
 import { fromNative } from '../lib/errors'
 import type { NativeVault } from '../index'
-import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../demo/fixtures'
+import { backupInfoWithExternal, fakeCreatedWallet, fakeShares } from '../lib/testing'
 import { backends, cleanup, newKey, vaultError } from './support/helpers'
 
 afterEach(cleanup)

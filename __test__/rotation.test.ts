@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { ALL_PERMISSIONS, DEFAULT_PERMISSIONS, Vault, type RotateProgress } from '../lib'
-import { fakeCreatedWallet } from '../demo/fixtures'
+import { fakeCreatedWallet } from '../lib/testing'
 import { backends, cleanup, newKey, vaultError } from './support/helpers'
 
 afterEach(cleanup)

@@ -18,7 +18,7 @@ interface ChildResult {
 function inChild(env: Record<string, string>, dir: string): ChildResult {
   const script = `
     const { Vault } = require(${JSON.stringify(join(__dirname, '..', 'dist'))})
-    const { fakeCreatedWallet } = require(${JSON.stringify(join(__dirname, '..', 'dist-demo', 'fixtures'))})
+    const { fakeCreatedWallet } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'testing'))})
     const { readdirSync, readFileSync } = require('node:fs')
     const threads = () => readdirSync('/proc/self/task').map((tid) => {
       const stat = readFileSync('/proc/self/task/' + tid + '/stat', 'utf8')

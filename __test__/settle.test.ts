@@ -4,7 +4,7 @@
 // a vault's promises back.
 import { randomBytes } from 'node:crypto'
 import { Vault } from '../lib'
-import { fakeCreatedWallet } from '../demo/fixtures'
+import { fakeCreatedWallet } from '../lib/testing'
 
 const key = randomBytes(32)
 const open = () => Vault.open({ database: ':memory:', environment: 'test', kms: { provider: 'local', key } })

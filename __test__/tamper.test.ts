@@ -1,6 +1,6 @@
 import { readFileSync, existsSync, statSync } from 'node:fs'
 import { Vault } from '../lib'
-import { fakeCreatedWallet } from '../demo/fixtures'
+import { fakeCreatedWallet } from '../lib/testing'
 import { Client } from 'pg'
 import { backends, cleanup, newKey, openFile, postgresBackend, vaultError } from './support/helpers'
 import { sqlInChild, tamper } from './support/sql'

@@ -4,7 +4,7 @@
 //   node bench/audit-by-address.js <database> <hydrates>
 //   e.g. node bench/audit-by-address.js /tmp/a.db 20000 && node bench/audit-by-address.js /tmp/a.db 80000
 const { Vault, ALL_PERMISSIONS } = require('../dist')
-const { fakeCreatedWallet } = require('../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../dist/testing')
 
 async function main() {
   const [database, n] = [process.argv[2], Number(process.argv[3] ?? 20000)]

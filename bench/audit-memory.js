@@ -15,7 +15,7 @@ async function child() {
   const { Vault, ALL_PERMISSIONS } = require('../dist')
   const vault = await Vault.open({ database: `sqlite://${path}`, environment: 'bench', kms: { provider: 'local', key: KEY }, allow: ALL_PERMISSIONS })
   if (mode === 'fill') {
-    const { fakeCreatedWallet } = require('../dist-demo/fixtures')
+    const { fakeCreatedWallet } = require('../dist/testing')
     const w = fakeCreatedWallet('EVM')
     await vault.storeWallet(w)
     const address = w.walletMetadata.accountAddress

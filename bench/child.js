@@ -65,7 +65,7 @@ async function open(key, dir) {
 }
 
 async function main() {
-  const { fakeCreatedWallet } = require('../dist-demo/fixtures')
+  const { fakeCreatedWallet } = require('../dist/testing')
   const wallets = Array.from({ length: o.wallets }, (_, i) =>
     fakeCreatedWallet('EVM', { scheme: i % 2 ? 'TWO_OF_THREE' : 'TWO_OF_TWO', secretShareLength: o.shareBytes }),
   )

@@ -4,7 +4,7 @@
 //   npm run build && node bench/js-thread.js [N]
 const { randomBytes } = require('node:crypto')
 const { openVault } = require('../index.js')
-const { fakeCreatedWallet } = require('../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../dist/testing')
 
 async function main() {
   const N = Number(process.argv[2] ?? 3000)

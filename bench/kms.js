@@ -8,7 +8,7 @@ const { mkdtempSync, rmSync, readFileSync, writeFileSync } = require('node:fs')
 const { tmpdir, cpus } = require('node:os')
 const { join } = require('node:path')
 const { Vault } = require('../dist')
-const { fakeCreatedWallet } = require('../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../dist/testing')
 const { KMS } = require('@aws-sdk/client-kms')
 const { buildClient, CommitmentPolicy, KmsKeyringNode, NodeCachingMaterialsManager, getLocalCryptographicMaterialsCache } = require('@aws-crypto/client-node')
 

@@ -2,7 +2,7 @@
 // the baseline), says "ready", waits for "go" on stdin, stores `count` generated wallets with 64
 // calls in flight, and prints "done".
 const { Vault } = require('../dist')
-const { fakeCreatedWallet } = require('../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../dist/testing')
 const { PgBaselineVault } = require('./pg-baseline')
 
 async function main() {

@@ -13,7 +13,7 @@ const { spawn } = require('node:child_process')
 const { randomBytes } = require('node:crypto')
 const { Client } = require('pg')
 const { Vault } = require('../dist')
-const { fakeCreatedWallet } = require('../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../dist/testing')
 const { PgBaselineVault } = require('./pg-baseline')
 
 const { arg, flag, phase, table: renderTable } = require('./lib')

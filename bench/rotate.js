@@ -16,7 +16,7 @@ const { execFileSync } = require('node:child_process')
 const { monitorEventLoopDelay } = require('node:perf_hooks')
 const { arg, flag, phase, pgDatabase } = require('./lib')
 const { Vault, ALL_PERMISSIONS } = require('../dist')
-const { fakeCreatedWallet } = require('../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../dist/testing')
 
 const N = arg('--wallets', 100000)
 const SECONDS = arg('--seconds', 10)

@@ -15,9 +15,9 @@
 const { openSync, writeSync, fdatasyncSync, readFileSync, existsSync } = require('node:fs')
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads')
 const { Vault, ALL_PERMISSIONS } = require('../dist')
-const { fakeCreatedWallet, fakeShares, backupInfoWithExternal } = require('../dist-demo/fixtures')
+const { fakeCreatedWallet, fakeShares, backupInfoWithExternal } = require('../dist/testing')
 const { applyLine, digest, mulberry32 } = require('./soak-model')
-const { FakeEvmWalletClient } = require('../dist-demo/sdk-fakes')
+const { FakeEvmWalletClient } = require('../dist/testing')
 const { vaulted } = require('../dist/dynamic')
 
 const cfg = isMainThread ? JSON.parse(process.argv[2]) : workerData
@@ -55,7 +55,7 @@ function marked(shares) {
 }
 
 /**
- * The SDK's contract fake (demo/sdk-fakes.ts), whose "server" side writes each share set it
+ * The SDK's contract fake (sharevault/testing: lib/testing/fakes.ts), whose "server" side writes each share set it
  * hands out (marked, as the soak's shares are) to the history before it answers: what the SDK
  * created or refreshed is an intent the vault then owes, exactly as a store or replace is.
  */

@@ -26,7 +26,7 @@ const { randomBytes } = require('node:crypto')
 const { flag, pct, pgDatabase, pgReachable } = require('./lib')
 const { applyLine, digest, mulberry32 } = require('./soak-model')
 const { Vault, ALL_PERMISSIONS } = require('../dist')
-const { fakeCreatedWallet } = require('../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../dist/testing')
 const { startProxy } = require('./kms-proxy')
 const { startCluster } = require('./pg-cluster')
 

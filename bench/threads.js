@@ -9,7 +9,7 @@ const { tmpdir } = require('node:os')
 const { join } = require('node:path')
 const { randomBytes } = require('node:crypto')
 const { Vault } = require('../dist')
-const { fakeCreatedWallet } = require('../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../dist/testing')
 const { arg, phase } = require('./lib')
 
 const args = process.argv.slice(2)

@@ -1,7 +1,7 @@
 /**
  * `npm run demo`: the main job on the embedded default (SQLite + a generated local key), as a user
  * of `sharevault/dynamic` would write it. The SDK's wallet clients are the contract fakes
- * (`sdk-fakes.ts`: no network, generated shares), wrapped by `vaulted`: EVM, SVM, BTC and TON
+ * (`sharevault/testing`: no network, generated shares), wrapped by `vaulted`: EVM, SVM, BTC and TON
  * wallets are created and stored, signed with, refreshed and reshared through the wrapper, and a
  * summary with no secret in it is printed. Not part of the published package.
  */
@@ -10,7 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { inspect } from 'node:util'
 import { Vault, type ThresholdSignatureScheme } from 'sharevault'
 import { vaulted } from 'sharevault/dynamic'
-import { fakeClients, type FakeWalletClient } from './sdk-fakes'
+import { fakeClients, type FakeWalletClient } from 'sharevault/testing'
 
 const DB = './sharevault-demo.db'
 const KEY = './sharevault-demo.key'

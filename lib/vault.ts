@@ -171,11 +171,36 @@ export async function migrate(options: DatabaseOptions): Promise<Migrated> {
 }
 
 /**
+ * The binding's open, for `Vault.open` and the testing kit (`lib/testing/`). Not exported from
+ * the package.
+ */
+export async function openNative(options: OpenOptions): Promise<NativeVault> {
+  // onAudit gets the same shape as auditLog's rows (a Date, no chain fields); a copy of the
+  // options carries the wrapper, so the caller's object is not changed.
+  const onAudit = own(options, 'onAudit', 'options')
+  let native: unknown = options
+  if (typeof onAudit === 'function') {
+    try {
+      native = { ...options, onAudit: (e: NativeAuditEvent) => (onAudit as (e: AuditEvent) => void)(auditEvent(e)) }
+    } catch {
+      throw unreadable('options')
+    }
+  }
+  return call(() => openVault(native as object))
+}
+
+/** The environment a handle is bound to (for subclasses' constructors). Not exported from the package. */
+export function environmentOf(native: NativeVault): string {
+  return callSync(() => native.environment)
+}
+
+/**
  * The vault: stores what the Dynamic SDK returns when a wallet is created, and hands it back,
  * decrypted, for each SDK call. Plaintext shares are held in Rust memory that is zeroized.
  */
 export class Vault {
-  private constructor(
+  /** Only `Vault.open` (and the testing kit's `openTestVault`) make one. */
+  protected constructor(
     private readonly native: NativeVault,
     /** The environment this vault's records are bound to. */
     readonly environment: string,
@@ -186,18 +211,7 @@ export class Vault {
    * checked by the native core (`ERR_INVALID_INPUT` with the option's path).
    */
   static async open(options: OpenOptions): Promise<Vault> {
-    // onAudit gets the same shape as auditLog's rows (a Date, no chain fields); a copy of the
-    // options carries the wrapper, so the caller's object is not changed.
-    const onAudit = own(options, 'onAudit', 'options')
-    let native: unknown = options
-    if (typeof onAudit === 'function') {
-      try {
-        native = { ...options, onAudit: (e: NativeAuditEvent) => (onAudit as (e: AuditEvent) => void)(auditEvent(e)) }
-      } catch {
-        throw unreadable('options')
-      }
-    }
-    const handle = await call(() => openVault(native as object))
+    const handle = await openNative(options)
     return new Vault(handle, callSync(() => handle.environment))
   }
 

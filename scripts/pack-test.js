@@ -8,7 +8,7 @@
 // "bundler", and one with a deliberate type error must not; the tarball's file list is printed
 // and checked for anything the package does not need. Needs `npm run build` first.
 //   node scripts/pack-test.js [--keep]
-const { execFileSync } = require('node:child_process')
+const { execFileSync, spawnSync } = require('node:child_process')
 const { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs')
 const { tmpdir } = require('node:os')
 const { dirname, join } = require('node:path')
@@ -91,9 +91,11 @@ try {
   console.log(`\n${packed.main.filename}: ${files.length} files, ${(packed.main.size / 1024).toFixed(1)} KiB packed, ${(packed.main.unpackedSize / 1024).toFixed(1)} KiB unpacked`)
   for (const f of packed.main.files.sort((a, b) => a.path.localeCompare(b.path))) console.log(`  ${String(f.size).padStart(8)}  ${f.path}`)
   console.log(`${packed.platform.filename}: ${packed.platform.files.map((f) => f.path).join(', ')}, ${(packed.platform.size / 1048576).toFixed(2)} MiB packed`)
-  const needed = ['package.json', 'README.md', 'LICENSE', 'THIRD-PARTY', 'index.js', 'index.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/dynamic.js', 'dist/dynamic.d.ts', 'dist/sdk/vaulted.js', 'dist/sdk/operations.js', 'dist/sdk/types.d.ts', 'esm/index.mjs', 'esm/index.d.mts', 'esm/dynamic.mjs', 'esm/dynamic.d.mts']
+  const needed = ['package.json', 'README.md', 'LICENSE', 'THIRD-PARTY', 'index.js', 'index.d.ts', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/dynamic.js', 'dist/dynamic.d.ts', 'dist/sdk/vaulted.js', 'dist/sdk/operations.js', 'dist/sdk/types.d.ts', 'esm/index.mjs', 'esm/index.d.mts', 'esm/dynamic.mjs', 'esm/dynamic.d.mts', 'dist/testing/index.js', 'dist/testing/index.d.ts', 'dist/testing/fakes.js', 'dist/testing/jest.js', 'dist/testing/jest.d.ts', 'esm/testing.mjs', 'esm/testing.d.mts', 'esm/testing-jest.mjs', 'esm/testing-jest.d.mts']
   for (const f of needed) if (!files.includes(f)) fail(`the tarball lacks ${f}`)
-  const unwanted = files.filter((f) => /(^|\/)(__test__|bench|scripts|crates|src|npm|examples|\.ci|\.github)\//.test(f) || /fixture|demo|\.test\.|\.map$|\.node$|\.rs$|^Cargo|tsconfig|jest/.test(f))
+  // The testing kit's jest entry point is meant; any other jest (or fixture) file is not.
+  const kitJest = (f) => /^(dist\/testing\/jest\.(js|d\.ts)|esm\/testing-jest\.(mjs|d\.mts))$/.test(f)
+  const unwanted = files.filter((f) => !kitJest(f) && (/(^|\/)(__test__|bench|scripts|crates|src|npm|examples|\.ci|\.github)\//.test(f) || /fixture|demo|\.test\.|\.map$|\.node$|\.rs$|^Cargo|tsconfig|jest/.test(f)))
   if (unwanted.length) fail(`the tarball holds files the package does not need: ${unwanted.join(', ')}`)
   if (packed.platform.files.map((f) => f.path).sort().join() !== [binary, 'package.json', 'README.md'].sort().join()) fail('the platform tarball holds unexpected files')
 
@@ -105,7 +107,7 @@ try {
   run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(work, packed.main.filename), join(work, packed.platform.filename), `typescript@${ts}`, '@types/node@20'], app)
   const installed = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')).dependencies
   if (Object.values(installed).some((spec) => spec.includes(root))) fail('the project links to the source tree')
-  for (const f of ['consumer.cjs', 'consumer.mjs', 'consumer.ts', 'consumer.mts', 'bad.ts']) cpSync(join(here, f), join(app, f))
+  for (const f of ['consumer.cjs', 'consumer.mjs', 'consumer.ts', 'consumer.mts', 'bad.ts', 'wallets.test.js', 'wallets-types.test.ts']) cpSync(join(here, f), join(app, f))
 
   run(process.execPath, ['consumer.cjs'], app)
   run(process.execPath, ['consumer.mjs'], app)
@@ -118,6 +120,21 @@ try {
   const to = /migrated from version 0 to (\d+)/.exec(first)?.[1]
   if (!to || !second.includes(`already at version ${to}`)) fail(`sharevault migrate printed: ${first} / ${second}`)
   console.log('command: sharevault migrate ok')
+
+  // sharevault/testing as a user's jest suite uses it: jest installed into the fresh project, a
+  // user-style test file run there (open handles detected), and its TypeScript form type-checked.
+  const jestVersion = (name) => JSON.parse(readFileSync(join(root, 'node_modules', ...name.split('/'), 'package.json'), 'utf8')).version
+  run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', `jest@${jestVersion('jest')}`, `@jest/globals@${jestVersion('@jest/globals')}`], app)
+  const jestRun = spawnSync(process.execPath, [join(app, 'node_modules', 'jest', 'bin', 'jest.js'), '--ci', '--detectOpenHandles', '--rootDir', app, 'wallets.test.js'], { cwd: app, encoding: 'utf8' })
+  const jestOut = `${jestRun.stdout}${jestRun.stderr}`
+  if (jestRun.status !== 0) fail(`the user-style jest suite failed in the fresh project:\n${jestOut}`)
+  if (/open handle|Jest has detected/i.test(jestOut)) fail(`the user-style jest suite left an open handle:\n${jestOut}`)
+  const passed = /Tests:\s+(\d+) passed/.exec(jestOut)?.[1]
+  if (!passed || Number(passed) < 4) fail(`the user-style jest suite did not run its tests:\n${jestOut}`)
+  console.log(`testing kit: the user-style jest suite passed (${passed} tests, no open handle)`)
+  writeFileSync(join(app, 'tsconfig.kit.json'), JSON.stringify({ compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, types: ['node'] }, files: ['wallets-types.test.ts'] }))
+  run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.kit.json'], app)
+  console.log('testing kit: the typed matchers compile under @jest/globals')
 
   const tsc = join(app, 'node_modules', 'typescript', 'bin', 'tsc')
   const configs = {

@@ -26,6 +26,7 @@ use raw::RawValue;
 use settle::{spawn_settled, PromiseValue};
 use sharevault_core::{Error, Vault};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use error::ErrorCode;
@@ -60,7 +61,13 @@ pub fn open_vault(env: Env, options: RawValue) -> napi::Result<PromiseValue> {
             }
         },
         |env, (vault, sink)| unsafe {
-            NativeVault::to_napi_value(env, NativeVault { inner: Arc::new(vault), sink, rotations: Default::default() })
+            let open = Arc::new(AtomicBool::new(true));
+            let handle = NativeVault::to_napi_value(
+                env,
+                NativeVault { inner: Arc::new(vault), sink, rotations: Default::default(), open },
+            )?;
+            settle::vault_opened(env);
+            Ok(handle)
         },
     )
 }
@@ -290,6 +297,8 @@ pub struct NativeVault {
     sink: Option<Arc<audit_sink::Sink>>,
     /// Rotations begun on this handle (`keys`).
     rotations: Arc<keys::Rotations>,
+    /// Counted among its JS thread's open vaults (`settle`) until its first close settles.
+    open: Arc<AtomicBool>,
 }
 
 #[napi]
@@ -749,6 +758,7 @@ impl NativeVault {
     pub fn close(&self, env: Env) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
         let sink = self.sink.clone();
+        let open = self.open.clone();
         spawn_settled(
             env.raw(),
             async move {
@@ -756,9 +766,15 @@ impl NativeVault {
                 if let Some(s) = sink {
                     s.release();
                 }
-                r
+                // Settled either way: a close that failed still ends the handle's use.
+                Ok(r)
             },
-            |env, ()| unsafe { <()>::to_napi_value(env, ()) },
+            move |env, r| unsafe {
+                if open.swap(false, Ordering::AcqRel) {
+                    settle::vault_closed(env);
+                }
+                r.map_err(to_napi).and_then(|()| <()>::to_napi_value(env, ()))
+            },
         )
     }
 }
@@ -783,6 +799,13 @@ pub fn native_permissions() -> NativePermissionLists {
     use sharevault_core::permissions::Permissions;
     let names = |p: Permissions| p.names().into_iter().map(str::to_string).collect();
     NativePermissionLists { all: names(Permissions::all()), defaults: names(Permissions::default()) }
+}
+
+/// Whether the core takes an environment's name for production (`prod`, `production`, `live`,
+/// `prd` as a word of it): `sharevault/testing` refuses such a name, with the core's rule.
+#[napi(catch_unwind)]
+pub fn looks_like_production(environment: String) -> bool {
+    sharevault_core::keyring::looks_like_production(&environment)
 }
 
 /// Every error code the core can raise, as the core spells it (a test checks that `ErrorCode`

@@ -3,7 +3,10 @@
 //! JS thread, is what delays the event loop. Here each JS thread has one long-lived threadsafe
 //! function: work runs on sharevault's runtime (`crate::runtime`), each finished call queues its settlement, and one
 //! callback on the JS thread settles everything queued so far. The threadsafe function is
-//! referenced only while calls are in flight, so an idle vault never keeps the process alive.
+//! referenced only while calls are in flight, so an idle vault never keeps the process alive, and
+//! it is released when no call is in flight and no vault is open on the thread (a test that
+//! closes its vaults leaves nothing behind: jest's `--detectOpenHandles` reports a live one); the
+//! next call creates another.
 //!
 //! An environment can go away with calls in flight (a `worker_threads` Worker terminated or
 //! calling `process.exit`). N-API then finalizes the threadsafe function and frees it; calling it
@@ -72,6 +75,9 @@ struct Local {
     pending: VecDeque<Settlement>,
     /// A turn is scheduled with `setImmediate` and has not run yet.
     resume_scheduled: bool,
+    /// Vaults opened on this thread and not closed: while there is one, the threadsafe function
+    /// is kept between calls (a service pays for it once).
+    vaults: usize,
 }
 
 /// How many promises one turn of the event loop settles at most, and for how long. Each
@@ -158,11 +164,13 @@ unsafe fn run_turn(env: sys::napi_env, budget: usize) -> bool {
         }
         done += 1;
     }
-    with_local(|local| {
+    let more = with_local(|local| {
         settled(env, local, done);
         !local.pending.is_empty()
     })
-    .unwrap_or(false)
+    .unwrap_or(false);
+    retire_if_unused(env);
+    more
 }
 
 /// Counts `n` calls out of flight; the threadsafe function stops keeping the process alive when
@@ -171,6 +179,58 @@ unsafe fn settled(env: sys::napi_env, local: &mut Local, n: usize) {
     local.in_flight = local.in_flight.saturating_sub(n);
     if local.in_flight == 0 {
         sys::napi_unref_threadsafe_function(env, local.shared.tsfn());
+    }
+}
+
+/// A vault's handle now exists on this thread (JS thread only, from its open's settlement).
+///
+/// # Safety
+/// On the JS thread of `env`.
+pub unsafe fn vault_opened(env: sys::napi_env) {
+    with_local(|local| {
+        if local.env == env {
+            local.vaults += 1;
+        }
+    });
+}
+
+/// A vault of this thread closed (JS thread only, from its close's settlement, once per vault).
+///
+/// # Safety
+/// On the JS thread of `env`.
+pub unsafe fn vault_closed(env: sys::napi_env) {
+    with_local(|local| {
+        if local.env == env {
+            local.vaults = local.vaults.saturating_sub(1);
+        }
+    });
+}
+
+/// Releases the thread's threadsafe function when nothing uses it: no call in flight (so nothing
+/// is queued or can be: every call of this `Shared` has settled), nothing pending, no vault open.
+/// The slot is emptied first, so the next call creates a new one; N-API then finalizes the old
+/// one on the loop (`finalize`, which finds the slot no longer its own).
+unsafe fn retire_if_unused(env: sys::napi_env) {
+    let unused = LOCAL.with(|l| {
+        let mut slot = l.borrow_mut();
+        if slot.as_ref().is_some_and(|local| {
+            local.env == env
+                && local.in_flight == 0
+                && local.vaults == 0
+                && local.pending.is_empty()
+                && !local.resume_scheduled
+        }) {
+            slot.take()
+        } else {
+            None
+        }
+    });
+    let Some(local) = unused else { return };
+    let mut alive = alive(&local.shared);
+    if *alive {
+        // Under the lock producers call it under: none is between its check and its call.
+        *alive = false;
+        sys::napi_release_threadsafe_function(local.shared.tsfn(), sys::ThreadsafeFunctionReleaseMode::release);
     }
 }
 
@@ -306,6 +366,7 @@ unsafe fn local_shared(env: sys::napi_env) -> napi::Result<Arc<Shared>> {
             in_flight: 1,
             pending: VecDeque::new(),
             resume_scheduled: false,
+            vaults: 0,
         });
         Ok(shared)
     })
@@ -443,4 +504,5 @@ unsafe fn release_one(env: sys::napi_env) {
             settled(env, local, 1);
         }
     });
+    retire_if_unused(env);
 }

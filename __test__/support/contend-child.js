@@ -7,7 +7,7 @@
 // an error other than a retry-exhausted ERR_CONFLICT (a write that lost every compare-and-swap
 // for a few seconds, as documented under heavy contention: refused, nothing written; counted).
 const { Vault } = require('../../dist')
-const { backupInfoWithExternal, fakeShares } = require('../../dist-demo/fixtures')
+const { backupInfoWithExternal, fakeShares } = require('../../dist/testing')
 
 async function main() {
   const [database, key, id, opsArg, addressesJson] = process.argv.slice(2)

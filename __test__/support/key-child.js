@@ -4,7 +4,7 @@
 // the test derives it from the database and scans this process's memory from outside.
 const readline = require('node:readline')
 const { Vault } = require('../../dist')
-const { fakeCreatedWallet } = require('../../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../../dist/testing')
 
 async function main() {
   const [path, keyB64, cacheJson] = process.argv.slice(2)

@@ -4,7 +4,7 @@
 // the setters saw (nothing, if results are built with define semantics) and what came back.
 const { randomBytes } = require('node:crypto')
 const { Vault } = require('../../dist')
-const { fakeCreatedWallet } = require('../../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../../dist/testing')
 
 async function main() {
   const vault = await Vault.open({ database: ':memory:', environment: 'test', kms: { provider: 'local', key: randomBytes(32) } })

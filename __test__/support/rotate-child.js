@@ -4,7 +4,7 @@
 // batch and, at the end, "report <json>" (the report and the KMS counters). Killed at will.
 const { createHash } = require('node:crypto')
 const { Vault, ALL_PERMISSIONS } = require('../../dist')
-const { fakeCreatedWallet } = require('../../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../../dist/testing')
 
 async function main() {
   const [database, keyA, keyB, mode, n, batch] = process.argv.slice(2)

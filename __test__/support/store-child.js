@@ -5,7 +5,7 @@
 // (or until `count` stores are acknowledged).
 const { createHash } = require('node:crypto')
 const { Vault } = require('../../dist')
-const { backupInfoWithExternal, fakeCreatedWallet, fakeShares } = require('../../dist-demo/fixtures')
+const { backupInfoWithExternal, fakeCreatedWallet, fakeShares } = require('../../dist/testing')
 
 async function main() {
   const [path, key, countArg, chain, mode] = process.argv.slice(2)

@@ -9,7 +9,7 @@ const { Worker, isMainThread, parentPort, workerData } = require('node:worker_th
 const { randomBytes } = require('node:crypto')
 const { join } = require('node:path')
 const { Vault } = require('../../dist')
-const { fakeCreatedWallet } = require('../../dist-demo/fixtures')
+const { fakeCreatedWallet } = require('../../dist/testing')
 
 async function worker() {
   const { path, mode } = workerData

@@ -3,7 +3,7 @@
 //   GET  /wallets/:address                                            -> 200 the wallet's metadata (never a share)
 //   POST /wallets/:address/sign    {"message"}                        -> 200 {"signature"}
 // With DYNAMIC_ENVIRONMENT_ID and DYNAMIC_AUTH_TOKEN set it uses Dynamic's real client
-// (npm install @dynamic-labs-wallet/node-evm); without them, a local stand-in (fake-evm-client.js).
+// (npm install @dynamic-labs-wallet/node-evm); without them, the contract fake from sharevault/testing.
 // The vault: SHAREVAULT_DATABASE with its development key SHAREVAULT_LOCAL_KEY (base64, 32 bytes),
 // or, without them, an in-memory database and a generated key (gone when the service stops). In
 // production: PostgreSQL and kms: { provider: 'aws', keyId } (see the README).
@@ -134,9 +134,9 @@ async function main() {
     client = new DynamicEvmWalletClient({ environmentId: process.env.DYNAMIC_ENVIRONMENT_ID })
     await client.authenticateApiToken(process.env.DYNAMIC_AUTH_TOKEN)
   } else {
-    const { FakeEvmWalletClient } = require('./fake-evm-client')
+    const { FakeEvmWalletClient } = require('sharevault/testing')
     client = new FakeEvmWalletClient()
-    console.log('no DYNAMIC_ENVIRONMENT_ID / DYNAMIC_AUTH_TOKEN: using the local stand-in for Dynamic')
+    console.log('no DYNAMIC_ENVIRONMENT_ID / DYNAMIC_AUTH_TOKEN: using the contract fake of Dynamic from sharevault/testing')
   }
   const server = createService(vaulted(client, vault, { actor: 'wallet-service' }), vault)
   const port = Number(process.env.PORT || 3000)

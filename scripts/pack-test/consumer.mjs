@@ -13,6 +13,16 @@ assert.equal(esm.VaultError, cjs.VaultError)
 const dynamicCjs = createRequire(import.meta.url)('sharevault/dynamic')
 assert.deepEqual(Object.keys(dynamic).filter((k) => k !== 'default').sort(), Object.keys(dynamicCjs).sort())
 assert.equal(dynamic.UnpersistedSharesError, dynamicCjs.UnpersistedSharesError)
+for (const entry of ['sharevault/testing', 'sharevault/testing/jest']) {
+  const esmForm = await import(entry)
+  const cjsForm = createRequire(import.meta.url)(entry)
+  assert.deepEqual(Object.keys(esmForm).filter((k) => k !== 'default').sort(), Object.keys(cjsForm).sort(), entry)
+}
+const testing = await import('sharevault/testing')
+assert.equal(testing.TestVault, createRequire(import.meta.url)('sharevault/testing').TestVault)
+const tv = await testing.openTestVault()
+assert.ok(tv instanceof Vault)
+await tv.close()
 
 const vault = await Vault.open({ database: ':memory:', environment: 'pack-test', kms: { provider: 'local', key: randomBytes(32) } })
 const address = 'So1ana' + 'x'.repeat(38)

@@ -1,9 +1,10 @@
 /**
- * Generated, SDK-shaped wallets for the demo, the tests and the benchmarks. Every value is
- * random at run time: no fixture file holds anything that looks like a real share.
+ * Generated, SDK-shaped wallets (`sharevault/testing`): what `createWalletAccount()` returns, with
+ * the share classes, counts and undocumented metadata fields of SDK-CONTRACT.md. Every value is
+ * random at run time: nothing here, and no file, holds anything that looks like a real share.
  */
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { CreatedWallet, KeyShareBackupInfo, ThresholdSignatureScheme } from 'sharevault'
+import type { CreatedWallet, KeyShareBackupInfo, ThresholdSignatureScheme } from '../types'
 
 const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
 

@@ -1,20 +1,33 @@
 /**
- * Fakes of the Dynamic SDK's four wallet clients (1.x stateless API), following SDK-CONTRACT.md:
- * realistic share shapes and counts by scheme, a server side that knows each wallet's current
- * share set and password state, and the failures the real SDK has: signing without
- * `externalServerKeySharesBackupInfo`, with shares a refresh has replaced, BTC without
- * `addressType`; `updatePassword` changes `passwordEncrypted`; reshare changes the share count.
- * Everything is generated at run time (no fixture file holds anything that looks like a share).
+ * Contract fakes of the Dynamic SDK's four wallet clients (1.x stateless API), as SDK-CONTRACT.md
+ * describes them where it matters to the code that calls them: realistic share shapes and counts
+ * by scheme, and a "server" side that knows each wallet's current share set, scheme and password.
+ * They fail where the real SDK fails: trimmed metadata (a documented or an undocumented field
+ * missing), no `externalServerKeySharesBackupInfo`, shares a refresh or reshare replaced, a
+ * metadata scheme that is not the wallet's, BTC without `addressType`, a wrong password.
+ * `updatePassword` returns new backup info; a reshare changes the share count. Signatures are
+ * deterministic: the same shares and message give the same signature. `failNext` makes the next
+ * call fail. Everything is generated at run time (no file holds anything that looks like a share).
  */
 import { createHmac, randomBytes, randomUUID } from 'node:crypto'
-import { backupInfoWithExternal, emptyBackupInfo, fakeShares, SHARE_COUNT, type Chain } from './fixtures'
-import type { KeyShareBackupInfo, ServerKeyShare, ThresholdSignatureScheme, WalletMetadata } from 'sharevault'
+import { backupInfoWithExternal, emptyBackupInfo, fakeShares, SHARE_COUNT, type Chain } from './wallets'
+import { SHARES, ShareFingerprints, type ShareSource } from './leaks'
+import type { KeyShareBackupInfo, ServerKeyShare, ThresholdSignatureScheme, WalletMetadata } from '../types'
 
 interface ServerWallet {
   chain: Chain
+  walletId: string
   scheme: ThresholdSignatureScheme
   secrets: Set<string>
   password?: string
+}
+
+/** Fields the real 1.x metadata carries beyond the typed ones: refresh, reshare and updatePassword need them. */
+const UNDOCUMENTED = ['shareSetId', 'shareSetType', 'otherShareSets'] as const
+
+interface Failure {
+  method?: string
+  error: unknown
 }
 
 /**
@@ -41,7 +54,13 @@ export interface CreateArgs {
   addressType?: 'taproot' | 'native_segwit'
 }
 
-export class SdkError extends Error {}
+/** What the fake SDK throws (the real one throws plain `Error`s). */
+export class SdkError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'SdkError'
+  }
+}
 
 const RESHARE_PATHS = new Set(['TWO_OF_TWO>TWO_OF_TWO', 'TWO_OF_THREE>TWO_OF_THREE', 'THREE_OF_FIVE>THREE_OF_FIVE', 'TWO_OF_TWO>TWO_OF_THREE', 'TWO_OF_TWO>THREE_OF_FIVE', 'TWO_OF_THREE>THREE_OF_FIVE', 'TWO_OF_THREE>TWO_OF_TWO', 'THREE_OF_FIVE>TWO_OF_THREE'])
 
@@ -54,38 +73,65 @@ function address(chain: Chain, addressType?: string): string {
 }
 
 /** What every client shares: the server side, and the calls all four have. */
-export class FakeWalletClient {
+export class FakeWalletClient implements ShareSource {
   /** What the fake "server" saw: call name and whether shares were passed. */
   readonly calls: { method: string; withShares: boolean; backUpToDynamic?: unknown }[] = []
   protected readonly wallets = new Map<string, ServerWallet>()
+  /** Every share this client handed out (for `findShares` / `toContainShareOf`). */
+  readonly [SHARES] = new ShareFingerprints()
+  private readonly failures: Failure[] = []
 
   constructor(readonly chainName: Chain) {}
 
+  /**
+   * Makes the next call of `method` (or the next call of any method, without one) throw `error`
+   * (default: an `SdkError` saying it was injected), before the fake's server changes anything.
+   * Queued: two `failNext` fail two calls.
+   */
+  failNext(method?: string, error?: unknown): this {
+    this.failures.push({ method, error: error ?? new SdkError(`${method ?? 'the next call'}: failure injected by failNext()`) })
+    return this
+  }
+
   protected record(method: string, args: unknown): void {
+    const i = this.failures.findIndex((f) => f.method === undefined || f.method === method)
+    if (i >= 0) throw this.failures.splice(i, 1)[0].error
     const a = (typeof args === 'object' && args !== null ? args : {}) as Record<string, unknown>
     this.calls.push({ method, withShares: 'externalServerKeyShares' in a, backUpToDynamic: a.backUpToDynamic })
+  }
+
+  /** New shares leave the server: remembered as handed out, and become the wallet's current set. */
+  protected issue(w: ServerWallet, address: string, shares: ServerKeyShare[]): void {
+    w.secrets = new Set(shares.map((s) => s.secretShare))
+    this[SHARES].add(address, shares)
   }
 
   private key(a: string): string {
     return this.chainName === 'EVM' ? a.toLowerCase() : a
   }
 
-  /** The SDK's checks on caller-held state, as SDK-CONTRACT.md section 4 lists them. */
-  /** The wallet `walletMetadata` names, with the SDK's checks on it. */
+  /** The wallet `walletMetadata` names, with the SDK's checks on the metadata. */
   protected walletOf(method: string, args: MetadataArgs & { accountAddress?: string }): ServerWallet {
     const m = args.walletMetadata
     if (!m || typeof m.accountAddress !== 'string') throw new SdkError(`${method}: walletMetadata is required`)
     if (args.accountAddress !== undefined && this.key(m.accountAddress) !== this.key(args.accountAddress)) throw new SdkError(`${method}: walletMetadata does not match accountAddress`)
     const w = this.wallets.get(this.key(m.accountAddress))
     if (!w) throw new SdkError(`${method}: unknown wallet ${m.accountAddress}`)
+    if (m.walletId !== w.walletId) throw new SdkError(`${method}: walletMetadata.walletId is not the wallet's`)
+    if (m.chainName !== w.chain) throw new SdkError(`${method}: walletMetadata.chainName is not the wallet's`)
     return w
   }
 
+  /** The SDK's checks on caller-held state (metadata whole, backup info, current shares), SDK-CONTRACT.md sections 2 and 4. */
   protected check(method: string, args: StateArgs): ServerWallet {
     this.record(method, args)
     const w = this.walletOf(method, args)
     const m = args.walletMetadata
     if (!m.externalServerKeySharesBackupInfo) throw new SdkError(`${method}: externalServerKeySharesBackupInfo is required with caller-held shares`)
+    for (const f of UNDOCUMENTED) {
+      if (!(f in m)) throw new SdkError(`${method}: walletMetadata.${f} is missing (the metadata was trimmed; persist the whole object)`)
+    }
+    if (m.thresholdSignatureScheme !== w.scheme) throw new SdkError(`${method}: walletMetadata.thresholdSignatureScheme is ${String(m.thresholdSignatureScheme)}, the wallet's is ${w.scheme} (a reshare was not written back)`)
     if (this.chainName === 'BTC' && !m.addressType) throw new SdkError(`${method}: addressType is required for BTC`)
     const shares = args.externalServerKeyShares
     if (!Array.isArray(shares) || shares.length !== SHARE_COUNT[w.scheme]) throw new SdkError(`${method}: expected ${SHARE_COUNT[w.scheme]} shares for ${w.scheme}`)
@@ -119,7 +165,9 @@ export class FakeWalletClient {
       otherShareSets: [],
     }
     if (this.chainName === 'BTC') walletMetadata.addressType = args.addressType
-    this.wallets.set(this.key(accountAddress), { chain: this.chainName, scheme, secrets: new Set(shares.map((s) => s.secretShare)), password: args.password })
+    const w: ServerWallet = { chain: this.chainName, walletId: walletMetadata.walletId, scheme, secrets: new Set(), password: args.password }
+    this.wallets.set(this.key(accountAddress), w)
+    this.issue(w, accountAddress, shares)
     return {
       walletMetadata,
       externalServerKeyShares: shares,
@@ -156,7 +204,9 @@ export class FakeWalletClient {
 
   async verifyPassword(args: MetadataArgs & { password: string }): Promise<void> {
     this.record('verifyPassword', args)
-    if (this.walletOf('verifyPassword', args).password !== (args.password || undefined)) throw new SdkError('verifyPassword: wrong password')
+    const w = this.walletOf('verifyPassword', args)
+    if (!args.walletMetadata.externalServerKeySharesBackupInfo) throw new SdkError('verifyPassword: externalServerKeySharesBackupInfo is required')
+    if (w.password !== (args.password || undefined)) throw new SdkError('verifyPassword: wrong password')
   }
 
   async isPasswordEncrypted(args: MetadataArgs): Promise<boolean> {
@@ -210,7 +260,7 @@ export class FakeWalletClient {
     const w = this.check('refreshWalletAccountShares', args)
     const shares = fakeShares(this.chainName, SHARE_COUNT[w.scheme], { addressType: args.walletMetadata.addressType as 'taproot' | 'native_segwit' | undefined })
     // The old shares stop working the moment this returns.
-    w.secrets = new Set(shares.map((s) => s.secretShare))
+    this.issue(w, args.walletMetadata.accountAddress, shares)
     return { externalServerKeyShares: shares, backupInfo: backupInfoWithExternal() }
   }
 
@@ -220,7 +270,7 @@ export class FakeWalletClient {
     if (!RESHARE_PATHS.has(`${w.scheme}>${args.newThresholdSignatureScheme}`)) throw new SdkError('reshare: not a supported path')
     w.scheme = args.newThresholdSignatureScheme
     const shares = fakeShares(this.chainName, SHARE_COUNT[w.scheme], { addressType: args.walletMetadata.addressType as 'taproot' | 'native_segwit' | undefined })
-    w.secrets = new Set(shares.map((s) => s.secretShare))
+    this.issue(w, args.walletMetadata.accountAddress, shares)
     return { externalServerKeyShares: shares, backupInfo: backupInfoWithExternal() }
   }
 
