@@ -68,6 +68,17 @@ describe('openTestVault', () => {
     expect(e.path).toBe('environment')
   })
 
+  it('refuses to open under NODE_ENV=production', async () => {
+    const saved = process.env.NODE_ENV
+    process.env.NODE_ENV = 'production'
+    try {
+      const e = await vaultError(openTestVault())
+      expect([e.code, e.path]).toEqual(['ERR_INVALID_INPUT', 'NODE_ENV'])
+    } finally {
+      process.env.NODE_ENV = saved
+    }
+  })
+
   it('accepts a test environment name, and refuses options that would point it elsewhere', async () => {
     const vault = await openTestVault({ environment: 'ci-staging' })
     expect(vault.environment).toBe('ci-staging')

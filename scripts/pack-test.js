@@ -14,6 +14,8 @@ const { tmpdir } = require('node:os')
 const { dirname, join } = require('node:path')
 
 const root = join(__dirname, '..')
+// The vitest the README's example is run with (the last line that supports Node 20).
+const VITEST = '4.1.12'
 const here = join(__dirname, 'pack-test')
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
 // napi's target triples and the npm/ directory (and binary suffix) of each.
@@ -107,7 +109,7 @@ try {
   run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(work, packed.main.filename), join(work, packed.platform.filename), `typescript@${ts}`, '@types/node@20'], app)
   const installed = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')).dependencies
   if (Object.values(installed).some((spec) => spec.includes(root))) fail('the project links to the source tree')
-  for (const f of ['consumer.cjs', 'consumer.mjs', 'consumer.ts', 'consumer.mts', 'bad.ts', 'wallets.test.js', 'wallets-types.test.ts']) cpSync(join(here, f), join(app, f))
+  for (const f of ['consumer.cjs', 'consumer.mjs', 'consumer.ts', 'consumer.mts', 'bad.ts', 'wallets.test.js', 'wallets-types.test.ts', 'vitest-wallets.spec.mts']) cpSync(join(here, f), join(app, f))
 
   run(process.execPath, ['consumer.cjs'], app)
   run(process.execPath, ['consumer.mjs'], app)
@@ -135,6 +137,14 @@ try {
   writeFileSync(join(app, 'tsconfig.kit.json'), JSON.stringify({ compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, types: ['node'] }, files: ['wallets-types.test.ts'] }))
   run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.kit.json'], app)
   console.log('testing kit: the typed matchers compile under @jest/globals')
+  // The README's vitest example (ESM), with vitest's own expect.extend, run and type-checked.
+  run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', `vitest@${VITEST}`], app)
+  const vitestRun = spawnSync(process.execPath, [join(app, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--root', app, 'vitest-wallets.spec.mts'], { cwd: app, encoding: 'utf8', env: { ...process.env, CI: 'true', NO_COLOR: '1' } })
+  const vitestOut = `${vitestRun.stdout}${vitestRun.stderr}`
+  if (vitestRun.status !== 0 || !/Tests\s+1 passed/.test(vitestOut)) fail(`the vitest example failed in the fresh project:\n${vitestOut}`)
+  writeFileSync(join(app, 'tsconfig.vitest.json'), JSON.stringify({ compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] }, files: ['vitest-wallets.spec.mts'] }))
+  run(process.execPath, [join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.vitest.json'], app)
+  console.log(`testing kit: the README's vitest example passed and type-checks (vitest ${VITEST})`)
 
   const tsc = join(app, 'node_modules', 'typescript', 'bin', 'tsc')
   const configs = {

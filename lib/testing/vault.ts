@@ -200,6 +200,10 @@ function checked<T extends object>(options: T, allowed: Set<string>): T {
  */
 export async function openTestVault(options: TestVaultOptions = {}): Promise<TestVault> {
   checked(options, OPTIONS)
+  if (process.env.NODE_ENV === 'production') {
+    // A test vault in a deployed service would lose every wallet at its close or restart.
+    throw invalid('NODE_ENV', 'is production: the testing kit opens throwaway vaults, for tests only')
+  }
   const storage = options.storage ?? 'memory'
   if (storage !== 'memory' && storage !== 'file') throw invalid('storage', "must be 'memory' or 'file'")
   const environment = options.environment ?? `test-${randomBytes(4).toString('hex')}`
