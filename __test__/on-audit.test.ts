@@ -43,29 +43,35 @@ describe('onAudit', () => {
 
   it('drops entries (counted) rather than wait when the handler holds up the JS thread', async () => {
     let first = true
-    const vault = await open((e: AuditEvent) => {
+    let vault: Vault | undefined
+    const handler = (e: AuditEvent) => {
       // The first hydrate's entry (not the store's, which may arrive before the hydrates are
       // even issued): every hydrate is in flight by then.
       if (first && e.action === 'hydrate') {
         first = false
-        const until = Date.now() + 1500
-        while (Date.now() < until) {
-          // A handler stuck on the JS thread: the queue fills behind it.
+        // A handler stuck on the JS thread: the queue fills behind it. Held until the vault has
+        // dropped an entry (its counters are read without the JS thread's help), not for a fixed
+        // time, which a loaded machine may not fill the queue in.
+        const until = Date.now() + 30_000
+        while (vault!.stats().onAudit.dropped === 0 && Date.now() < until) {
+          // spin
         }
       }
-    })
+    }
+    vault = await open(handler)
+    const v = vault
     const w = fakeCreatedWallet('EVM')
-    await vault.storeWallet(w)
+    await v.storeWallet(w)
     const n = 6000
-    const results = await Promise.all(Array.from({ length: n }, () => vault.withWallet(w.walletMetadata.accountAddress, () => 1, { purpose: 'sign' })))
+    const results = await Promise.all(Array.from({ length: n }, () => v.withWallet(w.walletMetadata.accountAddress, () => 1, { purpose: 'sign' })))
     expect(results).toHaveLength(n)
-    await settle(vault)
-    const s = vault.stats().onAudit
+    await settle(v)
+    const s = v.stats().onAudit
     expect(s.queued + s.dropped).toBe(n + 2) // the key's registration, the store, the hydrates
     expect(s.dropped).toBeGreaterThan(0)
     expect(s.delivered).toBe(s.queued)
-    expect(await vault.auditLog({ afterSeq: n + 1, limit: 10 })).toHaveLength(1) // the log itself has every row
-    await vault.close()
+    expect(await v.auditLog({ afterSeq: n + 1, limit: 10 })).toHaveLength(1) // the log itself has every row
+    await v.close()
   })
 
   it('swallows a handler that throws, and counts it', async () => {
