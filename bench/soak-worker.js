@@ -311,7 +311,12 @@ async function sdkCall(vault) {
         const out = await sdk.updatePassword({ accountAddress: a, existingPassword: password, newPassword: next }).catch((e) => e)
         // A merge that could not be written says so with the new backup info (no share changed).
         if (out instanceof Error && out.code === undefined) violation(`updatePassword of ${a} failed in the SDK: ${out.message}`)
-        else if (out instanceof Error) await answered(vault, op, a, () => Promise.reject(out), false)
+        else if (out instanceof Error) {
+          // The SDK's new backup info may not be in the vault: the fake refuses a later backup
+          // call with the old one (as it should), so the wallet gets no more SDK calls.
+          desynced.add(a)
+          await answered(vault, op, a, () => Promise.reject(out), false)
+        }
         break
       }
       case 'refresh':

@@ -13,7 +13,9 @@
 //! afterwards would abort the whole process. So every call into it happens under the `alive`
 //! lock and only while the environment is alive, and the finalizer, under the same lock, marks it
 //! dead and drops (zeroizes) whatever is queued. Results finished later are dropped the same way.
-//! The JS thread itself never takes that lock: it takes settlements from a lock-free queue.
+//! The JS thread takes settlements from a lock-free queue, never that lock, while calls are in
+//! flight; it takes the lock only to release an unused threadsafe function (`retire_if_unused`),
+//! when no call is in flight and so no producer can hold or want it.
 //!
 //! Written by hand because no crate offers this: it sits directly on N-API's threadsafe-function
 //! and deferred primitives.

@@ -18,9 +18,19 @@ interface ServerWallet {
   chain: Chain
   walletId: string
   scheme: ThresholdSignatureScheme
+  addressType?: string
   secrets: Set<string>
+  /** The current share set (what a recovery from Dynamic's backup would return). */
+  shares: ServerKeyShare[]
   password?: string
+  /** The `externalKeyShareId` of the last backup info the server handed out, if any. */
+  backupId?: string
+  /** What the wallet's signatures are keyed by: its key, which refresh and reshare keep. */
+  signingKey: Buffer
 }
+
+/** The calls that write Dynamic-side backup state: they refuse backup info older than the last one returned. */
+const BACKUP_WRITERS = new Set(['updatePassword', 'storeEncryptedBackupByWallet', 'refreshWalletAccountShares', 'reshare'])
 
 /** Fields the real 1.x metadata carries beyond the typed ones: refresh, reshare and updatePassword need them. */
 const UNDOCUMENTED = ['shareSetId', 'shareSetType', 'otherShareSets'] as const
@@ -89,6 +99,9 @@ export class FakeWalletClient implements ShareSource {
    * Queued: two `failNext` fail two calls.
    */
   failNext(method?: string, error?: unknown): this {
+    if (method !== undefined && typeof (this as unknown as Record<string, unknown>)[method] !== 'function') {
+      throw new TypeError(`failNext: the fake client has no method ${JSON.stringify(method)}`)
+    }
     this.failures.push({ method, error: error ?? new SdkError(`${method ?? 'the next call'}: failure injected by failNext()`) })
     return this
   }
@@ -103,7 +116,16 @@ export class FakeWalletClient implements ShareSource {
   /** New shares leave the server: remembered as handed out, and become the wallet's current set. */
   protected issue(w: ServerWallet, address: string, shares: ServerKeyShare[]): void {
     w.secrets = new Set(shares.map((s) => s.secretShare))
+    w.shares = shares
     this[SHARES].add(address, shares)
+  }
+
+  /** New backup info for the wallet (Dynamic-side backup state changed): the latest from now on. */
+  protected backupInfo(w: ServerWallet): KeyShareBackupInfo {
+    const info = backupInfoWithExternal()
+    info.passwordEncrypted = w.password !== undefined
+    w.backupId = info.backups.external[0].externalKeyShareId
+    return info
   }
 
   private key(a: string): string {
@@ -127,17 +149,30 @@ export class FakeWalletClient implements ShareSource {
     this.record(method, args)
     const w = this.walletOf(method, args)
     const m = args.walletMetadata
-    if (!m.externalServerKeySharesBackupInfo) throw new SdkError(`${method}: externalServerKeySharesBackupInfo is required with caller-held shares`)
+    const info = m.externalServerKeySharesBackupInfo as Partial<KeyShareBackupInfo> | undefined
+    if (!info) throw new SdkError(`${method}: externalServerKeySharesBackupInfo is required with caller-held shares`)
+    if (typeof info.passwordEncrypted !== 'boolean' || info.backups === null || typeof info.backups !== 'object') {
+      throw new SdkError(`${method}: externalServerKeySharesBackupInfo is not backup info ({ passwordEncrypted, backups })`)
+    }
     for (const f of UNDOCUMENTED) {
-      if (!(f in m)) throw new SdkError(`${method}: walletMetadata.${f} is missing (the metadata was trimmed; persist the whole object)`)
+      if ((m as Record<string, unknown>)[f] === undefined || (m as Record<string, unknown>)[f] === null) {
+        throw new SdkError(`${method}: walletMetadata.${f} is missing (the metadata was trimmed; persist the whole object)`)
+      }
     }
     if (m.thresholdSignatureScheme !== w.scheme) throw new SdkError(`${method}: walletMetadata.thresholdSignatureScheme is ${String(m.thresholdSignatureScheme)}, the wallet's is ${w.scheme} (a reshare was not written back)`)
     if (this.chainName === 'BTC' && !m.addressType) throw new SdkError(`${method}: addressType is required for BTC`)
+    if (this.chainName === 'BTC' && m.addressType !== w.addressType) throw new SdkError(`${method}: addressType is ${String(m.addressType)}, the wallet's is ${String(w.addressType)}`)
+    if (BACKUP_WRITERS.has(method) && w.backupId !== undefined && !(info.backups.external ?? []).some((e) => e.externalKeyShareId === w.backupId)) {
+      throw new SdkError(`${method}: the backup info is stale (merge the backupInfo the last backup, password change, refresh or reshare returned)`)
+    }
     const shares = args.externalServerKeyShares
     if (!Array.isArray(shares) || shares.length !== SHARE_COUNT[w.scheme]) throw new SdkError(`${method}: expected ${SHARE_COUNT[w.scheme]} shares for ${w.scheme}`)
+    const passed = new Set<string>()
     for (const s of shares) {
-      if (typeof s.secretShare !== 'string' || !w.secrets.has(s.secretShare)) throw new SdkError(`${method}: a share is not current (refreshed or resharing replaced it)`)
+      if (typeof s?.secretShare !== 'string' || !w.secrets.has(s.secretShare)) throw new SdkError(`${method}: a share is not current (refreshed or resharing replaced it)`)
+      passed.add(s.secretShare)
     }
+    if (passed.size !== w.secrets.size) throw new SdkError(`${method}: the same share was passed twice (each of the wallet's shares is needed once)`)
     if (w.password !== undefined && args.password !== w.password && method !== 'isPasswordEncrypted' && method !== 'requiresPasswordForOperation') {
       throw new SdkError(`${method}: wrong or missing password`)
     }
@@ -165,7 +200,8 @@ export class FakeWalletClient implements ShareSource {
       otherShareSets: [],
     }
     if (this.chainName === 'BTC') walletMetadata.addressType = args.addressType
-    const w: ServerWallet = { chain: this.chainName, walletId: walletMetadata.walletId, scheme, secrets: new Set(), password: args.password }
+    const w: ServerWallet = { chain: this.chainName, walletId: walletMetadata.walletId, scheme, addressType: args.addressType, secrets: new Set(), shares: [], password: args.password, signingKey: randomBytes(32) }
+    if (args.backUpToDynamic !== false) w.backupId = backupInfo.backups.external[0]?.externalKeyShareId
     this.wallets.set(this.key(accountAddress), w)
     this.issue(w, accountAddress, shares)
     return {
@@ -186,10 +222,14 @@ export class FakeWalletClient implements ShareSource {
     return this.newWallet('importPrivateKey', args)
   }
 
-  /** A signature that depends on the shares actually passed. */
+  /**
+   * A deterministic signature by the wallet's key (made only after `check` accepted the shares):
+   * the same message gives the same signature, before and after a refresh or reshare (the key is
+   * the same), as Ed25519 and RFC 6979 signatures do.
+   */
   protected sign(args: StateArgs, what: string): string {
-    const h = createHmac('sha256', args.externalServerKeyShares.map((s) => s.secretShare).join('|'))
-    return h.update(what).digest('hex')
+    const w = this.walletOf('sign', args)
+    return createHmac('sha256', w.signingKey).update(what).digest('hex')
   }
 
   async signMessage(args: StateArgs & { message: string }): Promise<string> {
@@ -228,12 +268,19 @@ export class FakeWalletClient implements ShareSource {
   /** Plaintext shares recovered from Dynamic's backup: the wrapper must refuse this. */
   async getExternalServerKeyShares(args: MetadataArgs): Promise<ServerKeyShare[]> {
     this.record('getExternalServerKeyShares', args)
-    return fakeShares(this.chainName, SHARE_COUNT[this.walletOf('getExternalServerKeyShares', args).scheme])
+    return this.recovered('getExternalServerKeyShares', args)
   }
 
   async exportExternalServerKeyShares(args: MetadataArgs): Promise<ServerKeyShare[]> {
     this.record('exportExternalServerKeyShares', args)
-    return fakeShares(this.chainName, SHARE_COUNT[this.walletOf('exportExternalServerKeyShares', args).scheme])
+    return this.recovered('exportExternalServerKeyShares', args)
+  }
+
+  /** The current shares, as a recovery from Dynamic's backup returns them (with the password, if the wallet has one). */
+  private recovered(method: string, args: MetadataArgs): ServerKeyShare[] {
+    const w = this.walletOf(method, args)
+    if (w.password !== undefined && args.password !== w.password) throw new SdkError(`${method}: wrong or missing password`)
+    return w.shares.map((s) => Object.assign(Object.create(Object.getPrototypeOf(s) as object) as ServerKeyShare, s))
   }
 
   async exportKey(args: StateArgs): Promise<{ derivedPrivateKey: string }> {
@@ -243,17 +290,14 @@ export class FakeWalletClient implements ShareSource {
 
   async storeEncryptedBackupByWallet(args: StateArgs & { backUpToDynamic?: boolean }): Promise<{ keySharesWithBackupStatus: unknown[]; backupInfo: KeyShareBackupInfo }> {
     const w = this.check('storeEncryptedBackupByWallet', args)
-    const backupInfo = backupInfoWithExternal()
-    backupInfo.passwordEncrypted = w.password !== undefined
+    const backupInfo = this.backupInfo(w)
     return { keySharesWithBackupStatus: args.externalServerKeyShares.map((share) => ({ share, backedUp: true })), backupInfo }
   }
 
   async updatePassword(args: StateArgs & { existingPassword?: string; newPassword?: string; backUpToDynamic?: boolean }): Promise<{ backupInfo: KeyShareBackupInfo }> {
     const w = this.check('updatePassword', { ...args, password: args.existingPassword })
     w.password = args.newPassword || undefined
-    const backupInfo = backupInfoWithExternal()
-    backupInfo.passwordEncrypted = w.password !== undefined
-    return { backupInfo }
+    return { backupInfo: this.backupInfo(w) }
   }
 
   async refreshWalletAccountShares(args: StateArgs): Promise<{ externalServerKeyShares: ServerKeyShare[]; backupInfo: KeyShareBackupInfo }> {
@@ -261,7 +305,7 @@ export class FakeWalletClient implements ShareSource {
     const shares = fakeShares(this.chainName, SHARE_COUNT[w.scheme], { addressType: args.walletMetadata.addressType as 'taproot' | 'native_segwit' | undefined })
     // The old shares stop working the moment this returns.
     this.issue(w, args.walletMetadata.accountAddress, shares)
-    return { externalServerKeyShares: shares, backupInfo: backupInfoWithExternal() }
+    return { externalServerKeyShares: shares, backupInfo: this.backupInfo(w) }
   }
 
   async reshare(args: StateArgs & { oldThresholdSignatureScheme: ThresholdSignatureScheme; newThresholdSignatureScheme: ThresholdSignatureScheme }): Promise<{ externalServerKeyShares: ServerKeyShare[]; backupInfo: KeyShareBackupInfo }> {
@@ -271,7 +315,7 @@ export class FakeWalletClient implements ShareSource {
     w.scheme = args.newThresholdSignatureScheme
     const shares = fakeShares(this.chainName, SHARE_COUNT[w.scheme], { addressType: args.walletMetadata.addressType as 'taproot' | 'native_segwit' | undefined })
     this.issue(w, args.walletMetadata.accountAddress, shares)
-    return { externalServerKeyShares: shares, backupInfo: backupInfoWithExternal() }
+    return { externalServerKeyShares: shares, backupInfo: this.backupInfo(w) }
   }
 
   /** Not managed by the wrapper: passes through (identity only, as the real one). */

@@ -8,6 +8,13 @@
  * without holding them, through the encodings a share leaks in) is specific to this kit.
  */
 import { createHmac, randomBytes } from 'node:crypto'
+import { types } from 'node:util'
+
+/**
+ * Read once: inside jest's sandbox every read of a global (`Math`) goes through the context's
+ * interceptors, which made the scan loop a hundred times slower.
+ */
+const imul = Math.imul
 
 /** A share is found from any piece of it this long or longer (twice the chunk, less one). */
 export const MIN_FRAGMENT = 63
@@ -15,12 +22,16 @@ export const MIN_FRAGMENT = 63
 const CHUNK = 32
 /** Shorter shares (a test's own, hand-made) are fingerprinted whole, down to this length. */
 const MIN_WHOLE = 8
-/** How deep `scan` follows nested values, and how many encoded layers it decodes. */
-const MAX_DEPTH = 64
+/** How many encoded layers `scan` decodes (base64 of JSON of base64…). */
 const MAX_DECODE = 2
-/** Runs of these characters are also read as base64 / hex (long enough to hold a piece). */
-const BASE64_RUN = /[A-Za-z0-9+/_-]{44,}={0,2}/g
-const HEX_RUN = /(?:[0-9a-fA-F]{2}){32,}/g
+/** Runs this long are also read as base64 / hex (long enough to hold a piece). */
+const BASE64_MIN = 44
+const HEX_MIN = 64
+/** Bytes are read in slices (a string has a length limit), overlapping by more than a piece in any encoding. */
+const BYTES_SLICE = 16 * 1024 * 1024
+const BYTES_OVERLAP = 64 * 1024
+/** Entries read from one iterable that is not an array, Map or Set. */
+const MAX_ITERATED = 100_000
 
 /** Where a share was found. Names the wallet and the share's index, never the share. */
 export interface ShareSighting {
@@ -32,6 +43,25 @@ export interface ShareSighting {
   path: string
   /** How it was written there. */
   encoding: 'text' | 'bytes' | 'base64' | 'hex'
+}
+
+/** Marks a registry from any copy of the kit (a jest module reset loads another). */
+const BRAND = Symbol.for('sharevault.testing.fingerprints')
+
+/** Where in a scanned value: built into a path only when something is found there. */
+interface Where {
+  up: Where | null
+  step: string
+}
+
+function at(up: Where | null, step: string): Where {
+  return { up, step }
+}
+
+function pathOf(w: Where): string {
+  const steps: string[] = []
+  for (let x: Where | null = w; x; x = x.up) steps.push(x.step)
+  return steps.reverse().join('')
 }
 
 interface Owner {
@@ -49,7 +79,7 @@ class Rolling {
     let t = this.top.get(len)
     if (t === undefined) {
       t = 1
-      for (let i = 1; i < len; i++) t = Math.imul(t, this.base) >>> 0
+      for (let i = 1; i < len; i++) t = imul(t, this.base) >>> 0
       this.top.set(len, t)
     }
     return t
@@ -57,7 +87,7 @@ class Rolling {
 
   of(s: string, from: number, len: number): number {
     let h = 0
-    for (let i = from; i < from + len; i++) h = (Math.imul(h, this.base) + s.charCodeAt(i)) >>> 0
+    for (let i = from; i < from + len; i++) h = (imul(h, this.base) + s.charCodeAt(i)) >>> 0
     return h
   }
 }
@@ -67,6 +97,7 @@ class Rolling {
  * `secretShare`, as the SDK's are); `scan` finds any of them in a value.
  */
 export class ShareFingerprints {
+  readonly [BRAND] = true
   private readonly key = randomBytes(32)
   private readonly rolling = new Rolling()
   /** Rolling hash → keyed fingerprints of the pieces with that hash → whose. */
@@ -112,7 +143,7 @@ export class ShareFingerprints {
   }
 
   /** Every place in `text` where a remembered piece occurs. */
-  private inText(text: string, path: string, encoding: ShareSighting['encoding'], out: ShareSighting[]): void {
+  private inText(text: string, where: Where, encoding: ShareSighting['encoding'], out: ShareSighting[]): void {
     for (const len of this.lengths) {
       if (text.length < len) continue
       const top = this.rolling.topFor(len)
@@ -122,83 +153,158 @@ export class ShareFingerprints {
         const bucket = this.pieces.get(h)
         if (bucket) {
           const owner = bucket.get(this.mac(text.slice(i, i + len)))
-          if (owner && !out.some((o) => o.wallet === owner.wallet && o.share === owner.share && o.path === path)) out.push({ ...owner, path, encoding })
+          if (owner) {
+            const path = pathOf(where)
+            if (!out.some((o) => o.wallet === owner.wallet && o.share === owner.share && o.path === path)) out.push({ ...owner, path, encoding })
+          }
         }
         if (i + len >= text.length) break
-        h = (Math.imul((h - Math.imul(text.charCodeAt(i), top)) >>> 0, base) + text.charCodeAt(i + len)) >>> 0
-      }
-    }
-  }
-
-  /** `text` as it is, and the base64 and hex runs in it decoded (a share logged as bytes). */
-  private inString(text: string, path: string, encoding: ShareSighting['encoding'], out: ShareSighting[], layer = 0): void {
-    this.inText(text, path, encoding, out)
-    if (layer >= MAX_DECODE) return
-    for (const [re, enc] of [
-      [BASE64_RUN, 'base64'],
-      [HEX_RUN, 'hex'],
-    ] as const) {
-      for (const m of text.matchAll(re)) {
-        const decoded = Buffer.from(m[0], enc === 'hex' ? 'hex' : m[0].includes('-') || m[0].includes('_') ? 'base64url' : 'base64').toString('latin1')
-        this.inString(decoded, path, enc, out, layer + 1)
+        h = (imul((h - imul(text.charCodeAt(i), top)) >>> 0, base) + text.charCodeAt(i + len)) >>> 0
       }
     }
   }
 
   /**
+   * `text` as it is, and the base64 and hex runs in it decoded (a share logged as bytes): each
+   * run from every alignment (a run may start with characters that are not its encoding, an
+   * `id_` before base64). Runs are found by a loop, not a regex (a long run overflows the regex
+   * engine's stack).
+   */
+  private inString(text: string, where: Where, encoding: ShareSighting['encoding'], out: ShareSighting[], layer = 0): void {
+    this.inText(text, where, encoding, out)
+    if (layer >= MAX_DECODE) return
+    for (const [start, end] of runs(text, isBase64Char, BASE64_MIN)) {
+      for (let shift = 0; shift < 4 && end - start - shift >= BASE64_MIN; shift++) {
+        // Node's base64 decoder takes the URL-safe alphabet too.
+        this.inString(Buffer.from(text.slice(start + shift, end), 'base64').toString('latin1'), where, 'base64', out, layer + 1)
+      }
+    }
+    for (const [start, end] of runs(text, isHexChar, HEX_MIN)) {
+      for (let shift = 0; shift < 2; shift++) {
+        this.inString(Buffer.from(text.slice(start + shift, end - ((end - start - shift) % 2)), 'hex').toString('latin1'), where, 'hex', out, layer + 1)
+      }
+    }
+  }
+
+  /** Bytes as latin1 text, in slices that overlap by more than any piece (no string limit). */
+  private inBytes(bytes: Uint8Array, where: Where, out: ShareSighting[]): void {
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    for (let at = 0; at < buf.length; at += BYTES_SLICE) {
+      this.inString(buf.subarray(at, Math.min(buf.length, at + BYTES_SLICE + BYTES_OVERLAP)).toString('latin1'), where, 'bytes', out)
+    }
+  }
+
+  /**
    * Every share of a remembered wallet found in `value`: strings (and the base64 / hex runs in
-   * them), bytes (Buffer, typed arrays, ArrayBuffer), and everything reachable from objects,
-   * arrays, Maps, Sets and errors (message, stack, cause, own fields, enumerable or not), keys
-   * included. A piece of `MIN_FRAGMENT` characters is enough.
+   * them), bytes (Buffer, typed arrays, ArrayBuffer), boxed strings, and everything reachable
+   * from objects, arrays, Maps, Sets, other iterables (Headers, URLSearchParams) and errors
+   * (message, stack, cause, own fields, enumerable or not, symbol-keyed), keys included, and
+   * an object's own `toString()` (a URL), from any realm, at any depth. A piece of
+   * `MIN_FRAGMENT` characters is enough. What it cannot read (a revoked Proxy, a throwing trap
+   * or getter, a detached buffer) it skips. Getters on a prototype are not called.
    */
   scan(value: unknown): ShareSighting[] {
     const out: ShareSighting[] = []
     if (this.pieces.size === 0) return out
     const seen = new Set<object>()
-    const visit = (v: unknown, path: string, depth: number): void => {
-      if (typeof v === 'string') return this.inString(v, path, 'text', out)
-      if (v === null || (typeof v !== 'object' && typeof v !== 'function') || depth > MAX_DEPTH) return
-      if (seen.has(v)) return
-      seen.add(v)
-      if (ArrayBuffer.isView(v)) return this.inString(Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1'), path, 'bytes', out)
-      if (v instanceof ArrayBuffer || v instanceof SharedArrayBuffer) return this.inString(Buffer.from(v).toString('latin1'), path, 'bytes', out)
-      if (typeof v === 'function') return
-      if (v instanceof Map) {
-        let i = 0
-        for (const [k, x] of v) {
-          visit(k, `${path}<map key ${i}>`, depth + 1)
-          visit(x, `${path}<map value ${i++}>`, depth + 1)
-        }
-        return
-      }
-      if (v instanceof Set) {
-        let i = 0
-        for (const x of v) visit(x, `${path}<set ${i++}>`, depth + 1)
-        return
-      }
-      let names: string[]
+    // Depth-first with a stack of its own: any depth, no recursion limit.
+    const stack: [unknown, Where][] = [[value, at(null, '$')]]
+    while (stack.length > 0) {
+      const [v, where] = stack.pop() as [unknown, Where]
       try {
-        names = Object.getOwnPropertyNames(v)
+        this.visit(v, where, seen, out, (x, step) => stack.push([x, at(where, step)]))
       } catch {
-        return
-      }
-      if (v instanceof Error) for (const n of ['message', 'stack', 'cause']) if (!names.includes(n)) names.push(n)
-      const isArray = Array.isArray(v)
-      for (const name of names) {
-        if (isArray && name === 'length') continue
-        let x: unknown
-        try {
-          x = (v as Record<string, unknown>)[name]
-        } catch {
-          continue
-        }
-        const sub = isArray && /^\d+$/.test(name) ? `${path}[${name}]` : `${path}.${name}`
-        if (!isArray) this.inString(name, `${sub}<key>`, 'text', out)
-        visit(x, sub, depth + 1)
+        // Unreadable: skipped.
       }
     }
-    visit(value, '$', 0)
     return out
+  }
+
+  private visit(v: unknown, where: Where, seen: Set<object>, out: ShareSighting[], push: (v: unknown, step: string) => void): void {
+    if (typeof v === 'string') return this.inString(v, where, 'text', out)
+    if (v === null || typeof v !== 'object') return
+    if (seen.has(v)) return
+    seen.add(v)
+    if (types.isProxy(v)) {
+      // Read through its traps like any object (each read may throw: caught per property).
+    } else if (ArrayBuffer.isView(v)) {
+      return this.inBytes(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), where, out)
+    } else if (types.isAnyArrayBuffer(v)) {
+      return this.inBytes(new Uint8Array(v), where, out)
+    } else if (types.isBoxedPrimitive(v)) {
+      return push((v as { valueOf(): unknown }).valueOf(), '')
+    } else if (types.isMap(v)) {
+      let i = 0
+      for (const [k, x] of Map.prototype.entries.call(v) as IterableIterator<[unknown, unknown]>) {
+        push(k, `<map key ${i}>`)
+        push(x, `<map value ${i++}>`)
+      }
+      return
+    } else if (types.isSet(v)) {
+      let i = 0
+      for (const x of Set.prototype.values.call(v) as IterableIterator<unknown>) push(x, `<set ${i++}>`)
+      return
+    }
+    const isArray = Array.isArray(v)
+    const keys = Reflect.ownKeys(v)
+    if (types.isNativeError(v) || v instanceof Error) for (const n of ['message', 'stack', 'cause']) if (!keys.includes(n)) keys.push(n)
+    for (const key of keys) {
+      if (isArray && key === 'length') continue
+      const name = typeof key === 'symbol' ? `[${String(key.description)}]` : key
+      const step = isArray && typeof key === 'string' && /^\d+$/.test(key) ? `[${key}]` : `.${name}`
+      if (!isArray) this.inString(name, at(where, `${step}<key>`), 'text', out)
+      let x: unknown
+      try {
+        x = (v as Record<PropertyKey, unknown>)[key]
+      } catch {
+        continue
+      }
+      push(x, step)
+    }
+    // What a class keeps out of own properties: its own toString (URL, URLSearchParams), and
+    // the entries of an iterable (Headers).
+    let proto: object | null = null
+    try {
+      proto = Object.getPrototypeOf(v) as object | null
+    } catch {
+      return
+    }
+    if (proto === null || proto === Object.prototype || isArray) return
+    const toString = (v as { toString?: unknown }).toString
+    if (typeof toString === 'function' && toString !== Object.prototype.toString && toString !== Error.prototype.toString && !types.isNativeError(v)) {
+      const text: unknown = toString.call(v)
+      if (typeof text === 'string') this.inString(text, at(where, '<string>'), 'text', out)
+    }
+    const iterator = (v as { [Symbol.iterator]?: unknown })[Symbol.iterator]
+    // Not an iterator itself (a generator would be used up by reading it).
+    if (typeof iterator === 'function' && typeof (v as { next?: unknown }).next !== 'function') {
+      let i = 0
+      for (const x of { [Symbol.iterator]: () => iterator.call(v) as Iterator<unknown> }) {
+        if (i >= MAX_ITERATED) break
+        push(x, `<entry ${i++}>`)
+      }
+    }
+  }
+}
+
+/** Whether a code unit is one base64 (either alphabet) or hex may use. */
+function isBase64Char(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 43 || c === 47 || c === 45 || c === 95 || c === 61
+}
+function isHexChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102)
+}
+
+/** The [start, end) of every run of `min` or more characters `isChar` accepts. */
+function* runs(text: string, isChar: (c: number) => boolean, min: number): Generator<[number, number]> {
+  let start = -1
+  for (let i = 0; i <= text.length; i++) {
+    const inRun = i < text.length && isChar(text.charCodeAt(i))
+    if (inRun && start < 0) start = i
+    else if (!inRun && start >= 0) {
+      if (i - start >= min) yield [start, i]
+      start = -1
+    }
   }
 }
 
@@ -210,10 +316,14 @@ export interface ShareSource {
 /** The key under which a source keeps its fingerprints. */
 export const SHARES: unique symbol = Symbol.for('sharevault.testing.shares')
 
+function isRegistry(f: unknown): f is ShareFingerprints {
+  return f !== null && typeof f === 'object' && (f as { [BRAND]?: unknown })[BRAND] === true && typeof (f as { scan?: unknown }).scan === 'function'
+}
+
 export function fingerprintsOf(source: unknown): ShareFingerprints {
-  if (source instanceof ShareFingerprints) return source
+  if (isRegistry(source)) return source
   const f = source !== null && typeof source === 'object' ? (source as Partial<ShareSource>)[SHARES] : undefined
-  if (!(f instanceof ShareFingerprints)) {
+  if (!isRegistry(f)) {
     throw new TypeError('not a share source: pass a vault from openTestVault(), a fake client from sharevault/testing, or a ShareFingerprints')
   }
   return f

@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { looksLikeProduction, type NativeVault } from '../../index'
+import { deserialize } from 'node:v8'
+import { ErrorCode, looksLikeProduction, type NativeVault } from '../../index'
 import { invalid, VaultError, type VaultErrorCode } from '../errors'
 import type { AuditEvent, CacheOptions, Permission } from '../types'
 import { ALL_PERMISSIONS, environmentOf, openNative, Vault } from '../vault'
@@ -23,8 +24,8 @@ export interface TestVaultOptions {
    */
   storage?: 'memory' | 'file'
   /**
-   * Default `test-` and random hex. A name that looks like production (`prod`, `production`,
-   * `live`, `prd` as a word of it) is refused: the kit never opens one.
+   * Default `test-` and random hex. A name that looks like production (`prod` anywhere in it,
+   * or `live` or `prd` as a word of it) is refused: the kit never opens one.
    */
   environment?: string
   /** What the handle may do; default every permission (`ALL_PERMISSIONS`), unlike `Vault.open`. */
@@ -58,8 +59,17 @@ interface Database {
   shares: ShareFingerprints
 }
 
-interface Faults {
+export interface Faults {
   failing?: { code: VaultErrorCode; left: number }
+}
+
+/** The shares in the wrapper's V8-serialized form of an SDK result (`sealUnpersistedRaw`). */
+function serializedShares(bytes: unknown): unknown {
+  try {
+    return (deserialize(bytes as Buffer) as { externalServerKeyShares?: unknown }).externalServerKeyShares
+  } catch {
+    return undefined
+  }
 }
 
 function addressOf(metadataJson: unknown): string {
@@ -76,7 +86,7 @@ function addressOf(metadataJson: unknown): string {
  * fingerprinted, and a write fails while `failWrites` says so, with the error the binding
  * raises (so every layer above, the SDK wrapper's retries and sealing included, runs as it would).
  */
-function instrument(native: NativeVault, shares: ShareFingerprints, faults: Faults): NativeVault {
+export function instrument(native: NativeVault, shares: ShareFingerprints, faults: Faults): NativeVault {
   const wrapped = new Map<PropertyKey, unknown>()
   return new Proxy(native, {
     get(target, prop) {
@@ -86,17 +96,20 @@ function instrument(native: NativeVault, shares: ShareFingerprints, faults: Faul
       if (w) return w
       const name = String(prop)
       w = (...args: unknown[]) => {
+        // What passes here is remembered first, whatever becomes of the call.
+        if (name === 'storeWallet' || name === 'sealUnpersisted') shares.add(addressOf(args[0]), args[2])
+        else if (name === 'replaceShares') shares.add(String(args[0]), args[1])
+        else if (name === 'sealUnpersistedRaw') shares.add(addressOf(args[0]), serializedShares(args[2]))
         const f = faults.failing
         if (f && WRITES.has(name)) {
           if (--f.left <= 0) faults.failing = undefined
           const body = { code: f.code, message: `${name} failed: simulated by the testing kit (failWrites)`, path: null }
           return Promise.reject(new Error(`sharevault:${JSON.stringify(body)}`))
         }
-        if (name === 'storeWallet' || name === 'sealUnpersisted') shares.add(addressOf(args[0]), args[2])
-        else if (name === 'replaceShares') shares.add(String(args[0]), args[1])
         const out = (v as (...a: unknown[]) => unknown).apply(target, args)
-        if (name === 'hydrate' && out instanceof Promise) {
-          return out.then((h: { metadata: string; shares: unknown[] }) => {
+        // The binding's promises come from the main realm (not jest's): duck-typed.
+        if (name === 'hydrate' && typeof (out as { then?: unknown } | null)?.then === 'function') {
+          return (out as Promise<{ metadata: string; shares: unknown[] }>).then((h) => {
             shares.add(addressOf(h.metadata), h.shares)
             return h
           })
@@ -134,7 +147,11 @@ export class TestVault extends Vault implements ShareSource {
   /** @internal */
   static async openOn(db: Database, options: ReopenOptions): Promise<TestVault> {
     const faults: Faults = {}
-    const native = await openNative({
+    // Counted from now: a close of another handle finishing meanwhile must not remove the files.
+    db.handles++
+    let native: NativeVault
+    try {
+      native = await openNative({
       database: db.url,
       environment: db.environment,
       kms: { provider: 'local', key: db.key },
@@ -142,15 +159,20 @@ export class TestVault extends Vault implements ShareSource {
       ...(options.actor !== undefined ? { actor: options.actor } : {}),
       ...(options.cache !== undefined ? { cache: options.cache } : {}),
       ...(options.onAudit !== undefined ? { onAudit: options.onAudit } : {}),
-    })
-    db.handles++
+      })
+    } catch (e) {
+      release(db)
+      throw e
+    }
     return new TestVault(instrument(native, db.shares, faults), db, faults)
   }
 
   /**
-   * From now on, the vault's writes (`storeWallet`, `mergeBackupInfo`, `replaceShares`,
-   * `recoverSealed`, `deleteWallet`, and the SDK wrapper's writes through them) fail with
-   * `code` and write nothing, as they would with the database down; reads and hydrates go on.
+   * From now on, the vault's writes of wallet state (`storeWallet`, `mergeBackupInfo`,
+   * `replaceShares`, `recoverSealed`, `deleteWallet`, and the SDK wrapper's writes through them)
+   * fail with `code` and write nothing: the database failing between a hydrate and the write of
+   * what the SDK returned. Reads, hydrates (and their audit rows) go on. The failure comes
+   * before the vault checks the call (a forbidden write fails with `code` too).
    * Returns the function that ends it. The wrapper retries a write until its
    * `persistDeadlineMs`, then seals new shares into an `ERR_UNPERSISTED_SHARES`: pass a small
    * deadline in tests.
@@ -158,7 +180,8 @@ export class TestVault extends Vault implements ShareSource {
   failWrites(options: FailWritesOptions = {}): () => void {
     const code = options.code ?? 'ERR_DB_UNAVAILABLE'
     const times = options.times ?? Infinity
-    if (!(times >= 1)) throw invalid('times', 'must be at least 1')
+    if (!(Object.values(ErrorCode) as string[]).includes(code)) throw invalid('code', 'must be one of the ErrorCode values')
+    if (times !== Infinity && !(Number.isInteger(times) && times >= 1)) throw invalid('times', 'must be a whole number of at least 1')
     const failing = { code, left: times }
     this.#faults.failing = failing
     return () => {
@@ -178,11 +201,14 @@ export class TestVault extends Vault implements ShareSource {
 
   /** Closes the vault; the last handle on a `'file'` database removes its directory. */
   override close(): Promise<void> {
-    this.#closed ??= super.close().finally(() => {
-      if (--this.#db.handles === 0 && this.#db.dir) rmSync(this.#db.dir, { recursive: true, force: true })
-    })
+    this.#closed ??= super.close().finally(() => release(this.#db))
     return this.#closed
   }
+}
+
+/** One handle (open, or opening) fewer; the last one removes the files. */
+function release(db: Database): void {
+  if (--db.handles === 0 && db.dir) rmSync(db.dir, { recursive: true, force: true })
 }
 
 function checked<T extends object>(options: T, allowed: Set<string>): T {
@@ -200,7 +226,8 @@ function checked<T extends object>(options: T, allowed: Set<string>): T {
  */
 export async function openTestVault(options: TestVaultOptions = {}): Promise<TestVault> {
   checked(options, OPTIONS)
-  if (process.env.NODE_ENV === 'production') {
+  const nodeEnv = process.env.NODE_ENV
+  if (nodeEnv !== undefined && (looksLikeProduction(nodeEnv) || /prod/i.test(nodeEnv))) {
     // A test vault in a deployed service would lose every wallet at its close or restart.
     throw invalid('NODE_ENV', 'is production: the testing kit opens throwaway vaults, for tests only')
   }
@@ -208,7 +235,7 @@ export async function openTestVault(options: TestVaultOptions = {}): Promise<Tes
   if (storage !== 'memory' && storage !== 'file') throw invalid('storage', "must be 'memory' or 'file'")
   const environment = options.environment ?? `test-${randomBytes(4).toString('hex')}`
   if (typeof environment !== 'string') throw invalid('environment', 'must be a string')
-  if (looksLikeProduction(environment)) {
+  if (looksLikeProduction(environment) || /prod/i.test(environment)) {
     throw invalid('environment', `${JSON.stringify(environment)} looks like production; the testing kit never opens a production-like environment`)
   }
   const dir = storage === 'file' ? mkdtempSync(join(tmpdir(), 'sharevault-test-')) : undefined
