@@ -71,9 +71,9 @@ describe('migrate() and the command refuse bad input', () => {
     expect(r.stderr + r.stdout).not.toContain('hunter2')
   })
 
-  it('exits 1 without echoing the password when the server cannot be reached', async () => {
+  it('exits 3 (unavailable) without echoing the password when the server cannot be reached', async () => {
     const r = await cli(['migrate'], { SHAREVAULT_DATABASE: 'postgres://app:hunter2-secret@127.0.0.1:1/nothing?connect_timeout=2' })
-    expect(r.code).toBe(1)
+    expect(r.code).toBe(3)
     expect(r.stderr).toContain('ERR_DB_UNAVAILABLE')
     expect(r.stderr + r.stdout).not.toContain('hunter2')
   })

@@ -1,55 +1,86 @@
 #!/usr/bin/env node
 /**
- * `sharevault migrate`: creates or upgrades the schema of `$SHAREVAULT_DATABASE` (or
- * `--database`; the variable keeps a password out of the process list), for deployments whose
- * application role opens with `migrate: false`.
+ * `sharevault <command>`: the operator's command over the binding. Configuration comes from
+ * flags and the environment (`lib/cli/config.ts`); exit codes: 0 ok, 1 a check or the operation
+ * failed, 2 usage or configuration, 3 the database or KMS unavailable. Nothing it prints holds a
+ * password, a key or a token.
  */
 import { parseArgs } from 'node:util'
+import { VaultError } from './errors'
 import { migrate } from './vault'
+import { auditVerify, checkpoint, keys } from './cli/commands'
+import { CONFIG_HELP, EXIT, redact, UsageError, VAULT_FLAGS } from './cli/config'
 
-const USAGE = `usage:
-  sharevault migrate [--database <url>] [--allow-insecure-transport] [--allow-tls12]
-      the database is $SHAREVAULT_DATABASE unless --database is given`
+const USAGE = `usage: sharevault <command> [options]
 
-/** Credentials in anything that looks like a URL, masked: `postgres://app:***@db/x`. */
-function redact(text: string): string {
-  return text.replace(/(\/\/[^:@/\s]*):[^@/\s]*@/g, '$1:***@')
+commands:
+  migrate [--database <url>] [--allow-insecure-transport] [--allow-tls12]
+      create or upgrade the schema (the database is $SHAREVAULT_DATABASE unless --database is given)
+  keys [--json]
+      the environment's keyring: each key's state, record count, rotation due or not
+  checkpoint
+      the authenticated audit head as JSON, to keep outside the database
+  audit verify [--since <checkpoint.json>] [--json]
+      check the audit chain (from a checkpoint); exit 1 with the first bad seq and the reason
+
+${CONFIG_HELP}
+
+exit codes: 0 ok, 1 a check or the operation failed, 2 usage or configuration, 3 database or KMS unavailable`
+
+const UNAVAILABLE = new Set(['ERR_DB_UNAVAILABLE', 'ERR_KMS_UNAVAILABLE'])
+
+type Command = (values: Record<string, string | boolean | undefined>) => Promise<number>
+
+async function migrateCommand(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const database = (values.database as string | undefined) ?? process.env.SHAREVAULT_DATABASE
+  if (!database) throw new UsageError('no database: set SHAREVAULT_DATABASE or pass --database')
+  const m = await migrate({ database, allowInsecureTransport: values['allow-insecure-transport'] === true, allowTls12: values['allow-tls12'] === true })
+  console.log(m.from === m.to ? `schema already at version ${m.to}; nothing to do` : `schema migrated from version ${m.from} to ${m.to}`)
+  return EXIT.ok
 }
 
-async function migrateCommand(args: string[]): Promise<void> {
-  let parsed
+const COMMANDS: Record<string, { options: Record<string, { type: 'string' | 'boolean'; short?: string }>; run: Command }> = {
+  migrate: { options: { database: { type: 'string' }, 'allow-insecure-transport': { type: 'boolean' }, 'allow-tls12': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, run: migrateCommand },
+  keys: { options: VAULT_FLAGS, run: keys as Command },
+  checkpoint: { options: VAULT_FLAGS, run: checkpoint as Command },
+  'audit verify': { options: { ...VAULT_FLAGS, since: { type: 'string' } }, run: auditVerify as Command },
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [first, second] = argv
+  const name = first === 'audit' ? `audit ${second ?? ''}`.trim() : first
+  const command = name === undefined ? undefined : COMMANDS[name]
+  if (!command) {
+    console.error(name === undefined || name === '--help' || name === '-h' ? USAGE : `unknown command ${JSON.stringify(redact(name))}\n\n${USAGE}`)
+    return name === '--help' || name === '-h' ? EXIT.ok : EXIT.usage
+  }
+  let values: Record<string, string | boolean | undefined>
   try {
-    parsed = parseArgs({ args, options: { database: { type: 'string' }, 'allow-insecure-transport': { type: 'boolean' }, 'allow-tls12': { type: 'boolean' } } })
+    values = parseArgs({ args: argv.slice(name.split(' ').length), options: command.options, allowPositionals: false }).values
   } catch {
     // parseArgs quotes the offending argument, which may be a URL with a password in it.
-    console.error(`unexpected argument (the database goes after --database, or in SHAREVAULT_DATABASE)\n${USAGE}`)
-    process.exitCode = 2
-    return
+    console.error(`unexpected argument for ${name} (the database goes in SHAREVAULT_DATABASE or after --database)\n\n${USAGE}`)
+    return EXIT.usage
   }
-  const { values } = parsed
-  const database = values.database ?? process.env.SHAREVAULT_DATABASE
-  if (!database) {
-    console.error(`no database: set SHAREVAULT_DATABASE or pass --database\n${USAGE}`)
-    process.exitCode = 2
-    return
+  if (values.help) {
+    console.log(USAGE)
+    return EXIT.ok
   }
-  const m = await migrate({
-    database,
-    allowInsecureTransport: values['allow-insecure-transport'] === true,
-    allowTls12: values['allow-tls12'] === true,
-  })
-  console.log(m.from === m.to ? `schema already at version ${m.to}; nothing to do` : `schema migrated from version ${m.from} to ${m.to}`)
+  return command.run(values)
 }
 
-async function main(): Promise<void> {
-  const [cmd, ...rest] = process.argv.slice(2)
-  if (cmd === 'migrate') return migrateCommand(rest)
-  console.error(USAGE)
-  process.exitCode = 2
-}
-
-main().catch((e) => {
-  const code = (e as { code?: unknown }).code
-  console.error(redact(e instanceof Error ? `${e.name}${typeof code === 'string' ? ` [${code}]` : ''}: ${e.message}` : String(e)))
-  process.exitCode = 1
-})
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (e: unknown) => {
+    if (e instanceof UsageError) {
+      console.error(`sharevault: ${redact(e.message)}`)
+      process.exitCode = EXIT.usage
+      return
+    }
+    const code = e instanceof VaultError ? e.code : undefined
+    console.error(redact(e instanceof Error ? `${e.name}${code ? ` [${code}]` : ''}: ${e.message}` : String(e)))
+    process.exitCode = code && UNAVAILABLE.has(code) ? EXIT.unavailable : code === 'ERR_INVALID_INPUT' ? EXIT.usage : EXIT.failed
+  },
+)

@@ -1,0 +1,145 @@
+import { execFile } from 'node:child_process'
+import { chmodSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { Vault } from '../lib'
+import { fakeCreatedWallet } from '../lib/testing'
+import { backends, cleanup, newKey, tempDir } from './support/helpers'
+import { sqlInChild } from './support/sql'
+
+afterEach(cleanup)
+
+const CLI = join(__dirname, '..', 'dist', 'cli.js')
+const run = promisify(execFile)
+
+interface Ran {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** The installed command as an operator runs it: exit code and output. */
+async function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Ran> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } })
+    return { code: 0, stdout, stderr }
+  } catch (e) {
+    const f = e as { code: number; stdout: string; stderr: string }
+    return { code: f.code, stdout: f.stdout, stderr: f.stderr }
+  }
+}
+
+/** A vault with two wallets and some history, and the environment the command reads it with. */
+async function deployment(database: string): Promise<{ env: Record<string, string>; key: Buffer }> {
+  const key = newKey()
+  const vault = await Vault.open({ database, environment: 'ops-test', kms: { provider: 'local', key } })
+  for (let i = 0; i < 2; i++) {
+    const w = fakeCreatedWallet('EVM')
+    await vault.storeWallet(w)
+    await vault.withWallet(w.walletMetadata.accountAddress, () => undefined, { purpose: 'sign' })
+  }
+  await vault.close()
+  return { key, env: { SHAREVAULT_DATABASE: database, SHAREVAULT_ENVIRONMENT: 'ops-test', SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: key.toString('base64') }) } }
+}
+
+describe.each(backends())('sharevault keys, checkpoint and audit verify on $name', (backend) => {
+  it('report the keyring and the head, and verify the chain from a checkpoint (exit 0, --json parsed)', async () => {
+    const { env, key } = await deployment(await backend.database())
+    const keys = await cli(['keys'], env)
+    expect(keys.code).toBe(0)
+    expect(keys.stdout).toMatch(/primary\s+local:\S+\s+records 2/)
+    const json = JSON.parse((await cli(['keys', '--json'], env)).stdout) as { keys: { state: string; records: number }[]; behind: number }
+    expect(json.keys.map((k) => [k.state, k.records])).toEqual([['primary', 2]])
+    expect(json.behind).toBe(0)
+
+    const cp = await cli(['checkpoint'], env)
+    expect(cp.code).toBe(0)
+    const head = JSON.parse(cp.stdout) as { environment: string; seq: number; mac: string }
+    expect(head).toMatchObject({ environment: 'ops-test' })
+    expect(head.mac).toMatch(/^[0-9a-f]{64}$/)
+    const file = join(tempDir(), 'checkpoint.json')
+    writeFileSync(file, cp.stdout)
+
+    const verify = await cli(['audit', 'verify'], env)
+    expect(verify.code).toBe(0)
+    expect(verify.stdout).toMatch(/audit chain intact: \d+ rows/)
+    const since = JSON.parse((await cli(['audit', 'verify', '--since', file, '--json'], env)).stdout) as { ok: boolean; rows: number }
+    expect(since.ok).toBe(true)
+    expect(since.rows).toBeGreaterThan(0)
+    // No key, no password, no share in any output.
+    for (const out of [keys, cp, verify]) expect(out.stdout + out.stderr).not.toContain(key.toString('base64'))
+  })
+})
+
+describe('sharevault audit verify on a tampered log', () => {
+  it('exits 1 and names the first bad seq and the reason', async () => {
+    const path = join(tempDir(), 'vault.db')
+    const { env } = await deployment(path)
+    sqlInChild(path, `db.exec("DROP TRIGGER audit_append_only_update; UPDATE audit SET purpose = 'innocent' WHERE seq = 4")`)
+    const r = await cli(['audit', 'verify'], env)
+    expect(r.code).toBe(1)
+    expect(r.stdout).toMatch(/audit chain BROKEN at seq 4: /)
+    const json = JSON.parse((await cli(['audit', 'verify', '--json'], env)).stdout) as { ok: boolean; brokenAt: number; reason: string }
+    expect(json).toMatchObject({ ok: false, brokenAt: 4 })
+    expect(typeof json.reason).toBe('string')
+  })
+
+  it('a checkpoint the log no longer reaches (a cut log) fails', async () => {
+    const path = join(tempDir(), 'vault.db')
+    const { env } = await deployment(path)
+    const file = join(tempDir(), 'checkpoint.json')
+    writeFileSync(file, (await cli(['checkpoint'], env)).stdout)
+    sqlInChild(path, `db.exec("DROP TRIGGER IF EXISTS audit_append_only_delete; DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)")`)
+    const r = await cli(['audit', 'verify', '--since', file], env)
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain('BROKEN')
+  })
+})
+
+describe('sharevault: usage, configuration and availability', () => {
+  const base = { SHAREVAULT_DATABASE: ':memory:', SHAREVAULT_ENVIRONMENT: 'ops-test', SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: newKey().toString('base64') }) }
+
+  it('exits 2 on an unknown command, a missing setting, or KMS settings that are not JSON, quoting no secret', async () => {
+    expect((await cli(['rotate-everything'])).code).toBe(2)
+    expect((await cli(['audit', 'nothing'])).code).toBe(2)
+    const noEnv = await cli(['keys'], { ...base, SHAREVAULT_ENVIRONMENT: '' })
+    expect([noEnv.code, noEnv.stderr.includes('SHAREVAULT_ENVIRONMENT')]).toEqual([2, true])
+    const noKms = await cli(['keys'], { ...base, SHAREVAULT_KMS: '' })
+    expect([noKms.code, noKms.stderr.includes('SHAREVAULT_KMS')]).toEqual([2, true])
+    const secret = 'c2VjcmV0LWtleS1tYXRlcmlhbC1kby1ub3QtcHJpbnQ='
+    const bad = await cli(['keys'], { ...base, SHAREVAULT_KMS: `{"provider":"local","key":"${secret}"` })
+    expect(bad.code).toBe(2)
+    expect(bad.stderr + bad.stdout).not.toContain(secret)
+    const arg = await cli(['keys', 'postgres://app:hunter2-secret@db/x'], base)
+    expect(arg.code).toBe(2)
+    expect(arg.stderr + arg.stdout).not.toContain('hunter2')
+    const help = await cli(['--help'])
+    expect(help.code).toBe(0)
+    expect(help.stderr + help.stdout).toContain('exit codes: 0 ok, 1')
+  })
+
+  it('reads the KMS settings from --kms-file', async () => {
+    const path = join(tempDir(), 'vault.db')
+    const { env } = await deployment(path)
+    const file = join(tempDir(), 'kms.json')
+    writeFileSync(file, env.SHAREVAULT_KMS)
+    chmodSync(file, 0o600)
+    const r = await cli(['keys', '--kms-file', file], { ...env, SHAREVAULT_KMS: undefined })
+    expect(r.code).toBe(0)
+    expect((await cli(['keys', '--kms-file', join(tempDir(), 'missing.json')], env)).code).toBe(2)
+  })
+
+  it('exits 3 when the database cannot be reached, without the password', async () => {
+    const r = await cli(['keys'], { ...base, SHAREVAULT_DATABASE: 'postgres://app:hunter2-secret@127.0.0.1:1/nothing?connect_timeout=2' })
+    expect(r.code).toBe(3)
+    expect(r.stderr).toContain('ERR_DB_UNAVAILABLE')
+    expect(r.stderr + r.stdout).not.toContain('hunter2')
+  })
+
+  it('never runs DDL: a database without the schema is refused, and stays empty', async () => {
+    const path = join(tempDir(), 'empty.db')
+    const r = await cli(['keys'], { ...base, SHAREVAULT_DATABASE: path })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('sharevault migrate')
+  })
+})

@@ -1,0 +1,75 @@
+/**
+ * The operator's commands that read the vault: `keys`, `checkpoint`, `audit verify`. Each opens
+ * the vault with only the permission it needs and never runs DDL; each prints for a person, or
+ * with `--json` for a program, and returns its exit code.
+ */
+import { readFileSync } from 'node:fs'
+import { Vault } from '../vault'
+import type { AuditCheckpoint, KeyStatus } from '../types'
+import { EXIT, openOptions, UsageError, type VAULT_FLAGS } from './config'
+
+type Values = { [K in keyof typeof VAULT_FLAGS]?: (typeof VAULT_FLAGS)[K]['type'] extends 'string' ? string : boolean } & { since?: string }
+
+async function withVault<T>(values: Values, allow: Parameters<typeof openOptions>[1], use: (vault: Vault) => Promise<T>): Promise<T> {
+  const vault = await Vault.open(openOptions(values, allow))
+  try {
+    return await use(vault)
+  } finally {
+    await vault.close()
+  }
+}
+
+function print(values: Values, json: unknown, text: string): void {
+  process.stdout.write(values.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`)
+}
+
+const day = (d: Date | null) => (d ? d.toISOString().slice(0, 10) : '-')
+
+/** `keys`: the environment's keyring, with each key's state and record count. */
+export async function keys(values: Values): Promise<number> {
+  const status: KeyStatus = await withVault(values, ['audit:read'], (v) => v.keyStatus())
+  const rows = status.keys.map(
+    (k) =>
+      `  ${k.state.padEnd(12)} ${k.provider}:${k.keyId}  records ${k.records}  added ${day(k.addedAt)}${k.due ? '  ROTATION DUE' : ''}${k.tampered ? `  TAMPERED: ${k.tampered}` : ''}`,
+  )
+  print(
+    values,
+    status,
+    [`keyring of ${values.environment ?? process.env.SHAREVAULT_ENVIRONMENT}: ${status.keys.length} key(s)`, ...rows, `records behind the primary: ${status.behind}; rows that do not verify: ${status.tampered}; rotation ${status.due ? 'due' : 'not due'} (after ${status.rotateAfterDays} days)`].join('\n'),
+  )
+  return status.tampered > 0 ? EXIT.failed : EXIT.ok
+}
+
+/** `checkpoint`: the authenticated audit head, as JSON (to keep outside the database). */
+export async function checkpoint(values: Values): Promise<number> {
+  const c = await withVault(values, ['audit:read'], (v) => v.checkpoint())
+  process.stdout.write(`${JSON.stringify(c)}\n`)
+  return EXIT.ok
+}
+
+function readCheckpoint(path: string): AuditCheckpoint {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (e) {
+    throw new UsageError(`cannot read --since ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`)
+  }
+  try {
+    return JSON.parse(text) as AuditCheckpoint
+  } catch {
+    throw new UsageError(`--since ${path} is not JSON (the output of sharevault checkpoint)`)
+  }
+}
+
+/** `audit verify [--since checkpoint.json]`: exit 1 with the first bad seq and the reason. */
+export async function auditVerify(values: Values): Promise<number> {
+  const since = values.since === undefined ? undefined : readCheckpoint(values.since)
+  const check = await withVault(values, ['audit:read'], (v) => v.verifyAuditChain(since ? { since } : {}))
+  const acknowledged = check.acknowledged?.length ? `; acknowledged breaks recorded at seq ${check.acknowledged.join(', ')}` : ''
+  if (check.brokenAt !== undefined) {
+    print(values, { ok: false, ...check }, `audit chain BROKEN at seq ${check.brokenAt}: ${check.reason ?? 'no reason given'} (${check.rows} rows read)${acknowledged}`)
+    return EXIT.failed
+  }
+  print(values, { ok: true, ...check }, `audit chain intact: ${check.rows} rows${since ? `, and it still reaches the checkpoint at seq ${since.seq}` : ''}${acknowledged}`)
+  return EXIT.ok
+}
