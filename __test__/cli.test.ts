@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -29,14 +29,14 @@ async function cli(args: string[], env: Record<string, string | undefined> = {})
   }
 }
 
-/** A vault with two wallets and some history, and the environment the command reads it with. */
-async function deployment(database: string): Promise<{ env: Record<string, string>; key: Buffer }> {
+/** A vault with `n` wallets and some history, and the environment the command reads it with. */
+async function deployment(database: string, n = 2): Promise<{ env: Record<string, string>; key: Buffer }> {
   const key = newKey()
   const vault = await Vault.open({ database, environment: 'ops-test', kms: { provider: 'local', key } })
-  for (let i = 0; i < 2; i++) {
-    const w = fakeCreatedWallet('EVM')
+  for (let i = 0; i < n; i++) {
+    const w = fakeCreatedWallet('EVM', { secretShareLength: 300 })
     await vault.storeWallet(w)
-    await vault.withWallet(w.walletMetadata.accountAddress, () => undefined, { purpose: 'sign' })
+    if (i < 2) await vault.withWallet(w.walletMetadata.accountAddress, () => undefined, { purpose: 'sign' })
   }
   await vault.close()
   return { key, env: { SHAREVAULT_DATABASE: database, SHAREVAULT_ENVIRONMENT: 'ops-test', SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: key.toString('base64') }) } }
@@ -141,5 +141,75 @@ describe('sharevault: usage, configuration and availability', () => {
     const r = await cli(['keys'], { ...base, SHAREVAULT_DATABASE: path })
     expect(r.code).toBe(1)
     expect(r.stderr).toContain('sharevault migrate')
+  })
+})
+
+/** The environment for a move from the deployment's key to a new one. */
+function moving(env: Record<string, string>, old: Buffer): { env: Record<string, string>; key: Buffer } {
+  const key = newKey()
+  return { key, env: { ...env, SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: key.toString('base64'), previous: [{ provider: 'local', key: old.toString('base64') }] }) } }
+}
+
+interface KeysJson {
+  keys: { state: string; provider: string; keyId: string; records: number }[]
+  behind: number
+}
+
+describe.each(backends())('sharevault rotate and retire-key on $name', (backend) => {
+  it('moves every record to the new key with a plain progress line off a terminal, then retires the old key', async () => {
+    const { env, key: old } = await deployment(await backend.database(), 120)
+    const next = moving(env, old)
+    const r = await cli(['rotate', '--batch', '10'], next.env)
+    expect(r.code).toBe(0)
+    expect(r.stderr).toMatch(/^rotate: \d+ of 120 records \(\d+%\), \d+\/s/m)
+    expect(r.stderr).not.toContain('\x1b[')
+    expect(r.stdout).toMatch(/re-wrapped 120 of 120 records/)
+    const keys = JSON.parse((await cli(['keys', '--json'], next.env)).stdout) as KeysJson
+    expect(keys.behind).toBe(0)
+    const retiring = keys.keys.find((k) => k.state === 'decrypt-only')!
+    expect(retiring.records).toBe(0)
+    const retired = await cli(['retire-key', `${retiring.provider}:${retiring.keyId}`], next.env)
+    expect(retired.code).toBe(0)
+    const after = JSON.parse((await cli(['keys', '--json'], next.env)).stdout) as KeysJson
+    expect(after.keys.find((k) => k.keyId === retiring.keyId)!.state).toBe('retired')
+    expect((await cli(['retire-key', 'nonsense'], next.env)).code).toBe(2)
+    for (const out of [r, retired]) expect(out.stdout + out.stderr).not.toContain(next.key.toString('base64'))
+  })
+})
+
+describe('sharevault rotate on a terminal, and interrupted', () => {
+  it('draws a progress bar with rate and ETA on a pseudo-terminal', async () => {
+    const path = join(tempDir(), 'vault.db')
+    const { env, key: old } = await deployment(path, 60)
+    const next = moving(env, old)
+    // script(1) runs the command on a real pseudo-terminal.
+    const command = [process.execPath, CLI, 'rotate', '--reencrypt', '--batch', '5'].map((a) => `'${a}'`).join(' ')
+    const { stdout } = await run('script', ['-q', '-e', '-c', command, '/dev/null'], { env: { ...process.env, ...next.env } })
+    expect(stdout).toMatch(/rotate \[[\u2588\u2591]+\] \d+% \| \d+\/60 records \| \d+\/s \| ETA /)
+    expect(stdout).toMatch(/re-encrypted 60 of 60 records/)
+  })
+
+  it('Ctrl-C stops at a batch boundary, says how to resume, and running it again finishes', async () => {
+    const path = join(tempDir(), 'vault.db')
+    const { env, key: old } = await deployment(path, 1500)
+    const next = moving(env, old)
+    const child = spawn(process.execPath, [CLI, 'rotate', '--reencrypt', '--batch', '1', '--concurrency', '1'], { env: { ...process.env, ...next.env } })
+    let stderr = ''
+    let interrupted = false
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString()
+      if (!interrupted && /^rotate: /m.test(stderr)) {
+        interrupted = true
+        child.kill('SIGINT')
+      }
+    })
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+    expect(code).toBe(130)
+    expect(stderr).toContain('Run the same command again to resume')
+    const mid = JSON.parse((await cli(['keys', '--json'], next.env)).stdout) as KeysJson
+    expect(mid.behind).toBeGreaterThan(0)
+    const again = await cli(['rotate', '--reencrypt', '--batch', '200'], next.env)
+    expect(again.code).toBe(0)
+    expect((JSON.parse((await cli(['keys', '--json'], next.env)).stdout) as KeysJson).behind).toBe(0)
   })
 })

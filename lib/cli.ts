@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util'
 import { VaultError } from './errors'
 import { migrate } from './vault'
 import { auditVerify, checkpoint, keys } from './cli/commands'
+import { INTERRUPTED, retireKeyCommand, rotateCommand } from './cli/rotate'
 import { CONFIG_HELP, EXIT, redact, UsageError, VAULT_FLAGS } from './cli/config'
 
 const USAGE = `usage: sharevault <command> [options]
@@ -18,6 +19,12 @@ commands:
       create or upgrade the schema (the database is $SHAREVAULT_DATABASE unless --database is given)
   keys [--json]
       the environment's keyring: each key's state, record count, rotation due or not
+  rotate [--reencrypt] [--batch <n>] [--concurrency <n>] [--json]
+      move every record under the primary key (configure it, with the old key in "previous");
+      --reencrypt gives each record a fresh data key too. Ctrl-C stops at a batch boundary;
+      running it again resumes
+  retire-key <provider>:<keyId>
+      stop trusting a key of the keyring (as \`keys\` lists it) once no record needs it
   checkpoint
       the authenticated audit head as JSON, to keep outside the database
   audit verify [--since <checkpoint.json>] [--json]
@@ -25,11 +32,12 @@ commands:
 
 ${CONFIG_HELP}
 
-exit codes: 0 ok, 1 a check or the operation failed, 2 usage or configuration, 3 database or KMS unavailable`
+exit codes: 0 ok, 1 a check or the operation failed, 2 usage or configuration, 3 database or KMS unavailable,
+  ${INTERRUPTED} a rotation stopped by Ctrl-C`
 
 const UNAVAILABLE = new Set(['ERR_DB_UNAVAILABLE', 'ERR_KMS_UNAVAILABLE'])
 
-type Command = (values: Record<string, string | boolean | undefined>) => Promise<number>
+type Command = (values: Record<string, string | boolean | undefined>, positionals: string[]) => Promise<number>
 
 async function migrateCommand(values: Record<string, string | boolean | undefined>): Promise<number> {
   const database = (values.database as string | undefined) ?? process.env.SHAREVAULT_DATABASE
@@ -39,10 +47,12 @@ async function migrateCommand(values: Record<string, string | boolean | undefine
   return EXIT.ok
 }
 
-const COMMANDS: Record<string, { options: Record<string, { type: 'string' | 'boolean'; short?: string }>; run: Command }> = {
+const COMMANDS: Record<string, { options: Record<string, { type: 'string' | 'boolean'; short?: string }>; positionals?: boolean; run: Command }> = {
   migrate: { options: { database: { type: 'string' }, 'allow-insecure-transport': { type: 'boolean' }, 'allow-tls12': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, run: migrateCommand },
   keys: { options: VAULT_FLAGS, run: keys as Command },
   checkpoint: { options: VAULT_FLAGS, run: checkpoint as Command },
+  rotate: { options: { ...VAULT_FLAGS, reencrypt: { type: 'boolean' }, batch: { type: 'string' }, concurrency: { type: 'string' } }, run: rotateCommand as Command },
+  'retire-key': { options: VAULT_FLAGS, positionals: true, run: retireKeyCommand as Command },
   'audit verify': { options: { ...VAULT_FLAGS, since: { type: 'string' } }, run: auditVerify as Command },
 }
 
@@ -55,8 +65,9 @@ async function main(argv: string[]): Promise<number> {
     return name === '--help' || name === '-h' ? EXIT.ok : EXIT.usage
   }
   let values: Record<string, string | boolean | undefined>
+  let positionals: string[]
   try {
-    values = parseArgs({ args: argv.slice(name.split(' ').length), options: command.options, allowPositionals: false }).values
+    ;({ values, positionals } = parseArgs({ args: argv.slice(name.split(' ').length), options: command.options, allowPositionals: command.positionals === true }))
   } catch {
     // parseArgs quotes the offending argument, which may be a URL with a password in it.
     console.error(`unexpected argument for ${name} (the database goes in SHAREVAULT_DATABASE or after --database)\n\n${USAGE}`)
@@ -66,7 +77,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE)
     return EXIT.ok
   }
-  return command.run(values)
+  return command.run(values, positionals)
 }
 
 main(process.argv.slice(2)).then(

@@ -50,6 +50,9 @@ export function redact(text: string): string {
 
 type Values = { [K in keyof typeof VAULT_FLAGS]?: (typeof VAULT_FLAGS)[K]['type'] extends 'string' ? string : boolean }
 
+/** A command's parsed flags (its own beside `VAULT_FLAGS`). */
+export type CliValues = Values & Record<string, string | boolean | undefined>
+
 function kmsOf(values: Values): KmsOptions {
   const file = values['kms-file']
   let text: string | undefined
