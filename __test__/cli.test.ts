@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process'
-import { chmodSync, writeFileSync } from 'node:fs'
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Vault } from '../lib'
@@ -211,5 +211,70 @@ describe('sharevault rotate on a terminal, and interrupted', () => {
     const again = await cli(['rotate', '--reencrypt', '--batch', '200'], next.env)
     expect(again.code).toBe(0)
     expect((JSON.parse((await cli(['keys', '--json'], next.env)).stdout) as KeysJson).behind).toBe(0)
+  })
+})
+
+interface ExportEnd {
+  checkpoint: { seq: number; hash: string; mac: string; environment: string }
+  rows: number
+  firstSeq: number | null
+  lastSeq: number | null
+  lastHash: string | null
+  verified: boolean
+  brokenAt?: number
+}
+
+function exported(text: string): { rows: { seq: number; hash: string; action: string }[]; end: ExportEnd } {
+  const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  return { rows: lines.slice(0, -1) as never, end: lines[lines.length - 1] as never }
+}
+
+describe.each(backends())('sharevault audit export on $name', (backend) => {
+  it('streams every row as a JSON line and ends with the checkpoint it stopped at', async () => {
+    const database = await backend.database()
+    const { env, key } = await deployment(database, 3)
+    const r = await cli(['audit', 'export', '--jsonl'], env)
+    expect(r.code).toBe(0)
+    const { rows, end } = exported(r.stdout)
+    const vault = await Vault.open({ database, environment: 'ops-test', kms: { provider: 'local', key }, allow: ['audit:read'] })
+    const log = await vault.auditLog({ limit: 1000 })
+    await vault.close()
+    expect(rows.map((x) => x.seq)).toEqual(log.map((x) => x.seq))
+    expect(rows.map((x) => x.hash)).toEqual(log.map((x) => x.hash))
+    expect(end).toMatchObject({ rows: log.length, lastSeq: end.checkpoint.seq, lastHash: end.checkpoint.hash, verified: true })
+    expect(r.stderr).toContain(`exported ${log.length} audit rows`)
+    // From a seq, and up to one.
+    const from = exported((await cli(['audit', 'export', '--jsonl', '--since-seq', String(log[1].seq)], env)).stdout)
+    expect(from.rows.map((x) => x.seq)).toEqual(log.slice(2).map((x) => x.seq))
+    const upTo = exported((await cli(['audit', 'export', '--jsonl', '--until', String(log[2].seq)], env)).stdout)
+    expect(upTo.rows.map((x) => x.seq)).toEqual(log.slice(0, 3).map((x) => x.seq))
+    expect(r.stdout).not.toContain(key.toString('base64'))
+  })
+})
+
+describe('sharevault audit export: files and a tampered log', () => {
+  it('writes --out as a new 0600 file and refuses an existing one', async () => {
+    const path = join(tempDir(), 'vault.db')
+    const { env } = await deployment(path)
+    const out = join(tempDir(), 'audit.jsonl')
+    const r = await cli(['audit', 'export', '--jsonl', '--out', out], env)
+    expect(r.code).toBe(0)
+    expect(statSync(out).mode & 0o777).toBe(0o600)
+    expect(exported(readFileSync(out, 'utf8')).end.verified).toBe(true)
+    expect((await cli(['audit', 'export', '--jsonl', '--out', out], env)).code).toBe(2)
+    expect((await cli(['audit', 'export'], env)).code).toBe(2)
+    expect((await cli(['audit', 'export', '--jsonl', '--until', 'yesterday'], env)).code).toBe(2)
+  })
+
+  it('exports a tampered log as it is, and exits 1 saying where it breaks', async () => {
+    const path = join(tempDir(), 'vault.db')
+    const { env } = await deployment(path)
+    sqlInChild(path, `db.exec("DROP TRIGGER audit_append_only_update; UPDATE audit SET purpose = 'innocent' WHERE seq = 4")`)
+    const r = await cli(['audit', 'export', '--jsonl'], env)
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/audit chain BROKEN at seq 4/)
+    const { rows, end } = exported(r.stdout)
+    expect(rows.length).toBeGreaterThan(4)
+    expect(end).toMatchObject({ verified: false, brokenAt: 4 })
   })
 })

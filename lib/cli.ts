@@ -10,6 +10,7 @@ import { VaultError } from './errors'
 import { migrate } from './vault'
 import { auditVerify, checkpoint, keys } from './cli/commands'
 import { INTERRUPTED, retireKeyCommand, rotateCommand } from './cli/rotate'
+import { auditExport } from './cli/export'
 import { CONFIG_HELP, EXIT, redact, UsageError, VAULT_FLAGS } from './cli/config'
 
 const USAGE = `usage: sharevault <command> [options]
@@ -29,6 +30,10 @@ commands:
       the authenticated audit head as JSON, to keep outside the database
   audit verify [--since <checkpoint.json>] [--json]
       check the audit chain (from a checkpoint); exit 1 with the first bad seq and the reason
+  audit export --jsonl [--since-seq <n>] [--until <seq or ISO time>] [--out <file>]
+      the audit rows as JSON lines, in constant memory, up to a checkpoint taken first, ending
+      with a checkpoint line ({checkpoint, rows, firstSeq, lastSeq, lastHash, verified}); exit 1
+      if the chain does not verify (the rows are still exported)
 
 ${CONFIG_HELP}
 
@@ -54,6 +59,7 @@ const COMMANDS: Record<string, { options: Record<string, { type: 'string' | 'boo
   rotate: { options: { ...VAULT_FLAGS, reencrypt: { type: 'boolean' }, batch: { type: 'string' }, concurrency: { type: 'string' } }, run: rotateCommand as Command },
   'retire-key': { options: VAULT_FLAGS, positionals: true, run: retireKeyCommand as Command },
   'audit verify': { options: { ...VAULT_FLAGS, since: { type: 'string' } }, run: auditVerify as Command },
+  'audit export': { options: { ...VAULT_FLAGS, jsonl: { type: 'boolean' }, 'since-seq': { type: 'string' }, until: { type: 'string' }, out: { type: 'string' } }, run: auditExport as Command },
 }
 
 async function main(argv: string[]): Promise<number> {
