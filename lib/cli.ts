@@ -11,6 +11,7 @@ import { migrate } from './vault'
 import { auditVerify, checkpoint, keys } from './cli/commands'
 import { INTERRUPTED, retireKeyCommand, rotateCommand } from './cli/rotate'
 import { auditExport } from './cli/export'
+import { doctor } from './cli/doctor'
 import { CONFIG_HELP, EXIT, redact, UsageError, VAULT_FLAGS } from './cli/config'
 
 const USAGE = `usage: sharevault <command> [options]
@@ -26,6 +27,9 @@ commands:
       running it again resumes
   retire-key <provider>:<keyId>
       stop trusting a key of the keyring (as \`keys\` lists it) once no record needs it
+  doctor [--rotate-after-days <n>] [--json]
+      check the deployment (file modes, TLS, the local key, rotation, memory locking, core dumps,
+      the schema, the audit chain), each finding with what to do; exit 1 if any check fails
   checkpoint
       the authenticated audit head as JSON, to keep outside the database
   audit verify [--since <checkpoint.json>] [--json]
@@ -59,6 +63,7 @@ const COMMANDS: Record<string, { options: Record<string, { type: 'string' | 'boo
   rotate: { options: { ...VAULT_FLAGS, reencrypt: { type: 'boolean' }, batch: { type: 'string' }, concurrency: { type: 'string' } }, run: rotateCommand as Command },
   'retire-key': { options: VAULT_FLAGS, positionals: true, run: retireKeyCommand as Command },
   'audit verify': { options: { ...VAULT_FLAGS, since: { type: 'string' } }, run: auditVerify as Command },
+  doctor: { options: { ...VAULT_FLAGS, 'rotate-after-days': { type: 'string' } }, run: doctor as Command },
   'audit export': { options: { ...VAULT_FLAGS, jsonl: { type: 'boolean' }, 'since-seq': { type: 'string' }, until: { type: 'string' }, out: { type: 'string' } }, run: auditExport as Command },
 }
 

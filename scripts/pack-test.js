@@ -122,6 +122,17 @@ try {
   const to = /migrated from version 0 to (\d+)/.exec(first)?.[1]
   if (!to || !second.includes(`already at version ${to}`)) fail(`sharevault migrate printed: ${first} / ${second}`)
   console.log('command: sharevault migrate ok')
+  // sharevault doctor on the database just migrated: its findings as JSON (a sound file, schema current).
+  const doctorRun = spawnSync(bin, ['doctor', '--json'], { cwd: app, encoding: 'utf8', shell: process.platform === 'win32', env: { ...process.env, SHAREVAULT_DATABASE: db, SHAREVAULT_ENVIRONMENT: 'pack-test', SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: Buffer.alloc(32, 1).toString('base64') }) } })
+  let report
+  try {
+    report = JSON.parse(doctorRun.stdout)
+  } catch {
+    fail(`sharevault doctor printed no JSON (exit ${doctorRun.status}): ${doctorRun.stderr}`)
+  }
+  const schema = report.findings.find((f) => f.check === 'schema')
+  if (schema?.status !== 'ok' || report.findings.find((f) => f.check === 'database file')?.status !== 'ok') fail(`sharevault doctor: ${JSON.stringify(report.findings)}`)
+  console.log(`command: sharevault doctor ok (${report.findings.length} findings, exit ${doctorRun.status})`)
 
   // sharevault/testing as a user's jest suite uses it: jest installed into the fresh project, a
   // user-style test file run there (open handles detected), and its TypeScript form type-checked.

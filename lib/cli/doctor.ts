@@ -1,0 +1,184 @@
+/**
+ * `doctor`: checks the deployment the settings describe and prints each finding with what to do.
+ * The process checks (memory locking, core dumps) read this process's limits, which a service
+ * started the same way (same user, unit, container) shares: run it where the service runs.
+ */
+import { readFileSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { looksLikeProduction } from '../../index'
+import { VaultError } from '../errors'
+import type { KmsOptions, OpenOptions } from '../types'
+import { Vault } from '../vault'
+import { EXIT, openOptions, redact, UsageError, type CliValues } from './config'
+
+export interface Finding {
+  check: string
+  status: 'ok' | 'fail' | 'warn' | 'skipped'
+  detail: string
+  /** What to do (for a fail or a warning). */
+  fix?: string
+}
+
+/** The vault needs about 1 MiB locked (README, "Memory"); below this, secrets may reach swap. */
+const MEMLOCK_NEEDED = 4 * 1024 * 1024
+const CAP_IPC_LOCK = 14
+
+function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '')
+  return h === 'localhost' || h === '::1' || /^127\./.test(h)
+}
+
+/** SQLite's file, or undefined for PostgreSQL and ':memory:'. */
+function sqlitePath(database: string): string | undefined {
+  if (/^postgres(ql)?:\/\//.test(database) || database === ':memory:' || /^sqlite:(\/\/)?:memory:$/.test(database)) return undefined
+  return database.replace(/^sqlite:(\/\/)?/, '')
+}
+
+function mode(path: string): number | undefined {
+  try {
+    return statSync(path).mode & 0o777
+  } catch {
+    return undefined
+  }
+}
+
+const octal = (m: number) => `0${m.toString(8)}`
+
+function fileChecks(database: string): Finding[] {
+  const path = sqlitePath(database)
+  if (path === undefined) return []
+  const out: Finding[] = []
+  const m = mode(path)
+  if (m === undefined) out.push({ check: 'database file', status: 'fail', detail: `${path} does not exist`, fix: 'check SHAREVAULT_DATABASE, or run sharevault migrate to create it' })
+  else if (m & 0o077) out.push({ check: 'database file', status: 'fail', detail: `${path} is mode ${octal(m)}: others may read the sealed records and the audit log`, fix: `chmod 600 ${path}` })
+  else out.push({ check: 'database file', status: 'ok', detail: `${path} is mode ${octal(m)}` })
+  const dir = dirname(path)
+  const d = mode(dir)
+  if (d !== undefined && d & 0o002) out.push({ check: 'database directory', status: 'fail', detail: `${dir} is mode ${octal(d)}: anyone may replace or delete the database`, fix: `chmod o-w ${dir} (0700 is best)` })
+  else if (d !== undefined && d & 0o077) out.push({ check: 'database directory', status: 'warn', detail: `${dir} is mode ${octal(d)}: others may list it`, fix: `chmod 700 ${dir}` })
+  else if (d !== undefined) out.push({ check: 'database directory', status: 'ok', detail: `${dir} is mode ${octal(d)}` })
+  for (const suffix of ['-wal', '-shm']) {
+    const s = mode(path + suffix)
+    if (s !== undefined && s & 0o077) out.push({ check: `database ${suffix}`, status: 'fail', detail: `${path}${suffix} is mode ${octal(s)}: others may read recent writes`, fix: `chmod 600 ${path}${suffix}` })
+  }
+  return out
+}
+
+function kmsChecks(kms: KmsOptions, environment: string): Finding[] {
+  const out: Finding[] = []
+  const keys = [kms, ...(kms.previous ?? [])]
+  if (keys.some((k) => k.provider === 'local')) {
+    const prod = looksLikeProduction(environment)
+    out.push(
+      prod || kms.allowInProduction
+        ? { check: 'local key', status: 'fail', detail: `environment ${JSON.stringify(environment)} uses the local development key${kms.allowInProduction ? ' (allowInProduction)' : ''}: it lives in the process, unprotected by any KMS`, fix: 'use a KMS key (provider "aws"), and rotate to it: sharevault rotate' }
+        : { check: 'local key', status: 'warn', detail: 'the local development key is configured', fix: 'use a KMS key (provider "aws") outside development' },
+    )
+  }
+  for (const k of keys) {
+    if (k.provider !== 'aws' || k.endpoint === undefined) continue
+    let url: URL | undefined
+    try {
+      url = new URL(k.endpoint)
+    } catch {
+      out.push({ check: 'KMS transport', status: 'fail', detail: 'the KMS endpoint is not a URL', fix: 'fix kms.endpoint' })
+      continue
+    }
+    if (url.protocol === 'https:') out.push({ check: 'KMS transport', status: 'ok', detail: `TLS to ${url.host}` })
+    else out.push({ check: 'KMS transport', status: isLoopback(url.hostname) ? 'warn' : 'fail', detail: `plain ${url.protocol} to ${url.host}`, fix: 'use https:// (plain http is for an emulator on loopback only)' })
+  }
+  return out
+}
+
+/** A soft limit from /proc/self/limits, in its unit (`unlimited` is Infinity), or undefined. */
+function limit(name: string): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(name))
+    const soft = line?.slice(name.length).trim().split(/\s+/)[0]
+    return soft === undefined ? undefined : soft === 'unlimited' ? Infinity : Number(soft)
+  } catch {
+    return undefined
+  }
+}
+
+function hasCapability(bit: number): boolean {
+  try {
+    const eff = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]
+    return eff !== undefined && ((BigInt(`0x${eff}`) >> BigInt(bit)) & 1n) === 1n
+  } catch {
+    return false
+  }
+}
+
+function processChecks(): Finding[] {
+  if (process.platform !== 'linux') return [{ check: 'process limits', status: 'skipped', detail: `memory locking and dump checks are Linux only (${process.platform})` }]
+  const out: Finding[] = []
+  const memlock = limit('Max locked memory')
+  if (memlock === undefined) out.push({ check: 'RLIMIT_MEMLOCK', status: 'skipped', detail: 'could not read /proc/self/limits' })
+  else if (memlock >= MEMLOCK_NEEDED || hasCapability(CAP_IPC_LOCK)) out.push({ check: 'RLIMIT_MEMLOCK', status: 'ok', detail: memlock === Infinity ? 'unlimited' : `${Math.round(memlock / 1024)} KiB` })
+  else out.push({ check: 'RLIMIT_MEMLOCK', status: 'fail', detail: `${Math.round(memlock / 1024)} KiB: pages holding shares and data keys may not be locked, and may reach swap`, fix: 'raise it to at least 4 MiB (ulimit -l 4096, LimitMEMLOCK= in the systemd unit) or grant CAP_IPC_LOCK' })
+  const core = limit('Max core file size')
+  if (core === undefined) out.push({ check: 'core dumps', status: 'skipped', detail: 'could not read /proc/self/limits' })
+  else if (core === 0) out.push({ check: 'core dumps', status: 'ok', detail: 'disabled (RLIMIT_CORE 0)' })
+  else out.push({ check: 'core dumps', status: 'fail', detail: `enabled (RLIMIT_CORE ${core === Infinity ? 'unlimited' : core}): a crash dump holds whatever the JavaScript heap held (strings the SDK needs)`, fix: 'ulimit -c 0 (LimitCORE=0), and open the vault with hardenProcess: true (non-dumpable)' })
+  return out
+}
+
+const UNAVAILABLE = new Set(['ERR_DB_UNAVAILABLE', 'ERR_KMS_UNAVAILABLE'])
+
+async function vaultChecks(options: OpenOptions, rotateAfterDays: number | undefined): Promise<{ findings: Finding[]; unavailable: boolean }> {
+  const out: Finding[] = []
+  let vault: Vault
+  try {
+    vault = await Vault.open(options)
+  } catch (e) {
+    if (e instanceof VaultError && e.code === 'ERR_STORAGE' && /migrate/.test(e.message)) {
+      return { findings: [{ check: 'schema', status: 'fail', detail: e.message, fix: 'run sharevault migrate (with a role allowed to create tables)' }], unavailable: false }
+    }
+    if (!(e instanceof VaultError)) throw e
+    return { findings: [{ check: 'open', status: 'fail', detail: `the vault does not open: ${e.code}: ${redact(e.message)}`, fix: UNAVAILABLE.has(e.code) ? 'check the database and KMS are reachable from here' : 'see the message' }], unavailable: UNAVAILABLE.has(e.code) }
+  }
+  try {
+    out.push({ check: 'schema', status: 'ok', detail: 'current' })
+    const tls = vault.stats().database.tls
+    if (/^postgres(ql)?:\/\//.test(options.database)) {
+      const host = new URL(options.database).hostname
+      out.push(tls ? { check: 'database TLS', status: 'ok', detail: tls } : { check: 'database TLS', status: isLoopback(host) || host === '' ? 'warn' : 'fail', detail: `no TLS to ${host || 'the local socket'}`, fix: 'sslmode=verify-full in the URL (plain connections are for loopback only)' })
+    }
+    const keys = await vault.keyStatus(rotateAfterDays !== undefined ? { rotateAfterDays } : {})
+    const due = keys.keys.filter((k) => k.due)
+    out.push(
+      due.length
+        ? { check: 'rotation', status: 'fail', detail: `due for ${due.map((k) => `${k.provider}:${k.keyId}`).join(', ')} (after ${keys.rotateAfterDays} days); ${keys.behind} records behind the primary`, fix: 'register a new primary key and run sharevault rotate' }
+        : { check: 'rotation', status: 'ok', detail: `not due (after ${keys.rotateAfterDays} days); ${keys.behind} records behind the primary` },
+    )
+    const chain = await vault.verifyAuditChain()
+    out.push(
+      chain.brokenAt === undefined
+        ? { check: 'audit chain', status: 'ok', detail: `intact, ${chain.rows} rows` }
+        : { check: 'audit chain', status: 'fail', detail: `broken at seq ${chain.brokenAt}: ${chain.reason ?? ''}`, fix: 'follow SECURITY.md, "The audit chain verification fails"' },
+    )
+  } finally {
+    await vault.close()
+  }
+  return { findings: out, unavailable: false }
+}
+
+const MARK = { ok: 'ok  ', fail: 'FAIL', warn: 'warn', skipped: 'skip' } as const
+
+export async function doctor(values: CliValues): Promise<number> {
+  const options = openOptions(values, ['audit:read'])
+  const days = values['rotate-after-days'] as string | undefined
+  if (days !== undefined && !/^\d+$/.test(days)) throw new UsageError('--rotate-after-days must be a whole number')
+  const opened = await vaultChecks(options, days === undefined ? undefined : Number(days))
+  const findings = [...fileChecks(options.database), ...kmsChecks(options.kms, options.environment), ...processChecks(), ...opened.findings]
+  const failed = findings.some((f) => f.status === 'fail')
+  if (values.json) process.stdout.write(`${JSON.stringify({ ok: !failed, findings }, null, 2)}\n`)
+  else {
+    for (const f of findings) process.stdout.write(`${MARK[f.status]}  ${f.check}: ${f.detail}${f.fix && f.status !== 'ok' ? `\n        fix: ${f.fix}` : ''}\n`)
+    process.stdout.write(failed ? 'doctor: some checks failed\n' : 'doctor: no check failed\n')
+  }
+  return opened.unavailable ? EXIT.unavailable : failed ? EXIT.failed : EXIT.ok
+}
