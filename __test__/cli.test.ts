@@ -6,28 +6,11 @@ import { Vault } from '../lib'
 import { fakeCreatedWallet } from '../lib/testing'
 import { backends, cleanup, newKey, tempDir } from './support/helpers'
 import { sqlInChild } from './support/sql'
+import { cli, CLI } from './support/cli'
 
 afterEach(cleanup)
 
-const CLI = join(__dirname, '..', 'dist', 'cli.js')
 const run = promisify(execFile)
-
-interface Ran {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-/** The installed command as an operator runs it: exit code and output. */
-async function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Ran> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } })
-    return { code: 0, stdout, stderr }
-  } catch (e) {
-    const f = e as { code: number; stdout: string; stderr: string }
-    return { code: f.code, stdout: f.stdout, stderr: f.stderr }
-  }
-}
 
 /** A vault with `n` wallets and some history, and the environment the command reads it with. */
 async function deployment(database: string, n = 2): Promise<{ env: Record<string, string>; key: Buffer }> {

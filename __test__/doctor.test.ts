@@ -6,10 +6,10 @@ import { Vault } from '../lib'
 import { fakeCreatedWallet } from '../lib/testing'
 import { backends, cleanup, newKey, tempDir } from './support/helpers'
 import { sqlInChild } from './support/sql'
+import { CLI } from './support/cli'
 
 afterEach(cleanup)
 
-const CLI = join(__dirname, '..', 'dist', 'cli.js')
 const run = promisify(execFile)
 
 interface Finding {

@@ -1,25 +1,9 @@
-import { execFile } from 'node:child_process'
-import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { migrate, Vault } from '../lib'
 import { fakeCreatedWallet } from '../lib/testing'
 import { backends, cleanup, newKey, vaultError } from './support/helpers'
+import { cli } from './support/cli'
 
 afterEach(cleanup)
-
-const CLI = join(__dirname, '..', 'dist', 'cli.js')
-const run = promisify(execFile)
-
-/** `sharevault migrate` as an operator runs it; resolves to its exit code and output. */
-async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } })
-    return { code: 0, stdout, stderr }
-  } catch (e) {
-    const f = e as { code: number; stdout: string; stderr: string }
-    return { code: f.code, stdout: f.stdout, stderr: f.stderr }
-  }
-}
 
 describe.each(backends())('schema migrations on $name', (backend) => {
   // SQLite's schema 5 moves rotation leases out of the wallet row; PostgreSQL keeps them there.
