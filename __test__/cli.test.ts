@@ -54,6 +54,46 @@ describe.each(backends())('sharevault keys, checkpoint and audit verify on $name
   })
 })
 
+describe.each(backends())('sharevault status on $name', (backend) => {
+  it('reports the schema, the wallets per chain, the keyring, rotation and the audit head', async () => {
+    const database = await backend.database()
+    const { env, key } = await deployment(database, 3)
+    const vault = await Vault.open({ database, environment: 'ops-test', kms: { provider: 'local', key } })
+    await vault.storeWallet(fakeCreatedWallet('BTC'))
+    await vault.close()
+    const human = await cli(['status'], env)
+    expect(human.code).toBe(0)
+    expect(human.stdout).toContain('wallets: 4 (BTC 1, EVM 3)')
+    expect(human.stdout).toMatch(/rotation: not due/)
+    const s = JSON.parse((await cli(['status', '--json'], env)).stdout) as { backend: string; schemaVersion: number; walletsByChain: Record<string, number>; wallets: number; keys: { keys: unknown[] }; audit: { headSeq: number; headAt: string } }
+    expect(s).toMatchObject({ backend: backend.name, schemaVersion: backend.name === 'sqlite' ? 5 : 4, walletsByChain: { EVM: 3, BTC: 1 }, wallets: 4 })
+    expect(s.keys.keys).toHaveLength(1)
+    expect(s.audit.headSeq).toBeGreaterThan(0)
+    expect(Date.parse(s.audit.headAt)).toBeGreaterThan(Date.now() - 600_000)
+  })
+})
+
+describe.each(backends())('sharevault compact on $name', (backend) => {
+  it('reclaims what deletes left, says what it promises, and needs the delete permission', async () => {
+    const database = await backend.database()
+    const { env, key } = await deployment(database, 40)
+    const vault = await Vault.open({ database, environment: 'ops-test', kms: { provider: 'local', key }, allow: ['delete', 'audit:read'] })
+    for (const w of await vault.listWallets({ limit: 30 })) await vault.deleteWallet(w.accountAddress)
+    await vault.close()
+    const r = await cli(['compact', '--json'], env)
+    expect(r.code).toBe(0)
+    const c = JSON.parse(r.stdout) as { bytesBefore: number; bytesAfter: number; promise: string }
+    expect(c.bytesBefore).toBeGreaterThan(0)
+    if (backend.name === 'sqlite') expect(c.bytesAfter).toBeLessThan(c.bytesBefore)
+    expect(c.promise).toMatch(backend.name === 'sqlite' ? /secure_delete.*VACUUM rewrites the file/ : /VACUUM marks the space.*does not overwrite/)
+    expect((await cli(['compact'], env)).stdout).toMatch(/^compacted: [\d.]+ MiB before, [\d.]+ MiB after\n/)
+    // From code, a handle with the default permissions may not.
+    const plain = await Vault.open({ database, environment: 'ops-test', kms: { provider: 'local', key } })
+    await expect(plain.compact()).rejects.toMatchObject({ code: 'ERR_FORBIDDEN' })
+    await plain.close()
+  })
+})
+
 describe('sharevault audit verify on a tampered log', () => {
   it('exits 1 and names the first bad seq and the reason', async () => {
     const path = join(tempDir(), 'vault.db')

@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util'
 import { VaultError } from './errors'
 import { migrate } from './vault'
-import { auditVerify, checkpoint, keys } from './cli/commands'
+import { auditVerify, checkpoint, compact, keys, status } from './cli/commands'
 import { INTERRUPTED, retireKeyCommand, rotateCommand } from './cli/rotate'
 import { auditExport } from './cli/export'
 import { doctor } from './cli/doctor'
@@ -19,6 +19,8 @@ const USAGE = `usage: sharevault <command> [options]
 commands:
   migrate [--database <url>] [--allow-insecure-transport] [--allow-tls12]
       create or upgrade the schema (the database is $SHAREVAULT_DATABASE unless --database is given)
+  status [--json]
+      the schema version, the wallets per chain, the keyring, rotation due or not, the audit head
   keys [--json]
       the environment's keyring: each key's state, record count, rotation due or not
   rotate [--reencrypt] [--batch <n>] [--concurrency <n>] [--json]
@@ -32,6 +34,9 @@ commands:
       the schema, the audit chain), each finding with what to do; exit 1 if any check fails
   checkpoint
       the authenticated audit head as JSON, to keep outside the database
+  compact [--json]
+      reclaim the space deleted and replaced rows left (SQLite VACUUM, PostgreSQL VACUUM), and
+      say what that does and does not promise about the freed bytes
   audit verify [--since <checkpoint.json>] [--json]
       check the audit chain (from a checkpoint); exit 1 with the first bad seq and the reason
   audit export --jsonl [--since-seq <n>] [--until <seq or ISO time>] [--out <file>]
@@ -58,8 +63,10 @@ async function migrateCommand(values: Record<string, string | boolean | undefine
 
 const COMMANDS: Record<string, { options: Record<string, { type: 'string' | 'boolean'; short?: string }>; positionals?: boolean; run: Command }> = {
   migrate: { options: { database: { type: 'string' }, 'allow-insecure-transport': { type: 'boolean' }, 'allow-tls12': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, run: migrateCommand },
+  status: { options: VAULT_FLAGS, run: status as Command },
   keys: { options: VAULT_FLAGS, run: keys as Command },
   checkpoint: { options: VAULT_FLAGS, run: checkpoint as Command },
+  compact: { options: VAULT_FLAGS, run: compact as Command },
   rotate: { options: { ...VAULT_FLAGS, reencrypt: { type: 'boolean' }, batch: { type: 'string' }, concurrency: { type: 'string' } }, run: rotateCommand as Command },
   'retire-key': { options: VAULT_FLAGS, positionals: true, run: retireKeyCommand as Command },
   'audit verify': { options: { ...VAULT_FLAGS, since: { type: 'string' } }, run: auditVerify as Command },

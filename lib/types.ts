@@ -47,6 +47,25 @@ export interface KeyRef {
   keyId: string
 }
 
+/** What `compact()` did, and what it promises about freed bytes. */
+export interface CompactReport {
+  /** SQLite: the file; PostgreSQL: the vault's tables. */
+  bytesBefore: number
+  bytesAfter: number
+  /** What the backend's compaction does and does not promise about the freed bytes. */
+  promise: string
+}
+
+/** What the vault holds, counted (`summary`): nothing is decrypted. */
+export interface VaultSummary {
+  backend: 'sqlite' | 'postgres'
+  /** The schema version the database is at (an open vault's is this sharevault's). */
+  schemaVersion: number
+  /** The environment's wallets per chain name. */
+  walletsByChain: Record<string, number>
+  wallets: number
+}
+
 /** One key of the environment (`keyStatus`). */
 export interface KeyReport extends KeyRef {
   /** The version (material id) last seen as the key's current one ('1' where the provider does not say). */

@@ -10,6 +10,7 @@ import type {
   AuditEvent,
   AuditRecord,
   AuthenticatedRows,
+  CompactReport,
   ChainCheck,
   CreatedWallet,
   DatabaseOptions,
@@ -25,6 +26,7 @@ import type {
   RotateOptions,
   RotationReport,
   VaultStats,
+  VaultSummary,
   WalletMetadata,
   WithWalletOptions,
 } from './types'
@@ -458,6 +460,28 @@ export class Vault {
     const keyId = str(own(key, 'keyId'), 'key.keyId')
     const actor = actorOf(options)
     await call(() => this.native.retireKey(provider, keyId, actor))
+  }
+
+  /**
+   * Reclaims the space deleted and replaced rows left (SQLite `VACUUM` and a truncated WAL;
+   * PostgreSQL `VACUUM` of the vault's tables) and says what that promises about the freed bytes
+   * (`promise`). Needs `delete`. `sharevault compact` runs it from the shell.
+   */
+  async compact(options: { actor?: string } = {}): Promise<CompactReport> {
+    const actor = actorOf(options)
+    const c = await call(() => this.native.compact(actor))
+    return { bytesBefore: c.bytesBefore, bytesAfter: c.bytesAfter, promise: c.promise }
+  }
+
+  /**
+   * The environment's wallets per chain, the backend and its schema version: counted, nothing
+   * decrypted (`sharevault status`). Needs `audit:read`.
+   */
+  async summary(): Promise<VaultSummary> {
+    const s = await call(() => this.native.summary())
+    const walletsByChain: Record<string, number> = {}
+    for (const c of s.walletsByChain) walletsByChain[c.chainName] = c.wallets
+    return { backend: s.backend as VaultSummary['backend'], schemaVersion: s.schemaVersion, walletsByChain, wallets: s.walletsByChain.reduce((n, c) => n + c.wallets, 0) }
   }
 
   /** Counters since open: KMS calls by operation, data-key cache, errors by code, hydrate latency. */

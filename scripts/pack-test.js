@@ -122,8 +122,18 @@ try {
   const to = /migrated from version 0 to (\d+)/.exec(first)?.[1]
   if (!to || !second.includes(`already at version ${to}`)) fail(`sharevault migrate printed: ${first} / ${second}`)
   console.log('command: sharevault migrate ok')
-  // sharevault doctor on the database just migrated: its findings as JSON (a sound file, schema current).
-  const doctorRun = spawnSync(bin, ['doctor', '--json'], { cwd: app, encoding: 'utf8', shell: process.platform === 'win32', env: { ...process.env, SHAREVAULT_DATABASE: db, SHAREVAULT_ENVIRONMENT: 'pack-test', SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: Buffer.alloc(32, 1).toString('base64') }) } })
+  // sharevault status and doctor on the database just migrated (as JSON).
+  const opsEnv = { ...process.env, SHAREVAULT_DATABASE: db, SHAREVAULT_ENVIRONMENT: 'pack-test', SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: Buffer.alloc(32, 1).toString('base64') }) }
+  const statusRun = spawnSync(bin, ['status', '--json'], { cwd: app, encoding: 'utf8', shell: process.platform === 'win32', env: opsEnv })
+  let statusReport
+  try {
+    statusReport = JSON.parse(statusRun.stdout)
+  } catch {
+    fail(`sharevault status printed no JSON (exit ${statusRun.status}): ${statusRun.stderr}`)
+  }
+  if (statusRun.status !== 0 || statusReport.schemaVersion !== Number(to) || statusReport.wallets !== 0) fail(`sharevault status: ${statusRun.stdout} ${statusRun.stderr}`)
+  console.log(`command: sharevault status ok (schema ${statusReport.schemaVersion}, ${statusReport.wallets} wallets)`)
+  const doctorRun = spawnSync(bin, ['doctor', '--json'], { cwd: app, encoding: 'utf8', shell: process.platform === 'win32', env: opsEnv })
   let report
   try {
     report = JSON.parse(doctorRun.stdout)

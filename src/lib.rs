@@ -163,6 +163,35 @@ js_object! {
 }
 
 js_object! {
+    /// What `compact` did.
+    #[napi(object)]
+    pub struct NativeCompacted {
+        bytes_before: i64 => "bytesBefore",
+        bytes_after: i64 => "bytesAfter",
+        promise: String => "promise",
+    }
+}
+
+js_object! {
+    /// Wallets of one chain.
+    #[napi(object)]
+    pub struct NativeChainCount {
+        chain_name: String => "chainName",
+        wallets: i64 => "wallets",
+    }
+}
+
+js_object! {
+    /// What the vault holds, counted (`summary`).
+    #[napi(object)]
+    pub struct NativeSummary {
+        backend: String => "backend",
+        schema_version: i64 => "schemaVersion",
+        wallets_by_chain: Vec<NativeChainCount> => "walletsByChain",
+    }
+}
+
+js_object! {
     /// An environment's authenticated audit head: keep it outside the database and pass it to
     /// `verifyAuditChain({ since })` later.
     #[napi(object)]
@@ -683,6 +712,46 @@ impl NativeVault {
                 Ok(NativeAuthenticated { authenticated: authenticated as i64, refused: refused as i64 })
             },
             |env, c| unsafe { c.to_js(env).map_err(to_napi) },
+        )
+    }
+
+    /// Reclaims the space deleted and replaced rows left, and says what that promises.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeCompacted>")]
+    pub fn compact(&self, env: Env, actor: Option<String>) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let c = v.compact(actor.as_deref()).await?;
+                Ok(NativeCompacted {
+                    bytes_before: c.bytes_before as i64,
+                    bytes_after: c.bytes_after as i64,
+                    promise: c.promise.to_string(),
+                })
+            },
+            |env, c| unsafe { c.to_js(env).map_err(to_napi) },
+        )
+    }
+
+    /// The environment's wallets per chain, the backend and its schema version (nothing decrypted).
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeSummary>")]
+    pub fn summary(&self, env: Env) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let s = v.summary().await?;
+                Ok(NativeSummary {
+                    backend: s.backend.to_string(),
+                    schema_version: s.schema_version,
+                    wallets_by_chain: s
+                        .wallets_by_chain
+                        .into_iter()
+                        .map(|(chain_name, n)| NativeChainCount { chain_name, wallets: n as i64 })
+                        .collect(),
+                })
+            },
+            |env, s| unsafe { s.to_js(env).map_err(to_napi) },
         )
     }
 

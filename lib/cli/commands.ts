@@ -73,3 +73,36 @@ export async function auditVerify(values: Values): Promise<number> {
   print(values, { ok: true, ...check }, `audit chain intact: ${check.rows} rows${since ? `, and it still reaches the checkpoint at seq ${since.seq}` : ''}${acknowledged}`)
   return EXIT.ok
 }
+
+/** `status`: schema, wallets per chain, the keyring, rotation due or not, the audit head. */
+export async function status(values: Values): Promise<number> {
+  const { summary, keys, head, at } = await withVault(values, ['audit:read'], async (v) => {
+    const [summary, keys, head] = [await v.summary(), await v.keyStatus(), await v.checkpoint()]
+    const row = head.seq > 0 ? (await v.auditLog({ afterSeq: head.seq - 1, limit: 1 }))[0] : undefined
+    return { summary, keys, head, at: row?.seq === head.seq ? row.at : null }
+  })
+  const json = { ...summary, keys, audit: { headSeq: head.seq, headAt: at, checkpoint: head } }
+  const chains = Object.entries(summary.walletsByChain)
+    .map(([c, n]) => `${c} ${n}`)
+    .join(', ')
+  print(
+    values,
+    json,
+    [
+      `environment ${head.environment}: ${summary.backend}, schema version ${summary.schemaVersion}`,
+      `wallets: ${summary.wallets}${chains ? ` (${chains})` : ''}`,
+      `keyring: ${keys.keys.map((k) => `${k.provider}:${k.keyId} ${k.state} (${k.records} records)`).join('; ')}`,
+      `rotation: ${keys.due ? 'DUE' : 'not due'} (after ${keys.rotateAfterDays} days); ${keys.behind} records behind the primary`,
+      `audit head: seq ${head.seq}${at ? `, ${at.toISOString()}` : ''}`,
+    ].join('\n'),
+  )
+  return EXIT.ok
+}
+
+/** `compact`: reclaims freed space and says what that promises about the freed bytes. */
+export async function compact(values: Values): Promise<number> {
+  const c = await withVault(values, ['delete', 'audit:read'], (v) => v.compact())
+  const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`
+  print(values, c, `compacted: ${mib(c.bytesBefore)} before, ${mib(c.bytesAfter)} after\n${c.promise}`)
+  return EXIT.ok
+}

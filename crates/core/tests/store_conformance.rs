@@ -353,7 +353,7 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
         format!("GRANT SELECT, INSERT, UPDATE ON integrity_keys TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE ON keyring TO {role}"),
         format!("GRANT SELECT ON sharevault_schema TO {role}"),
-        format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_string(),
     ] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&admin).await.unwrap();
     }

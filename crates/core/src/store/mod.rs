@@ -318,6 +318,16 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// What `compact` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compacted {
+    /// The database's size before and after, in bytes (SQLite: the file; PostgreSQL: the vault's tables).
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// What the backend's compaction promises about freed bytes, and what it cannot.
+    pub promise: &'static str,
+}
+
 #[async_trait]
 pub trait WalletStore: Send + Sync {
     /// Applies `change` to the wallets of `audit.environment` and appends `audit` in one
@@ -376,6 +386,15 @@ pub trait WalletStore: Send + Sync {
     /// Ends this rotator's claims on `address_keys` (rows it could not move), so the next
     /// sweep may take them again.
     async fn release_claims(&self, environment: &str, address_keys: Vec<String>) -> Result<()>;
+    /// Reclaims the space deleted and replaced rows left (SQLite `VACUUM` and a truncating WAL
+    /// checkpoint; PostgreSQL `VACUUM` of the vault's tables), and says what that does and does
+    /// not promise about the freed bytes.
+    async fn compact(&self) -> Result<Compacted>;
+    /// The environment's wallets per chain name (counted, not read), in chain order.
+    async fn wallets_by_chain(&self, environment: &str) -> Result<Vec<(String, u64)>>;
+    /// The schema version this store runs (an open store's database is at it: older is
+    /// migrated or refused, newer is refused), and the backend's name.
+    fn schema(&self) -> (&'static str, i64);
     /// The TLS version the database connections negotiated (`TLSv1.3`), `None` for a connection
     /// without TLS or a file (SQLite).
     fn transport(&self) -> Option<String> {

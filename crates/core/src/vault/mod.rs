@@ -22,6 +22,7 @@ use crate::tamper;
 use crate::unpersisted::Unpersisted;
 use std::future::Future;
 
+mod compact;
 mod delete;
 mod hydrate;
 pub mod keys;
@@ -30,11 +31,13 @@ mod replace;
 pub mod rotate;
 mod sealed;
 mod store;
+mod summary;
 
 pub use keys::{KeyReport, KeyStatus, VersionCount, DEFAULT_ROTATE_AFTER_DAYS};
 pub use rotate::{BatchOutcome, RotationPlan};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+pub use summary::Summary;
 use tokio::sync::{Notify, OnceCell};
 
 /// A count of calls in progress, and a way to wait until there are none.

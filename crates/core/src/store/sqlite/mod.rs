@@ -15,8 +15,8 @@ pub use location::Location;
 pub use writer::SHRED_RETRY;
 
 use super::{
-    ask, behind_sql, Applied, AuditQuery, Change, ClaimQuery, Claimed, HeadRepair, KeyringRead, ListQuery, MetadataRow,
-    Migrated, Migrations, WalletRow, WalletStore, WrappedKey,
+    ask, behind_sql, Applied, AuditQuery, Change, ClaimQuery, Claimed, Compacted, HeadRepair, KeyringRead, ListQuery,
+    MetadataRow, Migrated, Migrations, WalletRow, WalletStore, WrappedKey,
 };
 use crate::audit::{now_ms, AuditEntry, AuditRecord, SignedHead};
 use crate::envelope::KekRef;
@@ -233,6 +233,11 @@ enum ReadKind {
     Blocking,
 }
 
+/// What SQLite's compaction promises.
+const SQLITE_COMPACT_PROMISE: &str = "secure_delete already zeroes a page's freed bytes when a row is deleted or replaced; \
+     VACUUM rewrites the file without its free pages and truncates it, and the WAL is checkpointed and truncated. \
+     Not covered: copies outside the file (filesystem journals, copy-on-write snapshots, an SSD's remapped blocks, backups)";
+
 #[async_trait]
 impl WalletStore for SqliteStore {
     async fn apply(&self, change: Change, audit: AuditEntry) -> Result<Applied> {
@@ -339,6 +344,43 @@ impl WalletStore for SqliteStore {
 
     async fn repair_head(&self, entry: Option<AuditEntry>, how: HeadRepair) -> Result<i64> {
         ask(|tx| self.send(Job::Repair(entry, how, tx))).await
+    }
+
+    async fn compact(&self) -> Result<Compacted> {
+        self.on_writer(|c| {
+            let size = |c: &Connection| -> Result<u64> {
+                let pages: i64 =
+                    c.query_row("PRAGMA page_count", [], |r| r.get(0)).map_err(db_err("reading the size"))?;
+                let page: i64 =
+                    c.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(db_err("reading the size"))?;
+                Ok((pages * page) as u64)
+            };
+            let bytes_before = size(c)?;
+            c.execute_batch("VACUUM").map_err(db_err("compacting (VACUUM)"))?;
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(db_err("checkpointing the WAL"))?;
+            Ok(Compacted { bytes_before, bytes_after: size(c)?, promise: SQLITE_COMPACT_PROMISE })
+        })
+        .await
+    }
+
+    async fn wallets_by_chain(&self, environment: &str) -> Result<Vec<(String, u64)>> {
+        let env = environment.to_string();
+        self.read(ReadKind::Blocking, move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT chain_name, COUNT(*) FROM wallets WHERE environment = ?1 GROUP BY chain_name ORDER BY chain_name",
+                )
+                .map_err(db_err("counting the wallets"))?;
+            let rows = stmt
+                .query_map([env], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+                .map_err(db_err("counting the wallets"))?;
+            rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db_err("counting the wallets"))
+        })
+        .await
+    }
+
+    fn schema(&self) -> (&'static str, i64) {
+        ("sqlite", schema::SCHEMA_VERSION)
     }
 
     async fn environment_has_rows(&self, environment: &str) -> Result<bool> {
