@@ -124,25 +124,24 @@ try {
   console.log('command: sharevault migrate ok')
   // sharevault status and doctor on the database just migrated (as JSON).
   const opsEnv = { ...process.env, SHAREVAULT_DATABASE: db, SHAREVAULT_ENVIRONMENT: 'pack-test', SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: Buffer.alloc(32, 1).toString('base64') }) }
-  const statusRun = spawnSync(bin, ['status', '--json'], { cwd: app, encoding: 'utf8', shell: process.platform === 'win32', env: opsEnv })
-  let statusReport
-  try {
-    statusReport = JSON.parse(statusRun.stdout)
-  } catch {
-    fail(`sharevault status printed no JSON (exit ${statusRun.status}): ${statusRun.stderr}`)
+  /** A command's --json output, parsed, and its exit code. */
+  const jsonOf = (command) => {
+    const r = spawnSync(bin, [command, '--json'], { cwd: app, encoding: 'utf8', shell: process.platform === 'win32', env: opsEnv })
+    try {
+      return { code: r.status, out: JSON.parse(r.stdout) }
+    } catch {
+      fail(`sharevault ${command} printed no JSON (exit ${r.status}): ${r.stderr}`)
+    }
   }
-  if (statusRun.status !== 0 || statusReport.schemaVersion !== Number(to) || statusReport.wallets !== 0) fail(`sharevault status: ${statusRun.stdout} ${statusRun.stderr}`)
+  const statusRun = jsonOf('status')
+  const statusReport = statusRun.out
+  if (statusRun.code !== 0 || statusReport.schemaVersion !== Number(to) || statusReport.wallets !== 0) fail(`sharevault status: ${JSON.stringify(statusReport)}`)
   console.log(`command: sharevault status ok (schema ${statusReport.schemaVersion}, ${statusReport.wallets} wallets)`)
-  const doctorRun = spawnSync(bin, ['doctor', '--json'], { cwd: app, encoding: 'utf8', shell: process.platform === 'win32', env: opsEnv })
-  let report
-  try {
-    report = JSON.parse(doctorRun.stdout)
-  } catch {
-    fail(`sharevault doctor printed no JSON (exit ${doctorRun.status}): ${doctorRun.stderr}`)
-  }
+  const doctorRun = jsonOf('doctor')
+  const report = doctorRun.out
   const schema = report.findings.find((f) => f.check === 'schema')
   if (schema?.status !== 'ok' || report.findings.find((f) => f.check === 'database file')?.status !== 'ok') fail(`sharevault doctor: ${JSON.stringify(report.findings)}`)
-  console.log(`command: sharevault doctor ok (${report.findings.length} findings, exit ${doctorRun.status})`)
+  console.log(`command: sharevault doctor ok (${report.findings.length} findings, exit ${doctorRun.code})`)
 
   // sharevault/testing as a user's jest suite uses it: jest installed into the fresh project, a
   // user-style test file run there (open handles detected), and its TypeScript form type-checked.

@@ -41,6 +41,8 @@ import {
   type ThresholdSignatureScheme,
   type VaultErrorCode,
   type VaultStats,
+  type VaultSummary,
+  type CompactReport,
   type WalletMetadata,
   type WithWalletOptions,
 } from 'sharevault'
@@ -86,6 +88,9 @@ export async function use(): Promise<void> {
   await vault.replaceShares(metadata.accountAddress, replace)
   const audit: AuditRecord[] = await vault.auditLog({ limit: 1 })
   const stats: VaultStats = vault.stats()
+  const summary: VaultSummary = await vault.summary()
+  const compact = (): Promise<CompactReport> => vault.compact()
+  console.log(summary.walletsByChain, summary.schemaVersion, typeof compact)
   const checkpoint: AuditCheckpoint = await vault.checkpoint()
   const check: ChainCheck = await vault.verifyAuditChain({ since: checkpoint })
   console.log(check.brokenAt ?? check.rows, stats.memory.mlock, stats.onAudit.dropped, stats.database.tls)
