@@ -276,6 +276,17 @@ describe.each(backends())('sharevault audit export on $name', (backend) => {
 })
 
 describe('sharevault audit export: files and a tampered log', () => {
+  it('a reader that stops reading ends it with one line, not a stack trace', async () => {
+    const { env } = await deployment(join(tempDir(), 'vault.db'), 1500)
+    const child = spawn(process.execPath, [CLI, 'audit', 'export', '--jsonl'], { env: { ...process.env, ...env } })
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.stdout.once('data', () => child.stdout.destroy())
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+    expect(code).toBe(1)
+    expect(stderr).toBe('sharevault: the output was closed before the command finished\n')
+  })
+
   it('writes --out as a new 0600 file and refuses an existing one', async () => {
     const path = join(tempDir(), 'vault.db')
     const { env } = await deployment(path)

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process'
 import { chmodSync, writeFileSync } from 'node:fs'
+import { networkInterfaces } from 'node:os'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { Vault } from '../lib'
@@ -20,8 +21,8 @@ interface Finding {
 }
 
 /** `sharevault doctor --json` under the given shell limits (`ulimit` arguments). */
-async function doctor(env: Record<string, string>, limits = ['-S -c 0'], withoutIpcLock = false): Promise<{ code: number; ok: boolean; findings: Finding[]; stderr: string }> {
-  const script = `${limits.map((l) => `ulimit ${l} && `).join('')}exec "$0" "$1" doctor --json`
+async function doctor(env: Record<string, string>, limits = ['-S -c 0'], withoutIpcLock = false, flags: string[] = []): Promise<{ code: number; ok: boolean; findings: Finding[]; stderr: string }> {
+  const script = `${limits.map((l) => `ulimit ${l} && `).join('')}exec "$0" "$1" doctor --json ${flags.join(' ')}`
   // As root, CAP_IPC_LOCK makes any RLIMIT_MEMLOCK enough: dropped (setpriv) to see the limit bite.
   const [cmd, pre] = withoutIpcLock && process.getuid?.() === 0 ? ['setpriv', ['--bounding-set', '-ipc_lock', 'sh']] : ['sh', []]
   let out: { stdout: string; stderr: string }
@@ -128,6 +129,31 @@ describe('sharevault doctor finds each problem it claims to find', () => {
     expect(r.code).toBe(1)
     expect(finding(r.findings, 'KMS transport').status).toBe('fail')
     expect(finding(r.findings, 'open')).toMatchObject({ status: 'fail', detail: expect.stringContaining('ERR_INVALID_INPUT') })
+  })
+
+  // A server of the test's own on the machine's first address that is not loopback, without TLS.
+  const address = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i && i.family === 'IPv4' && !i.internal)?.address
+  ;(address ? it : it.skip)('no TLS to a database host that is not loopback (allowed by allowInsecureTransport)', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { startCluster } = require('../bench/pg-cluster') as { startCluster: (o: { host: string }) => Promise<{ adminUrl: string; stop: () => void } | undefined> }
+    const cluster = await startCluster({ host: address as string })
+    if (!cluster) throw new Error('no PostgreSQL server binaries to start a cluster with')
+    try {
+      const key = newKey()
+      const vault = await Vault.open({ database: cluster.adminUrl, environment: 'ops-test', kms: { provider: 'local', key }, allowInsecureTransport: true })
+      await vault.close()
+      const env = { SHAREVAULT_DATABASE: cluster.adminUrl, SHAREVAULT_ENVIRONMENT: 'ops-test', SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: key.toString('base64') }) }
+      // Without the flag the vault itself refuses it; with it, the doctor says so.
+      const refused = await doctor(env)
+      expect(finding(refused.findings, 'open').detail).toContain('ERR_INVALID_INPUT')
+      const r = await doctor(env, ['-S -c 0'], false, ['--allow-insecure-transport'])
+      expect(r.code).toBe(1)
+      expect(finding(r.findings, 'database TLS')).toMatchObject({ status: 'fail', detail: `no TLS to ${address}` })
+    } finally {
+      cluster.stop()
+    }
   })
 
   it('an unreachable database: exit 3, the findings printed, no password', async () => {

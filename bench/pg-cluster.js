@@ -29,8 +29,12 @@ function freePort() {
   })
 }
 
-/** Starts a cluster: `{ adminUrl, restart(), stop() }`, or undefined when no server is installed. */
-async function startCluster() {
+/**
+ * Starts a cluster: `{ adminUrl, restart(), stop() }`, or undefined when no server is installed.
+ * `host`: the address it listens on (default loopback; another one takes connections from
+ * anywhere, without TLS: for tests of what a client says about that).
+ */
+async function startCluster({ host = '127.0.0.1' } = {}) {
   const bin = serverBin()
   if (!bin) return undefined
   const dir = mkdtempSync(join(tmpdir(), 'sv-soak-pg-'))
@@ -48,11 +52,12 @@ async function startCluster() {
     }
   }
   asOwner('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'])
-  appendFileSync(join(data, 'postgresql.conf'), `port = ${port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '${dir}'\nmax_connections = 200\n`)
+  appendFileSync(join(data, 'postgresql.conf'), `port = ${port}\nlisten_addresses = '${host}'\nunix_socket_directories = '${dir}'\nmax_connections = 200\nssl = off\n`)
+  if (host !== '127.0.0.1') appendFileSync(join(data, 'pg_hba.conf'), 'host all all 0.0.0.0/0 trust\n')
   const start = () => asOwner('pg_ctl', ['-D', data, '-l', log, '-w', 'start'])
   start()
   return {
-    adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    adminUrl: `postgres://postgres@${host}:${port}/postgres`,
     /** A crash and a restart: every connection cut, the server down until WAL recovery is done. */
     restart() {
       asOwner('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop'])

@@ -98,6 +98,13 @@ async function main(argv: string[]): Promise<number> {
   return command.run(values, positionals)
 }
 
+// A reader that stops reading (`sharevault audit export --jsonl | head`): said in one line, not a stack.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e
+  process.stderr.write('sharevault: the output was closed before the command finished\n')
+  process.exit(EXIT.failed)
+})
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code
