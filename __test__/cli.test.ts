@@ -87,10 +87,14 @@ describe.each(backends())('sharevault compact on $name', (backend) => {
     if (backend.name === 'sqlite') expect(c.bytesAfter).toBeLessThan(c.bytesBefore)
     expect(c.promise).toMatch(backend.name === 'sqlite' ? /secure_delete.*VACUUM rewrites the file/ : /VACUUM marks the space.*does not overwrite/)
     expect((await cli(['compact'], env)).stdout).toMatch(/^compacted: [\d.]+ MiB before, [\d.]+ MiB after\n/)
-    // From code, a handle with the default permissions may not.
+    // From code, a handle with the default permissions may not; what is left still opens, and the chain verifies.
     const plain = await Vault.open({ database, environment: 'ops-test', kms: { provider: 'local', key } })
     await expect(plain.compact()).rejects.toMatchObject({ code: 'ERR_FORBIDDEN' })
+    const left = await plain.listWallets()
+    expect(left).toHaveLength(10)
+    for (const w of left) await plain.withWallet(w.accountAddress, () => undefined, { purpose: 'sign' })
     await plain.close()
+    expect((await cli(['audit', 'verify'], env)).code).toBe(0)
   })
 })
 
