@@ -85,6 +85,18 @@ describe('sharevault doctor finds each problem it claims to find', () => {
     expect(finding(r.findings, 'database -wal').status).toBe('fail')
   })
 
+  it('a --kms-file others may read', async () => {
+    const env = await deployment(join(tempDir(), 'vault.db'))
+    const file = join(tempDir(), 'kms.json')
+    writeFileSync(file, env.SHAREVAULT_KMS, { mode: 0o644 })
+    chmodSync(file, 0o644)
+    const r = await doctor({ ...env, SHAREVAULT_KMS: '' }, ['-S -c 0'], false, ['--kms-file', file])
+    expect(r.code).toBe(1)
+    expect(finding(r.findings, 'KMS settings file')).toMatchObject({ status: 'fail', fix: `chmod 600 ${file}` })
+    chmodSync(file, 0o600)
+    expect(finding((await doctor({ ...env, SHAREVAULT_KMS: '' }, ['-S -c 0'], false, ['--kms-file', file])).findings, 'KMS settings file').status).toBe('ok')
+  })
+
   it('the local key in a production-like environment', async () => {
     const env = await deployment(join(tempDir(), 'vault.db'), 'eu-prod', true)
     const r = await doctor(env)

@@ -64,6 +64,16 @@ function fileChecks(database: string): Finding[] {
   return out
 }
 
+/** The file `--kms-file` names may hold a local key or credentials: the operator's alone. */
+function kmsFileCheck(file: string | undefined): Finding[] {
+  if (file === undefined) return []
+  const m = mode(file)
+  if (m === undefined) return []
+  return m & 0o077
+    ? [{ check: 'KMS settings file', status: 'fail', detail: `${file} is mode ${octal(m)}: others may read the KMS settings (a local key, credentials)`, fix: `chmod 600 ${file}` }]
+    : [{ check: 'KMS settings file', status: 'ok', detail: `${file} is mode ${octal(m)}` }]
+}
+
 function kmsChecks(kms: KmsOptions, environment: string): Finding[] {
   const out: Finding[] = []
   const keys = [kms, ...(kms.previous ?? [])]
@@ -173,7 +183,7 @@ export async function doctor(values: CliValues): Promise<number> {
   const days = values['rotate-after-days'] as string | undefined
   if (days !== undefined && !/^\d+$/.test(days)) throw new UsageError('--rotate-after-days must be a whole number')
   const opened = await vaultChecks(options, days === undefined ? undefined : Number(days))
-  const findings = [...fileChecks(options.database), ...kmsChecks(options.kms, options.environment), ...processChecks(), ...opened.findings]
+  const findings = [...fileChecks(options.database), ...kmsFileCheck(values['kms-file'] as string | undefined), ...kmsChecks(options.kms, options.environment), ...processChecks(), ...opened.findings]
   const failed = findings.some((f) => f.status === 'fail')
   if (values.json) process.stdout.write(`${JSON.stringify({ ok: !failed, findings }, null, 2)}\n`)
   else {
