@@ -6,8 +6,9 @@
  * missing), no `externalServerKeySharesBackupInfo`, shares a refresh or reshare replaced, a
  * metadata scheme that is not the wallet's, BTC without `addressType`, a wrong password.
  * `updatePassword` returns new backup info; a reshare changes the share count. Signatures are
- * deterministic: the same message gives the same signature, refresh or not (the key is the same). `failNext` makes the next
- * call fail. Everything is generated at run time (no file holds anything that looks like a share).
+ * deterministic: the same message gives the same signature, refresh or not (the key is the
+ * same). `failNext` makes the next call fail. Everything is generated at run time (no file holds
+ * anything that looks like a share).
  */
 import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import { backupInfoWithExternal, emptyBackupInfo, fakeShares, SHARE_COUNT, type Chain } from './wallets'
