@@ -127,13 +127,16 @@ describe('sharevault: usage, configuration and availability', () => {
   const base = { SHAREVAULT_DATABASE: ':memory:', SHAREVAULT_ENVIRONMENT: 'ops-test', SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: newKey().toString('base64') }) }
 
   it('exits 2 on an unknown command, a missing setting, or KMS settings that are not JSON, quoting no secret', async () => {
+    const secret = 'c2VjcmV0LWtleS1tYXRlcmlhbC1kby1ub3QtcHJpbnQ='
     expect((await cli(['rotate-everything'])).code).toBe(2)
+    const typedKey = await cli([secret])
+    expect(typedKey.code).toBe(2)
+    expect(typedKey.stderr + typedKey.stdout).not.toContain(secret)
     expect((await cli(['audit', 'nothing'])).code).toBe(2)
     const noEnv = await cli(['keys'], { ...base, SHAREVAULT_ENVIRONMENT: '' })
     expect([noEnv.code, noEnv.stderr.includes('SHAREVAULT_ENVIRONMENT')]).toEqual([2, true])
     const noKms = await cli(['keys'], { ...base, SHAREVAULT_KMS: '' })
     expect([noKms.code, noKms.stderr.includes('SHAREVAULT_KMS')]).toEqual([2, true])
-    const secret = 'c2VjcmV0LWtleS1tYXRlcmlhbC1kby1ub3QtcHJpbnQ='
     const bad = await cli(['keys'], { ...base, SHAREVAULT_KMS: `{"provider":"local","key":"${secret}"` })
     expect(bad.code).toBe(2)
     expect(bad.stderr + bad.stdout).not.toContain(secret)

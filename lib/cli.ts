@@ -79,7 +79,9 @@ async function main(argv: string[]): Promise<number> {
   const name = first === 'audit' ? `audit ${second ?? ''}`.trim() : first
   const command = name === undefined ? undefined : COMMANDS[name]
   if (!command) {
-    console.error(name === undefined || name === '--help' || name === '-h' ? USAGE : `unknown command ${JSON.stringify(redact(name))}\n\n${USAGE}`)
+    // Named back only when it looks like a command word: a mistyped argument may be a key or a URL.
+    const shown = name !== undefined && /^[a-z][a-z -]{0,30}$/.test(name) ? ` ${JSON.stringify(name)}` : ''
+    console.error(name === undefined || name === '--help' || name === '-h' ? USAGE : `unknown command${shown}\n\n${USAGE}`)
     return name === '--help' || name === '-h' ? EXIT.ok : EXIT.usage
   }
   let values: Record<string, string | boolean | undefined>

@@ -6,9 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { Vault } from '../vault'
 import type { AuditCheckpoint, KeyStatus } from '../types'
-import { EXIT, openOptions, UsageError, type VAULT_FLAGS } from './config'
-
-type Values = { [K in keyof typeof VAULT_FLAGS]?: (typeof VAULT_FLAGS)[K]['type'] extends 'string' ? string : boolean } & { since?: string }
+import { EXIT, openOptions, UsageError, type CliValues as Values } from './config'
 
 async function withVault<T>(values: Values, allow: Parameters<typeof openOptions>[1], use: (vault: Vault) => Promise<T>): Promise<T> {
   const vault = await Vault.open(openOptions(values, allow))
@@ -63,7 +61,7 @@ function readCheckpoint(path: string): AuditCheckpoint {
 
 /** `audit verify [--since checkpoint.json]`: exit 1 with the first bad seq and the reason. */
 export async function auditVerify(values: Values): Promise<number> {
-  const since = values.since === undefined ? undefined : readCheckpoint(values.since)
+  const since = typeof values.since === 'string' ? readCheckpoint(values.since) : undefined
   const check = await withVault(values, ['audit:read'], (v) => v.verifyAuditChain(since ? { since } : {}))
   const acknowledged = check.acknowledged?.length ? `; acknowledged breaks recorded at seq ${check.acknowledged.join(', ')}` : ''
   if (check.brokenAt !== undefined) {
