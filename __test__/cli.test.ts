@@ -71,6 +71,25 @@ describe.each(backends())('sharevault status on $name', (backend) => {
     expect(s.audit.headSeq).toBeGreaterThan(0)
     expect(Date.parse(s.audit.headAt)).toBeGreaterThan(Date.now() - 600_000)
   })
+
+  it('reports the data-key cache settings the service runs with (--cache, SHAREVAULT_CACHE), checked by the vault', async () => {
+    const { env } = await deployment(await backend.database(), 3)
+    // Unset: the vault's default cache, with its numbers.
+    expect((await cli(['status'], env)).stdout).toContain('data-key cache: 1000 entries, 5 min per key, 10000 uses per key')
+    expect((JSON.parse((await cli(['status', '--json'], env)).stdout) as { cache: unknown }).cache).toEqual({ maxEntries: 1000, maxAgeMs: 300_000, maxUses: 10_000 })
+    // Given: what is not given is the default; a working set larger than the cache is said.
+    const small = await cli(['status', '--cache', '{"maxEntries":2,"maxAgeMs":1500}'], env)
+    expect(small.stdout).toContain('data-key cache: 2 entries, 1500 ms per key, 10000 uses per key; 3 wallets do not fit')
+    expect((JSON.parse((await cli(['status', '--json'], { ...env, SHAREVAULT_CACHE: '{"maxUses":7}' })).stdout) as { cache: unknown }).cache).toEqual({ maxEntries: 1000, maxAgeMs: 300_000, maxUses: 7 })
+    const off = await cli(['status', '--json'], { ...env, SHAREVAULT_CACHE: 'off' })
+    expect((JSON.parse(off.stdout) as { cache: unknown }).cache).toBeNull()
+    expect((await cli(['status'], { ...env, SHAREVAULT_CACHE: 'off' })).stdout).toContain('data-key cache: off')
+    // Settings the vault would refuse at open are refused here: usage errors, exit 2.
+    const zero = await cli(['status', '--cache', '{"maxEntries":0}'], env)
+    expect([zero.code, zero.stderr]).toEqual([2, expect.stringContaining('cache.maxEntries')])
+    const garbage = await cli(['status'], { ...env, SHAREVAULT_CACHE: 'maxEntries=5' })
+    expect([garbage.code, garbage.stderr]).toEqual([2, expect.stringContaining('SHAREVAULT_CACHE is neither off nor JSON')])
+  })
 })
 
 describe.each(backends())('sharevault compact on $name', (backend) => {

@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process'
-import { chmodSync, writeFileSync } from 'node:fs'
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { chmodSync, cpSync, readdirSync, writeFileSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
@@ -7,7 +7,7 @@ import { Vault } from '../lib'
 import { fakeCreatedWallet } from '../lib/testing'
 import { backends, cleanup, newKey, tempDir } from './support/helpers'
 import { sqlInChild } from './support/sql'
-import { CLI } from './support/cli'
+import { cli, CLI } from './support/cli'
 
 afterEach(cleanup)
 
@@ -112,6 +112,78 @@ describe('sharevault doctor finds each problem it claims to find', () => {
     const dumps = await doctor(env, ['-S -c unlimited'])
     expect(dumps.code).toBe(1)
     expect(finding(dumps.findings, 'core dumps')).toMatchObject({ status: 'fail', detail: expect.stringContaining('enabled') })
+  })
+
+  // The service process as the kernel sees it: an unprivileged user (root's /proc files are root's
+  // whatever it does), core dumps allowed, hardened or not. It runs from a copy of the package any
+  // user can read (the checkout may sit under a directory only root can enter).
+  async function service(harden: boolean): Promise<{ child: ChildProcess; pid: string }> {
+    const root = join(dirname(CLI), '..')
+    const copy = tempDir()
+    chmodSync(copy, 0o755)
+    cpSync(join(root, 'dist'), join(copy, 'dist'), { recursive: true })
+    for (const f of readdirSync(root).filter((n) => n === 'index.js' || n.endsWith('.node'))) cpSync(join(root, f), join(copy, f))
+    const key = newKey().toString('base64')
+    const code = `const { Vault } = require(${JSON.stringify(join(copy, 'dist'))});
+      Vault.open({ database: ':memory:', environment: 'ops-test', kms: { provider: 'local', key: Buffer.from(${JSON.stringify(key)}, 'base64') }, hardenProcess: ${harden} })
+        .then(() => { process.stdout.write('ready\\n'); process.stdin.resume() }, (e) => { console.error(e); process.exit(1) })`
+    const child = spawn('sh', ['-c', 'ulimit -S -c unlimited && exec setpriv --reuid 65534 --regid 65534 --clear-groups "$0" -e "$1"', process.execPath, code], { stdio: ['pipe', 'pipe', 'inherit'] })
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.once('data', () => resolve())
+      child.once('exit', (c) => reject(new Error(`the service process exited (${c})`)))
+    })
+    return { child, pid: String(child.pid) }
+  }
+
+  ;(process.getuid?.() === 0 ? it : it.skip)('a service process that is dumpable, and its core dumps enabled (--pid), and one opened with hardenProcess', async () => {
+    const env = await deployment(join(tempDir(), 'vault.db'))
+    const plain = await service(false)
+    const hardened = await service(true)
+    try {
+      // The doctor's own limits are sound (-c 0): with --pid it reports the service's.
+      const bad = await doctor(env, ['-S -c 0'], false, ['--pid', plain.pid])
+      expect(bad.code).toBe(1)
+      expect(finding(bad.findings, 'process dumpable')).toMatchObject({ status: 'fail', detail: expect.stringContaining(`process ${plain.pid} is dumpable`), fix: expect.stringContaining('hardenProcess') })
+      expect(finding(bad.findings, 'core dumps')).toMatchObject({ status: 'fail', detail: expect.stringContaining(`process ${plain.pid}`) })
+      const good = await doctor(env, ['-S -c 0'], false, ['--pid', hardened.pid])
+      expect(finding(good.findings, 'process dumpable')).toMatchObject({ status: 'ok', detail: `process ${hardened.pid} is not dumpable (hardenProcess)` })
+      // Without --pid nothing is claimed about a process the doctor did not look at.
+      expect(finding((await doctor(env)).findings, 'process dumpable').status).toBe('skipped')
+      // A pid that is no process here is a usage error, not a finding.
+      const none = await cli(['doctor', '--pid', '999999999'], env)
+      expect([none.code, none.stderr]).toEqual([2, expect.stringContaining('no such process')])
+    } finally {
+      plain.child.kill()
+      hardened.child.kill()
+    }
+  })
+
+  // libfaketime (Debian's faketime, which .ci/run installs): outside CI a machine without it skips this one.
+  const faketime = spawnSync('faketime', ['--version']).status === 0 || process.env.CI === 'true'
+  ;(faketime ? it : it.skip)('rotation due: a key and records older than the rotation period (the vault made 100 days ago, libfaketime), and not due once rotated', async () => {
+    const path = join(tempDir(), 'vault.db')
+    const old = newKey()
+    // The vault, its keyring and its first wallet written by a process whose clock reads 100 days ago.
+    const code = `const { Vault } = require(${JSON.stringify(dirname(CLI))}); const { fakeCreatedWallet } = require(${JSON.stringify(join(dirname(CLI), 'testing'))});
+      (async () => { const v = await Vault.open({ database: ${JSON.stringify(path)}, environment: 'ops-test', kms: { provider: 'local', key: Buffer.from(${JSON.stringify(old.toString('base64'))}, 'base64') } });
+        await v.storeWallet(fakeCreatedWallet('EVM')); process.stdout.write(new Date().toISOString()); await v.close() })().catch((e) => { console.error(e); process.exit(1) })`
+    const past = await run('faketime', ['-f', '-100d', process.execPath, '-e', code], { env: { ...process.env, FAKETIME_DONT_FAKE_MONOTONIC: '1' } })
+    expect(Date.now() - Date.parse(past.stdout)).toBeGreaterThan(99 * 86_400_000)
+    const env = { SHAREVAULT_DATABASE: path, SHAREVAULT_ENVIRONMENT: 'ops-test', SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: old.toString('base64') }) }
+    const due = await doctor(env)
+    expect(due.code).toBe(1)
+    expect(finding(due.findings, 'rotation')).toMatchObject({ status: 'fail', detail: expect.stringContaining('after 90 days'), fix: expect.stringContaining('sharevault rotate') })
+    // A longer period the operator chose: not due.
+    expect(finding((await doctor(env, ['-S -c 0'], false, ['--rotate-after-days', '365'])).findings, 'rotation').status).toBe('ok')
+    const status = await cli(['status'], env)
+    expect([status.code, status.stdout]).toEqual([0, expect.stringContaining('rotation: DUE (after 90 days)')])
+    expect((await cli(['keys'], env)).stdout).toContain('ROTATION DUE')
+    // The fix the doctor names: a new primary key, the old one in previous, sharevault rotate.
+    const rotated = { ...env, SHAREVAULT_KMS: JSON.stringify({ provider: 'local', key: newKey().toString('base64'), previous: [{ provider: 'local', key: old.toString('base64') }] }) }
+    expect((await cli(['rotate'], rotated)).code).toBe(0)
+    const after = await doctor(rotated)
+    expect(finding(after.findings, 'rotation')).toMatchObject({ status: 'ok', detail: expect.stringContaining('0 records behind') })
+    expect(after.code).toBe(0)
   })
 
   it('a schema that is not there (migrate not run)', async () => {

@@ -19,8 +19,10 @@ const USAGE = `usage: sharevault <command> [options]
 commands:
   migrate [--database <url>] [--allow-insecure-transport] [--allow-tls12]
       create or upgrade the schema (the database is $SHAREVAULT_DATABASE unless --database is given)
-  status [--json]
-      the schema version, the wallets per chain, the keyring, rotation due or not, the audit head
+  status [--cache <json|off>] [--json]
+      the schema version, the wallets per chain, the keyring, rotation due or not, the audit head,
+      the data-key cache settings: the service's cache option as --cache or SHAREVAULT_CACHE
+      gives it (JSON, e.g. {"maxEntries":5000}, or off), checked by the vault, defaults filled in
   keys [--json]
       the environment's keyring: each key's state, record count, rotation due or not
   rotate [--reencrypt] [--batch <n>] [--concurrency <n>] [--json]
@@ -29,9 +31,10 @@ commands:
       running it again resumes
   retire-key <provider>:<keyId>
       stop trusting a key of the keyring (as \`keys\` lists it) once no record needs it
-  doctor [--rotate-after-days <n>] [--json]
+  doctor [--pid <service pid>] [--rotate-after-days <n>] [--json]
       check the deployment (file modes, TLS, the local key, rotation, memory locking, core dumps,
-      the schema, the audit chain), each finding with what to do; exit 1 if any check fails
+      whether the service process is dumpable, the schema, the audit chain), each finding with
+      what to do; exit 1 if any check fails. --pid reads the service process's limits and state
   checkpoint
       the authenticated audit head as JSON, to keep outside the database
   compact [--json]
@@ -63,14 +66,14 @@ async function migrateCommand(values: Record<string, string | boolean | undefine
 
 const COMMANDS: Record<string, { options: Record<string, { type: 'string' | 'boolean'; short?: string }>; positionals?: boolean; run: Command }> = {
   migrate: { options: { database: { type: 'string' }, 'allow-insecure-transport': { type: 'boolean' }, 'allow-tls12': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, run: migrateCommand },
-  status: { options: VAULT_FLAGS, run: status as Command },
+  status: { options: { ...VAULT_FLAGS, cache: { type: 'string' } }, run: status as Command },
   keys: { options: VAULT_FLAGS, run: keys as Command },
   checkpoint: { options: VAULT_FLAGS, run: checkpoint as Command },
   compact: { options: VAULT_FLAGS, run: compact as Command },
   rotate: { options: { ...VAULT_FLAGS, reencrypt: { type: 'boolean' }, batch: { type: 'string' }, concurrency: { type: 'string' } }, run: rotateCommand as Command },
   'retire-key': { options: VAULT_FLAGS, positionals: true, run: retireKeyCommand as Command },
   'audit verify': { options: { ...VAULT_FLAGS, since: { type: 'string' } }, run: auditVerify as Command },
-  doctor: { options: { ...VAULT_FLAGS, 'rotate-after-days': { type: 'string' } }, run: doctor as Command },
+  doctor: { options: { ...VAULT_FLAGS, 'rotate-after-days': { type: 'string' }, pid: { type: 'string' } }, run: doctor as Command },
   'audit export': { options: { ...VAULT_FLAGS, jsonl: { type: 'boolean' }, 'since-seq': { type: 'string' }, until: { type: 'string' }, out: { type: 'string' } }, run: auditExport as Command },
 }
 

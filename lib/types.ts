@@ -64,6 +64,8 @@ export interface VaultSummary {
   /** The environment's wallets per chain name. */
   walletsByChain: Record<string, number>
   wallets: number
+  /** The data-key cache's settings with the defaults filled in; `null` when it is off (`cache: false`). */
+  cache: Required<CacheOptions> | null
 }
 
 /** One key of the environment (`keyStatus`). */

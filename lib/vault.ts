@@ -474,14 +474,15 @@ export class Vault {
   }
 
   /**
-   * The environment's wallets per chain, the backend and its schema version: counted, nothing
-   * decrypted (`sharevault status`). Needs `audit:read`.
+   * The environment's wallets per chain, the backend, its schema version and the data-key cache
+   * settings this vault runs with: counted, nothing decrypted (`sharevault status`). Needs
+   * `audit:read`.
    */
   async summary(): Promise<VaultSummary> {
     const s = await call(() => this.native.summary())
     const walletsByChain: Record<string, number> = {}
     for (const c of s.walletsByChain) walletsByChain[c.chainName] = c.wallets
-    return { backend: s.backend as VaultSummary['backend'], schemaVersion: s.schemaVersion, walletsByChain, wallets: s.walletsByChain.reduce((n, c) => n + c.wallets, 0) }
+    return { backend: s.backend as VaultSummary['backend'], schemaVersion: s.schemaVersion, walletsByChain, wallets: s.walletsByChain.reduce((n, c) => n + c.wallets, 0), cache: s.cache ? { ...s.cache } : null }
   }
 
   /** Counters since open: KMS calls by operation, data-key cache, errors by code, hydrate latency. */

@@ -182,12 +182,24 @@ js_object! {
 }
 
 js_object! {
+    /// The data-key cache's settings, as the vault runs with them (defaults filled in).
+    #[napi(object)]
+    pub struct NativeCacheSettings {
+        max_entries: i64 => "maxEntries",
+        max_age_ms: i64 => "maxAgeMs",
+        max_uses: i64 => "maxUses",
+    }
+}
+
+js_object! {
     /// What the vault holds, counted (`summary`).
     #[napi(object)]
     pub struct NativeSummary {
         backend: String => "backend",
         schema_version: i64 => "schemaVersion",
         wallets_by_chain: Vec<NativeChainCount> => "walletsByChain",
+        /// `null`: the cache is off.
+        cache: Option<NativeCacheSettings> => "cache",
     }
 }
 
@@ -749,6 +761,11 @@ impl NativeVault {
                         .into_iter()
                         .map(|(chain_name, n)| NativeChainCount { chain_name, wallets: n as i64 })
                         .collect(),
+                    cache: s.cache.map(|c| NativeCacheSettings {
+                        max_entries: c.max_entries as i64,
+                        max_age_ms: c.max_age.as_millis() as i64,
+                        max_uses: c.max_uses as i64,
+                    }),
                 })
             },
             |env, s| unsafe { s.to_js(env).map_err(to_napi) },

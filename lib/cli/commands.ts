@@ -5,11 +5,11 @@
  */
 import { readFileSync } from 'node:fs'
 import { Vault } from '../vault'
-import type { AuditCheckpoint, KeyStatus } from '../types'
-import { EXIT, openOptions, UsageError, type CliValues as Values } from './config'
+import type { AuditCheckpoint, KeyStatus, VaultSummary } from '../types'
+import { cacheOf, EXIT, openOptions, UsageError, type CliValues as Values } from './config'
 
-async function withVault<T>(values: Values, allow: Parameters<typeof openOptions>[1], use: (vault: Vault) => Promise<T>): Promise<T> {
-  const vault = await Vault.open(openOptions(values, allow))
+async function withVault<T>(values: Values, allow: Parameters<typeof openOptions>[1], use: (vault: Vault) => Promise<T>, cache: Parameters<typeof openOptions>[2] = false): Promise<T> {
+  const vault = await Vault.open(openOptions(values, allow, cache))
   try {
     return await use(vault)
   } finally {
@@ -72,13 +72,29 @@ export async function auditVerify(values: Values): Promise<number> {
   return EXIT.ok
 }
 
-/** `status`: schema, wallets per chain, the keyring, rotation due or not, the audit head. */
+/** What the cache settings mean for this environment's wallets, in one line. */
+function cacheLine(cache: VaultSummary['cache'], wallets: number): string {
+  if (cache === null) return 'data-key cache: off (every hydrate is a KMS unwrap)'
+  const minutes = cache.maxAgeMs % 60000 === 0 ? `${cache.maxAgeMs / 60000} min` : `${cache.maxAgeMs} ms`
+  const fits = wallets > cache.maxEntries ? `; ${wallets} wallets do not fit: a hydrate past the working set is a KMS unwrap (README, "Sizing the data-key cache")` : ''
+  return `data-key cache: ${cache.maxEntries} entries, ${minutes} per key, ${cache.maxUses} uses per key${fits}`
+}
+
+/**
+ * `status`: schema, wallets per chain, the keyring, rotation due or not, the audit head, and the
+ * data-key cache settings (`--cache` / `SHAREVAULT_CACHE`, validated by the vault itself).
+ */
 export async function status(values: Values): Promise<number> {
-  const { summary, keys, head, at } = await withVault(values, ['audit:read'], async (v) => {
-    const [summary, keys, head] = [await v.summary(), await v.keyStatus(), await v.checkpoint()]
-    const row = head.seq > 0 ? (await v.auditLog({ afterSeq: head.seq - 1, limit: 1 }))[0] : undefined
-    return { summary, keys, head, at: row?.seq === head.seq ? row.at : null }
-  })
+  const { summary, keys, head, at } = await withVault(
+    values,
+    ['audit:read'],
+    async (v) => {
+      const [summary, keys, head] = [await v.summary(), await v.keyStatus(), await v.checkpoint()]
+      const row = head.seq > 0 ? (await v.auditLog({ afterSeq: head.seq - 1, limit: 1 }))[0] : undefined
+      return { summary, keys, head, at: row?.seq === head.seq ? row.at : null }
+    },
+    cacheOf(values),
+  )
   const json = { ...summary, keys, audit: { headSeq: head.seq, headAt: at, checkpoint: head } }
   const chains = Object.entries(summary.walletsByChain)
     .map(([c, n]) => `${c} ${n}`)
@@ -92,6 +108,7 @@ export async function status(values: Values): Promise<number> {
       `keyring: ${keys.keys.map((k) => `${k.provider}:${k.keyId} ${k.state} (${k.records} records)`).join('; ')}`,
       `rotation: ${keys.due ? 'DUE' : 'not due'} (after ${keys.rotateAfterDays} days); ${keys.behind} records behind the primary`,
       `audit head: seq ${head.seq}${at ? `, ${at.toISOString()}` : ''}`,
+      cacheLine(summary.cache, summary.wallets),
     ].join('\n'),
   )
   return EXIT.ok

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
-import type { KmsOptions, OpenOptions, Permission } from '../types'
+import type { CacheOptions, KmsOptions, OpenOptions, Permission } from '../types'
 
 /** The documented exit codes. */
 export const EXIT = {
@@ -80,8 +80,31 @@ function kmsOf(values: Values): KmsOptions {
   return kms as KmsOptions
 }
 
-/** The open options of a command: never runs DDL (`migrate: false`), and only what it needs. */
-export function openOptions(values: Values, allow: Permission[]): OpenOptions {
+/**
+ * The service's data-key cache settings as the operator describes them (`--cache`, or
+ * `SHAREVAULT_CACHE`): `off`, or the `cache` open option as JSON; unset is the default cache.
+ */
+export function cacheOf(values: CliValues): CacheOptions | false {
+  const text = (values.cache as string | undefined) ?? process.env.SHAREVAULT_CACHE
+  const from = values.cache !== undefined ? '--cache' : 'SHAREVAULT_CACHE'
+  if (text === undefined || text.trim() === '') return {}
+  if (text.trim() === 'off' || text.trim() === 'false') return false
+  let cache: unknown
+  try {
+    cache = JSON.parse(text)
+  } catch {
+    throw new UsageError(`${from} is neither off nor JSON (the vault's cache option, e.g. {"maxEntries":5000})`)
+  }
+  if (cache === false) return false
+  if (cache === null || typeof cache !== 'object' || Array.isArray(cache)) throw new UsageError(`${from} must be off or a JSON object (the vault's cache option)`)
+  return cache as CacheOptions
+}
+
+/**
+ * The open options of a command: never runs DDL (`migrate: false`), and only what it needs.
+ * No data-key cache unless `cache` is given (a command unwraps each data key once at most).
+ */
+export function openOptions(values: Values, allow: Permission[], cache: CacheOptions | false = false): OpenOptions {
   const database = values.database ?? process.env.SHAREVAULT_DATABASE
   if (!database) throw new UsageError('no database: set SHAREVAULT_DATABASE or pass --database')
   const environment = values.environment ?? process.env.SHAREVAULT_ENVIRONMENT
@@ -99,7 +122,7 @@ export function openOptions(values: Values, allow: Permission[]): OpenOptions {
     actor: values.actor ?? process.env.SHAREVAULT_ACTOR ?? `cli:${user}`,
     migrate: false,
     allow,
-    cache: false,
+    cache,
     allowInsecureTransport: values['allow-insecure-transport'] === true,
     allowTls12: values['allow-tls12'] === true,
   }

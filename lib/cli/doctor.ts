@@ -1,9 +1,10 @@
 /**
  * `doctor`: checks the deployment the settings describe and prints each finding with what to do.
- * The process checks (memory locking, core dumps) read this process's limits, which a service
- * started the same way (same user, unit, container) shares: run it where the service runs.
+ * The process checks (memory locking, core dumps, dumpable) read the service process's
+ * `/proc/<pid>` with `--pid`; without it they read this process's limits, which a service started
+ * the same way (same user, unit, container) shares, and the dumpable check is skipped.
  */
-import { readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { looksLikeProduction } from '../../index'
 import { VaultError } from '../errors'
@@ -100,10 +101,10 @@ function kmsChecks(kms: KmsOptions, environment: string): Finding[] {
   return out
 }
 
-/** A soft limit from /proc/self/limits, in its unit (`unlimited` is Infinity), or undefined. */
-function limit(name: string): number | undefined {
+/** A soft limit from /proc/<pid>/limits, in its unit (`unlimited` is Infinity), or undefined. */
+function limit(proc: string, name: string): number | undefined {
   try {
-    const line = readFileSync('/proc/self/limits', 'utf8')
+    const line = readFileSync(`${proc}/limits`, 'utf8')
       .split('\n')
       .find((l) => l.startsWith(name))
     const soft = line?.slice(name.length).trim().split(/\s+/)[0]
@@ -113,26 +114,51 @@ function limit(name: string): number | undefined {
   }
 }
 
-function hasCapability(bit: number): boolean {
+function hasCapability(proc: string, bit: number): boolean {
   try {
-    const eff = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]
+    const eff = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync(`${proc}/status`, 'utf8'))?.[1]
     return eff !== undefined && ((BigInt(`0x${eff}`) >> BigInt(bit)) & 1n) === 1n
   } catch {
     return false
   }
 }
 
-function processChecks(): Finding[] {
+/**
+ * Whether the process may be dumped or read by a same-user process (ptrace, `/proc/<pid>/mem`).
+ * The kernel makes a non-dumpable process's `/proc/<pid>` files root's; a dumpable one's are its
+ * effective user's. A process running as root looks the same either way.
+ */
+function dumpableCheck(pid: string | undefined): Finding {
+  const check = 'process dumpable'
+  if (pid === undefined) return { check, status: 'skipped', detail: 'no --pid: the service process is not examined', fix: 'sharevault doctor --pid <the service pid>, as root or the service user' }
+  const proc = `/proc/${pid}`
+  let euid: number | undefined
+  let owner: number
+  try {
+    euid = Number(/^Uid:\s*\d+\s+(\d+)/m.exec(readFileSync(`${proc}/status`, 'utf8'))?.[1])
+    owner = statSync(`${proc}/status`).uid
+  } catch {
+    return { check, status: 'skipped', detail: `could not read ${proc}/status` }
+  }
+  if (euid === 0) return { check, status: 'warn', detail: `process ${pid} runs as root: its dumpability cannot be seen from outside, and root may read its memory anyway`, fix: 'run the service as an unprivileged user, and open the vault with hardenProcess: true' }
+  if (owner === 0) return { check, status: 'ok', detail: `process ${pid} is not dumpable (hardenProcess)` }
+  return { check, status: 'fail', detail: `process ${pid} is dumpable: another process of its user may read its memory (ptrace, /proc/${pid}/mem), and a crash may dump it`, fix: 'open the vault with hardenProcess: true (PR_SET_DUMPABLE 0)' }
+}
+
+function processChecks(pid: string | undefined): Finding[] {
   if (process.platform !== 'linux') return [{ check: 'process limits', status: 'skipped', detail: `memory locking and dump checks are Linux only (${process.platform})` }]
+  const proc = `/proc/${pid ?? 'self'}`
+  const of = pid === undefined ? '' : ` (process ${pid})`
   const out: Finding[] = []
-  const memlock = limit('Max locked memory')
-  if (memlock === undefined) out.push({ check: 'RLIMIT_MEMLOCK', status: 'skipped', detail: 'could not read /proc/self/limits' })
-  else if (memlock >= MEMLOCK_NEEDED || hasCapability(CAP_IPC_LOCK)) out.push({ check: 'RLIMIT_MEMLOCK', status: 'ok', detail: memlock === Infinity ? 'unlimited' : `${Math.round(memlock / 1024)} KiB` })
-  else out.push({ check: 'RLIMIT_MEMLOCK', status: 'fail', detail: `${Math.round(memlock / 1024)} KiB: pages holding shares and data keys may not be locked, and may reach swap`, fix: 'raise it to at least 4 MiB (ulimit -l 4096, LimitMEMLOCK= in the systemd unit) or grant CAP_IPC_LOCK' })
-  const core = limit('Max core file size')
-  if (core === undefined) out.push({ check: 'core dumps', status: 'skipped', detail: 'could not read /proc/self/limits' })
-  else if (core === 0) out.push({ check: 'core dumps', status: 'ok', detail: 'disabled (RLIMIT_CORE 0)' })
-  else out.push({ check: 'core dumps', status: 'fail', detail: `enabled (RLIMIT_CORE ${core === Infinity ? 'unlimited' : core}): a crash dump holds whatever the JavaScript heap held (strings the SDK needs)`, fix: 'ulimit -c 0 (LimitCORE=0), and open the vault with hardenProcess: true (non-dumpable)' })
+  const memlock = limit(proc, 'Max locked memory')
+  if (memlock === undefined) out.push({ check: 'RLIMIT_MEMLOCK', status: 'skipped', detail: `could not read ${proc}/limits` })
+  else if (memlock >= MEMLOCK_NEEDED || hasCapability(proc, CAP_IPC_LOCK)) out.push({ check: 'RLIMIT_MEMLOCK', status: 'ok', detail: `${memlock === Infinity ? 'unlimited' : `${Math.round(memlock / 1024)} KiB`}${of}` })
+  else out.push({ check: 'RLIMIT_MEMLOCK', status: 'fail', detail: `${Math.round(memlock / 1024)} KiB${of}: pages holding shares and data keys may not be locked, and may reach swap`, fix: 'raise it to at least 4 MiB (ulimit -l 4096, LimitMEMLOCK= in the systemd unit) or grant CAP_IPC_LOCK' })
+  const core = limit(proc, 'Max core file size')
+  if (core === undefined) out.push({ check: 'core dumps', status: 'skipped', detail: `could not read ${proc}/limits` })
+  else if (core === 0) out.push({ check: 'core dumps', status: 'ok', detail: `disabled (RLIMIT_CORE 0)${of}` })
+  else out.push({ check: 'core dumps', status: 'fail', detail: `enabled (RLIMIT_CORE ${core === Infinity ? 'unlimited' : core})${of}: a crash dump holds whatever the JavaScript heap held (strings the SDK needs)`, fix: 'ulimit -c 0 (LimitCORE=0), and open the vault with hardenProcess: true (non-dumpable)' })
+  out.push(dumpableCheck(pid))
   return out
 }
 
@@ -182,8 +208,10 @@ export async function doctor(values: CliValues): Promise<number> {
   const options = openOptions(values, ['audit:read'])
   const days = values['rotate-after-days'] as string | undefined
   if (days !== undefined && !/^\d+$/.test(days)) throw new UsageError('--rotate-after-days must be a whole number')
+  const pid = values.pid as string | undefined
+  if (pid !== undefined && (!/^[1-9]\d*$/.test(pid) || !existsSync(`/proc/${pid}`))) throw new UsageError(`--pid ${/^\d{1,10}$/.test(pid) ? pid : '(not a number)'}: no such process here`)
   const opened = await vaultChecks(options, days === undefined ? undefined : Number(days))
-  const findings = [...fileChecks(options.database), ...kmsFileCheck(values['kms-file'] as string | undefined), ...kmsChecks(options.kms, options.environment), ...processChecks(), ...opened.findings]
+  const findings = [...fileChecks(options.database), ...kmsFileCheck(values['kms-file'] as string | undefined), ...kmsChecks(options.kms, options.environment), ...processChecks(pid), ...opened.findings]
   const failed = findings.some((f) => f.status === 'fail')
   if (values.json) process.stdout.write(`${JSON.stringify({ ok: !failed, findings }, null, 2)}\n`)
   else {

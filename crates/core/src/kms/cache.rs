@@ -184,6 +184,11 @@ impl Inner {
 impl DekCache {
     /// A cache; inside a tokio runtime it also starts its expiry timer (a task that ends when the
     /// cache is closed or dropped).
+    /// The settings the cache was made with.
+    pub fn config(&self) -> CacheConfig {
+        self.inner.config
+    }
+
     pub fn new(config: CacheConfig, stats: Arc<Stats>) -> DekCache {
         let cap = NonZeroUsize::new(config.max_entries.max(1)).unwrap_or(NonZeroUsize::MIN);
         let inner = Arc::new(Inner {

@@ -326,6 +326,11 @@ impl KeyWrapping {
         self.primary.integrity_root().is_some()
     }
 
+    /// The data-key cache's settings (`None`: no cache, one provider unwrap per hydrate).
+    pub fn cache_config(&self) -> Option<CacheConfig> {
+        self.cache.as_ref().map(DekCache::config)
+    }
+
     /// How many data keys the cache holds now.
     pub fn cached_keys(&self) -> usize {
         self.cache.as_ref().map_or(0, DekCache::len)

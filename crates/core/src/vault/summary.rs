@@ -1,6 +1,8 @@
-//! What the vault holds, counted: the operator's `status` (schema, backend, wallets per chain).
+//! What the vault holds, counted: the operator's `status` (schema, backend, wallets per chain,
+//! and the data-key cache settings this vault runs with).
 
 use super::*;
+use crate::kms::cache::CacheConfig;
 
 /// The environment's wallets, and what stores them.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,6 +13,8 @@ pub struct Summary {
     pub schema_version: i64,
     /// Wallets per chain name, in chain order.
     pub wallets_by_chain: Vec<(String, u64)>,
+    /// The data-key cache's settings (`None`: the cache is off).
+    pub cache: Option<CacheConfig>,
 }
 
 impl Vault {
@@ -23,6 +27,7 @@ impl Vault {
                 backend,
                 schema_version,
                 wallets_by_chain: self.store.wallets_by_chain(&self.environment).await?,
+                cache: self.kms.cache_config(),
             })
         })
         .await
