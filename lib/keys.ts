@@ -29,7 +29,7 @@ export function keyStatusOf(s: NativeKeyStatus): KeyStatus {
     configured: k.configured,
     due: k.due,
     providerRotation: k.providerRotation
-      ? { enabled: k.providerRotation.enabled, periodDays: k.providerRotation.periodDays ?? null, nextRotation: date(k.providerRotation.nextRotationMs) }
+      ? { enabled: k.providerRotation.enabled, periodDays: k.providerRotation.periodDays ?? null, nextRotation: date(k.providerRotation.nextRotationMs), minDecryptionVersion: k.providerRotation.minDecryptionVersion ?? null }
       : null,
     tampered: k.tampered ?? null,
   }))

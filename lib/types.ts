@@ -23,8 +23,32 @@ export interface AwsKmsOptions {
   /** Attempts per operation, jittered exponential backoff between them (default 3). */
   maxAttempts?: number
 }
+/**
+ * A derived key in HashiCorp Vault or OpenBao Transit (`bao write transit/keys/<name> derived=true`):
+ * the context (environment and walletId) derives the key each data key is wrapped with.
+ */
+export interface TransitKmsOptions {
+  provider: 'transit'
+  /** `https://vault.example:8200`; plain `http://` only on a loopback address (a dev server). */
+  address: string
+  keyName: string
+  /** The Transit mount (default `transit`). */
+  mount?: string
+  /** Vault Enterprise / OpenBao namespace (`X-Vault-Namespace`). */
+  namespace?: string
+  /** A token; without it (and without `appRole`), `VAULT_TOKEN` or `BAO_TOKEN`. */
+  token?: string
+  /** AppRole login instead of a token (the token it returns is renewed by logging in again). */
+  appRole?: { roleId: string; secretId: string; mount?: string }
+  /** PEM file of the CA(s) to trust instead of the system's roots. */
+  caFile?: string
+  /** Deadline per attempt (default 5000). */
+  timeoutMs?: number
+  /** Attempts per operation, jittered exponential backoff between them (default 3). */
+  maxAttempts?: number
+}
 /** One key-encryption key: a provider and its options. */
-export type KeyOptions = LocalKmsOptions | AwsKmsOptions
+export type KeyOptions = LocalKmsOptions | AwsKmsOptions | TransitKmsOptions
 /**
  * The environment's primary key (every new data key is wrapped under it), and, during a move to
  * a new key, the earlier keys that must still unwrap until `vault.rotate()` has moved every record
@@ -90,7 +114,8 @@ export interface KeyReport extends KeyRef {
   /** The primary for longer than `rotateAfterDays`, or a record under it wrapped longer ago. */
   due: boolean
   /** The provider's own automatic rotation of the key, where it tells it (AWS); reported, never required. */
-  providerRotation: { enabled: boolean; periodDays: number | null; nextRotation: Date | null } | null
+  /** What the provider says about its own rotation of the key (AWS, Transit); `minDecryptionVersion`: the oldest version Transit still decrypts with (records below it are refused until rotated). */
+  providerRotation: { enabled: boolean; periodDays: number | null; nextRotation: Date | null; minDecryptionVersion: string | null } | null
   /** Why the key's keyring entry does not verify (then it is trusted for nothing). */
   tampered: string | null
 }

@@ -11,28 +11,18 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGIO
 
 MOTO_VERSION=5.2.5
 
-ensure_venv() {
-  mkdir -p "$(dirname "$VENV")"
-  # One creator at a time: parallel test binaries may all ask for the venv at once.
-  exec 9>"$VENV.lock"
-  flock 9
-  if [ ! -x "$VENV/bin/moto_server" ]; then
-    echo "creating $VENV with moto[server]==$MOTO_VERSION" >&2
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
-  fi
-  flock -u 9
-}
+# shellcheck source=scripts/venv.sh
+. "$(dirname "$0")/venv.sh"
+venv() { ensure_venv "$VENV" moto_server "moto[server]==$MOTO_VERSION"; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 case "${1:-}" in
-  venv) ensure_venv ;;
+  venv) venv ;;
   start)
-    ensure_venv
+    venv
     port="${2:-$(free_port)}"
     log="${TMPDIR:-/tmp}/sharevault-moto-$port.log"
     nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
@@ -60,7 +50,7 @@ case "${1:-}" in
     kill "$pid" 2>/dev/null || true
     ;;
   create-key)
-    ensure_venv
+    venv
     "$VENV/bin/python" - "${2:?endpoint}" "${3:-}" <<'PY'
 import sys, boto3
 endpoint, alias = sys.argv[1], sys.argv[2]

@@ -23,12 +23,14 @@ js_object! {
 }
 
 js_object! {
-    /// The provider's own automatic rotation of a key (AWS `GetKeyRotationStatus`).
+    /// The provider's own automatic rotation of a key (AWS `GetKeyRotationStatus`, Transit's
+    /// `auto_rotate_period` and `min_decryption_version`).
     #[napi(object)]
     pub struct NativeProviderRotation {
         enabled: bool => "enabled",
         period_days: Option<i64> => "periodDays",
         next_rotation_ms: Option<i64> => "nextRotationMs",
+        min_decryption_version: Option<String> => "minDecryptionVersion",
     }
 }
 
@@ -119,6 +121,7 @@ fn status_js(s: KeyStatus) -> NativeKeyStatus {
                     enabled: r.enabled,
                     period_days: r.period_days,
                     next_rotation_ms: r.next_rotation_ms,
+                    min_decryption_version: r.min_decryption_version,
                 }),
                 tampered: k.tampered,
             })

@@ -82,17 +82,19 @@ function kmsChecks(kms: KmsOptions, environment: string): Finding[] {
     const prod = looksLikeProduction(environment)
     out.push(
       prod || kms.allowInProduction
-        ? { check: 'local key', status: 'fail', detail: `environment ${JSON.stringify(environment)} uses the local development key${kms.allowInProduction ? ' (allowInProduction)' : ''}: it lives in the process, unprotected by any KMS`, fix: 'use a KMS key (provider "aws"), and rotate to it: sharevault rotate' }
-        : { check: 'local key', status: 'warn', detail: 'the local development key is configured', fix: 'use a KMS key (provider "aws") outside development' },
+        ? { check: 'local key', status: 'fail', detail: `environment ${JSON.stringify(environment)} uses the local development key${kms.allowInProduction ? ' (allowInProduction)' : ''}: it lives in the process, unprotected by any KMS`, fix: 'use a KMS key (provider "aws" or "transit"), and rotate to it: sharevault rotate' }
+        : { check: 'local key', status: 'warn', detail: 'the local development key is configured', fix: 'use a KMS key (provider "aws" or "transit") outside development' },
     )
   }
   for (const k of keys) {
-    if (k.provider !== 'aws' || k.endpoint === undefined) continue
+    // AWS's endpoint is optional (the SDK's is https); Transit's address is always given.
+    const [endpoint, option] = k.provider === 'aws' ? [k.endpoint, 'kms.endpoint'] : k.provider === 'transit' ? [k.address, 'kms.address'] : [undefined, '']
+    if (endpoint === undefined) continue
     let url: URL | undefined
     try {
-      url = new URL(k.endpoint)
+      url = new URL(endpoint)
     } catch {
-      out.push({ check: 'KMS transport', status: 'fail', detail: 'the KMS endpoint is not a URL', fix: 'fix kms.endpoint' })
+      out.push({ check: 'KMS transport', status: 'fail', detail: `${option} is not a URL`, fix: `fix ${option}` })
       continue
     }
     if (url.protocol === 'https:') out.push({ check: 'KMS transport', status: 'ok', detail: `TLS to ${url.host}` })

@@ -30,6 +30,8 @@ pub enum KmsConfig {
     Local(DataKey),
     /// A key in AWS KMS.
     Aws(kms::aws::AwsKmsConfig),
+    /// A derived key in HashiCorp Vault / OpenBao Transit.
+    Transit(kms::transit::TransitConfig),
 }
 
 /// Everything `Vault::open` needs.
@@ -59,6 +61,7 @@ async fn provider(config: KmsConfig, stats: &Arc<stats::Stats>) -> Result<Arc<dy
     Ok(match config {
         KmsConfig::Local(key) => Arc::new(kms::local::LocalKek::new(key)),
         KmsConfig::Aws(aws) => Arc::new(kms::aws::AwsKms::connect(aws, stats.clone()).await?),
+        KmsConfig::Transit(t) => Arc::new(kms::transit::TransitKms::connect(t, stats.clone()).await?),
     })
 }
 

@@ -457,6 +457,75 @@ async fn aws_to_aws_rotation_moves_data_keys_inside_kms_and_local_to_aws_wraps_t
     }
 }
 
+/// KMS calls a rotation made: (reencrypt, decrypt, encrypt).
+type Calls = (u64, u64, u64);
+
+/// Transit in every direction: from the local key (wrapped by Transit's `encrypt`), to the same
+/// Transit key's newer version after it rotates in Transit (`rewrap`: the data key never leaves
+/// it), to AWS and back to another Transit key (unwrapped here, wrapped there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transit_rotations_to_and_from_every_other_provider() {
+    let (moto, bao) = (support::moto::start(), support::openbao::start(false));
+    let aws = moto.create_key();
+    let dir = tempfile::tempdir().unwrap();
+    let (urls, pg) = support::databases(dir.path()).await;
+    for (name, url) in urls {
+        let (ka, kb) = (bao.create_key(&format!("{name}-a")), bao.create_key(&format!("{name}-b")));
+        let transit = |k: &str| KmsConfig::Transit(bao.config(k));
+        let a = open(&url, "test", local(1), vec![]).await.unwrap();
+        store_many(&a, 10).await;
+        a.close().await.unwrap();
+        // (from, to, expected (reencrypt, decrypt, encrypt) calls for 10 records); a newer version
+        // of the primary's own key needs no `previous`.
+        let steps: Vec<(Option<KmsConfig>, KmsConfig, Calls)> = vec![
+            (Some(local(1)), transit(&ka), (0, 10, 10)),
+            (None, transit(&ka), (10, 0, 0)),
+            (Some(transit(&ka)), KmsConfig::Aws(moto.config(&aws)), (0, 10, 10)),
+            (Some(KmsConfig::Aws(moto.config(&aws))), transit(&kb), (0, 10, 10)),
+        ];
+        for (i, (from, to, calls)) in steps.into_iter().enumerate() {
+            if i == 1 {
+                // The key rotates in Transit: a vault opened now has version 2 as its primary.
+                bao.bao(&["write", "-f", &format!("transit/keys/{ka}/rotate")]);
+            }
+            let v = open(&url, "test", to, from.into_iter().collect()).await.unwrap();
+            let s0 = v.stats();
+            let (_, done, failed) = rotate(&v, false).await;
+            let s1 = v.stats();
+            assert_eq!((done, failed), (10, 0), "{name} step {i}");
+            let seen =
+                (s1.kms_reencrypt - s0.kms_reencrypt, s1.kms_decrypt - s0.kms_decrypt, s1.kms_encrypt - s0.kms_encrypt);
+            assert_eq!(seen, calls, "{name} step {i}");
+            all_hydrate(&v, 10).await;
+            let status = v.key_status(None).await.unwrap();
+            assert_eq!(status.behind, 0, "{name} step {i}");
+            if i == 1 {
+                let k = status.keys.iter().find(|k| k.state == "primary").unwrap();
+                assert_eq!(
+                    (k.kek.provider.as_str(), k.kek.key_version.as_str(), k.records),
+                    ("transit", "2", 10),
+                    "{name}: {status:?}"
+                );
+                assert_eq!(
+                    k.by_version.iter().map(|v| (v.version.as_str(), v.records)).collect::<Vec<_>>(),
+                    vec![("2", 10)],
+                    "{name}"
+                );
+                let r = k.provider_rotation.as_ref().unwrap();
+                assert_eq!(r.min_decryption_version.as_deref(), Some("1"), "{name}");
+            }
+            v.close().await.unwrap();
+        }
+        // Only the last key is needed now.
+        let v = open(&url, "test", transit(&kb), vec![]).await.unwrap();
+        all_hydrate(&v, 10).await;
+        v.close().await.unwrap();
+    }
+    if let Some(pg) = pg {
+        pg.drop().await;
+    }
+}
+
 /// Found by the fault soak (bench/soak.js, PostgreSQL, seed 5): a process that read the keyring
 /// while another changed it saw the entry of one moment and the audit row of the next, took the
 /// entry for tampered, and from then on refused every record as under a retired key. The keyring

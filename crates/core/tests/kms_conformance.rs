@@ -7,6 +7,7 @@ mod support;
 use sharevault_core::error::ErrorCode;
 use sharevault_core::kms::aws::AwsKms;
 use sharevault_core::kms::local::LocalKek;
+use sharevault_core::kms::transit::TransitKms;
 use sharevault_core::kms::{KeyContext, KeyProvider, KeyWrapping};
 use sharevault_core::stats::Stats;
 use sharevault_core::DataKey;
@@ -32,9 +33,12 @@ struct Subject {
     faithful_foreign: bool,
 }
 
-async fn every_provider(moto: &support::moto::Moto) -> Vec<Subject> {
+async fn every_provider(moto: &support::moto::Moto, bao: &support::openbao::OpenBao) -> Vec<Subject> {
     let aws = |key: String| async move {
         Arc::new(AwsKms::connect(moto.config(&key), Arc::default()).await.unwrap()) as Arc<dyn KeyProvider>
+    };
+    let transit = |key: String| async move {
+        Arc::new(TransitKms::connect(bao.config(&key), Arc::default()).await.unwrap()) as Arc<dyn KeyProvider>
     };
     vec![
         Subject {
@@ -50,6 +54,14 @@ async fn every_provider(moto: &support::moto::Moto) -> Vec<Subject> {
             other: aws(moto.create_key()).await,
             header: 36,
             faithful_foreign: false,
+        },
+        Subject {
+            name: "transit",
+            key: transit(bao.create_key("conformance-a")).await,
+            other: transit(bao.create_key("conformance-b")).await,
+            // `vault:v1:` names the key version; the bytes after it are Transit's ciphertext.
+            header: 9,
+            faithful_foreign: true,
         },
     ]
 }
@@ -127,16 +139,16 @@ async fn conforms(s: Subject, cache: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_provider_maps_the_same_events_to_the_same_codes_without_a_cache() {
-    let moto = support::moto::start();
-    for s in every_provider(&moto).await {
+    let (moto, bao) = (support::moto::start(), support::openbao::start(false));
+    for s in every_provider(&moto, &bao).await {
         conforms(s, false).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_provider_maps_the_same_events_to_the_same_codes_behind_the_cache() {
-    let moto = support::moto::start();
-    for s in every_provider(&moto).await {
+    let (moto, bao) = (support::moto::start(), support::openbao::start(false));
+    for s in every_provider(&moto, &bao).await {
         conforms(s, true).await;
     }
 }

@@ -4,12 +4,13 @@
 
 mod aws;
 mod local;
+mod transit;
 
 use super::Obj;
 use sharevault_core::{Error, KmsConfig, Result};
 
 /// The providers `kms.provider` accepts.
-const PROVIDERS: &str = "'local' or 'aws'";
+const PROVIDERS: &str = "'local', 'aws' or 'transit'";
 
 /// The keys a vault opens with: the primary, the earlier keys that may still unwrap, and whether
 /// the local key is accepted for an environment that looks like production.
@@ -41,6 +42,7 @@ fn one(o: &Obj) -> Result<KmsConfig> {
     match provider.as_str() {
         "local" => local::config(o),
         "aws" => aws::config(o),
+        "transit" => transit::config(o),
         _ => Err(Error::invalid(o.path_of("provider"), format!("must be {PROVIDERS}"))),
     }
 }

@@ -21,14 +21,11 @@ use aws_sdk_kms::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const PROVIDER: &str = "aws";
-/// Bounds on the options (refused outside them, never clamped).
-pub const MAX_ATTEMPTS: u32 = 10;
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+pub use super::{MAX_ATTEMPTS, MAX_TIMEOUT};
 pub const DEFAULT_ATTEMPTS: u32 = 3;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -63,25 +60,7 @@ pub struct AwsKmsConfig {
 
 /// Refuses plain-HTTP endpoints unless they are on a loopback address.
 pub fn check_endpoint(endpoint: &str) -> Result<()> {
-    let bad = |m: &str| Error::invalid("kms.endpoint", m.to_string());
-    let url = url::Url::parse(endpoint).map_err(|_| bad("is not a URL"))?;
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(a)) => IpAddr::V4(a).is_loopback(),
-                Some(url::Host::Ipv6(a)) => IpAddr::V6(a).is_loopback(),
-                None => false,
-            };
-            if loopback {
-                Ok(())
-            } else {
-                Err(bad("plain http is accepted only on a loopback address (an emulator); use https"))
-            }
-        }
-        _ => Err(bad("must be an https:// URL")),
-    }
+    super::check_transport(endpoint, "kms.endpoint")
 }
 
 /// Sees every HTTP attempt: counts it (so `stats()` shows retries), and refuses to send a request
@@ -200,15 +179,7 @@ impl AwsKms {
         if config.key_id.trim().is_empty() {
             return Err(Error::invalid("kms.keyId", "is required"));
         }
-        if !(1..=MAX_ATTEMPTS).contains(&config.max_attempts) {
-            return Err(Error::invalid("kms.maxAttempts", format!("must be an integer from 1 to {MAX_ATTEMPTS}")));
-        }
-        if config.timeout.is_zero() || config.timeout > MAX_TIMEOUT {
-            return Err(Error::invalid(
-                "kms.timeoutMs",
-                format!("must be an integer from 1 to {}", MAX_TIMEOUT.as_millis()),
-            ));
-        }
+        super::check_retries(config.max_attempts, config.timeout)?;
         if let Some(ep) = &config.endpoint {
             check_endpoint(ep)?;
         }
@@ -393,6 +364,7 @@ impl KeyProvider for AwsKms {
             enabled: out.key_rotation_enabled(),
             period_days: out.rotation_period_in_days().map(i64::from),
             next_rotation_ms: out.next_rotation_date().and_then(|d| d.to_millis().ok()),
+            min_decryption_version: None,
         }))
     }
 }

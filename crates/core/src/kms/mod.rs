@@ -13,6 +13,7 @@
 pub mod aws;
 pub mod cache;
 pub mod local;
+pub mod transit;
 
 use crate::envelope::KekRef;
 use crate::error::{Error, ErrorCode, Result};
@@ -20,7 +21,50 @@ use crate::secret::DataKey;
 use crate::stats::{bump, Stats};
 use async_trait::async_trait;
 use cache::{CacheConfig, DekCache};
+use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
+
+/// Bounds on a remote provider's retry options (refused outside them, never clamped).
+pub const MAX_ATTEMPTS: u32 = 10;
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `maxAttempts` and `timeoutMs` of a remote provider, within their bounds.
+pub fn check_retries(max_attempts: u32, timeout: std::time::Duration) -> Result<()> {
+    if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
+        return Err(Error::invalid("kms.maxAttempts", format!("must be an integer from 1 to {MAX_ATTEMPTS}")));
+    }
+    if timeout.is_zero() || timeout > MAX_TIMEOUT {
+        return Err(Error::invalid(
+            "kms.timeoutMs",
+            format!("must be an integer from 1 to {}", MAX_TIMEOUT.as_millis()),
+        ));
+    }
+    Ok(())
+}
+
+/// A provider's URL (`path` names its option): https, or plain http on a loopback address only
+/// (an emulator or a dev server), the same rule as the database's.
+pub fn check_transport(endpoint: &str, path: &'static str) -> Result<()> {
+    let bad = |m: &str| Error::invalid(path, m.to_string());
+    let url = url::Url::parse(endpoint).map_err(|_| bad("is not a URL"))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(a)) => IpAddr::V4(a).is_loopback(),
+                Some(url::Host::Ipv6(a)) => IpAddr::V6(a).is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(bad("plain http is accepted only on a loopback address (an emulator); use https"))
+            }
+        }
+        _ => Err(bad("must be an https:// URL")),
+    }
+}
 
 /// What a data key is bound to. AWS KMS gets it as the encryption context; the local provider
 /// uses it as AES-GCM associated data.
@@ -132,6 +176,9 @@ pub struct ProviderRotation {
     pub enabled: bool,
     pub period_days: Option<i64>,
     pub next_rotation_ms: Option<i64>,
+    /// The oldest key version the provider still decrypts with (Transit's
+    /// `min_decryption_version`): records below it are refused until rotated.
+    pub min_decryption_version: Option<String>,
 }
 
 /// What the environment's keyring says about the keys (see `keyring`): the seam refuses a

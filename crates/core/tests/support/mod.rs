@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod openbao;
 pub mod pg;
 
 use sharevault_core::shares::Encoder;
