@@ -47,8 +47,24 @@ export interface TransitKmsOptions {
   /** Attempts per operation, jittered exponential backoff between them (default 3). */
   maxAttempts?: number
 }
+/**
+ * An AES-256 key on a PKCS#11 token (an HSM): private, sensitive and non-extractable, allowed to
+ * encrypt and decrypt; it wraps each data key with CKM_AES_GCM, the wallet's context as AAD.
+ */
+export interface Pkcs11KmsOptions {
+  provider: 'pkcs11'
+  /** Path of the PKCS#11 module, e.g. `/usr/lib/softhsm/libsofthsm2.so`. */
+  module: string
+  /** The token, by label (or `slot`). */
+  tokenLabel?: string
+  slot?: number
+  /** `CKA_LABEL` of the key on the token. */
+  keyLabel: string
+  /** The user PIN; without it, `SHAREVAULT_PKCS11_PIN` from the environment. */
+  pin?: string
+}
 /** One key-encryption key: a provider and its options. */
-export type KeyOptions = LocalKmsOptions | AwsKmsOptions | TransitKmsOptions
+export type KeyOptions = LocalKmsOptions | AwsKmsOptions | TransitKmsOptions | Pkcs11KmsOptions
 /**
  * The environment's primary key (every new data key is wrapped under it), and, during a move to
  * a new key, the earlier keys that must still unwrap until `vault.rotate()` has moved every record

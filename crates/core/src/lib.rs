@@ -32,6 +32,8 @@ pub enum KmsConfig {
     Aws(kms::aws::AwsKmsConfig),
     /// A derived key in HashiCorp Vault / OpenBao Transit.
     Transit(kms::transit::TransitConfig),
+    /// An AES-256 key on a PKCS#11 token (an HSM).
+    Pkcs11(kms::pkcs11::Pkcs11Config),
 }
 
 /// Everything `Vault::open` needs.
@@ -62,6 +64,7 @@ async fn provider(config: KmsConfig, stats: &Arc<stats::Stats>) -> Result<Arc<dy
         KmsConfig::Local(key) => Arc::new(kms::local::LocalKek::new(key)),
         KmsConfig::Aws(aws) => Arc::new(kms::aws::AwsKms::connect(aws, stats.clone()).await?),
         KmsConfig::Transit(t) => Arc::new(kms::transit::TransitKms::connect(t, stats.clone()).await?),
+        KmsConfig::Pkcs11(p) => Arc::new(kms::pkcs11::Pkcs11Kms::connect(p, stats.clone()).await?),
     })
 }
 

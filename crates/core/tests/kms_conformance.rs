@@ -7,6 +7,7 @@ mod support;
 use sharevault_core::error::ErrorCode;
 use sharevault_core::kms::aws::AwsKms;
 use sharevault_core::kms::local::LocalKek;
+use sharevault_core::kms::pkcs11::Pkcs11Kms;
 use sharevault_core::kms::transit::TransitKms;
 use sharevault_core::kms::{KeyContext, KeyProvider, KeyWrapping};
 use sharevault_core::stats::Stats;
@@ -37,6 +38,10 @@ async fn every_provider(moto: &support::moto::Moto, bao: &support::openbao::Open
     let aws = |key: String| async move {
         Arc::new(AwsKms::connect(moto.config(&key), Arc::default()).await.unwrap()) as Arc<dyn KeyProvider>
     };
+    let hsm = support::softhsm::hsm();
+    let pkcs11 = |key: &'static str| async move {
+        Arc::new(Pkcs11Kms::connect(hsm.config("sv-main", key), Arc::default()).await.unwrap()) as Arc<dyn KeyProvider>
+    };
     let transit = |key: String| async move {
         Arc::new(TransitKms::connect(bao.config(&key), Arc::default()).await.unwrap()) as Arc<dyn KeyProvider>
     };
@@ -61,6 +66,13 @@ async fn every_provider(moto: &support::moto::Moto, bao: &support::openbao::Open
             other: transit(bao.create_key("conformance-b")).await,
             // `vault:v1:` names the key version; the bytes after it are Transit's ciphertext.
             header: 9,
+            faithful_foreign: true,
+        },
+        Subject {
+            name: "pkcs11",
+            key: pkcs11("kek-a").await,
+            other: pkcs11("kek-b").await,
+            header: 0,
             faithful_foreign: true,
         },
     ]

@@ -4,13 +4,14 @@
 
 mod aws;
 mod local;
+mod pkcs11;
 mod transit;
 
 use super::Obj;
 use sharevault_core::{Error, KmsConfig, Result};
 
 /// The providers `kms.provider` accepts.
-const PROVIDERS: &str = "'local', 'aws' or 'transit'";
+const PROVIDERS: &str = "'local', 'aws', 'transit' or 'pkcs11'";
 
 /// The keys a vault opens with: the primary, the earlier keys that may still unwrap, and whether
 /// the local key is accepted for an environment that looks like production.
@@ -43,6 +44,7 @@ fn one(o: &Obj) -> Result<KmsConfig> {
         "local" => local::config(o),
         "aws" => aws::config(o),
         "transit" => transit::config(o),
+        "pkcs11" => pkcs11::config(o),
         _ => Err(Error::invalid(o.path_of("provider"), format!("must be {PROVIDERS}"))),
     }
 }

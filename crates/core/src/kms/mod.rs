@@ -13,6 +13,7 @@
 pub mod aws;
 pub mod cache;
 pub mod local;
+pub mod pkcs11;
 pub mod transit;
 
 use crate::envelope::KekRef;

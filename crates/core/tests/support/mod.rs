@@ -4,6 +4,7 @@
 pub mod moto;
 pub mod openbao;
 pub mod pg;
+pub mod softhsm;
 
 use sharevault_core::shares::Encoder;
 use sharevault_core::SecretBuf;
