@@ -405,7 +405,9 @@ impl TransitKms {
             }
             let resp = req.send().await.map_err(|e| transport(&e))?;
             let status = resp.status().as_u16();
-            let mut out = Zeroizing::new(Vec::new());
+            // Sized up front, so growing it leaves no copy of a data key behind (answers are small).
+            let size = resp.content_length().map_or(16 * 1024, |n| n.min(1 << 20) as usize);
+            let mut out = Zeroizing::new(Vec::with_capacity(size));
             let mut resp = resp;
             while let Some(chunk) = resp.chunk().await.map_err(|e| transport(&e))? {
                 out.extend_from_slice(&chunk);
