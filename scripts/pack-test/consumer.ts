@@ -32,6 +32,8 @@ import {
   type RotationReport,
   type ListOptions,
   type LocalKmsOptions,
+  type Pkcs11KmsOptions,
+  type TransitKmsOptions,
   type Migrated,
   type OpenOptions,
   type Permission,
@@ -67,7 +69,9 @@ const share: ServerKeyShare = { pubkey: new Uint8Array(32), secretShare: 's' }
 const created: CreatedWallet = { walletMetadata: metadata, externalServerKeyShares: [share] }
 const local: LocalKmsOptions = { provider: 'local', key: new Uint8Array(32) }
 const aws: AwsKmsOptions = { provider: 'aws', keyId: 'alias/k', region: 'us-east-1', timeoutMs: 5000 }
-const kms: KmsOptions = Math.random() > 2 ? aws : local
+const transit: TransitKmsOptions = { provider: 'transit', address: 'https://vault.example:8200', keyName: 'wallets', appRole: { roleId: 'r', secretId: 's' } }
+const hsm: Pkcs11KmsOptions = { provider: 'pkcs11', module: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'wallets', keyLabel: 'kek' }
+const kms: KmsOptions = Math.random() > 2 ? aws : Math.random() > 3 ? { ...transit, previous: [hsm] } : local
 const cache: CacheOptions = { maxEntries: 10 }
 const pool: PoolOptions = { maxConnections: 4 }
 const db: DatabaseOptions = { database: ':memory:', pool }
