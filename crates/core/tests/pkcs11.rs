@@ -59,6 +59,14 @@ async fn a_wrong_pin_a_missing_key_or_token_is_denied_and_an_extractable_key_ref
     let e = Pkcs11Kms::connect(wrong, Arc::default()).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::KmsDenied, "{e}");
     assert!(!e.message.contains("0000"), "{e}");
+    // With the token logged in by a vault holding the right PIN, a wrong one is still refused
+    // (PKCS#11 logs in the application: without the check it would ride on that login).
+    let _right = Pkcs11Kms::connect(h.config("sv-main", "kek-a"), Arc::default()).await.unwrap();
+    let riding =
+        Pkcs11Kms::connect(Pkcs11Config { pin: "0000".into(), ..h.config("sv-main", "kek-a") }, Arc::default())
+            .await
+            .unwrap_err();
+    assert_eq!(riding.code, ErrorCode::KmsDenied, "{riding}");
     let e = Pkcs11Kms::connect(h.config("sv-main", "no-such-key"), Arc::default()).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::KmsDenied, "{e}");
     assert!(e.message.contains("no-such-key"), "{e}");
