@@ -66,7 +66,7 @@ describe.each(backends())('sharevault status on $name', (backend) => {
     expect(human.stdout).toContain('wallets: 4 (BTC 1, EVM 3)')
     expect(human.stdout).toMatch(/rotation: not due/)
     const s = JSON.parse((await cli(['status', '--json'], env)).stdout) as { backend: string; schemaVersion: number; walletsByChain: Record<string, number>; wallets: number; keys: { keys: unknown[] }; audit: { headSeq: number; headAt: string } }
-    expect(s).toMatchObject({ backend: backend.name, schemaVersion: backend.name === 'sqlite' ? 5 : 4, walletsByChain: { EVM: 3, BTC: 1 }, wallets: 4 })
+    expect(s).toMatchObject({ backend: backend.name, schemaVersion: backend.name === 'sqlite' ? 6 : 5, walletsByChain: { EVM: 3, BTC: 1 }, wallets: 4 })
     expect(s.keys.keys).toHaveLength(1)
     expect(s.audit.headSeq).toBeGreaterThan(0)
     expect(Date.parse(s.audit.headAt)).toBeGreaterThan(Date.now() - 600_000)

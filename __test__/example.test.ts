@@ -5,7 +5,9 @@ import type { Server } from 'node:http'
 import { Client } from 'pg'
 import type { Vault } from '../lib'
 import type { TestVault } from '../lib/testing'
+import type { DelegatedAuth } from '../lib/dynamic'
 import { backends, cleanup, newKey, tempDir } from './support/helpers'
+import { createdEvent, delivery, revokedEvent, rsaKeyPair, webhookSecret } from './support/webhooks'
 
 // The example service (examples/wallet-service), end to end over HTTP, on its fake path, tested
 // as a user would test their own service: with sharevault/testing (a test vault, the SDK contract
@@ -14,11 +16,11 @@ import { backends, cleanup, newKey, tempDir } from './support/helpers'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Vault: BuiltVault } = require('sharevault') as { Vault: typeof import('../lib').Vault }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { vaulted } = require('sharevault/dynamic') as typeof import('../lib/dynamic')
+const { vaulted, delegated } = require('sharevault/dynamic') as typeof import('../lib/dynamic')
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { createService } = require('../examples/wallet-service/server') as { createService: (evm: unknown, vault: Vault, opts?: { unpersistedFile?: string }) => Server }
+const { createService } = require('../examples/wallet-service/server') as { createService: (evm: unknown, vault: Vault, opts?: { unpersistedFile?: string; webhookSecret?: string; agent?: unknown }) => Server }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { FakeEvmWalletClient, openTestVault, hydrationsOf } = require('sharevault/testing') as typeof import('../lib/testing')
+const { FakeEvmWalletClient, openTestVault, hydrationsOf, fakeDelegatedSdk } = require('sharevault/testing') as typeof import('../lib/testing')
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 require('sharevault/testing/jest')
 
@@ -139,6 +141,99 @@ const pg = backends().find((b) => b.name === 'postgres')
     const signed = await fetch(`${url}/wallets/${kept[0].accountAddress}/sign`, { method: 'POST', body: '{"message":"x"}' })
     expect(signed.status).toBe(200)
     await new Promise((res) => server.close(res))
+    await vault.close()
+  })
+})
+
+describe('the example wallet service, delegated access', () => {
+  const keys = rsaKeyPair()
+  const secret = webhookSecret()
+  let vault: TestVault
+  let server: Server
+  let base: string
+  let fake: ReturnType<typeof fakeDelegatedSdk>
+  beforeAll(async () => {
+    vault = await openTestVault()
+    await vault.importDelegationKey(keys.privatePem)
+    fake = fakeDelegatedSdk()
+    const agent = delegated(fake.client, vault, fake)
+    server = createService(vaulted(new FakeEvmWalletClient(), vault), vault, { webhookSecret: secret, agent })
+    base = await listen(server)
+  })
+  afterAll(async () => {
+    await new Promise((r) => server.close(r))
+    await vault.close()
+  })
+
+  const post = (body: unknown, s = secret) => {
+    const { rawBody, headers } = delivery(body, s)
+    return fetch(`${base}/webhooks/dynamic`, { method: 'POST', headers, body: rawBody })
+  }
+
+  it('stores a delegation from a webhook, signs with it, and shreds it on revocation', async () => {
+    const ev = createdEvent(keys.publicKey)
+    fake.delegate(ev.walletId, ev.apiKey)
+    const r = await post(ev.body)
+    expect(r.status).toBe(200)
+    expect(await r.json()).toEqual({ outcome: 'stored', eventId: ev.eventId, replay: false })
+    const again = await post(ev.body)
+    expect(await again.json()).toMatchObject({ outcome: 'stored', replay: true })
+
+    const signed = await fetch(`${base}/delegations/${ev.walletId}/sign`, { method: 'POST', body: JSON.stringify({ message: 'pay 5' }) })
+    expect(signed.status).toBe(200)
+    const { signature } = (await signed.json()) as { signature: string }
+    expect(signature).toMatch(/^[0-9a-f]{64}$/)
+    const audit = await vault.auditLog({ address: `sharevault:delegation:${ev.walletId}` })
+    expect(audit.map((a) => [a.action, a.purpose ?? null])).toEqual([['delegation_created', `webhook:${ev.eventId}`], ['hydrate_delegation', 'sign']])
+
+    expect((await post(revokedEvent(ev.walletId))).status).toBe(200)
+    const after = await fetch(`${base}/delegations/${ev.walletId}/sign`, { method: 'POST', body: JSON.stringify({ message: 'pay 5' }) })
+    expect(after.status).toBe(404)
+  })
+
+  it('answers 401 to a bad signature and 400 to a bad event, and stores nothing', async () => {
+    const ev = createdEvent(keys.publicKey)
+    const forged = await post(ev.body, 'not-the-secret')
+    expect(forged.status).toBe(401)
+    expect(await forged.json()).toMatchObject({ outcome: 'refused', error: 'ERR_WEBHOOK_SIGNATURE' })
+    const bad = createdEvent(keys.publicKey)
+    ;(bad.body.data as Record<string, { alg: string }>).encryptedWalletApiKey.alg = 'AES-CBC'
+    const refused = await post(bad.body)
+    expect(refused.status).toBe(400)
+    expect(await refused.json()).toMatchObject({ error: 'ERR_INVALID_INPUT' })
+    expect((await vault.listDelegations()).map((d) => d.walletId)).not.toContain(ev.walletId)
+  })
+})
+
+describe('the delegated() wrapper', () => {
+  it('hydrates the delegation for the SDK call only, returns its result, and revokes at Dynamic before shredding', async () => {
+    const keys = rsaKeyPair()
+    const secret = webhookSecret()
+    const vault = await openTestVault()
+    await vault.importDelegationKey(keys.privatePem)
+    const ev = createdEvent(keys.publicKey, { chain: 'SVM' })
+    await vault.receiveDelegationWebhook({ ...delivery(ev.body, secret), secret })
+    const fake = fakeDelegatedSdk()
+    fake.delegate(ev.walletId, ev.apiKey)
+    const seen: unknown[] = []
+    const agent = delegated(fake.client, vault, {
+      ...fake,
+      delegatedSignTypedData: async (c, a: { typedData: unknown } & DelegatedAuth) => {
+        seen.push({ chainName: a.chainName, typedData: a.typedData, apiKey: a.walletApiKey === ev.apiKey })
+        return fake.delegatedSignTypedData(c, a)
+      },
+    })
+    const viaWrapper = await agent.signMessage({ walletId: ev.walletId, message: 'hi' })
+    const direct = await fake.delegatedSignMessage(fake.client, { walletId: ev.walletId, walletApiKey: ev.apiKey, keyShare: ev.share as { secretShare: string }, chainName: 'SVM', message: 'hi' })
+    expect(viaWrapper).toBe(direct)
+    await agent.signTypedData({ walletId: ev.walletId, typedData: { a: 1 }, purpose: 'permit' })
+    expect(seen).toEqual([{ chainName: 'SVM', typedData: { a: 1 }, apiKey: true }])
+    expect((await hydrationsOf(vault, { address: `sharevault:delegation:${ev.walletId}` })).total).toBe(0)
+    const audit = (await vault.auditLog({ address: `sharevault:delegation:${ev.walletId}` })).filter((a) => a.action === 'hydrate_delegation')
+    expect(audit.map((a) => a.purpose)).toEqual(['sign', 'permit'])
+    await agent.revoke({ walletId: ev.walletId })
+    expect(fake.isRevoked(ev.walletId)).toBe(true)
+    expect((await vault.listDelegations()).length).toBe(0)
     await vault.close()
   })
 })

@@ -2,4 +2,4 @@
 // of every class for both forms). scripts/pack-test.js checks the names against the CommonJS ones.
 import cjs from '../dist/dynamic.js'
 
-export const { vaulted, OPERATIONS, UnpersistedSharesError } = cjs
+export const { vaulted, delegated, OPERATIONS, UnpersistedSharesError } = cjs

@@ -11,6 +11,7 @@ export const {
   FakeBtcWalletClient,
   FakeTonWalletClient,
   fakeClients,
+  fakeDelegatedSdk,
   SdkError,
   fakeCreatedWallet,
   fakeShares,

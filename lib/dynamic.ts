@@ -5,6 +5,8 @@
  */
 export { vaulted } from './sdk/vaulted'
 export type { BackupWritten, SharesReplaced, StoredWallet, VaultedClient, VaultedOptions } from './sdk/vaulted'
+export { delegated } from './sdk/delegated'
+export type { DelegatedArgs, DelegatedAuth, DelegatedClient, DelegatedSdk } from './sdk/delegated'
 export { OPERATIONS } from './sdk/operations'
 export type { ManagedMethod, Operation, OperationKind } from './sdk/operations'
 export { UnpersistedSharesError } from './errors'

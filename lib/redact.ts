@@ -20,3 +20,21 @@ export function redactShare(share: unknown): void {
     writable: false,
   })
 }
+
+/**
+ * `redactShare` for a hydrated delegation: `util.inspect` shows `walletApiKey` redacted (and the
+ * key share as `redactShare` shows it); property reads still see the real values.
+ */
+export function redactDelegation(d: { keyShare: unknown }): void {
+  redactShare(d.keyShare)
+  Object.defineProperty(d, inspect.custom, {
+    value: function (this: Record<string, unknown>, depth: number, options: object) {
+      const shown: Record<string, unknown> = {}
+      for (const k of Object.keys(this)) shown[k] = k === 'walletApiKey' ? REDACTED : this[k]
+      return inspect(shown, { ...options, depth })
+    },
+    enumerable: false,
+    configurable: true,
+    writable: false,
+  })
+}

@@ -1,5 +1,6 @@
 /** The vault's own option and result types; the SDK's shapes are in `./sdk/types`. */
-import type { KeyShareBackupInfo, ServerKeyShare, ThresholdSignatureScheme } from './sdk/types'
+import type { VaultErrorCode } from './errors'
+import type { HydratedShare, KeyShareBackupInfo, ServerKeyShare, ThresholdSignatureScheme } from './sdk/types'
 
 export * from './sdk/types'
 
@@ -280,8 +281,9 @@ export interface OpenOptions extends DatabaseOptions {
   /**
    * What this handle may do (least privilege): exactly the permissions listed. Without it:
    * `DEFAULT_PERMISSIONS`, everything but `hydrate:export`, `delete`, `integrity:admin` (the
-   * operator's `acknowledgeAuditBreak` and `authenticateExistingRows`) and `keys:admin`
-   * (`rotate`, `retireKey`). A refused call is
+   * operator's `acknowledgeAuditBreak` and `authenticateExistingRows`), `keys:admin`
+   * (`rotate`, `retireKey`, `importDelegationKey`) and `hydrate:delegated` (`withDelegation`).
+   * A refused call is
    * `ERR_FORBIDDEN`, audited with outcome `denied`, and touches no key. A hydrate needs the
    * permission of its purpose: `export` → `hydrate:export`, `backup` → `backup`, `refresh` /
    * `reshare` → `replace`, anything else → `hydrate:sign`.
@@ -292,6 +294,13 @@ export interface OpenOptions extends DatabaseOptions {
    * no ptrace or `/proc/<pid>/mem` for other users). Off by default because it is process-wide.
    */
   hardenProcess?: boolean
+  /**
+   * Delegated access: where the RSA private key that Dynamic's delegation webhooks are encrypted
+   * to lives, when it is not imported into the vault (`importDelegationKey`): a PEM file, or an
+   * environment variable holding the PEM (PKCS#8). Read into Rust memory only; refused at open
+   * (`ERR_INVALID_INPUT` at this path) if it is not a usable RSA key.
+   */
+  delegation?: { privateKeyFile?: string; privateKeyEnv?: string }
   /**
    * Called with every committed audit entry (a copy for your log pipeline or SIEM; the audit log
    * in the database stays the record). Entries wait in a bounded queue (4,096) for the JS thread
@@ -325,6 +334,8 @@ export type Permission =
   | 'audit:read'
   | 'integrity:admin'
   | 'keys:admin'
+  | 'delegation:write'
+  | 'hydrate:delegated'
 
 export interface WithWalletOptions {
   /** Why the shares are needed: `sign`, `export`, `backup`, `refresh`, … (audited). */
@@ -388,4 +399,88 @@ export interface AuditCheckpoint {
 export interface AuditRecord extends AuditEvent {
   seq: number
   hash: string
+}
+
+/** The RSA key Dynamic's delegation webhooks are decrypted with (no secret). */
+export interface DelegationKeyInfo {
+  /** SHA-256 of the public key's DER (SubjectPublicKeyInfo), hex: `openssl pkey -pubout -outform DER | sha256sum`. */
+  fingerprint: string
+  bits: number
+  /** `vault`: imported with `importDelegationKey`, sealed in the database; `options`: `Vault.open`'s `delegation`. */
+  source: 'vault' | 'options'
+  importedAt?: Date
+}
+
+/** A webhook request as the route received it. */
+export interface DelegationWebhookInput {
+  /** The raw request body, byte for byte (`express.raw()`, not parsed JSON): the signature covers these bytes. */
+  rawBody: Uint8Array | string
+  /** The request headers (Node's `req.headers` or a Fetch `Headers`): `x-dynamic-signature-256` is read. */
+  headers: Record<string, string | string[] | undefined> | { get(name: string): string | null }
+  /** The webhook's secret from Dynamic's dashboard. */
+  secret: string | Uint8Array
+  /** Refuse events whose `timestamp` is older than this (default 24 h; 0: no limit). */
+  maxAgeMs?: number
+  actor?: string
+}
+
+/** What a webhook delivery came to, with the HTTP status to answer Dynamic with. */
+export interface DelegationWebhookResult {
+  /** 200 handled; 400 refused (bad event, expired); 401 bad signature; 403 not permitted; 409 conflict; 5xx retry later. */
+  status: number
+  /**
+   * `stored` / `replaced` (a re-delegation) / `revoked` / `not_found` (a revocation of nothing) /
+   * `stale` (older than the delegation stored: kept as it was) / `pong` / `ignored` (another
+   * event) / `refused` (4xx) / `failed` (5xx).
+   */
+  outcome: 'stored' | 'replaced' | 'revoked' | 'not_found' | 'stale' | 'pong' | 'ignored' | 'refused' | 'failed'
+  eventId?: string
+  eventName?: string
+  walletId?: string
+  /** The event was handled before: this is the first delivery's result, and nothing was written. */
+  replay: boolean
+  code?: VaultErrorCode
+  message?: string
+  path?: string
+}
+
+/** A stored delegation, without its secrets. */
+export interface Delegation {
+  walletId: string
+  chain: string
+  /** The wallet's address (the webhook's `publicKey`). */
+  address: string
+  userId: string
+  shareSetId?: string
+  /** The webhook event that delegated (or last re-delegated) it. */
+  eventId?: string
+  delegatedAt: Date
+  /** 1, and one more for each re-delegation. */
+  generation: number
+}
+
+/** What `withDelegation` hands its callback, for one delegated SDK call. */
+export interface HydratedDelegation {
+  walletId: string
+  chain: string
+  address: string
+  userId: string
+  /** The delegated key share, as Dynamic sent it (JSON: a `ServerKeyShare` as the SDK's delegated calls take it). */
+  keyShare: HydratedShare
+  /** The per-wallet API key the delegated SDK calls authenticate with. */
+  walletApiKey: string
+}
+
+export interface WithDelegationOptions {
+  /** Why (audited); default none. */
+  purpose?: string
+  actor?: string
+}
+
+export interface ListDelegationsOptions {
+  userId?: string
+  chain?: string
+  limit?: number
+  /** The last `walletId` of the previous page. */
+  after?: string
 }

@@ -3,6 +3,7 @@ import { deserialize } from 'node:v8'
 import { openVault, migrate as nativeMigrate, nativePermissions, NativeVault, useScheduler } from '../index'
 import type { NativeAuditEvent } from '../index'
 import { fromNative, invalid, VaultError } from './errors'
+import { delegationList, delegationOf, hydrated, keyInfo, rawBodyArg, secretArg, signatureOf, webhookResult } from './delegations'
 import { keyStatusOf, rotate, rotateArgs } from './keys'
 import { redactShare } from './redact'
 import type {
@@ -14,10 +15,16 @@ import type {
   ChainCheck,
   CreatedWallet,
   DatabaseOptions,
+  Delegation,
+  DelegationKeyInfo,
+  DelegationWebhookInput,
+  DelegationWebhookResult,
+  HydratedDelegation,
   HydratedWallet,
   KeyRef,
   KeyStatus,
   KeyShareBackupInfo,
+  ListDelegationsOptions,
   ListOptions,
   Migrated,
   OpenOptions,
@@ -28,6 +35,7 @@ import type {
   VaultStats,
   VaultSummary,
   WalletMetadata,
+  WithDelegationOptions,
   WithWalletOptions,
 } from './types'
 
@@ -143,8 +151,8 @@ function actorOf(options: unknown): string | undefined {
 const permissionLists = nativePermissions()
 
 /**
- * What a vault handle may do when `allow` is not given: everything but `hydrate:export`, `delete`
- * and `integrity:admin`.
+ * What a vault handle may do when `allow` is not given: everything but `hydrate:export`, `delete`,
+ * `integrity:admin`, `keys:admin` and `hydrate:delegated`.
  */
 export const DEFAULT_PERMISSIONS: readonly Permission[] = Object.freeze(permissionLists.defaults as Permission[])
 
@@ -315,6 +323,87 @@ export class Vault {
     const bytes = await call(() => this.native.openSealed(s, actor))
     // Not wiped afterwards: the typed arrays of the result are views into these bytes.
     return deserialize(bytes)
+  }
+
+  /**
+   * Imports the RSA private key (PKCS#8 PEM) whose public half is registered with Dynamic for
+   * delegated access: sealed in the vault under the environment's key like a wallet's shares,
+   * rotated with them, never returned. A new import replaces (and shreds) the old key. Needs
+   * `keys:admin`. Resolves to the key's fingerprint (compare it with the key at Dynamic).
+   */
+  async importDelegationKey(pem: string | Uint8Array, options: { actor?: string } = {}): Promise<DelegationKeyInfo> {
+    const key = secretArg(pem, 'pem')
+    const actor = actorOf(options)
+    const info = keyInfo(await call(() => this.native.importDelegationKey(key, actor)))
+    if (info === null) throw new VaultError('ERR_INTERNAL', 'the imported key was not described')
+    return info
+  }
+
+  /** The delegation key in use (no secret), or `null` when none is imported or configured. */
+  async delegationKey(): Promise<DelegationKeyInfo | null> {
+    return keyInfo(await call(() => this.native.delegationKey()))
+  }
+
+  /**
+   * Handles one delivery of a Dynamic delegation webhook (`wallet.delegation.created`,
+   * `wallet.delegation.revoked`, `ping`). The signature over the raw body is checked first, in
+   * constant time; then the event is decrypted in Rust, validated and sealed (a re-delegation
+   * replaces the old record atomically; a revocation shreds it). A replay of an `eventId`
+   * answers the first delivery's result and writes nothing. Never rejects for what the webhook
+   * carries: answer `result.status` (only a closed vault or a wrong argument type throws).
+   * Needs `delegation:write`.
+   */
+  async receiveDelegationWebhook(input: DelegationWebhookInput): Promise<DelegationWebhookResult> {
+    if (!isObject(input, 'input')) throw invalid('input', 'must be { rawBody, headers, secret }')
+    const body = rawBodyArg(own(input, 'rawBody'))
+    const signature = signatureOf(own(input, 'headers') as DelegationWebhookInput['headers'])
+    const secret = secretArg(own(input, 'secret'), 'secret')
+    const maxAgeMs = optNum(own(input, 'maxAgeMs'), 'maxAgeMs')
+    const actor = actorOf(input)
+    return webhookResult(await call(() => this.native.receiveWebhook(body, signature, secret, maxAgeMs, actor)))
+  }
+
+  /**
+   * Decrypts a delegation and calls `fn` with `{ keyShare, walletApiKey, walletId, chain, … }`
+   * for one delegated SDK call, audited before `fn` runs. Needs `hydrate:delegated` (not in
+   * `DEFAULT_PERMISSIONS`). `util.inspect` shows the secrets redacted.
+   */
+  async withDelegation<T>(
+    walletId: string,
+    fn: (delegation: HydratedDelegation) => T | Promise<T>,
+    options: WithDelegationOptions = {},
+  ): Promise<T> {
+    const w = str(walletId, 'walletId')
+    if (typeof fn !== 'function') throw invalid('fn', 'must be a function')
+    const purpose = optStr(own(options, 'purpose'), 'purpose')
+    const actor = actorOf(options)
+    const d = await call(() => hydrated(this.native, w, purpose, actor))
+    return await fn(d)
+  }
+
+  /** A delegation without its secrets (no decryption, not audited); `ERR_NOT_FOUND` if there is none. */
+  async getDelegation(walletId: string): Promise<Delegation> {
+    const w = str(walletId, 'walletId')
+    return delegationOf(JSON.parse(await call(() => this.native.getDelegation(w))))
+  }
+
+  /** This environment's delegations, by wallet id, `limit` (default 100) after `after`. */
+  async listDelegations(options: ListDelegationsOptions = {}): Promise<Delegation[]> {
+    const userId = optStr(own(options, 'userId'), 'userId')
+    const chain = optStr(own(options, 'chain'), 'chain')
+    const limit = optNum(own(options, 'limit'), 'limit')
+    const after = optStr(own(options, 'after'), 'after')
+    return delegationList(await call(() => this.native.listDelegations(userId, chain, limit, after)))
+  }
+
+  /**
+   * Shreds a delegation here (record and wrapped key), audited; Dynamic is not told (the
+   * `delegated()` wrapper's `revoke` tells it first). Needs `delegation:write`.
+   */
+  async revokeDelegation(walletId: string, options: { actor?: string } = {}): Promise<void> {
+    const w = str(walletId, 'walletId')
+    const actor = actorOf(options)
+    await call(() => this.native.revokeDelegation(w, actor))
   }
 
   /** Deletes the wallet: metadata, sealed shares and wrapped data key (crypto-shredding). */

@@ -322,3 +322,105 @@ impl ToNapiValue for HydratedOutput {
         // `h.shares` (the plaintext) is zeroized here, when it goes out of scope.
     }
 }
+
+/// A secret the caller passes as a string or bytes (a PEM key, a webhook secret), read straight
+/// into zeroizing memory: a string as its UTF-8, a `Uint8Array` (or `Buffer`) as its bytes.
+pub struct SecretInput(pub SecretBuf);
+
+impl TypeName for SecretInput {
+    fn type_name() -> &'static str {
+        "string | Uint8Array"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ValidateNapiValue for SecretInput {}
+
+impl FromNapiValue for SecretInput {
+    unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
+        read_secret(env, v).map(SecretInput).map_err(to_napi)
+    }
+}
+
+unsafe fn read_secret(env: sys::napi_env, v: sys::napi_value) -> Result<SecretBuf, Error> {
+    let mut t = 0;
+    check(sys::napi_typeof(env, v, &mut t), "reading a secret's type")?;
+    if t == sys::ValueType::napi_string {
+        let mut len = 0usize;
+        check(sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len), "sizing a string")?;
+        let mut buf = SecretBuf::with_capacity(len + 1);
+        let mut written = 0usize;
+        let room = buf.append_uninit(len + 1);
+        check(
+            sys::napi_get_value_string_utf8(env, v, room.as_mut_ptr() as *mut c_char, len + 1, &mut written),
+            "reading a string",
+        )?;
+        buf.truncate(written);
+        return Ok(buf);
+    }
+    let mut is_typed = false;
+    check(sys::napi_is_typedarray(env, v, &mut is_typed), "checking a typed array")?;
+    if is_typed {
+        let (mut kind, mut length, mut data, mut ab, mut offset) =
+            (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+        check(
+            sys::napi_get_typedarray_info(env, v, &mut kind, &mut length, &mut data, &mut ab, &mut offset),
+            "reading a typed array",
+        )?;
+        if kind == sys::TypedarrayType::uint8_array {
+            let mut buf = SecretBuf::with_capacity(length);
+            if length > 0 && !data.is_null() {
+                buf.extend_from_slice(std::slice::from_raw_parts(data as *const u8, length));
+            }
+            return Ok(buf);
+        }
+    }
+    Err(Error::new(sharevault_core::ErrorCode::InvalidInput, "must be a string or a Uint8Array"))
+}
+
+/// Bytes that are not secret (a webhook's raw body: its secrets are encrypted), copied.
+pub struct BytesInput(pub Vec<u8>);
+
+impl TypeName for BytesInput {
+    fn type_name() -> &'static str {
+        "Uint8Array"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ValidateNapiValue for BytesInput {}
+
+impl FromNapiValue for BytesInput {
+    unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
+        Ok(BytesInput(read_secret(env, v).map_err(to_napi)?.as_slice().to_vec()))
+    }
+}
+
+/// A hydrated delegation on its way to JS: `{ info: string, secrets: { keyShare, walletApiKey } }`;
+/// the plaintext is zeroized as soon as the JS values are built.
+pub struct DelegationOutput(pub sharevault_core::vault::delegations::HydratedDelegation);
+
+impl TypeName for DelegationOutput {
+    fn type_name() -> &'static str {
+        "NativeHydratedDelegation"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ToNapiValue for DelegationOutput {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        let h = val.0;
+        let doc = shares::decode(&h.secrets).map_err(to_napi)?;
+        let secrets = build(env, &doc).map_err(to_napi)?;
+        drop(doc);
+        let info = serde_json::to_string(&h.info).map_err(|_| to_napi(Error::internal("serializing a delegation")))?;
+        let info = String::to_napi_value(env, info)?;
+        define_object(env, &[("info", info), ("secrets", secrets)]).map_err(to_napi)
+    }
+}

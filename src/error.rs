@@ -38,6 +38,10 @@ pub enum ErrorCode {
     /// New shares (after a refresh or reshare, or a new wallet) could not be written; the error's
     /// `sealed` holds them, sealed by the vault: keep it and pass it to `vault.recoverSealed()`.
     ErrUnpersistedShares,
+    /// A webhook whose signature is missing, malformed or wrong: nothing was read or stored.
+    ErrWebhookSignature,
+    /// A correctly signed webhook older than the allowed age (or from the future): not stored.
+    ErrWebhookExpired,
     /// A defect in sharevault itself.
     ErrInternal,
 }
@@ -58,6 +62,8 @@ impl From<Code> for ErrorCode {
             Code::Storage => ErrorCode::ErrStorage,
             Code::DbUnavailable => ErrorCode::ErrDbUnavailable,
             Code::UnpersistedShares => ErrorCode::ErrUnpersistedShares,
+            Code::BadSignature => ErrorCode::ErrWebhookSignature,
+            Code::WebhookExpired => ErrorCode::ErrWebhookExpired,
             Code::Internal => ErrorCode::ErrInternal,
         }
     }

@@ -16,7 +16,7 @@ mod runtime;
 mod settle;
 
 use base64::Engine;
-use convert::{HydratedOutput, SharesInput};
+use convert::{BytesInput, DelegationOutput, HydratedOutput, SecretInput, SharesInput};
 use error::to_napi;
 use napi::bindgen_prelude::ToNapiValue;
 use napi::Env;
@@ -596,6 +596,151 @@ impl NativeVault {
                 v.recover_sealed(&blob, actor.as_deref()).await
             },
             |env, s| unsafe { String::to_napi_value(env, s) },
+        )
+    }
+
+    /// Imports the delegation webhooks' RSA private key (PKCS#8 PEM), sealed in the vault (needs
+    /// `keys:admin`). Resolves to `{ fingerprint, bits, source, importedAt }` as JSON.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "pem: string | Uint8Array, actor?: string | undefined | null",
+        ts_return_type = "Promise<string>"
+    )]
+    pub fn import_delegation_key(
+        &self,
+        env: Env,
+        pem: SecretInput,
+        actor: Option<String>,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let info = v.import_delegation_key(&pem.0, actor.as_deref()).await?;
+                serde_json::to_string(&info).map_err(|_| Error::internal("serializing the key's description"))
+            },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
+    }
+
+    /// The delegation key in use, as JSON (`null` when there is none); no secret.
+    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
+    pub fn delegation_key(&self, env: Env) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let info = v.delegation_key_info().await?;
+                serde_json::to_string(&info).map_err(|_| Error::internal("serializing the key's description"))
+            },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
+    }
+
+    /// Handles one delivery of a Dynamic delegation webhook: the signature over `rawBody` first,
+    /// then the event. Resolves to the outcome as JSON (status, outcome, code); rejects only when
+    /// the vault is closed.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "rawBody: Uint8Array | string, signature: string | undefined | null, secret: string | Uint8Array, maxAgeMs?: number | undefined | null, actor?: string | undefined | null",
+        ts_return_type = "Promise<string>"
+    )]
+    pub fn receive_webhook(
+        &self,
+        env: Env,
+        raw_body: BytesInput,
+        signature: Option<String>,
+        secret: SecretInput,
+        max_age_ms: Option<f64>,
+        actor: Option<String>,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let max_age_ms = match max_age_ms {
+                    None => None,
+                    Some(n) => Some(options::whole(n).ok_or_else(|| {
+                        Error::invalid("maxAgeMs", "must be a non-negative whole number of ms (0: no limit)")
+                    })? as i64),
+                };
+                let input = sharevault_core::vault::delegations::WebhookInput {
+                    raw_body: &raw_body.0,
+                    signature: signature.as_deref(),
+                    secret: &secret.0,
+                    max_age_ms,
+                };
+                let outcome = v.receive_webhook(input, actor.as_deref()).await?;
+                serde_json::to_string(&outcome).map_err(|_| Error::internal("serializing the outcome"))
+            },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
+    }
+
+    /// A delegation's secrets for one call (needs `hydrate:delegated`; audited first):
+    /// `{ info, secrets: { keyShare, walletApiKey } }`, zeroized in Rust once built.
+    #[napi(
+        catch_unwind,
+        ts_return_type = "Promise<{ info: string; secrets: { keyShare: unknown; walletApiKey: string } }>"
+    )]
+    pub fn hydrate_delegation(
+        &self,
+        env: Env,
+        wallet_id: String,
+        purpose: Option<String>,
+        actor: Option<String>,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move { v.hydrate_delegation(&wallet_id, purpose.as_deref(), actor.as_deref()).await },
+            |env, h| unsafe { DelegationOutput::to_napi_value(env, DelegationOutput(h)) },
+        )
+    }
+
+    /// A delegation without its secrets, as JSON.
+    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
+    pub fn get_delegation(&self, env: Env, wallet_id: String) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let d = v.get_delegation(&wallet_id).await?;
+                serde_json::to_string(&d).map_err(|_| Error::internal("serializing a delegation"))
+            },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
+    }
+
+    /// This environment's delegations (no secrets), as a JSON array.
+    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
+    pub fn list_delegations(
+        &self,
+        env: Env,
+        user_id: Option<String>,
+        chain: Option<String>,
+        limit: Option<u32>,
+        after: Option<String>,
+    ) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move {
+                let list = v.list_delegations(user_id.as_deref(), chain.as_deref(), limit, after.as_deref()).await?;
+                serde_json::to_string(&list).map_err(|_| Error::internal("serializing delegations"))
+            },
+            |env, s| unsafe { String::to_napi_value(env, s) },
+        )
+    }
+
+    /// Shreds a delegation locally (record and wrapped key), audited; needs `delegation:write`.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn revoke_delegation(&self, env: Env, wallet_id: String, actor: Option<String>) -> napi::Result<PromiseValue> {
+        let v = self.inner.clone();
+        spawn_settled(
+            env.raw(),
+            async move { v.revoke_delegation(&wallet_id, actor.as_deref()).await },
+            |env, ()| unsafe { <()>::to_napi_value(env, ()) },
         )
     }
 

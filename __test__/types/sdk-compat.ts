@@ -35,3 +35,23 @@ export const secret: string = share.secretShare
 // The SDK's types are real here, not `any` (which an unresolved import would silently give):
 // @ts-expect-error a share without secretShare is not an SDK share
 export const notAShare: SdkServerKeyShare = { pubkey: new Uint8Array(32) }
+
+// Delegated access: the auth block the vault hands out is what the SDK's delegated calls take,
+// and `delegated()` passes the SDK's own functions through with their own result types.
+import { delegatedSignMessage, revokeDelegation, type DelegatedWalletClient } from '@dynamic-labs-wallet/node'
+import type { HydratedDelegation, Vault } from 'sharevault'
+import { delegated } from 'sharevault/dynamic'
+
+declare const delegation: HydratedDelegation
+declare const delegatedClient: DelegatedWalletClient
+declare const vault: Vault
+export const delegatedArgs: Parameters<typeof delegatedSignMessage>[1] = {
+  walletId: delegation.walletId,
+  walletApiKey: delegation.walletApiKey,
+  keyShare: delegation.keyShare,
+  message: 'hello',
+  chainName: delegation.chain,
+}
+const agent = delegated(delegatedClient, vault, { delegatedSignMessage, revokeDelegation })
+export const delegatedSignature: ReturnType<typeof delegatedSignMessage> = agent.signMessage({ walletId: 'w', message: 'hello', isFormatted: false })
+export const delegatedRevoke: Promise<void> = agent.revoke({ walletId: 'w' })

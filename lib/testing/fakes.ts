@@ -376,3 +376,65 @@ export class FakeTonWalletClient extends FakeWalletClient {
 export function fakeClients() {
   return { EVM: new FakeEvmWalletClient(), SVM: new FakeSvmWalletClient(), BTC: new FakeBtcWalletClient(), TON: new FakeTonWalletClient() }
 }
+
+/** The client a delegated call names (the 0.0.x SDK's `DelegatedWalletClient`, as far as a call needs it). */
+export interface FakeDelegatedClient {
+  environmentId: string
+}
+
+/** The auth block of a delegated call, as the SDK's delegated functions take it. */
+export interface DelegatedCallArgs {
+  walletId: string
+  walletApiKey: string
+  keyShare: { secretShare?: unknown }
+  chainName: string
+  message?: string | Uint8Array
+}
+
+/**
+ * A contract fake of Dynamic's delegated signing (the SDK's `delegatedSignMessage(client, …)`,
+ * `delegatedSignTransaction`, `delegatedSignTypedData`, `revokeDelegation(client, walletId)`).
+ * Its "server" knows each delegation it was told of (`delegate`): a call must name a known,
+ * unrevoked wallet with its API key and a share with a `secretShare`, or it throws `SdkError`.
+ * Signatures are deterministic: HMAC-SHA256 of the message under the share.
+ */
+export function fakeDelegatedSdk() {
+  const client: FakeDelegatedClient = { environmentId: randomUUID() }
+  const known = new Map<string, { walletApiKey: string; revoked: boolean }>()
+  const check = (c: FakeDelegatedClient, a: DelegatedCallArgs): string => {
+    if (c !== client) throw new SdkError('another client')
+    const d = known.get(a?.walletId)
+    if (!d) throw new SdkError(`no delegation for wallet ${String(a?.walletId)}`)
+    if (d.revoked) throw new SdkError(`the delegation of wallet ${a.walletId} was revoked`)
+    if (a.walletApiKey !== d.walletApiKey) throw new SdkError('401: wrong wallet API key')
+    if (typeof a.keyShare?.secretShare !== 'string' || a.keyShare.secretShare === '') throw new SdkError('the key share has no secretShare')
+    if (typeof a.chainName !== 'string') throw new SdkError('chainName is required')
+    return a.keyShare.secretShare
+  }
+  const sign = (secret: string, what: unknown) => createHmac('sha256', secret).update(typeof what === 'string' || what instanceof Uint8Array ? what : JSON.stringify(what)).digest('hex')
+  return {
+    client,
+    /** Tells the fake server of a delegation (what Dynamic knows once a user delegates). */
+    delegate(walletId: string, walletApiKey: string): void {
+      known.set(walletId, { walletApiKey, revoked: false })
+    },
+    isRevoked(walletId: string): boolean {
+      return known.get(walletId)?.revoked === true
+    },
+    async delegatedSignMessage(c: FakeDelegatedClient, a: DelegatedCallArgs & { message: string | Uint8Array }): Promise<string> {
+      return sign(check(c, a), a.message)
+    },
+    async delegatedSignTransaction(c: FakeDelegatedClient, a: DelegatedCallArgs & { transaction: unknown }): Promise<string> {
+      return sign(check(c, a), a.transaction)
+    },
+    async delegatedSignTypedData(c: FakeDelegatedClient, a: DelegatedCallArgs & { typedData: unknown }): Promise<string> {
+      return sign(check(c, a), a.typedData)
+    },
+    async revokeDelegation(c: FakeDelegatedClient, walletId: string): Promise<void> {
+      if (c !== client) throw new SdkError('another client')
+      const d = known.get(walletId)
+      if (!d) throw new SdkError(`no delegation for wallet ${walletId}`)
+      d.revoked = true
+    },
+  }
+}

@@ -8,7 +8,8 @@
 export { openTestVault, TestVault } from './vault'
 export type { FailWritesOptions, ReopenOptions, TestVaultOptions } from './vault'
 export { FakeWalletClient, FakeEvmWalletClient, FakeSvmWalletClient, FakeBtcWalletClient, FakeTonWalletClient, fakeClients, SdkError } from './fakes'
-export type { CreateArgs, MetadataArgs, StateArgs } from './fakes'
+export { fakeDelegatedSdk } from './fakes'
+export type { CreateArgs, DelegatedCallArgs, FakeDelegatedClient, MetadataArgs, StateArgs } from './fakes'
 export {
   fakeCreatedWallet,
   fakeShares,

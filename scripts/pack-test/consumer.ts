@@ -47,9 +47,16 @@ import {
   type CompactReport,
   type WalletMetadata,
   type WithWalletOptions,
+  type Delegation,
+  type DelegationKeyInfo,
+  type DelegationWebhookInput,
+  type DelegationWebhookResult,
+  type HydratedDelegation,
+  type ListDelegationsOptions,
+  type WithDelegationOptions,
 } from 'sharevault'
 import * as dynamic from 'sharevault/dynamic'
-import { vaulted, UnpersistedSharesError, type VaultedClient } from 'sharevault/dynamic'
+import { vaulted, delegated, UnpersistedSharesError, type VaultedClient, type DelegatedArgs, type DelegatedAuth, type DelegatedClient, type DelegatedSdk } from 'sharevault/dynamic'
 
 /** A client shaped like the SDK's: the wrapper's types come from its own signatures. */
 class MiniClient {
@@ -129,5 +136,22 @@ export async function use(): Promise<void> {
   const ref: KeyRef = { provider: first?.provider ?? 'local', keyId: first?.keyId ?? '' }
   await vault.retireKey(ref).catch(() => undefined)
   console.log(moving, before)
+  // Delegated access (README, "Delegated access").
+  const key: DelegationKeyInfo = await vault.importDelegationKey('-----BEGIN PRIVATE KEY-----')
+  const input: DelegationWebhookInput = { rawBody: Buffer.from('{}'), headers: { 'x-dynamic-signature-256': 'sig' }, secret: 's', maxAgeMs: 60_000 }
+  const result: DelegationWebhookResult = await vault.receiveDelegationWebhook(input)
+  const delegationOptions: WithDelegationOptions = { purpose: 'sign' }
+  const apiKeyLength: number = await vault.withDelegation('w', (d: HydratedDelegation) => d.walletApiKey.length, delegationOptions)
+  const listOptions: ListDelegationsOptions = { userId: 'u', limit: 10 }
+  const delegations: Delegation[] = await vault.listDelegations(listOptions)
+  const sdk: DelegatedSdk<MiniClient, { message: string }, string> = {
+    delegatedSignMessage: async (_c: MiniClient, a: { message: string } & DelegatedAuth) => a.message,
+    revokeDelegation: async () => undefined,
+  }
+  const agent: DelegatedClient<{ message: string }, string, Record<string, unknown>, unknown, Record<string, unknown>, unknown> = delegated(new MiniClient(), vault, sdk)
+  const args: DelegatedArgs<{ message: string }> = { walletId: 'w', message: 'm' }
+  const delegatedSignature: string = await agent.signMessage(args)
+  await agent.revoke({ walletId: 'w' })
+  console.log(key.fingerprint, result.status, apiKeyLength, delegations.length, delegatedSignature)
   await vault.close()
 }

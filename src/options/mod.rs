@@ -13,7 +13,7 @@ use sharevault_core::kms::cache::CacheConfig;
 use sharevault_core::permissions::Permissions;
 use sharevault_core::store::postgres::PoolConfig;
 use sharevault_core::store::{Migrations, StoreOptions};
-use sharevault_core::{Error, OpenConfig, Result};
+use sharevault_core::{Error, OpenConfig, Result, SecretBuf};
 use std::os::raw::c_char;
 use std::ptr;
 use std::sync::Arc;
@@ -297,6 +297,10 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<(Open
         Some(list) => Permissions::parse(&list)?,
     };
     let harden_process = o.boolean("hardenProcess")?.unwrap_or(false);
+    let delegation_key = match o.object("delegation", "an object such as { privateKeyFile } or { privateKeyEnv }")? {
+        None => None,
+        Some(d) => delegation_key(&d)?,
+    };
     let sink = match o.function("onAudit")? {
         // SAFETY: `env` and the function are this call's, on the JS thread.
         Some(f) => Some(unsafe { crate::audit_sink::create(env, f) }?),
@@ -315,8 +319,34 @@ pub fn open_config(env: sys::napi_env, options: sys::napi_value) -> Result<(Open
         allow,
         harden_process,
         audit_sink,
+        delegation_key,
     };
     Ok((config, sink))
+}
+
+/// `delegation`: where the webhooks' RSA private key is, when it is not imported into the vault:
+/// a PEM file (`privateKeyFile`) or an environment variable holding the PEM (`privateKeyEnv`).
+/// Read straight into zeroizing memory; parsed (and refused, at its path) by the core.
+fn delegation_key(d: &Obj) -> Result<Option<(SecretBuf, String)>> {
+    let file = d.string("privateKeyFile")?;
+    let var = d.string("privateKeyEnv")?;
+    match (file, var) {
+        (Some(_), Some(_)) => {
+            Err(Error::invalid(d.path_of("privateKeyFile"), "give privateKeyFile or privateKeyEnv, not both"))
+        }
+        (Some(f), None) => {
+            let path = d.path_of("privateKeyFile");
+            let bytes = std::fs::read(&f).map_err(|e| Error::invalid(path.clone(), format!("cannot be read: {e}")))?;
+            Ok(Some((SecretBuf::from_vec(bytes), path)))
+        }
+        (None, Some(v)) => {
+            let path = d.path_of("privateKeyEnv");
+            let value = std::env::var_os(&v)
+                .ok_or_else(|| Error::invalid(path.clone(), format!("names {v:?}, which is not set")))?;
+            Ok(Some((SecretBuf::from_vec(value.into_encoded_bytes()), path)))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// The storage options shared by `Vault.open` and `migrate`: `pool`, `allowInsecureTransport`,

@@ -20,11 +20,15 @@ pub enum ErrorCode {
     /// New shares (after a refresh or reshare, or a new wallet) could not be written; the error
     /// carries them sealed (raised by the SDK wrapper; written back by `recover_sealed`).
     UnpersistedShares,
+    /// A webhook whose signature is missing, malformed or wrong: nothing was read or stored.
+    BadSignature,
+    /// A correctly signed webhook older than the tolerance (or from the future): not stored.
+    WebhookExpired,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::NotFound,
         ErrorCode::InvalidInput,
         ErrorCode::Tampered,
@@ -37,6 +41,8 @@ impl ErrorCode {
         ErrorCode::Storage,
         ErrorCode::DbUnavailable,
         ErrorCode::UnpersistedShares,
+        ErrorCode::BadSignature,
+        ErrorCode::WebhookExpired,
         ErrorCode::Internal,
     ];
 
@@ -54,6 +60,8 @@ impl ErrorCode {
             ErrorCode::Storage => "ERR_STORAGE",
             ErrorCode::DbUnavailable => "ERR_DB_UNAVAILABLE",
             ErrorCode::UnpersistedShares => "ERR_UNPERSISTED_SHARES",
+            ErrorCode::BadSignature => "ERR_WEBHOOK_SIGNATURE",
+            ErrorCode::WebhookExpired => "ERR_WEBHOOK_EXPIRED",
             ErrorCode::Internal => "ERR_INTERNAL",
         }
     }

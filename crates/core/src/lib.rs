@@ -1,6 +1,7 @@
 //! sharevault-core: the vault in plain Rust (no napi). See `../../DESIGN.md` in the shared docs.
 
 pub mod audit;
+pub mod delegation;
 pub mod envelope;
 pub mod error;
 pub mod integrity;
@@ -57,6 +58,9 @@ pub struct OpenConfig {
     pub harden_process: bool,
     /// `onAudit`: where committed audit entries are also offered.
     pub audit_sink: Option<Arc<dyn audit::AuditSink>>,
+    /// The delegation webhooks' RSA private key (PKCS#8 PEM) given at open, with the option path
+    /// that named it (its errors point there); else the imported record is used.
+    pub delegation_key: Option<(SecretBuf, String)>,
 }
 
 async fn provider(config: KmsConfig, stats: &Arc<stats::Stats>) -> Result<Arc<dyn kms::KeyProvider>> {
@@ -76,8 +80,16 @@ pub async fn open(config: OpenConfig) -> Result<Vault> {
         // Reported by `stats()` (memory.nonDumpable); an OS that refuses is not an error.
         memlock::harden_process();
     }
-    // Refuse a bad database option before any KMS call.
+    // Refuse a bad database option, or a bad delegation key, before any KMS call.
     store::Target::parse(&config.database, &config.store)?;
+    let delegation_key = match &config.delegation_key {
+        None => None,
+        Some((pem, path)) => Some(
+            delegation::crypto::pem_to_der(pem.as_slice())
+                .and_then(|der| delegation::crypto::DelegationKey::from_pkcs8(&der))
+                .map_err(|e| Error::invalid(path.clone(), e.message))?,
+        ),
+    };
     let stats = Arc::new(stats::Stats::default());
     let primary = provider(config.kms, &stats).await?;
     let mut previous = Vec::with_capacity(config.previous_kms.len());
@@ -108,7 +120,8 @@ pub async fn open(config: OpenConfig) -> Result<Vault> {
     .await;
     match opened {
         Ok((v, committed)) => {
-            let v = v.with_permissions(config.allow).with_audit_sink(config.audit_sink);
+            let v =
+                v.with_permissions(config.allow).with_audit_sink(config.audit_sink).with_delegation_key(delegation_key);
             // What opening committed (the keyring's registrations) reaches onAudit like any entry.
             v.forward_all(committed);
             Ok(v)

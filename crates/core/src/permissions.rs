@@ -30,12 +30,18 @@ pub enum Permission {
     AuditRead,
     /// The operator's integrity steps: `acknowledgeAuditBreak`, `authenticateExistingRows`.
     IntegrityAdmin,
-    /// The key lifecycle: `rotate` (re-wrap, re-encrypt) and `retireKey`.
+    /// The key lifecycle: `rotate` (re-wrap, re-encrypt) and `retireKey`; importing the
+    /// delegation webhooks' RSA key.
     KeysAdmin,
+    /// Receiving Dynamic's delegation webhooks (storing, replacing and shredding delegations)
+    /// and revoking a delegation locally.
+    DelegationWrite,
+    /// Hydrating a delegation (a user's delegated share and wallet API key) for one call.
+    HydrateDelegated,
 }
 
 /// Every permission, as written in `allow`.
-pub const ALL: [(&str, Permission); 9] = [
+pub const ALL: [(&str, Permission); 11] = [
     ("store", Permission::Store),
     ("hydrate:sign", Permission::HydrateSign),
     ("hydrate:export", Permission::HydrateExport),
@@ -45,6 +51,8 @@ pub const ALL: [(&str, Permission); 9] = [
     ("audit:read", Permission::AuditRead),
     ("integrity:admin", Permission::IntegrityAdmin),
     ("keys:admin", Permission::KeysAdmin),
+    ("delegation:write", Permission::DelegationWrite),
+    ("hydrate:delegated", Permission::HydrateDelegated),
 ];
 
 impl Permission {
@@ -84,7 +92,8 @@ impl Permission {
 pub struct Permissions(u16);
 
 impl Default for Permissions {
-    /// Everything but `hydrate:export`, `delete`, `integrity:admin` and `keys:admin`.
+    /// Everything but `hydrate:export`, `delete`, `integrity:admin`, `keys:admin` and
+    /// `hydrate:delegated`.
     fn default() -> Self {
         Permissions::of(&[
             Permission::Store,
@@ -92,6 +101,7 @@ impl Default for Permissions {
             Permission::Backup,
             Permission::Replace,
             Permission::AuditRead,
+            Permission::DelegationWrite,
         ])
     }
 }
@@ -160,7 +170,11 @@ mod tests {
         for (name, p) in ALL {
             let withheld = matches!(
                 p,
-                Permission::HydrateExport | Permission::Delete | Permission::IntegrityAdmin | Permission::KeysAdmin
+                Permission::HydrateExport
+                    | Permission::Delete
+                    | Permission::IntegrityAdmin
+                    | Permission::KeysAdmin
+                    | Permission::HydrateDelegated
             );
             assert_eq!(d.allows(p), !withheld, "{name}");
         }

@@ -148,6 +148,18 @@ impl Encoder {
         Ok(())
     }
 
+    /// Starts an array or object whose count [`Encoder::set_count`] writes once it is known.
+    fn begin_deferred(&mut self, t: u8) -> Result<usize> {
+        self.tag_len(t, 0)?;
+        Ok(self.buf.len() - 4)
+    }
+
+    fn set_count(&mut self, at: usize, n: usize) -> Result<()> {
+        let count = Self::len_u32(n)?;
+        self.buf.as_mut_vec()[at..at + 4].copy_from_slice(&count);
+        Ok(())
+    }
+
     pub fn finish(self) -> SecretBuf {
         self.buf
     }
@@ -296,18 +308,128 @@ pub fn validate(buf: &SecretBuf, expected: usize, scheme: &str) -> Result<()> {
         ));
     }
     for (i, share) in items.iter().enumerate() {
-        if !matches!(share, Value::Object(_)) {
-            return Err(Error::invalid(format!("{ROOT}[{i}]"), "must be an object"));
-        }
-        match share.field("secretShare") {
-            Some(Value::Str(s)) if !s.is_empty() => {}
-            Some(Value::Str(_)) => {
-                return Err(Error::invalid(format!("{ROOT}[{i}].secretShare"), "must be a non-empty string"))
-            }
-            _ => return Err(Error::invalid(format!("{ROOT}[{i}].secretShare"), "must be a string")),
-        }
+        validate_share(share, &format!("{ROOT}[{i}]"))?;
     }
     Ok(())
+}
+
+/// Checks one share object: a non-empty string `secretShare`. Errors name `path`, never a value.
+pub fn validate_share(share: &Value<'_>, path: &str) -> Result<()> {
+    if !matches!(share, Value::Object(_)) {
+        return Err(Error::invalid(path, "must be an object"));
+    }
+    match share.field("secretShare") {
+        Some(Value::Str(s)) if !s.is_empty() => Ok(()),
+        Some(Value::Str(_)) => Err(Error::invalid(format!("{path}.secretShare"), "must be a non-empty string")),
+        _ => Err(Error::invalid(format!("{path}.secretShare"), "must be a string")),
+    }
+}
+
+/// The largest integer a JavaScript number holds exactly.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Encodes a JSON document (a decrypted delegated share) straight into `enc`, with no
+/// `serde_json::Value` in between (its strings would be freed unwiped). A number JavaScript
+/// cannot hold exactly is refused: what comes back must be what was sent.
+pub fn encode_json(json: &[u8], enc: &mut Encoder, path: &str) -> Result<()> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let read = JsonSeed { enc, depth: 0 }.deserialize(&mut de).and_then(|()| de.end());
+    read.map_err(|e| {
+        let why = if e.is_data() { e.to_string() } else { "is not valid JSON".to_string() };
+        // serde_json's own messages name a position, never the text at it.
+        Error::invalid(path, why.split(" at line ").next().unwrap_or("is not valid JSON").to_string())
+    })
+}
+
+struct JsonSeed<'e> {
+    enc: &'e mut Encoder,
+    depth: usize,
+}
+
+fn de_err<E: serde::de::Error>(e: Error) -> E {
+    E::custom(e.message)
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// An object key, written as one.
+struct KeySeed<'e>(&'e mut Encoder);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> std::result::Result<(), E> {
+        self.0.key(k).map_err(de_err)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> std::result::Result<(), E> {
+        self.enc.boolean(v).map_err(de_err)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<(), E> {
+        if v > MAX_SAFE_INTEGER {
+            return Err(E::custom("holds an integer larger than JavaScript can hold exactly"));
+        }
+        self.enc.number(v as f64).map_err(de_err)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<(), E> {
+        if v.unsigned_abs() > MAX_SAFE_INTEGER {
+            return Err(E::custom("holds an integer larger than JavaScript can hold exactly"));
+        }
+        self.enc.number(v as f64).map_err(de_err)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<(), E> {
+        self.enc.number(v).map_err(de_err)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<(), E> {
+        self.enc.string(v).map_err(de_err)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
+        self.enc.null().map_err(de_err)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        if self.depth >= MAX_DEPTH {
+            return Err(serde::de::Error::custom("is nested too deeply"));
+        }
+        let at = self.enc.begin_deferred(T_ARRAY).map_err(de_err)?;
+        let mut n = 0;
+        while seq.next_element_seed(JsonSeed { enc: &mut *self.enc, depth: self.depth + 1 })?.is_some() {
+            n += 1;
+        }
+        self.enc.set_count(at, n).map_err(de_err)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        if self.depth >= MAX_DEPTH {
+            return Err(serde::de::Error::custom("is nested too deeply"));
+        }
+        let at = self.enc.begin_deferred(T_OBJECT).map_err(de_err)?;
+        let mut n = 0;
+        while map.next_key_seed(KeySeed(&mut *self.enc))?.is_some() {
+            map.next_value_seed(JsonSeed { enc: &mut *self.enc, depth: self.depth + 1 })?;
+            n += 1;
+        }
+        self.enc.set_count(at, n).map_err(de_err)
+    }
 }
 
 #[cfg(test)]

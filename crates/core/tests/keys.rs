@@ -33,6 +33,7 @@ async fn open(url: &str, env: &str, kms: KmsConfig, previous: Vec<KmsConfig>) ->
         allow: sharevault_core::permissions::Permissions::all(),
         harden_process: false,
         audit_sink: None,
+        delegation_key: None,
     })
     .await
 }
@@ -271,6 +272,7 @@ async fn one_key_serves_one_environment_and_the_local_key_is_refused_for_product
             allow: Default::default(),
             harden_process: false,
             audit_sink: None,
+            delegation_key: None,
         };
         sharevault_core::open(config).await.unwrap().close().await.unwrap();
         // The same key twice in one open is refused before anything is opened.
@@ -286,6 +288,7 @@ async fn one_key_serves_one_environment_and_the_local_key_is_refused_for_product
             allow: Default::default(),
             harden_process: false,
             audit_sink: None,
+            delegation_key: None,
         };
         let e = sharevault_core::open(config).await.unwrap_err();
         assert_eq!(e.path.as_deref(), Some("kms.previous[0]"), "{name}: {e}");

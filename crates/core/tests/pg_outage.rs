@@ -19,6 +19,7 @@ async fn open(url: &str) -> Vault {
     sharevault_core::open(OpenConfig {
         harden_process: false,
         audit_sink: None,
+        delegation_key: None,
         allow: Default::default(),
         database: url.into(),
         environment: "test".into(),

@@ -90,6 +90,7 @@ async fn open_with(url: &str, allow_tls12: bool) -> sharevault_core::Result<shar
     sharevault_core::open(OpenConfig {
         harden_process: false,
         audit_sink: None,
+        delegation_key: None,
         allow: Default::default(),
         database: url.into(),
         environment: "test".into(),

@@ -15,6 +15,7 @@ async fn open_with(url: &str, store: StoreOptions) -> Result<Vault> {
     sharevault_core::open(OpenConfig {
         harden_process: false,
         audit_sink: None,
+        delegation_key: None,
         allow: sharevault_core::permissions::Permissions::all(),
         database: url.into(),
         environment: "test".into(),

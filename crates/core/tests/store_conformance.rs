@@ -174,6 +174,7 @@ async fn conforms(name: &str, s: Arc<dyn WalletStore>) {
         chain_name: chain.map(str::to_string),
         after,
         limit,
+        prefix: None,
     };
     let keys =
         |rows: Vec<sharevault_core::store::MetadataRow>| rows.into_iter().map(|r| r.address_key).collect::<Vec<_>>();
@@ -292,6 +293,76 @@ async fn inserts_over_the_checked_history(name: &str, s: Arc<dyn WalletStore>) {
     s.close().await.unwrap();
 }
 
+/// A webhook event is recorded once, with its change, in one transaction: a second record of
+/// it (queued beside the first, or later) is `Stale` and writes nothing; a change that is stale
+/// leaves no record of the event behind. The vault's own rows (reserved addresses) are listed
+/// only by their prefix, and never counted or listed as wallets.
+async fn records_each_event_once(name: &str, s: Arc<dyn WalletStore>) {
+    let mut d = row(9, "test", "EVM");
+    d.address = "sharevault:delegation:w-9".into();
+    d.address_key = d.address.clone();
+    let key = d.address_key.clone();
+    let event = |id: &str, then: Option<Change>| Change::Event {
+        event_id: id.into(),
+        outcome: format!("first {id}"),
+        then: then.map(Box::new),
+    };
+    let insert = || Change::Insert { row: Box::new(d.clone()), auth: auth(), state_seq: None };
+    let (a, b) = tokio::join!(
+        s.apply(event("e1", Some(insert())), state_entry("delegation_created", &key, b"m1")),
+        s.apply(event("e1", Some(insert())), state_entry("delegation_created", &key, b"m2"))
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| *o != Applied::Done);
+    assert_eq!(outcomes, [Applied::Done, Applied::Stale], "{name}");
+    assert_eq!(s.webhook_event("test", "e1").await.unwrap().as_deref(), Some("first e1"), "{name}");
+    assert_eq!(s.webhook_event("prod", "e1").await.unwrap(), None, "{name}: another environment saw the event");
+    let before = audit_rows(&s).await;
+    assert_eq!(s.apply(event("e1", None), entry("webhook", &key)).await.unwrap(), Applied::Stale, "{name}");
+    // A stale change (a version that moved): no record of the event.
+    let stale = Change::UpdateMetadata {
+        address_key: key.clone(),
+        expected_version: 99,
+        metadata_json: "{}".into(),
+        auth: auth(),
+    };
+    assert_eq!(s.apply(event("e2", Some(stale)), entry("webhook", &key)).await.unwrap(), Applied::Stale, "{name}");
+    assert_eq!(s.webhook_event("test", "e2").await.unwrap(), None, "{name}: a stale change left its event recorded");
+    assert_eq!(audit_rows(&s).await, before, "{name}: a refused event left an audit row");
+    // An event with no change (a revocation of nothing) is recorded with its audit row.
+    assert_eq!(s.apply(event("e3", None), entry("webhook", &key)).await.unwrap(), Applied::Done, "{name}");
+    assert_eq!(audit_rows(&s).await, before + 1, "{name}");
+    // Listing: wallets without the reserved row, the reserved row by its prefix.
+    let w = row(10, "test", "EVM");
+    let wk = w.address_key.clone();
+    s.apply(Change::Insert { row: Box::new(w), auth: auth(), state_seq: None }, entry("store", &wk)).await.unwrap();
+    let list = |prefix: Option<&str>| ListQuery {
+        environment: "test".into(),
+        chain_name: None,
+        after: None,
+        limit: 10,
+        prefix: prefix.map(str::to_string),
+    };
+    let keys =
+        |rows: Vec<sharevault_core::store::MetadataRow>| rows.into_iter().map(|r| r.address_key).collect::<Vec<_>>();
+    assert_eq!(keys(s.list(list(None)).await.unwrap()), vec![wk.clone()], "{name}");
+    assert_eq!(keys(s.list(list(Some("sharevault:delegation:"))).await.unwrap()), vec![key.clone()], "{name}");
+    assert_eq!(s.wallets_by_chain("test").await.unwrap(), [("EVM".to_string(), 1)], "{name}");
+    s.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_backend_records_each_webhook_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = support::pg::TestDb::create().await;
+    for (name, s) in every_store(dir.path(), pg.as_ref()).await {
+        records_each_event_once(name, s).await;
+    }
+    if let Some(db) = pg {
+        db.drop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_backend_keeps_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -327,6 +398,7 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
     let config = |url: &str| OpenConfig {
         harden_process: false,
         audit_sink: None,
+        delegation_key: None,
         allow: sharevault_core::permissions::Permissions::all(),
         database: url.into(),
         environment: "test".into(),
@@ -352,6 +424,7 @@ async fn postgres_runs_with_the_least_privileges_the_readme_lists() {
         format!("GRANT SELECT, INSERT, UPDATE ON audit_heads TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE ON integrity_keys TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE ON keyring TO {role}"),
+        format!("GRANT SELECT, INSERT ON webhook_events TO {role}"),
         format!("GRANT SELECT ON sharevault_schema TO {role}"),
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_string(),
     ] {

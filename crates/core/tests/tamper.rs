@@ -92,6 +92,7 @@ async fn open_with(url: &str, environment: &str, allow: Permissions) -> sharevau
     sharevault_core::open(OpenConfig {
         harden_process: false,
         audit_sink: None,
+        delegation_key: None,
         allow,
         database: url.into(),
         environment: environment.into(),

@@ -63,6 +63,7 @@ async fn store_and_hydrate(database: &str) {
     let vault = sharevault_core::open(OpenConfig {
         harden_process: false,
         audit_sink: None,
+        delegation_key: None,
         allow: Default::default(),
         database: database.into(),
         environment: "test".into(),

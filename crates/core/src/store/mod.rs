@@ -221,6 +221,10 @@ pub enum Change {
     /// The environment's integrity key, re-wrapped: written only while it is still wrapped under
     /// `from` (`Stale` otherwise: another process moved it first).
     MoveIntegrityKey { from: KekRef, to: WrappedKey },
+    /// A webhook event handled: `event_id` recorded with its `outcome` (what a replay answers),
+    /// and `then` applied, in the same transaction. `Stale` when the event is recorded already
+    /// (by this batch or another process) or `then` is stale: nothing is written.
+    Event { event_id: String, outcome: String, then: Option<Box<Change>> },
 }
 
 impl Change {
@@ -233,7 +237,16 @@ impl Change {
             | Change::Delete { address_key }
             | Change::Authenticate { address_key, .. }
             | Change::Rewrap { address_key, .. } => Some(address_key),
+            Change::Event { then, .. } => then.as_deref().and_then(Change::address_key),
             Change::PutKey { .. } | Change::MoveIntegrityKey { .. } => None,
+        }
+    }
+
+    /// The change an `Event` wraps, or this one.
+    pub fn inner(&self) -> Option<&Change> {
+        match self {
+            Change::Event { then, .. } => then.as_deref(),
+            other => Some(other),
         }
     }
 }
@@ -307,6 +320,9 @@ pub struct ListQuery {
     pub chain_name: Option<String>,
     pub after: Option<String>,
     pub limit: u32,
+    /// `None`: the wallets (no row at a reserved address, see `model::RESERVED_ADDRESS_PREFIX`);
+    /// `Some(p)`: only the rows whose address key starts with `p` (the vault's own records).
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -390,7 +406,10 @@ pub trait WalletStore: Send + Sync {
     /// checkpoint; PostgreSQL `VACUUM` of the vault's tables), and says what that does and does
     /// not promise about the freed bytes.
     async fn compact(&self) -> Result<Compacted>;
-    /// The environment's wallets per chain name (counted, not read), in chain order.
+    /// The outcome recorded for a webhook event of the environment (see `Change::Event`).
+    async fn webhook_event(&self, environment: &str, event_id: &str) -> Result<Option<String>>;
+    /// The environment's wallets per chain name (counted, not read), in chain order; the
+    /// vault's own records (reserved addresses) are not wallets and not counted.
     async fn wallets_by_chain(&self, environment: &str) -> Result<Vec<(String, u64)>>;
     /// The schema version this store runs (an open store's database is at it: older is
     /// migrated or refused, newer is refused), and the backend's name.

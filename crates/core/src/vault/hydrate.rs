@@ -70,6 +70,7 @@ impl Vault {
                     chain_name: chain_name.map(str::to_string),
                     after,
                     limit,
+                    prefix: None,
                 })
                 .await?;
             rows.into_iter()

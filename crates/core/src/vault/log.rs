@@ -16,7 +16,14 @@ impl Vault {
             if after_seq.is_some_and(|s| s < 0) {
                 return Err(Error::invalid("afterSeq", "must be a non-negative integer"));
             }
-            let address_key = address.map(model::check_address_arg).transpose()?;
+            // A read filter: the vault's own addresses (a delegation's `sharevault:delegation:…`,
+            // a key's `sharevault:key:…`) may be named here, where they select audit rows only.
+            let address_key = address
+                .map(|a| match a.strip_prefix(model::RESERVED_ADDRESS_PREFIX) {
+                    Some(rest) if !rest.is_empty() && a.len() <= 1024 => Ok(a.to_string()),
+                    _ => model::check_address_arg(a),
+                })
+                .transpose()?;
             self.store
                 .audit_log(AuditQuery { environment: self.environment.clone(), address_key, after_seq, limit })
                 .await

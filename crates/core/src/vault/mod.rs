@@ -23,6 +23,7 @@ use crate::unpersisted::Unpersisted;
 use std::future::Future;
 
 mod compact;
+pub mod delegations;
 mod delete;
 mod hydrate;
 pub mod keys;
@@ -132,6 +133,10 @@ pub struct Vault {
     /// result the vault must keep, and what a seal of that result uses when the KMS cannot give
     /// a fresh key. Zeroized at close.
     spare: tokio::sync::Mutex<Option<Arc<GeneratedKey>>>,
+    /// The delegation webhooks' RSA key, when given at open (else the imported record is used).
+    delegation_key: Option<Arc<crate::delegation::crypto::DelegationKey>>,
+    /// Webhooks of one wallet, one at a time (see `delegations`).
+    webhook_locks: delegations::WalletLocks,
 }
 
 /// The key context's wallet id of the spare data key: no wallet's (wallet ids are the SDK's
@@ -232,7 +237,15 @@ impl Vault {
             integrity,
             sink: None,
             spare: tokio::sync::Mutex::new(None),
+            delegation_key: None,
+            webhook_locks: Default::default(),
         })
+    }
+
+    /// The vault that decrypts delegation webhooks with `key` (given at open) rather than an
+    /// imported one.
+    pub fn with_delegation_key(self, key: Option<crate::delegation::crypto::DelegationKey>) -> Vault {
+        Vault { delegation_key: key.map(Arc::new), ..self }
     }
 
     /// The vault that also offers every committed audit entry to `sink` (never waiting for it).
@@ -401,6 +414,13 @@ impl Vault {
     /// ever read: another environment's wallet at the same address is simply not there.
     async fn metadata_row(&self, address: &str) -> Result<MetadataRow> {
         let key = model::check_address_arg(address)?;
+        self.metadata_row_at(address, &key).await
+    }
+
+    /// `metadata_row` of the row at the address key `key` (the vault's own records, at reserved
+    /// addresses, are read through here; `address` names it in errors).
+    async fn metadata_row_at(&self, address: &str, key: &str) -> Result<MetadataRow> {
+        let key = key.to_string();
         let Some(row) = self.store.get_metadata(&self.environment, &key).await? else {
             return Err(self.absent(address, &key).await?);
         };
@@ -412,6 +432,12 @@ impl Vault {
     /// The whole row (with its sealed record), checked like `metadata_row`.
     async fn wallet_row(&self, address: &str) -> Result<WalletRow> {
         let key = model::check_address_arg(address)?;
+        self.wallet_row_at(address, &key).await
+    }
+
+    /// `wallet_row` of the row at the address key `key`, as `metadata_row_at`.
+    async fn wallet_row_at(&self, address: &str, key: &str) -> Result<WalletRow> {
+        let key = key.to_string();
         let Some(row) = self.store.get(&self.environment, &key).await? else {
             return Err(self.absent(address, &key).await?);
         };

@@ -413,6 +413,16 @@ impl WalletStore for PgStore {
         row.as_ref().map(audit_from_row).transpose().map_err(pg_err("reading a wallet's history"))
     }
 
+    async fn webhook_event(&self, environment: &str, event_id: &str) -> Result<Option<String>> {
+        self.live()?;
+        sqlx::query_scalar("SELECT outcome FROM webhook_events WHERE environment = $1 AND event_id = $2")
+            .bind(environment)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_err("reading a webhook event"))
+    }
+
     async fn wallet_page(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>> {
         self.live()?;
         let rows = sqlx::query(concat!(
@@ -433,12 +443,15 @@ impl WalletStore for PgStore {
         let rows = sqlx::query(concat!(
             select_metadata!(),
             " WHERE w.environment = $1 AND ($2::text IS NULL OR w.chain_name = $2) \
-             AND ($3::text IS NULL OR w.address_key > $3) ORDER BY w.address_key LIMIT $4"
+             AND ($3::text IS NULL OR w.address_key > $3) AND (CASE WHEN $5::text IS NULL \
+             THEN left(w.address_key, 11) <> 'sharevault:' ELSE left(w.address_key, length($5)) = $5 END) \
+             ORDER BY w.address_key LIMIT $4"
         ))
         .bind(&q.environment)
         .bind(&q.chain_name)
         .bind(&q.after)
         .bind(i64::from(q.limit))
+        .bind(&q.prefix)
         .fetch_all(&self.pool)
         .await
         .map_err(pg_err("listing wallets"))?;
@@ -541,7 +554,8 @@ impl WalletStore for PgStore {
     async fn wallets_by_chain(&self, environment: &str) -> Result<Vec<(String, u64)>> {
         self.live()?;
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT chain_name, COUNT(*) FROM wallets WHERE environment = $1 GROUP BY chain_name ORDER BY chain_name",
+            "SELECT chain_name, COUNT(*) FROM wallets WHERE environment = $1 AND left(address_key, 11) <> 'sharevault:' \
+             GROUP BY chain_name ORDER BY chain_name",
         )
         .bind(environment)
         .fetch_all(&self.pool)

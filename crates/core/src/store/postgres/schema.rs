@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorCode, Result};
 use sqlx::PgPool;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// `pg_advisory_xact_lock` key: "sharevlt" as a big-endian i64.
 const MIGRATION_LOCK: i64 = 0x7368_6172_6576_6c74;
@@ -121,6 +121,18 @@ CREATE TABLE keyring (
   PRIMARY KEY (environment, kek_provider, kek_key_id)
 );
 CREATE INDEX keyring_by_key ON keyring (kek_provider, kek_key_id);
+"#,
+    r#"
+-- Delegated access: the webhook events each environment has handled (a replay of one writes
+-- nothing and answers what the first delivery did). Delegations themselves are wallet rows at
+-- reserved addresses (`sharevault:delegation:<walletId>`), under the same MAC, audit and rotation.
+CREATE TABLE webhook_events (
+  environment text   NOT NULL,
+  event_id    text   NOT NULL,
+  outcome     text   NOT NULL,
+  received_at bigint NOT NULL,
+  PRIMARY KEY (environment, event_id)
+);
 "#,
 ];
 

@@ -316,9 +316,14 @@ async fn commit(
         match job {
             Write::Apply(change, entry, _) => {
                 let wallet = change.address_key().map(|k| (entry.environment.as_str(), k));
-                let applied = match (&**change, wallet) {
-                    (Change::Insert { .. }, Some(w)) if written.contains(&w) => Ok(Applied::Stale),
-                    _ => apply_change(&mut tx, change, &entry.environment, now).await?,
+                let applied = match (change.inner(), wallet) {
+                    (Some(Change::Insert { .. }), Some(w)) if written.contains(&w) => Ok(Applied::Stale),
+                    _ => match &**change {
+                        Change::Event { event_id, outcome, then } => {
+                            apply_event(&mut tx, event_id, outcome, then.as_deref(), &entry.environment, now).await?
+                        }
+                        other => apply_change(&mut tx, other, &entry.environment, now).await?,
+                    },
                 };
                 if let Ok(Applied::Done) = applied {
                     entries.push(entry);
@@ -428,6 +433,44 @@ async fn cas(
     } else {
         Applied::NotFound
     })
+}
+
+/// `Change::Event`: every writer holds the chain head's lock, so no other transaction records
+/// the event meanwhile, and this transaction sees this batch's own records. The event is
+/// recorded only once `then` is done (the batch has no savepoints to undo it with).
+async fn apply_event(
+    tx: &mut Transaction<'_, Postgres>,
+    event_id: &str,
+    outcome: &str,
+    then: Option<&Change>,
+    env: &str,
+    now: i64,
+) -> sqlx::Result<Result<Applied>> {
+    let seen: Option<i32> = sqlx::query_scalar("SELECT 1 FROM webhook_events WHERE environment = $1 AND event_id = $2")
+        .bind(env)
+        .bind(event_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if seen.is_some() {
+        return Ok(Ok(Applied::Stale));
+    }
+    if let Some(inner) = then {
+        if matches!(inner, Change::Event { .. }) {
+            return Ok(Err(Error::internal("an event inside an event")));
+        }
+        match apply_change(tx, inner, env, now).await? {
+            Ok(Applied::Done) => {}
+            other => return Ok(other),
+        }
+    }
+    sqlx::query("INSERT INTO webhook_events (environment, event_id, outcome, received_at) VALUES ($1, $2, $3, $4)")
+        .bind(env)
+        .bind(event_id)
+        .bind(outcome)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Ok(Applied::Done))
 }
 
 /// Applies `change` to the wallets of `env` (the audit entry's: a vault never writes another
@@ -640,6 +683,7 @@ async fn apply_change(
             .bind(expected_version);
             cas(q, tx).await?
         }
+        Change::Event { .. } => return Ok(Err(Error::internal("an event is applied by apply_event"))),
         Change::Delete { address_key } => {
             let n = sqlx::query("DELETE FROM wallets WHERE environment = $1 AND address_key = $2")
                 .bind(env)

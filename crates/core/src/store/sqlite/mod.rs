@@ -275,6 +275,11 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Inline, move |c| rows::latest_state(c, &env, &key)).await
     }
 
+    async fn webhook_event(&self, environment: &str, event_id: &str) -> Result<Option<String>> {
+        let (env, id) = (environment.to_string(), event_id.to_string());
+        self.read(ReadKind::Inline, move |c| rows::webhook_event(c, &env, &id)).await
+    }
+
     async fn wallet_page(&self, environment: &str, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>> {
         let (env, after) = (environment.to_string(), after.map(str::to_string));
         self.read(ReadKind::Blocking, move |c| {
@@ -295,10 +300,12 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Blocking, move |c| {
             c.prepare_cached(&format!(
                 "{SELECT_METADATA} WHERE w.environment = ?1 AND (?2 IS NULL OR w.chain_name = ?2) \
-                 AND (?3 IS NULL OR w.address_key > ?3) ORDER BY w.address_key LIMIT ?4"
+                 AND (?3 IS NULL OR w.address_key > ?3) AND (CASE WHEN ?5 IS NULL \
+                 THEN substr(w.address_key, 1, 11) <> 'sharevault:' \
+                 ELSE substr(w.address_key, 1, length(?5)) = ?5 END) ORDER BY w.address_key LIMIT ?4"
             ))
             .and_then(|mut s| {
-                s.query_map(params![q.environment, q.chain_name, q.after, q.limit], meta_from_row)?
+                s.query_map(params![q.environment, q.chain_name, q.after, q.limit, q.prefix], meta_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .and_then(|rows| with_states(c, rows))
@@ -368,7 +375,8 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Blocking, move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT chain_name, COUNT(*) FROM wallets WHERE environment = ?1 GROUP BY chain_name ORDER BY chain_name",
+                    "SELECT chain_name, COUNT(*) FROM wallets WHERE environment = ?1 \
+                     AND substr(address_key, 1, 11) <> 'sharevault:' GROUP BY chain_name ORDER BY chain_name",
                 )
                 .map_err(db_err("counting the wallets"))?;
             let rows = stmt

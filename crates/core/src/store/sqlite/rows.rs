@@ -163,6 +163,13 @@ pub(super) fn latest_state(conn: &Connection, environment: &str, address_key: &s
     .map_err(db_err("reading a wallet's history"))
 }
 
+/// The outcome recorded for a webhook event (see `Change::Event`).
+pub(super) fn webhook_event(conn: &Connection, environment: &str, event_id: &str) -> Result<Option<String>> {
+    conn.prepare_cached("SELECT outcome FROM webhook_events WHERE environment = ?1 AND event_id = ?2")
+        .and_then(|mut s| s.query_row([environment, event_id], |r| r.get(0)).optional())
+        .map_err(db_err("reading a webhook event"))
+}
+
 fn row_state(conn: &Connection, environment: &str, address_key: &str) -> Result<Applied> {
     let exists: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM wallets WHERE environment = ?1 AND address_key = ?2")
@@ -175,6 +182,25 @@ fn row_state(conn: &Connection, environment: &str, address_key: &str) -> Result<
 /// another environment's rows).
 pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str, now: i64) -> Result<Applied> {
     match change {
+        Change::Event { event_id, outcome, then } => {
+            // The writer holds the write lock: no other process records the event meanwhile,
+            // and the job's savepoint undoes the record if `then` is stale.
+            if webhook_event(conn, environment, event_id)?.is_some() {
+                return Ok(Applied::Stale);
+            }
+            if let Some(inner) = then {
+                let applied = apply_change(conn, inner, environment, now)?;
+                if applied != Applied::Done {
+                    return Ok(applied);
+                }
+            }
+            conn.prepare_cached(
+                "INSERT INTO webhook_events (environment, event_id, outcome, received_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![environment, event_id, outcome, now]))
+            .map_err(db_err("recording a webhook event"))?;
+            Ok(Applied::Done)
+        }
         Change::Insert { row: w, auth, state_seq } => {
             if w.environment != environment {
                 return Err(Error::internal("a wallet row of another environment"));

@@ -6,7 +6,7 @@ use crate::error::{Error, ErrorCode, Result};
 use rusqlite::Connection;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE wallets (
@@ -149,6 +149,18 @@ CREATE TABLE rotation_claims (
   address_key TEXT    NOT NULL,
   until       INTEGER NOT NULL,
   PRIMARY KEY (environment, address_key)
+) WITHOUT ROWID;
+"#,
+    r#"
+-- Delegated access: the webhook events each environment has handled (a replay of one writes
+-- nothing and answers what the first delivery did). Delegations themselves are wallet rows at
+-- reserved addresses (`sharevault:delegation:<walletId>`), under the same MAC, audit and rotation.
+CREATE TABLE webhook_events (
+  environment TEXT    NOT NULL,
+  event_id    TEXT    NOT NULL,
+  outcome     TEXT    NOT NULL,
+  received_at INTEGER NOT NULL,
+  PRIMARY KEY (environment, event_id)
 ) WITHOUT ROWID;
 "#,
 ];

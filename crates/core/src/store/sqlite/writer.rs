@@ -189,11 +189,13 @@ fn commit_batch(conn: &Connection, writes: Vec<Job>, key: Option<&IntegrityKey>)
                     }
                 });
                 if matches!(r, Ok((Applied::Done, _))) {
-                    match *change {
-                        Change::Delete { .. }
-                        | Change::ReplaceShares { .. }
-                        | Change::Rewrap { reencrypted: true, .. } => shredded = true,
-                        Change::Rewrap { reencrypted: false, .. } => shred_soon = true,
+                    match change.inner() {
+                        Some(
+                            Change::Delete { .. }
+                            | Change::ReplaceShares { .. }
+                            | Change::Rewrap { reencrypted: true, .. },
+                        ) => shredded = true,
+                        Some(Change::Rewrap { reencrypted: false, .. }) => shred_soon = true,
                         _ => {}
                     }
                 }

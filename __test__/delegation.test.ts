@@ -1,0 +1,241 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { inspect } from 'node:util'
+import { createPrivateKey } from 'node:crypto'
+import { ALL_PERMISSIONS, DEFAULT_PERMISSIONS, Vault } from '../lib'
+import type { DelegationWebhookResult } from '../lib'
+import { backends, cleanup, newKey, openOn, tempDir, vaultError } from './support/helpers'
+import { sqlInChild } from './support/sql'
+import { createdEvent, delivery, encryptField, fakeDelegatedShare, revokedEvent, rsaKeyPair, sign, webhookSecret } from './support/webhooks'
+
+afterEach(cleanup)
+
+const keys = rsaKeyPair(2048)
+const secret = webhookSecret()
+
+async function withKey(vault: Vault): Promise<Vault> {
+  await vault.importDelegationKey(keys.privatePem)
+  return vault
+}
+
+function deliver(vault: Vault, body: unknown, s = secret): Promise<DelegationWebhookResult> {
+  return vault.receiveDelegationWebhook({ ...delivery(body, s), secret: s })
+}
+
+/** The DER of the test's private key, and slices of it, to look for in files. */
+function derSlices(pem: string): Buffer[] {
+  const der = createPrivateKey(pem).export({ type: 'pkcs8', format: 'der' })
+  const mid = Math.floor(der.length / 2)
+  return [der.subarray(0, 64), der.subarray(mid, mid + 64), der.subarray(der.length - 64)]
+}
+
+function filesHolding(path: string, needles: Buffer[]): string[] {
+  return [path, `${path}-wal`, `${path}-shm`].filter((f) => existsSync(f) && needles.some((n) => readFileSync(f).includes(n)))
+}
+
+for (const backend of backends()) {
+  describe(`delegated access on ${backend.name}`, () => {
+    it('stores a created event whose hydrated share and API key equal what Dynamic encrypted', async () => {
+      const vault = await withKey(await openOn(backend))
+      const ev = createdEvent(keys.publicKey, { shareSetId: 'set-1' })
+      const r = await deliver(vault, ev.body)
+      expect(r).toEqual({ status: 200, outcome: 'stored', eventId: ev.eventId, eventName: 'wallet.delegation.created', walletId: ev.walletId, replay: false })
+      const got = await vault.withDelegation(ev.walletId, (d) => d, { purpose: 'sign' })
+      expect(got.keyShare).toEqual(ev.share)
+      expect(got.walletApiKey).toBe(ev.apiKey)
+      expect(got.walletId).toBe(ev.walletId)
+      expect(got.chain).toBe('EVM')
+      const info = await vault.getDelegation(ev.walletId)
+      expect(info).toMatchObject({ walletId: ev.walletId, chain: 'EVM', shareSetId: 'set-1', eventId: ev.eventId, generation: 1 })
+      expect(info.delegatedAt).toBeInstanceOf(Date)
+      expect((await vault.listDelegations()).map((d) => d.walletId)).toEqual([ev.walletId])
+      // A delegation is no wallet: wallets are listed and counted without it.
+      expect(await vault.listWallets()).toEqual([])
+      expect((await vault.summary()).wallets).toBe(0)
+      const audit = (await vault.auditLog({})).map((a) => [a.action, a.outcome])
+      expect(audit).toEqual(expect.arrayContaining([['delegation_created', 'ok'], ['hydrate_delegation', 'ok']]))
+      await vault.close()
+    })
+
+    it('reads both field spellings and 12- or 16-byte IVs', async () => {
+      const vault = await withKey(await openOn(backend))
+      for (const o of [{ ivBytes: 12 }, { keyShareSpelling: true }, { ivBytes: 12, keyShareSpelling: true }]) {
+        const ev = createdEvent(keys.publicKey, o)
+        expect((await deliver(vault, ev.body)).outcome).toBe('stored')
+        expect(await vault.withDelegation(ev.walletId, (d) => d.keyShare)).toEqual(ev.share)
+      }
+      await vault.close()
+    })
+
+    it('refuses a wrong, missing or truncated signature and a body changed by one byte, storing nothing and auditing the refusal', async () => {
+      const vault = await withKey(await openOn(backend))
+      const ev = createdEvent(keys.publicKey)
+      const { rawBody, headers } = delivery(ev.body, secret)
+      const sig = headers['x-dynamic-signature-256']
+      const changed = Buffer.from(rawBody)
+      changed[changed.indexOf('"eventName"')] = 0x20
+      const attempts = [
+        { rawBody, headers: { 'x-dynamic-signature-256': sign(rawBody, 'not-the-secret') } },
+        { rawBody, headers: {} },
+        { rawBody, headers: { 'x-dynamic-signature-256': sig.slice(0, 40) } },
+        { rawBody: changed, headers },
+      ]
+      for (const a of attempts) {
+        const r = await vault.receiveDelegationWebhook({ ...a, secret })
+        expect(r).toMatchObject({ status: 401, outcome: 'refused', code: 'ERR_WEBHOOK_SIGNATURE', replay: false })
+      }
+      // `sha256=<hex>` (Dynamic's validation example) and a Fetch Headers object are accepted.
+      const ok = await vault.receiveDelegationWebhook({ rawBody, headers: new Headers({ 'X-Dynamic-Signature-256': `sha256=${sig}` }), secret })
+      expect(ok.outcome).toBe('stored')
+      const refusals = (await vault.auditLog({})).filter((a) => a.action === 'webhook')
+      expect(refusals.map((a) => a.outcome)).toEqual(Array(4).fill('ERR_WEBHOOK_SIGNATURE'))
+      await vault.close()
+    })
+
+    it('refuses an unknown alg, a tampered ek, iv, ct or tag and a share that is not a share, with a path, storing nothing', async () => {
+      const vault = await withKey(await openOn(backend))
+      const flip = (b64: string): string => {
+        const b = Buffer.from(b64, 'base64url')
+        b[b.length - 1] ^= 1
+        return b.toString('base64url')
+      }
+      const cases: [string, (data: Record<string, any>) => void, string][] = [
+        ['alg', (d) => (d.encryptedDelegatedShare.alg = 'RSA-OAEP'), 'data.encryptedDelegatedShare.alg'],
+        ['ek', (d) => (d.encryptedDelegatedShare.ek = flip(d.encryptedDelegatedShare.ek)), 'data.encryptedDelegatedShare.ek'],
+        ['iv', (d) => (d.encryptedDelegatedShare.iv = flip(d.encryptedDelegatedShare.iv)), 'data.encryptedDelegatedShare'],
+        ['ct', (d) => (d.encryptedDelegatedShare.ct = flip(d.encryptedDelegatedShare.ct)), 'data.encryptedDelegatedShare'],
+        ['tag', (d) => (d.encryptedDelegatedShare.tag = flip(d.encryptedDelegatedShare.tag)), 'data.encryptedDelegatedShare'],
+        ['api key tag', (d) => (d.encryptedWalletApiKey.tag = flip(d.encryptedWalletApiKey.tag)), 'data.encryptedWalletApiKey'],
+        ['share', (d) => (d.encryptedDelegatedShare = encryptField(keys.publicKey, JSON.stringify({ pubkey: 1 }))), 'data.encryptedDelegatedShare.secretShare'],
+        ['share JSON', (d) => (d.encryptedDelegatedShare = encryptField(keys.publicKey, 'not json')), 'data.encryptedDelegatedShare'],
+        ['missing share', (d) => delete d.encryptedDelegatedShare, 'data.encryptedDelegatedShare'],
+      ]
+      for (const [what, change, path] of cases) {
+        const ev = createdEvent(keys.publicKey)
+        change(ev.body.data as Record<string, any>)
+        const r = await deliver(vault, ev.body)
+        expect({ what, ...r }).toMatchObject({ what, status: 400, outcome: 'refused', code: 'ERR_INVALID_INPUT', path })
+        expect(r.message ?? '').not.toContain(ev.apiKey)
+      }
+      expect(await vault.listDelegations()).toEqual([])
+      await vault.close()
+    })
+
+    it('stores exactly one record for the same eventId twice and for 50 concurrent deliveries of one event', async () => {
+      const vault = await withKey(await openOn(backend))
+      const ev = createdEvent(keys.publicKey)
+      const first = await deliver(vault, ev.body)
+      const again = await deliver(vault, ev.body)
+      expect(again).toEqual({ ...first, replay: true })
+      const burst = createdEvent(keys.publicKey)
+      const results = await Promise.all(Array.from({ length: 50 }, () => deliver(vault, burst.body)))
+      expect(results.every((r) => r.status === 200 && r.outcome === 'stored')).toBe(true)
+      expect(results.filter((r) => !r.replay)).toHaveLength(1)
+      expect((await vault.getDelegation(burst.walletId)).generation).toBe(1)
+      const created = (await vault.auditLog({})).filter((a) => a.action === 'delegation_created')
+      expect(created).toHaveLength(2)
+      await vault.close()
+    })
+
+    it('replaces a delegation on a re-delegation, keeps it on an older event, and shreds it on revocation', async () => {
+      const vault = await withKey(await openOn(backend))
+      const t0 = Date.now()
+      const ev = createdEvent(keys.publicKey, { timestamp: new Date(t0 - 60_000).toISOString() })
+      await deliver(vault, ev.body)
+      const again = createdEvent(keys.publicKey, { walletId: ev.walletId, userId: (ev.body.data as { userId: string }).userId })
+      expect((await deliver(vault, again.body)).outcome).toBe('replaced')
+      expect(await vault.withDelegation(ev.walletId, (d) => d.walletApiKey)).toBe(again.apiKey)
+      expect((await vault.getDelegation(ev.walletId)).generation).toBe(2)
+      // A delayed retry of an older event does not put the older share back.
+      const old = createdEvent(keys.publicKey, { walletId: ev.walletId, timestamp: new Date(t0 - 120_000).toISOString() })
+      expect((await deliver(vault, old.body)).outcome).toBe('stale')
+      expect(await vault.withDelegation(ev.walletId, (d) => d.walletApiKey)).toBe(again.apiKey)
+      const revoked = await deliver(vault, revokedEvent(ev.walletId))
+      expect(revoked).toMatchObject({ status: 200, outcome: 'revoked', walletId: ev.walletId })
+      expect((await vaultError(vault.getDelegation(ev.walletId))).code).toBe('ERR_NOT_FOUND')
+      expect((await vaultError(vault.withDelegation(ev.walletId, () => 1))).code).toBe('ERR_NOT_FOUND')
+      expect((await deliver(vault, revokedEvent(ev.walletId))).outcome).toBe('not_found')
+      expect((await vault.auditLog({})).filter((a) => a.action === 'delegation_revoked').map((a) => a.outcome)).toEqual(['revoked', 'not_found'])
+      await vault.close()
+    })
+
+    it('refuses an event older than the allowed age, and acknowledges a ping', async () => {
+      const vault = await withKey(await openOn(backend))
+      const ev = createdEvent(keys.publicKey, { timestamp: new Date(Date.now() - 2 * 86_400_000).toISOString() })
+      expect(await deliver(vault, ev.body)).toMatchObject({ status: 400, code: 'ERR_WEBHOOK_EXPIRED' })
+      const allowed = await vault.receiveDelegationWebhook({ ...delivery(ev.body, secret), secret, maxAgeMs: 0 })
+      expect(allowed.outcome).toBe('stored')
+      const ping = { eventId: 'p-1', eventName: 'ping', timestamp: new Date().toISOString(), data: {} }
+      expect(await deliver(vault, ping)).toMatchObject({ status: 200, outcome: 'pong' })
+      await vault.close()
+    })
+
+    it('answers 5xx, so Dynamic retries, while no delegation key is there, and takes the key from a file at open', async () => {
+      const vault = await openOn(backend)
+      const ev = createdEvent(keys.publicKey)
+      expect(await deliver(vault, ev.body)).toMatchObject({ status: 500, outcome: 'failed', code: 'ERR_NOT_FOUND' })
+      expect(await vault.delegationKey()).toBeNull()
+      await vault.close()
+      const file = join(tempDir(), 'delegation.pem')
+      writeFileSync(file, keys.privatePem, { mode: 0o600 })
+      const fromFile = await openOn(backend, { delegation: { privateKeyFile: file } })
+      expect((await fromFile.delegationKey())?.source).toBe('options')
+      expect((await deliver(fromFile, ev.body)).outcome).toBe('stored')
+      await fromFile.close()
+      writeFileSync(file, 'not a key')
+      const e = await vaultError(openOn(backend, { delegation: { privateKeyFile: file } }))
+      expect([e.code, e.path]).toEqual(['ERR_INVALID_INPUT', 'delegation.privateKeyFile'])
+    })
+
+    it('gates withDelegation on hydrate:delegated, which the default handle does not have', async () => {
+      const database = await backend.database()
+      const key = newKey()
+      const admin = await withKey(await Vault.open({ database, environment: 'test', kms: { provider: 'local', key }, allow: ALL_PERMISSIONS }))
+      const ev = createdEvent(keys.publicKey)
+      await deliver(admin, ev.body)
+      await admin.close()
+      expect(DEFAULT_PERMISSIONS).toContain('delegation:write')
+      expect(DEFAULT_PERMISSIONS).not.toContain('hydrate:delegated')
+      const plain = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key } })
+      expect((await vaultError(plain.withDelegation(ev.walletId, () => 1))).code).toBe('ERR_FORBIDDEN')
+      expect((await vaultError(plain.importDelegationKey(keys.privatePem))).code).toBe('ERR_FORBIDDEN')
+      // Receiving and revoking are ordinary: a webhook route needs no more than the default.
+      expect((await deliver(plain, revokedEvent(ev.walletId))).outcome).toBe('revoked')
+      await plain.close()
+    })
+  })
+}
+
+describe('delegated secrets on disk and in output', () => {
+  it('never writes the RSA key or either plaintext to a database file, and leaves no byte of a revoked record', async () => {
+    const dir = tempDir()
+    const path = join(dir, 'vault.db')
+    const vault = await Vault.open({ database: `sqlite://${path}`, environment: 'test', kms: { provider: 'local', key: newKey() }, allow: ALL_PERMISSIONS })
+    const info = await vault.importDelegationKey(Buffer.from(keys.privatePem))
+    expect(info).toMatchObject({ bits: 2048, source: 'vault' })
+    expect(info.fingerprint).toMatch(/^[0-9a-f]{64}$/)
+    const share = fakeDelegatedShare()
+    const ev = createdEvent(keys.publicKey, { share })
+    await deliver(vault, ev.body)
+    const plain = [Buffer.from(share.secretShare), Buffer.from(ev.apiKey), ...derSlices(keys.privatePem)]
+    expect(filesHolding(path, plain)).toEqual([])
+    const sealed = sqlInChild<{ c: string; w: string }>(
+      path,
+      'return db.prepare("SELECT hex(ciphertext) AS c, hex(wrapped_dek) AS w FROM wallets WHERE address_key = ?").get(args[0])',
+      `sharevault:delegation:${ev.walletId}`,
+    )
+    const c = Buffer.from(sealed.c, 'hex')
+    const record = [Buffer.from(sealed.w, 'hex'), c.subarray(0, 48), c.subarray(c.length - 48)]
+    expect(filesHolding(path, record).length).toBeGreaterThan(0)
+    const shown = await vault.withDelegation(ev.walletId, (d) => inspect(d, { depth: 5 }))
+    expect(shown).not.toContain(ev.apiKey)
+    expect(shown).not.toContain(share.secretShare)
+    expect(shown).toContain('[REDACTED]')
+    await vault.revokeDelegation(ev.walletId)
+    expect(filesHolding(path, record)).toEqual([])
+    expect(filesHolding(path, plain)).toEqual([])
+    const log = JSON.stringify(await vault.auditLog({}))
+    for (const s of [share.secretShare, ev.apiKey]) expect(log).not.toContain(s)
+    await vault.close()
+  })
+})
