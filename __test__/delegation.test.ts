@@ -206,6 +206,29 @@ for (const backend of backends()) {
   })
 }
 
+describe('delegations over a key rotation', () => {
+  it('re-wraps the webhook key and every delegation with the wallets, so both work under the new key alone', async () => {
+    const database = `sqlite://${join(tempDir(), 'vault.db')}`
+    const [a, b] = [newKey(), newKey()]
+    const old = await withKey(await Vault.open({ database, environment: 'test', kms: { provider: 'local', key: a }, allow: ALL_PERMISSIONS }))
+    const ev = createdEvent(keys.publicKey)
+    await deliver(old, ev.body)
+    await old.close()
+    const vault = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key: b, previous: [{ provider: 'local', key: a }] }, allow: ALL_PERMISSIONS })
+    // The webhook key's record and the delegation: two records behind, no wallet.
+    expect((await vault.keyStatus()).behind).toBe(2)
+    const report = await vault.rotate()
+    expect(report).toMatchObject({ done: 2, failed: 0, remaining: 0 })
+    await vault.retireKey({ provider: report.before[0].provider, keyId: report.before[0].keyId })
+    await vault.close()
+    const only = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key: b }, allow: ALL_PERMISSIONS })
+    expect(await only.withDelegation(ev.walletId, (d) => d.walletApiKey)).toBe(ev.apiKey)
+    const next = createdEvent(keys.publicKey)
+    expect((await deliver(only, next.body)).outcome).toBe('stored')
+    await only.close()
+  })
+})
+
 describe('delegated secrets on disk and in output', () => {
   it('never writes the RSA key or either plaintext to a database file, and leaves no byte of a revoked record', async () => {
     const dir = tempDir()

@@ -223,6 +223,57 @@ mod tests {
         assert_eq!(verify_signature(b"s3cret", b"{}", Some(&sig)).unwrap_err().code, ErrorCode::BadSignature);
     }
 
+    /// A field as Dynamic makes it, with AWS-LC's public-key half and RustCrypto's AES-GCM.
+    fn encrypt(key: &PrivateDecryptingKey, plaintext: &[u8], iv_len: usize) -> Value {
+        use aes_gcm::aead::rand_core::RngCore;
+        use aws_lc_rs::rsa::OaepPublicEncryptingKey;
+        let mut aes = [0u8; 32];
+        let mut iv = vec![0u8; iv_len];
+        aes_gcm::aead::OsRng.fill_bytes(&mut aes);
+        aes_gcm::aead::OsRng.fill_bytes(&mut iv);
+        let mut ct = plaintext.to_vec();
+        let tag = match iv_len {
+            12 => AesGcm::<Aes256, U12>::new(GenericArray::from_slice(&aes))
+                .encrypt_in_place_detached(GenericArray::from_slice(&iv), b"", &mut ct)
+                .unwrap(),
+            _ => AesGcm::<Aes256, U16>::new(GenericArray::from_slice(&aes))
+                .encrypt_in_place_detached(GenericArray::from_slice(&iv), b"", &mut ct)
+                .unwrap(),
+        };
+        let public = OaepPublicEncryptingKey::new(key.public_key()).unwrap();
+        let mut ek = vec![0u8; public.ciphertext_size()];
+        let ek = public.encrypt(&OAEP_SHA256_MGF1SHA256, &aes, &mut ek, None).unwrap().to_vec();
+        serde_json::json!({ "alg": ALG, "iv": B64URL.encode(&iv), "ct": B64URL.encode(&ct), "tag": B64URL.encode(tag), "ek": B64URL.encode(&ek) })
+    }
+
+    #[test]
+    fn a_field_opens_with_its_key_and_any_change_to_it_is_refused_at_its_path() {
+        let private = PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der = SecretBuf::from_vec(private.as_der().unwrap().as_ref().to_vec());
+        let key = DelegationKey::from_pkcs8(&der).unwrap();
+        assert_eq!(key.bits(), 2048);
+        assert!(!format!("{key:?}").contains(&hex::encode(&der.as_slice()[..16])));
+        for iv_len in [12, 16] {
+            let field = encrypt(&private, b"the secret", iv_len);
+            assert_eq!(open_field(&key, Some(&field), "f").unwrap().as_slice(), b"the secret");
+            for (name, path) in [("ek", "f.ek"), ("iv", "f"), ("ct", "f"), ("tag", "f")] {
+                let mut bad = field.clone();
+                let mut bytes = B64URL.decode(bad[name].as_str().unwrap()).unwrap();
+                bytes[0] ^= 1;
+                bad[name] = Value::String(B64URL.encode(&bytes));
+                let e = open_field(&key, Some(&bad), "f").unwrap_err();
+                assert_eq!((e.code, e.path.as_deref()), (ErrorCode::InvalidInput, Some(path)), "{name}");
+            }
+            let mut other = field.clone();
+            other["alg"] = Value::String("RSA-OAEP".into());
+            assert_eq!(open_field(&key, Some(&other), "f").unwrap_err().path.as_deref(), Some("f.alg"));
+        }
+        // Encrypted to another key: refused at `ek`, never opened.
+        let stranger = PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let field = encrypt(&stranger, b"the secret", 16);
+        assert_eq!(open_field(&key, Some(&field), "f").unwrap_err().path.as_deref(), Some("f.ek"));
+    }
+
     #[test]
     fn a_pem_that_is_not_pkcs8_is_refused_with_what_to_do() {
         let e = pem_to_der(b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n").unwrap_err();

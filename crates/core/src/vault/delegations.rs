@@ -245,6 +245,23 @@ fn check_wallet_id(wallet_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The webhook key for one call: parsed already (given at open), or its sealed record opened.
+enum WebhookKey {
+    Parsed(Arc<DelegationKey>),
+    Sealed(SecretBuf),
+}
+
+impl WebhookKey {
+    fn parsed(self) -> Result<Arc<DelegationKey>> {
+        match self {
+            WebhookKey::Parsed(k) => Ok(k),
+            WebhookKey::Sealed(der) => DelegationKey::from_pkcs8(&der)
+                .map(Arc::new)
+                .map_err(|_| Error::tampered("the stored delegation key is not readable")),
+        }
+    }
+}
+
 /// How a reserved record was written.
 enum Put {
     Inserted,
@@ -434,10 +451,10 @@ impl Vault {
     }
 
     /// The key that decrypts webhooks, for one call: the one given at open, or the imported
-    /// record unsealed (its DER only ever in zeroizing memory, dropped with the call).
-    async fn webhook_key(&self) -> Result<Arc<DelegationKey>> {
+    /// record unsealed (its DER only ever in zeroizing memory, parsed and dropped with the call).
+    async fn webhook_key(&self) -> Result<WebhookKey> {
         if let Some(k) = &self.delegation_key {
-            return Ok(k.clone());
+            return Ok(WebhookKey::Parsed(k.clone()));
         }
         let Some(row) = self.reserved_row(KEY_ADDRESS).await? else {
             return Err(Error::new(
@@ -446,11 +463,7 @@ impl Vault {
                  give one at open (delegation.privateKeyFile / privateKeyEnv)",
             ));
         };
-        let der = self.open_row(&row).await?;
-        Ok(Arc::new(
-            DelegationKey::from_pkcs8(&der)
-                .map_err(|_| Error::tampered("the stored delegation key is not readable"))?,
-        ))
+        Ok(WebhookKey::Sealed(self.open_row(&row).await?))
     }
 
     /// Handles one delivery of a Dynamic webhook: the signature over the raw body is checked
@@ -526,11 +539,17 @@ impl Vault {
         let c = env.created()?;
         let share_path = env.share_path();
         let key = self.webhook_key().await?;
-        let share = crypto::open_field(&key, Some(c.share), share_path)?;
-        let api_key = crypto::open_field(&key, Some(c.api_key), "data.encryptedWalletApiKey")?;
-        drop(key);
-        let plaintext = delegation_plaintext(&share, &api_key, share_path)?;
-        drop((share, api_key));
+        // RSA is the costly part (two private-key operations): on a blocking thread, so the
+        // runtime's worker goes on with other calls meanwhile.
+        let (share, api_key) = (c.share.clone(), c.api_key.clone());
+        let plaintext = tokio::task::spawn_blocking(move || {
+            let key = key.parsed()?;
+            let share = crypto::open_field(&key, Some(&share), share_path)?;
+            let api_key = crypto::open_field(&key, Some(&api_key), "data.encryptedWalletApiKey")?;
+            delegation_plaintext(&share, &api_key, share_path)
+        })
+        .await
+        .map_err(|_| Error::internal("decrypting a webhook panicked"))??;
         let address = delegation_address(c.wallet_id);
         let _one_at_a_time = self.webhook_locks.lock(&address).await;
         // An older event than the delegation stored (a delayed retry after a re-delegation) does

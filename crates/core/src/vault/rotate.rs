@@ -171,7 +171,9 @@ impl Vault {
     /// Moves one row under the primary; `false` if it needed nothing by the time it was read.
     async fn rotate_row(&self, address_key: &str, plan: &RotationPlan, actor: Option<&str>) -> Result<bool> {
         for attempt in 0..MAX_CAS_ATTEMPTS {
-            let row = match self.wallet_row(address_key).await {
+            // A stored key (claimed from the table), not a caller's address: the vault's own
+            // records at reserved addresses (delegations, the webhook key) rotate too.
+            let row = match self.wallet_row_at(address_key, address_key).await {
                 Ok(r) => r,
                 Err(e) if e.code == ErrorCode::NotFound => return Ok(false),
                 Err(e) => return Err(e),
