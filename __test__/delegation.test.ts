@@ -5,7 +5,7 @@ import { createPrivateKey } from 'node:crypto'
 import { ALL_PERMISSIONS, DEFAULT_PERMISSIONS, Vault } from '../lib'
 import type { DelegationWebhookResult } from '../lib'
 import { backends, cleanup, newKey, openOn, tempDir, vaultError } from './support/helpers'
-import { sqlInChild } from './support/sql'
+import { sqlInChild, tamper } from './support/sql'
 import { createdEvent, delivery, encryptField, fakeDelegatedShare, revokedEvent, rsaKeyPair, sign, webhookSecret } from './support/webhooks'
 
 afterEach(cleanup)
@@ -205,6 +205,39 @@ for (const backend of backends()) {
     })
   })
 }
+
+describe('a delegation someone with write access to the database changed', () => {
+  it('is refused as ERR_TAMPERED: a record moved to another wallet, edited facts, a deleted row; never wrong secrets', async () => {
+    const key = newKey()
+    const path = join(tempDir(), 'vault.db')
+    const database = `sqlite://${path}`
+    const open = () => Vault.open({ database, environment: 'test', kms: { provider: 'local', key }, allow: ALL_PERMISSIONS })
+    const vault = await withKey(await open())
+    const [a, b, c] = [createdEvent(keys.publicKey), createdEvent(keys.publicKey), createdEvent(keys.publicKey)]
+    for (const ev of [a, b, c]) await deliver(vault, ev.body)
+    await vault.close()
+    const at = (w: string) => `sharevault:delegation:${w}`
+    // a's sealed record copied over b's.
+    sqlInChild(path, 'const r = db.prepare("SELECT wrapped_dek, nonce, ciphertext, sealed_digest FROM wallets WHERE address_key = ?").get(args[0]); db.prepare("UPDATE wallets SET wrapped_dek = ?, nonce = ?, ciphertext = ?, sealed_digest = ? WHERE address_key = ?").run(r.wrapped_dek, r.nonce, r.ciphertext, r.sealed_digest, args[1])', at(a.walletId), at(b.walletId))
+    // c's user changed in its facts.
+    sqlInChild(path, 'const r = db.prepare("SELECT metadata FROM wallets WHERE address_key = ?").get(args[0]); const m = JSON.parse(r.metadata); m.userId = "attacker"; db.prepare("UPDATE wallets SET metadata = ? WHERE address_key = ?").run(JSON.stringify(m), args[0])', at(c.walletId))
+    const after = await open()
+    expect((await vaultError(after.withDelegation(b.walletId, () => 1))).code).toBe('ERR_TAMPERED')
+    expect((await vaultError(after.getDelegation(c.walletId))).code).toBe('ERR_TAMPERED')
+    expect((await vaultError(after.listDelegations())).code).toBe('ERR_TAMPERED')
+    expect(await after.withDelegation(a.walletId, (d) => d.walletApiKey)).toBe(a.apiKey)
+    await after.close()
+    // a's row deleted outside sharevault: the history says it is there.
+    tamper(path, 'DELETE FROM wallets WHERE address_key = ?', at(a.walletId))
+    const cut = await open()
+    expect((await vaultError(cut.withDelegation(a.walletId, () => 1))).code).toBe('ERR_TAMPERED')
+    // The webhook key's record swapped for another: refused, never used.
+    tamper(path, "UPDATE wallets SET ciphertext = (SELECT ciphertext FROM wallets WHERE address_key = ?) WHERE address_key = 'sharevault:delegation-key'", at(c.walletId))
+    const next = createdEvent(keys.publicKey)
+    expect(await deliver(cut, next.body)).toMatchObject({ status: 500, code: 'ERR_TAMPERED' })
+    await cut.close()
+  })
+})
 
 describe('delegations over a key rotation', () => {
   it('re-wraps the webhook key and every delegation with the wallets, so both work under the new key alone', async () => {
