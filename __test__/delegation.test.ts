@@ -114,7 +114,10 @@ for (const backend of backends()) {
         const ev = createdEvent(keys.publicKey)
         change(ev.body.data as Record<string, any>)
         const r = await deliver(vault, ev.body)
-        expect({ what, ...r }).toMatchObject({ what, status: 400, outcome: 'refused', code: 'ERR_INVALID_INPUT', path })
+        // A field encrypted to another key is, for a correctly signed event, our key being wrong or
+        // just replaced: 503, so Dynamic retries once it is fixed. Everything else: 400.
+        const [status, outcome] = path.endsWith('.ek') ? [503, 'failed'] : [400, 'refused']
+        expect({ what, ...r }).toMatchObject({ what, status, outcome, code: 'ERR_INVALID_INPUT', path })
         expect(r.message ?? '').not.toContain(ev.apiKey)
       }
       expect(await vault.listDelegations()).toEqual([])
@@ -155,14 +158,34 @@ for (const backend of backends()) {
       expect((await vaultError(vault.getDelegation(ev.walletId))).code).toBe('ERR_NOT_FOUND')
       expect((await vaultError(vault.withDelegation(ev.walletId, () => 1))).code).toBe('ERR_NOT_FOUND')
       expect((await deliver(vault, revokedEvent(ev.walletId))).outcome).toBe('not_found')
-      expect((await vault.auditLog({})).filter((a) => a.action === 'delegation_revoked').map((a) => a.outcome)).toEqual(['revoked', 'not_found'])
+      expect((await vault.auditLog({})).filter((a) => a.action === 'delegation_revoked')).toHaveLength(2)
+      // A created event older than the revocation (a delayed retry) never brings it back.
+      const retry = createdEvent(keys.publicKey, { walletId: ev.walletId, timestamp: new Date(t0 - 30_000).toISOString() })
+      expect((await deliver(vault, retry.body)).outcome).toBe('stale')
+      expect((await vaultError(vault.getDelegation(ev.walletId))).code).toBe('ERR_NOT_FOUND')
+      // A delegation after the revocation is a new one.
+      const later = createdEvent(keys.publicKey, { walletId: ev.walletId })
+      expect((await deliver(vault, later.body)).outcome).toBe('stored')
+      expect(await vault.withDelegation(ev.walletId, (d) => d.walletApiKey)).toBe(later.apiKey)
       await vault.close()
     })
 
-    it('refuses an event older than the allowed age, and acknowledges a ping', async () => {
+    it('refuses a created event older than the allowed age or without a timestamp, never a revocation, and acknowledges a ping', async () => {
       const vault = await withKey(await openOn(backend))
       const ev = createdEvent(keys.publicKey, { timestamp: new Date(Date.now() - 2 * 86_400_000).toISOString() })
       expect(await deliver(vault, ev.body)).toMatchObject({ status: 400, code: 'ERR_WEBHOOK_EXPIRED' })
+      const undated = createdEvent(keys.publicKey)
+      delete undated.body.timestamp
+      expect(await deliver(vault, undated.body)).toMatchObject({ status: 400, code: 'ERR_INVALID_INPUT', path: 'timestamp' })
+      // Ahead of this host's clock: a clock to fix, so Dynamic is asked to retry.
+      const ahead = createdEvent(keys.publicKey, { timestamp: new Date(Date.now() + 3_600_000).toISOString() })
+      expect(await deliver(vault, ahead.body)).toMatchObject({ status: 503, code: 'ERR_WEBHOOK_EXPIRED' })
+      const live = createdEvent(keys.publicKey)
+      await deliver(vault, live.body)
+      const oldRevoke = { ...revokedEvent(live.walletId), timestamp: new Date(Date.now() - 3 * 86_400_000 + 1).toISOString() }
+      // Older than the delegation itself: stale (a revoke of an earlier delegation); a current one revokes.
+      expect((await deliver(vault, oldRevoke)).outcome).toBe('stale')
+      expect((await deliver(vault, revokedEvent(live.walletId))).outcome).toBe('revoked')
       const allowed = await vault.receiveDelegationWebhook({ ...delivery(ev.body, secret), secret, maxAgeMs: 0 })
       expect(allowed.outcome).toBe('stored')
       const ping = { eventId: 'p-1', eventName: 'ping', timestamp: new Date().toISOString(), data: {} }
@@ -187,6 +210,22 @@ for (const backend of backends()) {
       expect([e.code, e.path]).toEqual(['ERR_INVALID_INPUT', 'delegation.privateKeyFile'])
     })
 
+    it('stores one record for one event delivered 50 times at once to two vault handles on one database', async () => {
+      const database = await backend.database()
+      const key = newKey()
+      const open = () => Vault.open({ database, environment: 'test', kms: { provider: 'local', key }, allow: ALL_PERMISSIONS })
+      const first = await withKey(await open())
+      const second = await open()
+      const ev = createdEvent(keys.publicKey)
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => deliver(i % 2 ? first : second, ev.body)))
+      expect(results.map((r) => r.status)).toEqual(Array(50).fill(200))
+      expect(results.filter((r) => !r.replay)).toHaveLength(1)
+      expect((await first.getDelegation(ev.walletId)).generation).toBe(1)
+      expect((await second.auditLog({ address: `sharevault:delegation:${ev.walletId}` })).filter((a) => a.action === 'delegation_created')).toHaveLength(1)
+      await first.close()
+      await second.close()
+    })
+
     it('gates withDelegation on hydrate:delegated, which the default handle does not have', async () => {
       const database = await backend.database()
       const key = newKey()
@@ -199,6 +238,8 @@ for (const backend of backends()) {
       const plain = await Vault.open({ database, environment: 'test', kms: { provider: 'local', key } })
       expect((await vaultError(plain.withDelegation(ev.walletId, () => 1))).code).toBe('ERR_FORBIDDEN')
       expect((await vaultError(plain.importDelegationKey(keys.privatePem))).code).toBe('ERR_FORBIDDEN')
+      // A local revoke is a shred: it needs `delete`, as deleteWallet does.
+      expect((await vaultError(plain.revokeDelegation(ev.walletId))).code).toBe('ERR_FORBIDDEN')
       // Receiving and revoking are ordinary: a webhook route needs no more than the default.
       expect((await deliver(plain, revokedEvent(ev.walletId))).outcome).toBe('revoked')
       await plain.close()
@@ -231,6 +272,10 @@ describe('a delegation someone with write access to the database changed', () =>
     tamper(path, 'DELETE FROM wallets WHERE address_key = ?', at(a.walletId))
     const cut = await open()
     expect((await vaultError(cut.withDelegation(a.walletId, () => 1))).code).toBe('ERR_TAMPERED')
+    // An event record written without the key (to make a revocation look handled): refused.
+    const forged = revokedEvent(c.walletId)
+    tamper(path, "INSERT INTO webhook_events (environment, event_id, outcome, received_at, mac) VALUES ('test', ?, ?, 0, x'00')", forged.eventId, JSON.stringify({ status: 200, outcome: 'revoked', replay: false }))
+    expect(await deliver(cut, forged)).toMatchObject({ status: 500, code: 'ERR_TAMPERED' })
     // The webhook key's record swapped for another: refused, never used.
     tamper(path, "UPDATE wallets SET ciphertext = (SELECT ciphertext FROM wallets WHERE address_key = ?) WHERE address_key = 'sharevault:delegation-key'", at(c.walletId))
     const next = createdEvent(keys.publicKey)

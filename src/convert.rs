@@ -395,9 +395,56 @@ impl TypeName for BytesInput {
 impl ValidateNapiValue for BytesInput {}
 
 impl FromNapiValue for BytesInput {
+    /// Into a plain `Vec` (no locked pages for a body anyone can send), at most `MAX_BYTES`.
     unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
-        Ok(BytesInput(read_secret(env, v).map_err(to_napi)?.as_slice().to_vec()))
+        read_bytes(env, v).map(BytesInput).map_err(to_napi)
     }
+}
+
+impl BytesInput {
+    /// Larger inputs are refused before they are copied (a webhook body is at most 4 MiB).
+    pub const MAX_BYTES: usize = sharevault_core::delegation::MAX_BODY_BYTES;
+}
+
+unsafe fn read_bytes(env: sys::napi_env, v: sys::napi_value) -> Result<Vec<u8>, Error> {
+    let too_large = || Error::invalid("rawBody", "is larger than 4 MiB");
+    let mut t = 0;
+    check(sys::napi_typeof(env, v, &mut t), "reading a body's type")?;
+    if t == sys::ValueType::napi_string {
+        let mut len = 0usize;
+        check(sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len), "sizing a string")?;
+        if len > BytesInput::MAX_BYTES {
+            return Err(too_large());
+        }
+        let mut buf = vec![0u8; len + 1];
+        let mut written = 0usize;
+        check(
+            sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr() as *mut c_char, len + 1, &mut written),
+            "reading a string",
+        )?;
+        buf.truncate(written);
+        return Ok(buf);
+    }
+    let mut is_typed = false;
+    check(sys::napi_is_typedarray(env, v, &mut is_typed), "checking a typed array")?;
+    if is_typed {
+        let (mut kind, mut length, mut data, mut ab, mut offset) =
+            (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
+        check(
+            sys::napi_get_typedarray_info(env, v, &mut kind, &mut length, &mut data, &mut ab, &mut offset),
+            "reading a typed array",
+        )?;
+        if kind == sys::TypedarrayType::uint8_array {
+            if length > BytesInput::MAX_BYTES {
+                return Err(too_large());
+            }
+            if length == 0 || data.is_null() {
+                return Ok(Vec::new());
+            }
+            return Ok(std::slice::from_raw_parts(data as *const u8, length).to_vec());
+        }
+    }
+    Err(Error::invalid("rawBody", "must be a string or a Uint8Array"))
 }
 
 /// A hydrated delegation on its way to JS: `{ info: string, secrets: { keyShare, walletApiKey } }`;

@@ -175,7 +175,11 @@ async function main() {
   const webhookSecret = process.env.DYNAMIC_WEBHOOK_SECRET
   const server = createService(vaulted(client, vault, { actor: 'wallet-service' }), vault, { webhookSecret, agent })
   const port = Number(process.env.PORT || 3000)
-  server.listen(port, () => console.log(`wallet service on http://localhost:${port}`))
+  // Loopback only: this example has no authentication of its own, and POST /delegations/:walletId/sign
+  // signs with users' delegated wallets. Put it behind your API's authentication before exposing it
+  // (HOST=0.0.0.0 only behind such a gateway); only POST /webhooks/dynamic is meant for Dynamic.
+  const host = process.env.HOST || '127.0.0.1'
+  server.listen(port, host, () => console.log(`wallet service on http://${host}:${port}`))
   const stop = () =>
     server.close(() =>
       vault.close().then(

@@ -10,6 +10,7 @@
  * fakes), or leave them out and they are loaded from that package when first needed.
  */
 import { VaultError } from '../errors'
+import { redactDelegation } from '../redact'
 import type { Vault } from '../vault'
 import type { HydratedShare } from './types'
 
@@ -81,7 +82,12 @@ export function delegated<C, M = Record<string, unknown>, MR = unknown, T = Reco
     const sdkFn = fn<SdkFn<C, A, R>>(name)
     return vault.withDelegation(
       walletId,
-      (d) => sdkFn(client, { ...(rest as unknown as A), walletId: d.walletId, walletApiKey: d.walletApiKey, keyShare: d.keyShare, chainName: chainName ?? d.chain }),
+      (d) => {
+        const sdkArgs = { ...(rest as unknown as A), walletId: d.walletId, walletApiKey: d.walletApiKey, keyShare: d.keyShare, chainName: chainName ?? d.chain }
+        // What the SDK gets: an SDK that logs or inspects its arguments shows the secrets redacted.
+        redactDelegation(sdkArgs)
+        return sdkFn(client, sdkArgs)
+      },
       { purpose: purpose ?? 'sign', ...(actor !== undefined ? { actor } : {}) },
     )
   }

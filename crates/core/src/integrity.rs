@@ -30,6 +30,7 @@ const HEAD_TAG: &[u8] = b"sharevault/audit-head/v1";
 /// copied from any row would otherwise vouch for a log cut after that row).
 const AUDIT_ROW_TAG: &[u8] = b"sharevault/audit-row/v1";
 const KEYRING_TAG: &[u8] = b"sharevault/keyring-entry/v1";
+const EVENT_TAG: &[u8] = b"sharevault/webhook-event/v1";
 
 /// The MAC key of one environment. Zeroized on drop (it is a [`DataKey`]); `Debug` names only
 /// the environment.
@@ -148,6 +149,14 @@ pub fn head_bytes(environment: &str, seq: i64, hash: &[u8]) -> Vec<u8> {
     position_bytes(HEAD_TAG, environment, seq, hash)
 }
 
+fn event_bytes(environment: &str, event_id: &str, outcome: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + event_id.len() + outcome.len());
+    for part in [EVENT_TAG, environment.as_bytes(), event_id.as_bytes(), outcome.as_bytes()] {
+        put(&mut out, part);
+    }
+    out
+}
+
 fn position_bytes(tag: &[u8], environment: &str, seq: i64, hash: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(96);
     put(&mut out, tag);
@@ -214,6 +223,16 @@ impl IntegrityKey {
 
     pub fn keyring_ok(&self, facts: &KeyringFacts<'_>, tag: &[u8]) -> bool {
         facts.environment == self.environment && self.verify(&facts.encode(), tag)
+    }
+
+    /// The MAC of a handled webhook event's record (its id and the outcome a replay answers), so
+    /// a record written by someone without the key never passes for one.
+    pub fn event_tag(&self, event_id: &str, outcome: &str) -> Vec<u8> {
+        self.tag(&event_bytes(&self.environment, event_id, outcome))
+    }
+
+    pub fn event_ok(&self, event_id: &str, outcome: &str, tag: &[u8]) -> bool {
+        self.verify(&event_bytes(&self.environment, event_id, outcome), tag)
     }
 
     /// The MAC of this environment's audit head (sequence number and hash of its last row).

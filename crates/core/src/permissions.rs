@@ -33,8 +33,8 @@ pub enum Permission {
     /// The key lifecycle: `rotate` (re-wrap, re-encrypt) and `retireKey`; importing the
     /// delegation webhooks' RSA key.
     KeysAdmin,
-    /// Receiving Dynamic's delegation webhooks (storing, replacing and shredding delegations)
-    /// and revoking a delegation locally.
+    /// Receiving Dynamic's delegation webhooks (storing, replacing and shredding delegations as
+    /// Dynamic says; a local `revokeDelegation` needs `delete`).
     DelegationWrite,
     /// Hydrating a delegation (a user's delegated share and wallet API key) for one call.
     HydrateDelegated,

@@ -154,6 +154,33 @@ impl Encoder {
         Ok(self.buf.len() - 4)
     }
 
+    /// Starts a string whose bytes [`Encoder::str_bytes`] appends and [`Encoder::end_str`]
+    /// measures: a value (`tagged`) or an object key.
+    fn begin_str(&mut self, tagged: bool) -> Result<usize> {
+        self.room(5)?;
+        if tagged {
+            self.buf.push(T_STRING);
+        }
+        self.buf.extend_from_slice(&[0; 4]);
+        Ok(self.buf.len() - 4)
+    }
+
+    fn str_bytes(&mut self, b: &[u8]) -> Result<()> {
+        self.room(b.len())?;
+        self.buf.extend_from_slice(b);
+        Ok(())
+    }
+
+    /// Ends a string begun at `at`: its length written, its bytes checked to be UTF-8.
+    fn end_str(&mut self, at: usize) -> Result<()> {
+        let bytes = &self.buf.as_slice()[at + 4..];
+        if std::str::from_utf8(bytes).is_err() {
+            return Err(Error::internal("a string was not valid UTF-8"));
+        }
+        let n = bytes.len();
+        self.set_count(at, n)
+    }
+
     fn set_count(&mut self, at: usize, n: usize) -> Result<()> {
         let count = Self::len_u32(n)?;
         self.buf.as_mut_vec()[at..at + 4].copy_from_slice(&count);
@@ -328,113 +355,327 @@ pub fn validate_share(share: &Value<'_>, path: &str) -> Result<()> {
 /// The largest integer a JavaScript number holds exactly.
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
-/// Encodes a JSON document (a decrypted delegated share) straight into `enc`, with no
-/// `serde_json::Value` in between (its strings would be freed unwiped). A number JavaScript
-/// cannot hold exactly is refused: what comes back must be what was sent.
+/// Encodes a JSON document (a decrypted delegated share) straight into `enc`. Parsed here, not
+/// by serde_json, because serde_json unescapes a string with escapes (a `secretShare` that is
+/// itself JSON text has them throughout) into a scratch buffer it frees without wiping: here
+/// every string is unescaped into the zeroizing encoding itself. A number JavaScript cannot hold
+/// exactly is refused: what comes back must be what was sent. Errors name `path` and what was
+/// wrong, never a value.
 pub fn encode_json(json: &[u8], enc: &mut Encoder, path: &str) -> Result<()> {
-    use serde::de::DeserializeSeed;
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let read = JsonSeed { enc, depth: 0 }.deserialize(&mut de).and_then(|()| de.end());
-    read.map_err(|e| {
-        let why = if e.is_data() { e.to_string() } else { "is not valid JSON".to_string() };
-        // serde_json's own messages name a position, never the text at it.
-        Error::invalid(path, why.split(" at line ").next().unwrap_or("is not valid JSON").to_string())
-    })
+    let mut r = JsonReader { s: json, pos: 0 };
+    let read = (|| {
+        r.ws();
+        r.value(enc, 0)?;
+        r.ws();
+        if r.pos != r.s.len() {
+            return Err(Why::from("is not valid JSON (it goes on after its value)"));
+        }
+        Ok(())
+    })();
+    read.map_err(|why| Error::invalid(path, why.0))
 }
 
-struct JsonSeed<'e> {
-    enc: &'e mut Encoder,
-    depth: usize,
-}
+/// Why a document was refused (never a value of it).
+struct Why(String);
 
-fn de_err<E: serde::de::Error>(e: Error) -> E {
-    E::custom(e.message)
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for JsonSeed<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_any(self)
+impl From<&str> for Why {
+    fn from(s: &str) -> Why {
+        Why(s.to_string())
     }
 }
 
-/// An object key, written as one.
-struct KeySeed<'e>(&'e mut Encoder);
-
-impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_str(self)
+impl From<Error> for Why {
+    fn from(e: Error) -> Why {
+        Why(e.message)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E: serde::de::Error>(self, k: &str) -> std::result::Result<(), E> {
-        self.0.key(k).map_err(de_err)
-    }
+struct JsonReader<'a> {
+    s: &'a [u8],
+    pos: usize,
 }
 
-impl<'de> serde::de::Visitor<'de> for JsonSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
+const NOT_JSON: &str = "is not valid JSON";
+
+impl JsonReader<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
     }
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> std::result::Result<(), E> {
-        self.enc.boolean(v).map_err(de_err)
+
+    fn next(&mut self) -> std::result::Result<u8, Why> {
+        let b = self.peek().ok_or_else(|| Why::from(NOT_JSON))?;
+        self.pos += 1;
+        Ok(b)
     }
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<(), E> {
-        if v > MAX_SAFE_INTEGER {
-            return Err(E::custom("holds an integer larger than JavaScript can hold exactly"));
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
         }
-        self.enc.number(v as f64).map_err(de_err)
     }
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<(), E> {
-        if v.unsigned_abs() > MAX_SAFE_INTEGER {
-            return Err(E::custom("holds an integer larger than JavaScript can hold exactly"));
+
+    fn expect(&mut self, b: u8) -> std::result::Result<(), Why> {
+        if self.next()? == b {
+            Ok(())
+        } else {
+            Err(Why::from(NOT_JSON))
         }
-        self.enc.number(v as f64).map_err(de_err)
     }
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<(), E> {
-        self.enc.number(v).map_err(de_err)
-    }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<(), E> {
-        self.enc.string(v).map_err(de_err)
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
-        self.enc.null().map_err(de_err)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        if self.depth >= MAX_DEPTH {
-            return Err(serde::de::Error::custom("is nested too deeply"));
+
+    fn literal(&mut self, word: &[u8]) -> std::result::Result<(), Why> {
+        if self.s.get(self.pos..self.pos + word.len()) == Some(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(Why::from(NOT_JSON))
         }
-        let at = self.enc.begin_deferred(T_ARRAY).map_err(de_err)?;
-        let mut n = 0;
-        while seq.next_element_seed(JsonSeed { enc: &mut *self.enc, depth: self.depth + 1 })?.is_some() {
-            n += 1;
-        }
-        self.enc.set_count(at, n).map_err(de_err)
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
-        if self.depth >= MAX_DEPTH {
-            return Err(serde::de::Error::custom("is nested too deeply"));
+
+    fn value(&mut self, enc: &mut Encoder, depth: usize) -> std::result::Result<(), Why> {
+        if depth > MAX_DEPTH {
+            return Err(Why::from("is nested too deeply"));
         }
-        let at = self.enc.begin_deferred(T_OBJECT).map_err(de_err)?;
-        let mut n = 0;
-        while map.next_key_seed(KeySeed(&mut *self.enc))?.is_some() {
-            map.next_value_seed(JsonSeed { enc: &mut *self.enc, depth: self.depth + 1 })?;
-            n += 1;
+        match self.peek().ok_or_else(|| Why::from(NOT_JSON))? {
+            b'{' => {
+                self.pos += 1;
+                let at = enc.begin_deferred(T_OBJECT)?;
+                let mut n = 0;
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.ws();
+                        self.expect(b'"')?;
+                        self.string(enc, false)?;
+                        self.ws();
+                        self.expect(b':')?;
+                        self.ws();
+                        self.value(enc, depth + 1)?;
+                        n += 1;
+                        self.ws();
+                        match self.next()? {
+                            b',' => {}
+                            b'}' => break,
+                            _ => return Err(Why::from(NOT_JSON)),
+                        }
+                    }
+                }
+                enc.set_count(at, n)?;
+            }
+            b'[' => {
+                self.pos += 1;
+                let at = enc.begin_deferred(T_ARRAY)?;
+                let mut n = 0;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.ws();
+                        self.value(enc, depth + 1)?;
+                        n += 1;
+                        self.ws();
+                        match self.next()? {
+                            b',' => {}
+                            b']' => break,
+                            _ => return Err(Why::from(NOT_JSON)),
+                        }
+                    }
+                }
+                enc.set_count(at, n)?;
+            }
+            b'"' => {
+                self.pos += 1;
+                self.string(enc, true)?;
+            }
+            b't' => {
+                self.literal(b"true")?;
+                enc.boolean(true)?;
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                enc.boolean(false)?;
+            }
+            b'n' => {
+                self.literal(b"null")?;
+                enc.null()?;
+            }
+            b'-' | b'0'..=b'9' => self.number(enc)?,
+            _ => return Err(Why::from(NOT_JSON)),
         }
-        self.enc.set_count(at, n).map_err(de_err)
+        Ok(())
+    }
+
+    /// A string's body (after its opening quote), unescaped into the encoding: a value
+    /// (`tagged`) or an object key.
+    fn string(&mut self, enc: &mut Encoder, tagged: bool) -> std::result::Result<(), Why> {
+        let at = enc.begin_str(tagged)?;
+        loop {
+            // The run up to the next quote or backslash, copied as it is.
+            let start = self.pos;
+            while let Some(b) = self.peek() {
+                if b == b'"' || b == b'\\' {
+                    break;
+                }
+                if b < 0x20 {
+                    return Err(Why::from("is not valid JSON (a control character in a string)"));
+                }
+                self.pos += 1;
+            }
+            enc.str_bytes(&self.s[start..self.pos])?;
+            match self.next()? {
+                b'"' => break,
+                _ => {
+                    let c = match self.next()? {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode()?,
+                        _ => return Err(Why::from(NOT_JSON)),
+                    };
+                    let mut utf8 = [0u8; 4];
+                    enc.str_bytes(c.encode_utf8(&mut utf8).as_bytes())?;
+                    utf8.iter_mut().for_each(|b| *b = 0);
+                }
+            }
+        }
+        enc.end_str(at).map_err(|_| Why::from("is not valid JSON (a string is not UTF-8)"))
+    }
+
+    fn hex4(&mut self) -> std::result::Result<u32, Why> {
+        let digits = self.s.get(self.pos..self.pos + 4).ok_or_else(|| Why::from(NOT_JSON))?;
+        let mut n = 0u32;
+        for &d in digits {
+            n = n * 16 + (d as char).to_digit(16).ok_or_else(|| Why::from(NOT_JSON))?;
+        }
+        self.pos += 4;
+        Ok(n)
+    }
+
+    /// `\uXXXX`, a surrogate pair joined; a lone surrogate is refused (it would not come back).
+    fn unicode(&mut self) -> std::result::Result<char, Why> {
+        let lone = || Why::from("is not valid JSON (a lone surrogate)");
+        let hi = self.hex4()?;
+        let code = match hi {
+            0xD800..=0xDBFF => {
+                self.literal(b"\\u").map_err(|_| lone())?;
+                let lo = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&lo) {
+                    return Err(lone());
+                }
+                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(lone()),
+            c => c,
+        };
+        char::from_u32(code).ok_or_else(lone)
+    }
+
+    fn number(&mut self, enc: &mut Encoder) -> std::result::Result<(), Why> {
+        let start = self.pos;
+        let digits = |r: &mut Self| {
+            let from = r.pos;
+            while matches!(r.peek(), Some(b'0'..=b'9')) {
+                r.pos += 1;
+            }
+            r.pos > from
+        };
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        let int_start = self.pos;
+        if !digits(self) || (self.s[int_start] == b'0' && self.pos - int_start > 1) {
+            return Err(Why::from(NOT_JSON));
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            integer = false;
+            if !digits(self) {
+                return Err(Why::from(NOT_JSON));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            integer = false;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if !digits(self) {
+                return Err(Why::from(NOT_JSON));
+            }
+        }
+        // ASCII by construction.
+        let text = std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| Why::from(NOT_JSON))?;
+        let n: f64 = text.parse().map_err(|_| Why::from(NOT_JSON))?;
+        if integer && n.abs() > MAX_SAFE_INTEGER as f64 {
+            return Err(Why::from("holds an integer larger than JavaScript can hold exactly"));
+        }
+        if !n.is_finite() {
+            return Err(Why::from("holds a number too large for JavaScript"));
+        }
+        enc.number(n)?;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn same(v: &Value<'_>, j: &serde_json::Value) -> bool {
+        match (v, j) {
+            (Value::Null, serde_json::Value::Null) => true,
+            (Value::Bool(a), serde_json::Value::Bool(b)) => a == b,
+            (Value::Number(a), serde_json::Value::Number(b)) => Some(*a) == b.as_f64(),
+            (Value::Str(a), serde_json::Value::String(b)) => a == b,
+            (Value::Array(a), serde_json::Value::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+            }
+            (Value::Object(a), serde_json::Value::Object(b)) => {
+                a.len() == b.len() && a.iter().all(|(k, x)| b.get(*k).is_some_and(|y| same(x, y)))
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn json_is_read_into_the_encoding_as_serde_json_reads_it() {
+        for doc in [
+            r#"{"secretShare":"{\"a\":[1,2],\"b\":\"x\\ny\"}","pubkey":{"pubkey":[3,255,0]}}"#,
+            r#" [ true , false , null , -0.5e3 , 12 , "\u00e9\ud83d\ude00\/\b\f\r\t" , {} , [] ] "#,
+            r#""plain""#,
+            r#"{"nested":{"deeper":{"deepest":["é", 1.25]}}}"#,
+        ] {
+            let mut enc = Encoder::new();
+            encode_json(doc.as_bytes(), &mut enc, "p").unwrap();
+            let buf = enc.finish();
+            let expected: serde_json::Value = serde_json::from_str(doc).unwrap();
+            assert!(same(&decode(&buf).unwrap(), &expected), "{doc}");
+        }
+        for bad in [
+            r#"{"a":1"#,
+            r#"{"a" 1}"#,
+            "[1,]",
+            "01",
+            "\"\\ud800\"",
+            "\"\u{1}\"",
+            "tru",
+            "1 2",
+            r#"{"a":9007199254740993}"#,
+            "1e999",
+        ] {
+            let mut enc = Encoder::new();
+            let e = encode_json(bad.as_bytes(), &mut enc, "p").unwrap_err();
+            assert_eq!((e.code, e.path.as_deref()), (crate::error::ErrorCode::InvalidInput, Some("p")), "{bad}");
+        }
+    }
 
     fn sample() -> SecretBuf {
         let mut e = Encoder::new();

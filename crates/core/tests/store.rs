@@ -169,8 +169,9 @@ async fn with_migrations_off_open_creates_nothing_until_migrate_has_run() {
             let url = url.clone();
             tokio::spawn(async move { store::migrate(&url, &StoreOptions::default()).await })
         });
-        // SQLite's schema 5 moves rotation leases out of the wallet row; PostgreSQL keeps them there.
-        let current = if name == "sqlite" { 5 } else { 4 };
+        // SQLite's schema 5 moves rotation leases out of the wallet row (PostgreSQL keeps them
+        // there), so the webhook events table is SQLite's 6 and PostgreSQL's 5.
+        let current = if name == "sqlite" { 6 } else { 5 };
         let mut created = 0;
         for r in runs {
             match r.await.unwrap().unwrap() {

@@ -422,7 +422,8 @@ async fn as_schema_1(db: &Db, wallets: &[usize]) {
     }
     let v1 = if db.is_pg() {
         format!(
-            "{} DROP TABLE audit_heads; DROP TABLE integrity_keys; DROP TABLE keyring; DELETE FROM audit; \
+            "{} DROP TABLE audit_heads; DROP TABLE integrity_keys; DROP TABLE keyring; DROP TABLE webhook_events; \
+             DELETE FROM audit; \
              ALTER TABLE wallets DROP COLUMN mac, DROP COLUMN sealed_digest, DROP COLUMN wrapped_at, \
              DROP COLUMN sealed_at, DROP COLUMN rotation_claim; \
              ALTER TABLE audit DROP COLUMN wallet_mac, DROP COLUMN mac; {inserts} \
@@ -440,7 +441,7 @@ async fn as_schema_1(db: &Db, wallets: &[usize]) {
             "{} DROP INDEX audit_wallet_states; DROP TABLE audit_heads; \
              DROP TABLE integrity_keys; DROP TABLE keyring; DELETE FROM audit; ALTER TABLE wallets DROP COLUMN mac; \
              ALTER TABLE wallets DROP COLUMN wrapped_at; ALTER TABLE wallets DROP COLUMN sealed_at; \
-             DROP TABLE rotation_claims; \
+             DROP TABLE rotation_claims; DROP TABLE webhook_events; \
              ALTER TABLE wallets DROP COLUMN sealed_digest; ALTER TABLE audit DROP COLUMN wallet_mac; \
              ALTER TABLE audit DROP COLUMN mac; {inserts} PRAGMA user_version = 1;",
             db.drop_audit_triggers()

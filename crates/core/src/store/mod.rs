@@ -224,7 +224,7 @@ pub enum Change {
     /// A webhook event handled: `event_id` recorded with its `outcome` (what a replay answers),
     /// and `then` applied, in the same transaction. `Stale` when the event is recorded already
     /// (by this batch or another process) or `then` is stale: nothing is written.
-    Event { event_id: String, outcome: String, then: Option<Box<Change>> },
+    Event { event_id: String, outcome: String, mac: Vec<u8>, then: Option<Box<Change>> },
 }
 
 impl Change {
@@ -406,8 +406,9 @@ pub trait WalletStore: Send + Sync {
     /// checkpoint; PostgreSQL `VACUUM` of the vault's tables), and says what that does and does
     /// not promise about the freed bytes.
     async fn compact(&self) -> Result<Compacted>;
-    /// The outcome recorded for a webhook event of the environment (see `Change::Event`).
-    async fn webhook_event(&self, environment: &str, event_id: &str) -> Result<Option<String>>;
+    /// The outcome recorded for a webhook event of the environment and its MAC (see
+    /// `Change::Event`; trusted only once the MAC verifies).
+    async fn webhook_event(&self, environment: &str, event_id: &str) -> Result<Option<(String, Vec<u8>)>>;
     /// The environment's wallets per chain name (counted, not read), in chain order; the
     /// vault's own records (reserved addresses) are not wallets and not counted.
     async fn wallets_by_chain(&self, environment: &str) -> Result<Vec<(String, u64)>>;

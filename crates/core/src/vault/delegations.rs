@@ -18,6 +18,15 @@ pub const DELEGATION_PREFIX: &str = "sharevault:delegation:";
 pub const KEY_ADDRESS: &str = "sharevault:delegation-key";
 /// The chain column of the key's record (it is no wallet's).
 const KEY_CHAIN: &str = "sharevault";
+/// The chain column of every delegation row (the wallet's own chain, which a revocation may not
+/// name, is in the row's facts): a revocation's tombstone and the delegation after it are one row.
+const DELEGATION_CHAIN: &str = "delegation";
+/// A delegation revoked: its row keeps only this marker and the revoking event's time, so an
+/// older `created` (a delayed retry, a replayed capture) never brings it back.
+const REVOKED: &str = "revoked";
+const LIVE: &str = "delegation";
+/// How a future-dated event's refusal starts (a clock that is behind: retried, not dropped).
+const AHEAD: &str = "the event is dated ahead of this host's clock";
 /// Events older than this (by Dynamic's `timestamp`) are refused unless the caller sets its own.
 pub const DEFAULT_MAX_AGE_MS: i64 = 24 * 60 * 60 * 1000;
 /// How far ahead of this host's clock an event's timestamp may be.
@@ -66,9 +75,13 @@ impl WebhookOutcome {
         let status = match e.code {
             ErrorCode::BadSignature => 401,
             ErrorCode::Forbidden => 403,
+            // A field encrypted to another key than ours is, for a correctly signed event, our
+            // key that is wrong or just replaced: worth Dynamic's retry once the operator fixes it.
+            ErrorCode::InvalidInput if e.path.as_deref().is_some_and(|p| p.ends_with(".ek")) => 503,
+            ErrorCode::WebhookExpired if e.message.starts_with(AHEAD) => 503,
             ErrorCode::InvalidInput | ErrorCode::WebhookExpired => 400,
-            ErrorCode::Conflict => 409,
-            ErrorCode::KmsUnavailable | ErrorCode::DbUnavailable | ErrorCode::Closed => 503,
+            // Contention (another delivery or process moved the record): a retry settles it.
+            ErrorCode::Conflict | ErrorCode::KmsUnavailable | ErrorCode::DbUnavailable | ErrorCode::Closed => 503,
             _ => 500,
         };
         WebhookOutcome {
@@ -114,8 +127,11 @@ pub struct DelegationKeyInfo {
 struct StoredDelegation {
     wallet_id: String,
     account_address: String,
+    /// Always [`DELEGATION_CHAIN`] (the row's identity); the wallet's chain is `chain`.
     chain_name: String,
+    /// [`LIVE`], or [`REVOKED`] for a tombstone.
     kind: String,
+    chain: String,
     /// The wallet's address (`publicKey` in the webhook).
     address: String,
     user_id: String,
@@ -223,7 +239,7 @@ impl StoredDelegation {
     fn info(self, generation: i64) -> DelegationInfo {
         DelegationInfo {
             wallet_id: self.wallet_id,
-            chain: self.chain_name,
+            chain: self.chain,
             address: self.address,
             user_id: self.user_id,
             share_set_id: self.share_set_id,
@@ -264,10 +280,20 @@ impl WebhookKey {
 
 /// How a reserved record was written.
 enum Put {
-    Inserted,
-    Replaced,
+    /// Written over what was there before: nothing, a live delegation, or a tombstone.
+    Written(Prev),
+    /// The stored record comes from a later event (or the same one): nothing written.
+    Stale,
     /// The event was recorded by another delivery first: its outcome.
     Replayed(String),
+}
+
+/// What a delegation's row held before a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prev {
+    Nothing,
+    Live,
+    Revoked,
 }
 
 /// A reserved record to write.
@@ -276,7 +302,13 @@ struct Record<'a> {
     wallet_id: &'a str,
     chain: &'a str,
     metadata_json: String,
+    /// For a delegation: the time of the event (or local revocation) that writes it. A stored
+    /// record from that time or later wins, decided against the very row the write swaps.
+    order: Option<i64>,
 }
+
+/// The outcome an event records, given what the row held.
+type OutcomeOf<'a> = &'a (dyn Fn(Prev) -> String + Sync);
 
 impl Vault {
     /// The row at a reserved address, checked like a wallet's; `None` when the history agrees
@@ -297,17 +329,32 @@ impl Vault {
         rec: &Record<'_>,
         plaintext: &SecretBuf,
         audit: AuditEntry,
-        event: Option<(&str, &(dyn Fn(bool) -> String + Sync))>,
+        event: Option<(&str, OutcomeOf<'_>)>,
     ) -> Result<Put> {
         for attempt in 0..MAX_CAS_ATTEMPTS {
             if let Some((id, _)) = event {
-                if let Some(first) = self.store.webhook_event(&self.environment, id).await? {
+                if let Some(first) = self.recorded_event(id).await? {
                     return Ok(Put::Replayed(first));
                 }
             }
             let existing = self.reserved_row(rec.address).await?;
+            let prev = match &existing {
+                None => Prev::Nothing,
+                Some(row) if rec.order.is_some() => {
+                    let stored: StoredDelegation = parse_stored(&row.metadata_json)?;
+                    if stored.event_timestamp.zip(rec.order).is_some_and(|(t, o)| o <= t) {
+                        return Ok(Put::Stale);
+                    }
+                    if stored.kind == REVOKED {
+                        Prev::Revoked
+                    } else {
+                        Prev::Live
+                    }
+                }
+                Some(_) => Prev::Live,
+            };
             let mut audit = audit.clone();
-            let (change, replaced, ctx) = match &existing {
+            let (change, ctx) = match &existing {
                 None => {
                     let state_seq = self.store.latest_state(&self.environment, rec.address).await?.map(|s| s.seq);
                     let sealed = self.seal_generation(rec.wallet_id, rec.address, rec.chain, 1, plaintext).await?;
@@ -329,7 +376,7 @@ impl Vault {
                     let auth = self.row_auth(tamper::wallet_facts(&row, &digest));
                     audit.wallet_mac = Some(auth.mac.clone());
                     let ctx = (row.sealed.kek.clone(), row.sealed.wrapped_dek.clone());
-                    (Change::Insert { row: Box::new(row), auth, state_seq }, false, ctx)
+                    (Change::Insert { row: Box::new(row), auth, state_seq }, ctx)
                 }
                 Some(row) => {
                     if row.wallet_id != rec.wallet_id || row.chain_name != rec.chain {
@@ -359,13 +406,11 @@ impl Vault {
                         sealed,
                         auth,
                     };
-                    (change, true, ctx)
+                    (change, ctx)
                 }
             };
             let change = match event {
-                Some((id, outcome)) => {
-                    Change::Event { event_id: id.to_string(), outcome: outcome(replaced), then: Some(Box::new(change)) }
-                }
+                Some((id, outcome)) => self.event_change(id, outcome(prev), Some(change)),
                 None => change,
             };
             let key_ctx = self.key_context(rec.wallet_id);
@@ -378,7 +423,7 @@ impl Vault {
                     if let Some(old) = existing {
                         self.kms.forget(&old.sealed.kek, &old.sealed.wrapped_dek, &key_ctx);
                     }
-                    return Ok(if replaced { Put::Replaced } else { Put::Inserted });
+                    return Ok(Put::Written(prev));
                 }
                 Applied::Stale | Applied::NotFound => cas_backoff(attempt).await,
             }
@@ -409,6 +454,7 @@ impl Vault {
                 chain: KEY_CHAIN,
                 metadata_json: serde_json::to_string(&stored)
                     .map_err(|_| Error::internal("serializing the key record"))?,
+                order: None,
             };
             let audit = self.audit(actor, "delegation_key_import", KEY_ADDRESS, Some(KEY_ADDRESS), None, "ok");
             self.put_reserved(&rec, &der, audit, None).await?;
@@ -479,8 +525,12 @@ impl Vault {
                 Err(e) if e.code == ErrorCode::Closed => Err(e),
                 Err(e) => {
                     if e.code != ErrorCode::Forbidden {
-                        let wallet =
-                            env_seen.as_ref().and_then(|env| env.data.get("walletId")).and_then(|w| w.as_str());
+                        // The event's wallet id only once it is a valid one (the error may be that it is not).
+                        let wallet = env_seen
+                            .as_ref()
+                            .and_then(|env| env.data.get("walletId"))
+                            .and_then(|w| w.as_str())
+                            .filter(|w| check_wallet_id(w).is_ok());
                         let address =
                             wallet.map(delegation_address).unwrap_or_else(|| "sharevault:webhook".to_string());
                         let purpose = env_seen.as_ref().map(|env| format!("webhook:{}", env.event_id));
@@ -503,28 +553,39 @@ impl Vault {
         seen: &mut Option<Envelope>,
     ) -> Result<WebhookOutcome> {
         self.permit(Permission::DelegationWrite, "webhook", "sharevault:webhook", None, actor).await?;
-        crypto::verify_signature(input.secret.as_slice(), input.raw_body, input.signature)?;
-        let env = Envelope::parse(input.raw_body)?;
-        *seen = Some(env.clone());
         let max_age = input.max_age_ms.unwrap_or(DEFAULT_MAX_AGE_MS);
         if max_age < 0 {
             return Err(Error::invalid("maxAgeMs", "must be 0 (no limit) or a positive number of ms"));
         }
-        if let Some(ts) = env.timestamp_ms {
-            let now = now_ms();
-            if (max_age > 0 && now - ts > max_age) || ts - now > MAX_CLOCK_SKEW_MS {
+        // Bounded before any work: the HMAC of an oversized body is work for whoever sends one.
+        if input.raw_body.len() > webhook::MAX_BODY_BYTES {
+            return Err(Error::invalid("body", "is larger than 4 MiB"));
+        }
+        crypto::verify_signature(input.secret.as_slice(), input.raw_body, input.signature)?;
+        let env = Envelope::parse(input.raw_body)?;
+        *seen = Some(env.clone());
+        let now = now_ms();
+        match env.timestamp_ms {
+            Some(ts) if ts - now > MAX_CLOCK_SKEW_MS => {
                 return Err(Error::new(
                     ErrorCode::WebhookExpired,
-                    format!(
-                        "the event's timestamp is {} s from this host's clock (allowed: {} s old, 300 s ahead)",
-                        (now - ts) / 1000,
-                        max_age / 1000
-                    ),
-                ));
+                    format!("{AHEAD} by {} s (allowed: 300 s): check this host's clock", (ts - now) / 1000),
+                ))
             }
+            // A revocation is never too old: taking signing authority away is the safe direction.
+            Some(ts) if max_age > 0 && now - ts > max_age && env.event_name != webhook::REVOKED => {
+                return Err(Error::new(
+                    ErrorCode::WebhookExpired,
+                    format!("the event is {} s old (allowed: {} s)", (now - ts) / 1000, max_age / 1000),
+                ))
+            }
+            None if max_age > 0 && env.event_name != webhook::PING => {
+                return Err(Error::invalid("timestamp", "is required (the event's age and order are checked by it)"))
+            }
+            _ => {}
         }
         // A replay answers what the first delivery did, and writes nothing.
-        if let Some(first) = self.store.webhook_event(&self.environment, &env.event_id).await? {
+        if let Some(first) = self.recorded_event(&env.event_id).await? {
             return replayed(&first);
         }
         match env.event_name.as_str() {
@@ -552,28 +613,12 @@ impl Vault {
         .map_err(|_| Error::internal("decrypting a webhook panicked"))??;
         let address = delegation_address(c.wallet_id);
         let _one_at_a_time = self.webhook_locks.lock(&address).await;
-        // An older event than the delegation stored (a delayed retry after a re-delegation) does
-        // not put the older share back.
-        if let (Some(row), Some(ts)) = (self.reserved_row(&address).await?, env.timestamp_ms) {
-            let stored: StoredDelegation = parse_stored(&row.metadata_json)?;
-            if stored.event_timestamp.is_some_and(|t| t > ts) {
-                let outcome = WebhookOutcome::done(200, "stale", env, Some(c.wallet_id));
-                let record = serde_json::to_string(&outcome).map_err(|_| Error::internal("serializing an outcome"))?;
-                let purpose = format!("webhook:{}", env.event_id);
-                let audit =
-                    self.audit(actor, "delegation_created", &address, Some(c.wallet_id), Some(&purpose), "stale");
-                let change = Change::Event { event_id: env.event_id.clone(), outcome: record, then: None };
-                return match self.apply(change, audit).await? {
-                    Applied::Done => Ok(outcome),
-                    _ => self.replay_of(&env.event_id).await,
-                };
-            }
-        }
         let stored = StoredDelegation {
             wallet_id: c.wallet_id.to_string(),
             account_address: address.clone(),
-            chain_name: c.chain.to_string(),
-            kind: "delegation".to_string(),
+            chain_name: DELEGATION_CHAIN.to_string(),
+            kind: LIVE.to_string(),
+            chain: c.chain.to_string(),
             address: c.address.to_string(),
             user_id: c.user_id.to_string(),
             share_set_id: c.share_set_id.map(str::to_string),
@@ -584,24 +629,64 @@ impl Vault {
         let rec = Record {
             address: &address,
             wallet_id: c.wallet_id,
-            chain: c.chain,
+            chain: DELEGATION_CHAIN,
             metadata_json: serde_json::to_string(&stored).map_err(|_| Error::internal("serializing a delegation"))?,
+            order: env.timestamp_ms,
         };
         let purpose = format!("webhook:{}", env.event_id);
         let audit = self.audit(actor, "delegation_created", &address, Some(c.wallet_id), Some(&purpose), "ok");
-        let outcome_of = |replaced: bool| {
-            let o = WebhookOutcome::done(200, if replaced { "replaced" } else { "stored" }, env, Some(c.wallet_id));
-            serde_json::to_string(&o).unwrap_or_default()
+        let outcome_for = |prev: Prev| {
+            let what = if prev == Prev::Live { "replaced" } else { "stored" };
+            WebhookOutcome::done(200, what, env, Some(c.wallet_id))
         };
+        let outcome_of = |prev: Prev| serde_json::to_string(&outcome_for(prev)).unwrap_or_default();
         match self.put_reserved(&rec, &plaintext, audit, Some((&env.event_id, &outcome_of))).await? {
-            Put::Inserted => Ok(WebhookOutcome::done(200, "stored", env, Some(c.wallet_id))),
-            Put::Replaced => Ok(WebhookOutcome::done(200, "replaced", env, Some(c.wallet_id))),
+            Put::Written(prev) => Ok(outcome_for(prev)),
             Put::Replayed(first) => replayed(&first),
+            Put::Stale => self.stale_event(env, &address, c.wallet_id, "delegation_created", actor).await,
+        }
+    }
+
+    /// An event older than the delegation's record (a delayed retry, a capture replayed):
+    /// recorded as `stale`, nothing else written.
+    async fn stale_event(
+        &self,
+        env: &Envelope,
+        address: &str,
+        wallet_id: &str,
+        action: &'static str,
+        actor: Option<&str>,
+    ) -> Result<WebhookOutcome> {
+        let outcome = WebhookOutcome::done(200, "stale", env, Some(wallet_id));
+        let record = serde_json::to_string(&outcome).map_err(|_| Error::internal("serializing an outcome"))?;
+        let purpose = format!("webhook:{}", env.event_id);
+        let audit = self.audit(actor, action, address, Some(wallet_id), Some(&purpose), "stale");
+        match self.apply(self.event_change(&env.event_id, record, None), audit).await? {
+            Applied::Done => Ok(outcome),
+            _ => self.replay_of(&env.event_id).await,
+        }
+    }
+
+    /// `Change::Event` for this environment's event, its record authenticated.
+    fn event_change(&self, event_id: &str, outcome: String, then: Option<Change>) -> Change {
+        let mac = self.integrity.event_tag(event_id, &outcome);
+        Change::Event { event_id: event_id.to_string(), outcome, mac, then: then.map(Box::new) }
+    }
+
+    /// The outcome recorded for an event, once its MAC verifies: a record someone wrote without
+    /// the key (to make a revocation look handled) is `ERR_TAMPERED`, never answered.
+    async fn recorded_event(&self, event_id: &str) -> Result<Option<String>> {
+        match self.store.webhook_event(&self.environment, event_id).await? {
+            None => Ok(None),
+            Some((outcome, mac)) if self.integrity.event_ok(event_id, &outcome, &mac) => Ok(Some(outcome)),
+            Some(_) => Err(Error::tampered(format!(
+                "the record of webhook event {event_id} does not verify: it was written or changed outside sharevault"
+            ))),
         }
     }
 
     async fn replay_of(&self, event_id: &str) -> Result<WebhookOutcome> {
-        match self.store.webhook_event(&self.environment, event_id).await? {
+        match self.recorded_event(event_id).await? {
             Some(first) => replayed(&first),
             None => Err(Error::new(ErrorCode::Conflict, "the event could not be recorded; deliver it again")),
         }
@@ -612,32 +697,61 @@ impl Vault {
         let address = delegation_address(r.wallet_id);
         let _one_at_a_time = self.webhook_locks.lock(&address).await;
         let purpose = format!("webhook:{}", env.event_id);
-        for attempt in 0..MAX_CAS_ATTEMPTS {
-            if let Some(first) = self.store.webhook_event(&self.environment, &env.event_id).await? {
-                return replayed(&first);
-            }
-            let row = self.reserved_row(&address).await?;
-            let outcome =
-                WebhookOutcome::done(200, if row.is_some() { "revoked" } else { "not_found" }, env, Some(r.wallet_id));
-            let record = serde_json::to_string(&outcome).map_err(|_| Error::internal("serializing an outcome"))?;
-            let mut audit =
-                self.audit(actor, "delegation_revoked", &address, Some(r.wallet_id), Some(&purpose), &outcome.outcome);
-            let then = row.as_ref().map(|row| {
-                // No row after this write: a copy put back later is not the delegation's state.
-                audit.wallet_mac = Some(Vec::new());
-                Box::new(Change::Delete { address_key: row.address_key.clone() })
-            });
-            match self.apply(Change::Event { event_id: env.event_id.clone(), outcome: record, then }, audit).await? {
-                Applied::Done => {
-                    if let Some(row) = row {
-                        self.kms.forget(&row.sealed.kek, &row.sealed.wrapped_dek, &self.key_context(&row.wallet_id));
-                    }
-                    return Ok(outcome);
-                }
-                _ => cas_backoff(attempt).await,
-            }
+        let audit = self.audit(actor, "delegation_revoked", &address, Some(r.wallet_id), Some(&purpose), "ok");
+        let outcome_for = |prev: Prev| {
+            let what = if prev == Prev::Live { "revoked" } else { "not_found" };
+            WebhookOutcome::done(200, what, env, Some(r.wallet_id))
+        };
+        let outcome_of = |prev: Prev| serde_json::to_string(&outcome_for(prev)).unwrap_or_default();
+        let order = env.timestamp_ms.unwrap_or_else(now_ms);
+        match self
+            .tombstone(r.wallet_id, r.chain, &address, order, Some(&env.event_id), audit, Some(&outcome_of))
+            .await?
+        {
+            Put::Written(prev) => Ok(outcome_for(prev)),
+            Put::Replayed(first) => replayed(&first),
+            Put::Stale => self.stale_event(env, &address, r.wallet_id, "delegation_revoked", actor).await,
         }
-        Err(Error::new(ErrorCode::Conflict, "the delegation kept changing while it was revoked"))
+    }
+
+    /// Revokes a delegation by writing its tombstone over it (the secrets shredded with the old
+    /// record; a row is written even where there was none, so an older `created` still being
+    /// handled, here or in another process, finds it and stays out).
+    #[allow(clippy::too_many_arguments)]
+    async fn tombstone(
+        &self,
+        wallet_id: &str,
+        chain: Option<&str>,
+        address: &str,
+        order: i64,
+        event_id: Option<&str>,
+        audit: AuditEntry,
+        outcome: Option<OutcomeOf<'_>>,
+    ) -> Result<Put> {
+        let stored = StoredDelegation {
+            wallet_id: wallet_id.to_string(),
+            account_address: address.to_string(),
+            chain_name: DELEGATION_CHAIN.to_string(),
+            kind: REVOKED.to_string(),
+            chain: chain.unwrap_or_default().to_string(),
+            address: String::new(),
+            user_id: String::new(),
+            share_set_id: None,
+            event_id: event_id.map(str::to_string),
+            event_timestamp: Some(order),
+            delegated_at: now_ms(),
+        };
+        let rec = Record {
+            address,
+            wallet_id,
+            chain: DELEGATION_CHAIN,
+            metadata_json: serde_json::to_string(&stored).map_err(|_| Error::internal("serializing a revocation"))?,
+            order: Some(order),
+        };
+        let mut nothing = shares::Encoder::new();
+        nothing.null()?;
+        let event = event_id.zip(outcome);
+        self.put_reserved(&rec, &nothing.finish(), audit, event).await
     }
 
     /// A delegation's secrets for one call (needs `hydrate:delegated`; audited before they are
@@ -656,8 +770,11 @@ impl Vault {
             self.permit(Permission::HydrateDelegated, "hydrate_delegation", &address, purpose, actor).await?;
             let opened = async {
                 let row = self.reserved_row(&address).await?.ok_or_else(|| no_delegation(wallet_id))?;
-                let secrets = self.open_row(&row).await?;
                 let stored: StoredDelegation = parse_stored(&row.metadata_json)?;
+                if stored.kind != LIVE {
+                    return Err(no_delegation(wallet_id));
+                }
+                let secrets = self.open_row(&row).await?;
                 Ok::<_, Error>((stored.info(row.generation), secrets))
             };
             match opened.await {
@@ -694,7 +811,11 @@ impl Vault {
                 Err(e) if e.code == ErrorCode::NotFound => return Err(no_delegation(wallet_id)),
                 other => other?,
             };
-            Ok(parse_stored::<StoredDelegation>(&row.metadata_json)?.info(row.generation))
+            let stored: StoredDelegation = parse_stored(&row.metadata_json)?;
+            if stored.kind != LIVE {
+                return Err(no_delegation(wallet_id));
+            }
+            Ok(stored.info(row.generation))
         })
         .await
     }
@@ -722,7 +843,7 @@ impl Vault {
                     .store
                     .list(ListQuery {
                         environment: self.environment.clone(),
-                        chain_name: chain.map(str::to_string),
+                        chain_name: None,
                         after: cursor.clone(),
                         limit: MAX_LIST_LIMIT,
                         prefix: Some(DELEGATION_PREFIX.to_string()),
@@ -736,7 +857,9 @@ impl Vault {
                     tamper::check_metadata(&self.integrity, &r)?;
                     cursor = Some(r.address_key.clone());
                     let d: StoredDelegation = parse_stored(&r.metadata_json)?;
-                    if user_id.is_none_or(|u| u == d.user_id) {
+                    let wanted =
+                        d.kind == LIVE && user_id.is_none_or(|u| u == d.user_id) && chain.is_none_or(|c| c == d.chain);
+                    if wanted {
                         out.push(d.info(r.generation));
                         if out.len() as u32 == limit {
                             return Ok(out);
@@ -752,23 +875,27 @@ impl Vault {
     }
 
     /// Shreds a delegation here (as `deleteWallet`: record and wrapped key), audited. Dynamic is
-    /// not told: the SDK wrapper's `revoke` calls Dynamic first. Needs `delegation:write`.
+    /// not told: the SDK wrapper's `revoke` calls Dynamic first. Needs `delete` (a shred, as `deleteWallet`).
     pub async fn revoke_delegation(&self, wallet_id: &str, actor: Option<&str>) -> Result<()> {
         self.run(async {
             check_label(actor, "actor", MAX_ACTOR_LEN)?;
             check_wallet_id(wallet_id)?;
             let address = delegation_address(wallet_id);
-            self.permit(Permission::DelegationWrite, "delegation_revoked", &address, None, actor).await?;
+            self.permit(Permission::Delete, "delegation_revoked", &address, None, actor).await?;
             let _one_at_a_time = self.webhook_locks.lock(&address).await;
             let row = self.reserved_row(&address).await?.ok_or_else(|| no_delegation(wallet_id))?;
-            let mut audit = self.audit(actor, "delegation_revoked", &address, Some(wallet_id), Some("local"), "ok");
-            audit.wallet_mac = Some(Vec::new());
-            match self.apply(Change::Delete { address_key: row.address_key.clone() }, audit).await? {
-                Applied::Done => {
-                    self.kms.forget(&row.sealed.kek, &row.sealed.wrapped_dek, &self.key_context(&row.wallet_id));
-                    Ok(())
+            let stored: StoredDelegation = parse_stored(&row.metadata_json)?;
+            if stored.kind != LIVE {
+                return Err(no_delegation(wallet_id));
+            }
+            let audit = self.audit(actor, "delegation_revoked", &address, Some(wallet_id), Some("local"), "ok");
+            // Ordered at now: any `created` Dynamic sent before this moment stays out.
+            let order = now_ms().max(stored.event_timestamp.unwrap_or(0) + 1);
+            match self.tombstone(wallet_id, Some(&stored.chain), &address, order, None, audit, None).await? {
+                Put::Written(_) => Ok(()),
+                Put::Stale | Put::Replayed(_) => {
+                    Err(Error::new(ErrorCode::Conflict, "the delegation changed while it was revoked"))
                 }
-                _ => Err(no_delegation(wallet_id)),
             }
         })
         .await

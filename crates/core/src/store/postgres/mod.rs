@@ -413,9 +413,9 @@ impl WalletStore for PgStore {
         row.as_ref().map(audit_from_row).transpose().map_err(pg_err("reading a wallet's history"))
     }
 
-    async fn webhook_event(&self, environment: &str, event_id: &str) -> Result<Option<String>> {
+    async fn webhook_event(&self, environment: &str, event_id: &str) -> Result<Option<(String, Vec<u8>)>> {
         self.live()?;
-        sqlx::query_scalar("SELECT outcome FROM webhook_events WHERE environment = $1 AND event_id = $2")
+        sqlx::query_as("SELECT outcome, mac FROM webhook_events WHERE environment = $1 AND event_id = $2")
             .bind(environment)
             .bind(event_id)
             .fetch_optional(&self.pool)

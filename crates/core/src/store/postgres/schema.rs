@@ -131,6 +131,7 @@ CREATE TABLE webhook_events (
   event_id    text   NOT NULL,
   outcome     text   NOT NULL,
   received_at bigint NOT NULL,
+  mac         bytea  NOT NULL,
   PRIMARY KEY (environment, event_id)
 );
 "#,

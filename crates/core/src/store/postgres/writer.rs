@@ -319,8 +319,9 @@ async fn commit(
                 let applied = match (change.inner(), wallet) {
                     (Some(Change::Insert { .. }), Some(w)) if written.contains(&w) => Ok(Applied::Stale),
                     _ => match &**change {
-                        Change::Event { event_id, outcome, then } => {
-                            apply_event(&mut tx, event_id, outcome, then.as_deref(), &entry.environment, now).await?
+                        Change::Event { event_id, outcome, mac, then } => {
+                            let ev = EventRecord { event_id, outcome, mac };
+                            apply_event(&mut tx, ev, then.as_deref(), &entry.environment, now).await?
                         }
                         other => apply_change(&mut tx, other, &entry.environment, now).await?,
                     },
@@ -438,14 +439,21 @@ async fn cas(
 /// `Change::Event`: every writer holds the chain head's lock, so no other transaction records
 /// the event meanwhile, and this transaction sees this batch's own records. The event is
 /// recorded only once `then` is done (the batch has no savepoints to undo it with).
+/// What `Change::Event` records.
+struct EventRecord<'a> {
+    event_id: &'a str,
+    outcome: &'a str,
+    mac: &'a [u8],
+}
+
 async fn apply_event(
     tx: &mut Transaction<'_, Postgres>,
-    event_id: &str,
-    outcome: &str,
+    ev: EventRecord<'_>,
     then: Option<&Change>,
     env: &str,
     now: i64,
 ) -> sqlx::Result<Result<Applied>> {
+    let EventRecord { event_id, outcome, mac } = ev;
     let seen: Option<i32> = sqlx::query_scalar("SELECT 1 FROM webhook_events WHERE environment = $1 AND event_id = $2")
         .bind(env)
         .bind(event_id)
@@ -463,13 +471,16 @@ async fn apply_event(
             other => return Ok(other),
         }
     }
-    sqlx::query("INSERT INTO webhook_events (environment, event_id, outcome, received_at) VALUES ($1, $2, $3, $4)")
-        .bind(env)
-        .bind(event_id)
-        .bind(outcome)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO webhook_events (environment, event_id, outcome, received_at, mac) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(env)
+    .bind(event_id)
+    .bind(outcome)
+    .bind(now)
+    .bind(mac)
+    .execute(&mut **tx)
+    .await?;
     Ok(Ok(Applied::Done))
 }
 

@@ -275,7 +275,7 @@ impl WalletStore for SqliteStore {
         self.read(ReadKind::Inline, move |c| rows::latest_state(c, &env, &key)).await
     }
 
-    async fn webhook_event(&self, environment: &str, event_id: &str) -> Result<Option<String>> {
+    async fn webhook_event(&self, environment: &str, event_id: &str) -> Result<Option<(String, Vec<u8>)>> {
         let (env, id) = (environment.to_string(), event_id.to_string());
         self.read(ReadKind::Inline, move |c| rows::webhook_event(c, &env, &id)).await
     }

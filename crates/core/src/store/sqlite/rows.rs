@@ -164,9 +164,9 @@ pub(super) fn latest_state(conn: &Connection, environment: &str, address_key: &s
 }
 
 /// The outcome recorded for a webhook event (see `Change::Event`).
-pub(super) fn webhook_event(conn: &Connection, environment: &str, event_id: &str) -> Result<Option<String>> {
-    conn.prepare_cached("SELECT outcome FROM webhook_events WHERE environment = ?1 AND event_id = ?2")
-        .and_then(|mut s| s.query_row([environment, event_id], |r| r.get(0)).optional())
+pub(super) fn webhook_event(conn: &Connection, environment: &str, event_id: &str) -> Result<Option<(String, Vec<u8>)>> {
+    conn.prepare_cached("SELECT outcome, mac FROM webhook_events WHERE environment = ?1 AND event_id = ?2")
+        .and_then(|mut s| s.query_row([environment, event_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .map_err(db_err("reading a webhook event"))
 }
 
@@ -182,9 +182,9 @@ fn row_state(conn: &Connection, environment: &str, address_key: &str) -> Result<
 /// another environment's rows).
 pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str, now: i64) -> Result<Applied> {
     match change {
-        Change::Event { event_id, outcome, then } => {
-            // The writer holds the write lock: no other process records the event meanwhile,
-            // and the job's savepoint undoes the record if `then` is stale.
+        Change::Event { event_id, outcome, mac, then } => {
+            // The writer holds the write lock: no other process records the event meanwhile.
+            // The event is recorded only once `then` is done (a stale `then` writes nothing).
             if webhook_event(conn, environment, event_id)?.is_some() {
                 return Ok(Applied::Stale);
             }
@@ -195,9 +195,9 @@ pub(super) fn apply_change(conn: &Connection, change: &Change, environment: &str
                 }
             }
             conn.prepare_cached(
-                "INSERT INTO webhook_events (environment, event_id, outcome, received_at) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO webhook_events (environment, event_id, outcome, received_at, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
             )
-            .and_then(|mut s| s.execute(params![environment, event_id, outcome, now]))
+            .and_then(|mut s| s.execute(params![environment, event_id, outcome, now, mac]))
             .map_err(db_err("recording a webhook event"))?;
             Ok(Applied::Done)
         }

@@ -160,6 +160,7 @@ CREATE TABLE webhook_events (
   event_id    TEXT    NOT NULL,
   outcome     TEXT    NOT NULL,
   received_at INTEGER NOT NULL,
+  mac         BLOB    NOT NULL,
   PRIMARY KEY (environment, event_id)
 ) WITHOUT ROWID;
 "#,
