@@ -188,6 +188,12 @@ for (const backend of backends()) {
       expect((await deliver(vault, revokedEvent(live.walletId))).outcome).toBe('revoked')
       const allowed = await vault.receiveDelegationWebhook({ ...delivery(ev.body, secret), secret, maxAgeMs: 0 })
       expect(allowed.outcome).toBe('stored')
+      // Another Dynamic environment's event, where the vault says which one it serves.
+      const other = createdEvent(keys.publicKey)
+      const mine = { ...delivery(other.body, secret), secret, environmentId: 'not-this-one' }
+      expect(await vault.receiveDelegationWebhook(mine)).toMatchObject({ status: 400, path: 'environmentId' })
+      const theirs = { ...delivery(other.body, secret), secret, environmentId: other.body.environmentId as string }
+      expect((await vault.receiveDelegationWebhook(theirs)).outcome).toBe('stored')
       const ping = { eventId: 'p-1', eventName: 'ping', timestamp: new Date().toISOString(), data: {} }
       expect(await deliver(vault, ping)).toMatchObject({ status: 200, outcome: 'pong' })
       await vault.close()

@@ -421,6 +421,8 @@ export interface DelegationWebhookInput {
   secret: string | Uint8Array
   /** Refuse events whose `timestamp` is older than this (default 24 h; 0: no limit). */
   maxAgeMs?: number
+  /** The Dynamic environment id this vault serves: an event of another (`environmentId` in its body) is refused (400). */
+  environmentId?: string
   actor?: string
 }
 

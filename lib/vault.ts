@@ -359,8 +359,9 @@ export class Vault {
     const signature = signatureOf(own(input, 'headers') as DelegationWebhookInput['headers'])
     const secret = secretArg(own(input, 'secret'), 'secret')
     const maxAgeMs = optNum(own(input, 'maxAgeMs'), 'maxAgeMs')
+    const environmentId = optStr(own(input, 'environmentId'), 'environmentId')
     const actor = actorOf(input)
-    return webhookResult(await call(() => this.native.receiveWebhook(body, signature, secret, maxAgeMs, actor)))
+    return webhookResult(await call(() => this.native.receiveWebhook(body, signature, secret, { maxAgeMs, environmentId, actor })))
   }
 
   /**

@@ -331,6 +331,17 @@ js_object! {
 }
 
 /// A vault handle. Every method runs its database, crypto and KMS work off the JS thread.
+/// The options of a webhook delivery (`receiveWebhook`).
+#[napi(object)]
+#[derive(Default)]
+pub struct NativeWebhookOptions {
+    /// Refuse `created` events older than this (ms; 0: no limit; default 24 h).
+    pub max_age_ms: Option<f64>,
+    /// The Dynamic environment this vault serves.
+    pub environment_id: Option<String>,
+    pub actor: Option<String>,
+}
+
 #[napi]
 pub struct NativeVault {
     inner: Arc<Vault>,
@@ -642,7 +653,7 @@ impl NativeVault {
     /// the vault is closed.
     #[napi(
         catch_unwind,
-        ts_args_type = "rawBody: Uint8Array | string, signature: string | undefined | null, secret: string | Uint8Array, maxAgeMs?: number | undefined | null, actor?: string | undefined | null",
+        ts_args_type = "rawBody: Uint8Array | string, signature: string | undefined | null, secret: string | Uint8Array, options?: NativeWebhookOptions | undefined | null",
         ts_return_type = "Promise<string>"
     )]
     pub fn receive_webhook(
@@ -651,10 +662,10 @@ impl NativeVault {
         raw_body: BytesInput,
         signature: Option<String>,
         secret: SecretInput,
-        max_age_ms: Option<f64>,
-        actor: Option<String>,
+        options: Option<NativeWebhookOptions>,
     ) -> napi::Result<PromiseValue> {
         let v = self.inner.clone();
+        let NativeWebhookOptions { max_age_ms, environment_id, actor } = options.unwrap_or_default();
         spawn_settled(
             env.raw(),
             async move {
@@ -669,6 +680,7 @@ impl NativeVault {
                     signature: signature.as_deref(),
                     secret: &secret.0,
                     max_age_ms,
+                    environment_id: environment_id.as_deref(),
                 };
                 let outcome = v.receive_webhook(input, actor.as_deref()).await?;
                 serde_json::to_string(&outcome).map_err(|_| Error::internal("serializing the outcome"))

@@ -106,6 +106,8 @@ pub struct WebhookInput<'a> {
     pub secret: &'a SecretBuf,
     /// Refuse events older than this (ms); `None`: [`DEFAULT_MAX_AGE_MS`]; `Some(0)`: no limit.
     pub max_age_ms: Option<i64>,
+    /// The Dynamic environment this vault serves: an event of another one is refused.
+    pub environment_id: Option<&'a str>,
 }
 
 /// The webhook key, as `delegationKey()` reports it (no secret).
@@ -564,6 +566,11 @@ impl Vault {
         crypto::verify_signature(input.secret.as_slice(), input.raw_body, input.signature)?;
         let env = Envelope::parse(input.raw_body)?;
         *seen = Some(env.clone());
+        if let Some(expected) = input.environment_id {
+            if env.environment_id.as_deref() != Some(expected) {
+                return Err(Error::invalid("environmentId", "is not the Dynamic environment this vault serves"));
+            }
+        }
         let now = now_ms();
         match env.timestamp_ms {
             Some(ts) if ts - now > MAX_CLOCK_SKEW_MS => {
