@@ -290,6 +290,29 @@ describe('a delegation someone with write access to the database changed', () =>
   })
 })
 
+describe('a delegation row put back from an older copy', () => {
+  for (const change of ['re-delegated', 'revoked']) {
+    it(`is refused as ERR_TAMPERED once the delegation was ${change}: the audited state says which row is current`, async () => {
+      const key = newKey()
+      const path = join(tempDir(), 'vault.db')
+      const open = () => Vault.open({ database: `sqlite://${path}`, environment: 'test', kms: { provider: 'local', key }, allow: ALL_PERMISSIONS })
+      const vault = await withKey(await open())
+      const ev = createdEvent(keys.publicKey, { timestamp: new Date(Date.now() - 60_000).toISOString() })
+      await deliver(vault, ev.body)
+      const at = `sharevault:delegation:${ev.walletId}`
+      const columns = 'metadata, version, generation, wrapped_dek, nonce, ciphertext, mac, sealed_digest, wrapped_at, sealed_at'
+      const saved = sqlInChild<Record<string, unknown>>(path, `const r = db.prepare("SELECT ${columns} FROM wallets WHERE address_key = ?").get(args[0]); for (const k of Object.keys(r)) if (Buffer.isBuffer(r[k])) r[k] = { hex: r[k].toString('hex') }; return r`, at)
+      const next = change === 're-delegated' ? createdEvent(keys.publicKey, { walletId: ev.walletId }).body : revokedEvent(ev.walletId)
+      expect((await deliver(vault, next)).status).toBe(200)
+      await vault.close()
+      sqlInChild(path, `const r = args[1]; for (const k of Object.keys(r)) if (r[k] && r[k].hex !== undefined) r[k] = Buffer.from(r[k].hex, 'hex'); db.prepare("UPDATE wallets SET ${columns.split(', ').map((c) => `${c} = @${c}`).join(', ')} WHERE address_key = @k").run({ ...r, k: args[0] })`, at, saved)
+      const after = await open()
+      expect((await vaultError(after.withDelegation(ev.walletId, () => 1))).code).toBe('ERR_TAMPERED')
+      await after.close()
+    })
+  }
+})
+
 describe('delegations over a key rotation', () => {
   it('re-wraps the webhook key and every delegation with the wallets, so both work under the new key alone', async () => {
     const database = `sqlite://${join(tempDir(), 'vault.db')}`

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { inspect } from 'node:util'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
@@ -216,10 +217,13 @@ describe('the delegated() wrapper', () => {
     const fake = fakeDelegatedSdk()
     fake.delegate(ev.walletId, ev.apiKey)
     const seen: unknown[] = []
+    // What an SDK that logs its arguments would print.
+    const shown: string[] = []
     const agent = delegated(fake.client, vault, {
       ...fake,
       delegatedSignTypedData: async (c, a: { typedData: unknown } & DelegatedAuth) => {
         seen.push({ chainName: a.chainName, typedData: a.typedData, apiKey: a.walletApiKey === ev.apiKey })
+        shown.push(inspect(a, { depth: 5 }))
         return fake.delegatedSignTypedData(c, a)
       },
     })
@@ -228,6 +232,10 @@ describe('the delegated() wrapper', () => {
     expect(viaWrapper).toBe(direct)
     await agent.signTypedData({ walletId: ev.walletId, typedData: { a: 1 }, purpose: 'permit' })
     expect(seen).toEqual([{ chainName: 'SVM', typedData: { a: 1 }, apiKey: true }])
+    expect(shown).toHaveLength(1)
+    expect(shown[0]).not.toContain(ev.apiKey)
+    expect(shown[0]).not.toContain((ev.share as { secretShare: string }).secretShare)
+    expect(shown[0]).toContain('[REDACTED]')
     expect((await hydrationsOf(vault, { address: `sharevault:delegation:${ev.walletId}` })).total).toBe(0)
     const audit = (await vault.auditLog({ address: `sharevault:delegation:${ev.walletId}` })).filter((a) => a.action === 'hydrate_delegation')
     expect(audit.map((a) => a.purpose)).toEqual(['sign', 'permit'])

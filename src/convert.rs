@@ -345,20 +345,69 @@ impl FromNapiValue for SecretInput {
 }
 
 unsafe fn read_secret(env: sys::napi_env, v: sys::napi_value) -> Result<SecretBuf, Error> {
+    read_input(env, v, usize::MAX, |why| Error::new(sharevault_core::ErrorCode::InvalidInput, why))
+}
+
+/// Where `read_input` puts what it reads: zeroizing memory for a secret, a plain `Vec` for bytes
+/// that are not.
+trait InputBuf: Sized {
+    /// `len` bytes (and the NUL N-API writes after a string), filled by `fill`, which says how
+    /// many it wrote.
+    fn filled(len: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize, Error>) -> Result<Self, Error>;
+    fn copied(bytes: &[u8]) -> Self;
+}
+
+impl InputBuf for SecretBuf {
+    fn filled(len: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize, Error>) -> Result<Self, Error> {
+        let mut buf = SecretBuf::with_capacity(len + 1);
+        let n = fill(buf.append_uninit(len + 1))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+    fn copied(bytes: &[u8]) -> Self {
+        let mut buf = SecretBuf::with_capacity(bytes.len());
+        buf.extend_from_slice(bytes);
+        buf
+    }
+}
+
+impl InputBuf for Vec<u8> {
+    fn filled(len: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize, Error>) -> Result<Self, Error> {
+        let mut buf = vec![0u8; len + 1];
+        let n = fill(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+    fn copied(bytes: &[u8]) -> Self {
+        bytes.to_vec()
+    }
+}
+
+/// A string (as its UTF-8) or a `Uint8Array` (as its bytes), at most `max` bytes, read straight
+/// into `B`; anything else, or anything larger, is refused with what `refuse` makes of why.
+unsafe fn read_input<B: InputBuf>(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    max: usize,
+    refuse: impl Fn(&str) -> Error,
+) -> Result<B, Error> {
+    let too_large = || refuse(&format!("is larger than {} MiB", max >> 20));
     let mut t = 0;
-    check(sys::napi_typeof(env, v, &mut t), "reading a secret's type")?;
+    check(sys::napi_typeof(env, v, &mut t), "reading an input's type")?;
     if t == sys::ValueType::napi_string {
         let mut len = 0usize;
         check(sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len), "sizing a string")?;
-        let mut buf = SecretBuf::with_capacity(len + 1);
-        let mut written = 0usize;
-        let room = buf.append_uninit(len + 1);
-        check(
-            sys::napi_get_value_string_utf8(env, v, room.as_mut_ptr() as *mut c_char, len + 1, &mut written),
-            "reading a string",
-        )?;
-        buf.truncate(written);
-        return Ok(buf);
+        if len > max {
+            return Err(too_large());
+        }
+        return B::filled(len, |room| {
+            let mut written = 0usize;
+            check(
+                sys::napi_get_value_string_utf8(env, v, room.as_mut_ptr() as *mut c_char, len + 1, &mut written),
+                "reading a string",
+            )?;
+            Ok(written)
+        });
     }
     let mut is_typed = false;
     check(sys::napi_is_typedarray(env, v, &mut is_typed), "checking a typed array")?;
@@ -370,14 +419,16 @@ unsafe fn read_secret(env: sys::napi_env, v: sys::napi_value) -> Result<SecretBu
             "reading a typed array",
         )?;
         if kind == sys::TypedarrayType::uint8_array {
-            let mut buf = SecretBuf::with_capacity(length);
-            if length > 0 && !data.is_null() {
-                buf.extend_from_slice(std::slice::from_raw_parts(data as *const u8, length));
+            if length > max {
+                return Err(too_large());
             }
-            return Ok(buf);
+            if length == 0 || data.is_null() {
+                return Ok(B::copied(&[]));
+            }
+            return Ok(B::copied(std::slice::from_raw_parts(data as *const u8, length)));
         }
     }
-    Err(Error::new(sharevault_core::ErrorCode::InvalidInput, "must be a string or a Uint8Array"))
+    Err(refuse("must be a string or a Uint8Array"))
 }
 
 /// Bytes that are not secret (a webhook's raw body: its secrets are encrypted), copied.
@@ -407,44 +458,7 @@ impl BytesInput {
 }
 
 unsafe fn read_bytes(env: sys::napi_env, v: sys::napi_value) -> Result<Vec<u8>, Error> {
-    let too_large = || Error::invalid("rawBody", "is larger than 4 MiB");
-    let mut t = 0;
-    check(sys::napi_typeof(env, v, &mut t), "reading a body's type")?;
-    if t == sys::ValueType::napi_string {
-        let mut len = 0usize;
-        check(sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len), "sizing a string")?;
-        if len > BytesInput::MAX_BYTES {
-            return Err(too_large());
-        }
-        let mut buf = vec![0u8; len + 1];
-        let mut written = 0usize;
-        check(
-            sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr() as *mut c_char, len + 1, &mut written),
-            "reading a string",
-        )?;
-        buf.truncate(written);
-        return Ok(buf);
-    }
-    let mut is_typed = false;
-    check(sys::napi_is_typedarray(env, v, &mut is_typed), "checking a typed array")?;
-    if is_typed {
-        let (mut kind, mut length, mut data, mut ab, mut offset) =
-            (0, 0usize, ptr::null_mut(), ptr::null_mut(), 0usize);
-        check(
-            sys::napi_get_typedarray_info(env, v, &mut kind, &mut length, &mut data, &mut ab, &mut offset),
-            "reading a typed array",
-        )?;
-        if kind == sys::TypedarrayType::uint8_array {
-            if length > BytesInput::MAX_BYTES {
-                return Err(too_large());
-            }
-            if length == 0 || data.is_null() {
-                return Ok(Vec::new());
-            }
-            return Ok(std::slice::from_raw_parts(data as *const u8, length).to_vec());
-        }
-    }
-    Err(Error::invalid("rawBody", "must be a string or a Uint8Array"))
+    read_input(env, v, BytesInput::MAX_BYTES, |why| Error::invalid("rawBody", why))
 }
 
 /// A hydrated delegation on its way to JS: `{ info: string, secrets: { keyShare, walletApiKey } }`;

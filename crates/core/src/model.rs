@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 
 /// Metadata larger than this is refused (real metadata is a few KB).
 pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
-const MAX_ID_LEN: usize = 512;
+/// The longest id or address accepted (wallet ids, addresses, event ids).
+pub const MAX_ID_LEN: usize = 512;
 
 /// The threshold schemes the SDK uses, and how many external server shares each leaves with us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

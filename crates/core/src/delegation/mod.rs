@@ -9,6 +9,7 @@
 pub mod crypto;
 
 use crate::error::{Error, Result};
+use crate::model::MAX_ID_LEN;
 use serde_json::{Map, Value};
 
 pub const CREATED: &str = "wallet.delegation.created";
@@ -17,7 +18,6 @@ pub const PING: &str = "ping";
 
 /// A webhook body larger than this is refused before it is parsed.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-const MAX_ID_LEN: usize = 512;
 
 /// The envelope of every event.
 #[derive(Debug, Clone, PartialEq)]

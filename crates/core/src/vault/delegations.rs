@@ -257,7 +257,7 @@ fn no_delegation(wallet_id: &str) -> Error {
 }
 
 fn check_wallet_id(wallet_id: &str) -> Result<()> {
-    if wallet_id.is_empty() || wallet_id.len() > 512 {
+    if wallet_id.is_empty() || wallet_id.len() > model::MAX_ID_LEN {
         return Err(Error::invalid("walletId", "must be a non-empty string of at most 512 characters"));
     }
     Ok(())
@@ -839,7 +839,7 @@ impl Vault {
         self.run(async {
             let limit = page_limit(limit)?;
             check_label(chain, "chain", 64)?;
-            check_label(user_id, "userId", 512)?;
+            check_label(user_id, "userId", model::MAX_ID_LEN)?;
             if let Some(a) = after {
                 check_wallet_id(a).map_err(|_| Error::invalid("after", "must be a wallet id"))?;
             }
